@@ -1,0 +1,41 @@
+"""Build the Dash application (kept out of ``app.py`` so tests can create apps per store)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dash
+import dash_bootstrap_components as dbc
+from dash import html
+
+PAGES_FOLDER = Path(__file__).parent / "pages"
+
+
+def create_app(database: str | None = None) -> dash.Dash:
+    """A Dash app reading the store named by ``database`` (URL or SQLite path).
+
+    The store location travels in the Flask config rather than a module global, so several
+    apps (tests, workers) can each have their own.
+    """
+    app = dash.Dash(
+        __name__,
+        use_pages=True,
+        pages_folder=str(PAGES_FOLDER),
+        external_stylesheets=[dbc.themes.BOOTSTRAP],
+        title="Vertebral augmentation outcomes",
+        suppress_callback_exceptions=True,
+    )
+    app.server.config["VA_DATABASE"] = database
+    app.layout = dbc.Container(
+        [
+            dbc.NavbarSimple(
+                brand="Vertebral augmentation outcomes",
+                children=[dbc.NavItem(dbc.NavLink(page["name"], href=page["relative_path"]))
+                          for page in dash.page_registry.values()],
+                color="primary", dark=True, className="mb-3",
+            ),
+            html.Main(dash.page_container, id="main"),
+        ],
+        fluid=True,
+    )
+    return app

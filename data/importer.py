@@ -1,0 +1,578 @@
+"""Import of exported procedure records: read, map, screen, normalise, validate, store.
+
+Every row read ends in exactly one of four outcomes, so that
+``rows_read == accepted + rejected + duplicates + conflicts`` always holds:
+
+* **accepted**: stored (with ``replace=True`` this includes rows that replaced a stored record
+  with the same ``record_id``; they are also counted in ``replaced``);
+* **rejected**: failed a rule; kept in quarantine with every reason (field, rule, value);
+* **duplicate**: identical to a stored record, or to an earlier row of the same import;
+* **conflict**: same ``record_id`` as a stored record but different content; never overwritten
+  silently (quarantined with the reason ``conflict``; ``replace=True`` is the explicit way).
+
+A whole import is one database transaction: a failure or a kill midway leaves nothing behind.
+Re-importing a file that is identical to an earlier batch changes nothing.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import dataclasses
+import datetime as dt
+import hashlib
+import json
+import os
+import sys
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import sqlalchemy as sa
+
+from data import phi, store
+from data.dictionary import FIELDS, FIELDS_BY_NAME, REQUIRED_FIELDS, alias_map, normalise_heading
+from data.normalise import TYPE_RULES, ReadOptions, normalise_column
+from data.validation import find_violations
+
+CHUNK_ROWS = 50_000
+SUPPORTED_SUFFIXES = (".csv", ".txt", ".tsv", ".xlsx", ".parquet")
+REDACTED = "[redacted]"
+
+
+class ImportRefused(Exception):
+    """The whole file was refused (nothing stored). ``exit_status`` is 2."""
+
+    exit_status = 2
+
+    def __init__(self, path: str, message: str) -> None:
+        self.path = path
+        super().__init__(f"{path}: {message}")
+
+
+@dataclasses.dataclass(frozen=True)
+class Reason:
+    """Why one row was not accepted."""
+
+    row: int
+    field: str
+    rule: str
+    value: str | None
+    message: str
+
+
+@dataclasses.dataclass(frozen=True)
+class ImportResult:
+    """The accounting of one import batch (``rows_read = accepted + rejected + duplicates + conflicts``).
+
+    Attributes
+    ----------
+    batch_id : int or None
+        The batch number in the store; ``None`` when nothing was written (an identical re-import).
+    file_name : str
+    rows_read, accepted, rejected, duplicates, conflicts : int
+    replaced : int
+        Accepted rows that replaced a stored record (``replace=True`` only).
+    top_coded_ages : int
+        Ages above 89 recorded as 90.
+    reasons : dict
+        Rejection count per ``"field: rule"``, most frequent first.
+    ignored_columns : list of str
+        Headings that are not dictionary fields (not stored).
+    identical_to_batch : int or None
+        Set when the file is identical to an earlier batch and nothing changed.
+    synthetic : bool
+    sample_reasons : list of Reason
+        The first rejection reasons (row, field, rule, value), for messages.
+    """
+
+    batch_id: int | None
+    file_name: str
+    rows_read: int
+    accepted: int
+    rejected: int
+    duplicates: int
+    conflicts: int
+    replaced: int
+    top_coded_ages: int
+    reasons: dict[str, int]
+    ignored_columns: list[str]
+    identical_to_batch: int | None = None
+    synthetic: bool = False
+    sample_reasons: list[Reason] = dataclasses.field(default_factory=list)
+
+    @property
+    def balanced(self) -> bool:
+        return self.rows_read == self.accepted + self.rejected + self.duplicates + self.conflicts
+
+    def to_json_dict(self) -> dict:
+        return {
+            "batch_id": self.batch_id, "file": self.file_name, "rows_read": self.rows_read,
+            "accepted": self.accepted, "rejected": self.rejected, "duplicates": self.duplicates,
+            "conflicts": self.conflicts, "replaced": self.replaced,
+            "top_coded_ages": self.top_coded_ages, "reasons": self.reasons,
+            "ignored_columns": self.ignored_columns, "identical_to_batch": self.identical_to_batch,
+            "synthetic": self.synthetic,
+        }
+
+    def to_frame(self) -> pd.DataFrame:
+        return pd.DataFrame([{k: v for k, v in self.to_json_dict().items()
+                              if not isinstance(v, (dict, list))}])
+
+
+# ----------------------------------------------------------------------------------------------
+# Reading
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def detect_encoding(path: Path) -> str:
+    """``utf-8-sig`` when the whole file decodes as UTF-8 (BOM or not), else ``latin-1``."""
+    incremental = codecs.getincrementaldecoder("utf-8")()
+    try:
+        with path.open("rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                incremental.decode(block)
+            incremental.decode(b"", final=True)
+    except UnicodeDecodeError:
+        return "latin-1"
+    return "utf-8-sig"
+
+
+def sniff_delimiter(sample: str) -> str:
+    try:
+        return csv.Sniffer().sniff(sample, delimiters=",;\t|").delimiter
+    except csv.Error:
+        return ","
+
+
+def read_chunks(path: Path, chunk_rows: int = CHUNK_ROWS) -> tuple[list[str], Iterator[pd.DataFrame], ReadOptions]:
+    """Headings and an iterator of raw text chunks (every cell a string, blank as "")."""
+    suffix = path.suffix.lower()
+    options = ReadOptions()
+    if suffix in (".csv", ".txt", ".tsv"):
+        encoding = detect_encoding(path)
+        with path.open(encoding=encoding, newline="") as handle:
+            sample = handle.read(64 * 1024)
+        if not sample.strip():
+            raise ImportRefused(str(path), "the file is empty")
+        delimiter = "\t" if suffix == ".tsv" else sniff_delimiter(sample)
+        options.decimal_comma = delimiter == ";"
+        handle = path.open(encoding=encoding, newline="")
+        reader = csv.reader(handle, delimiter=delimiter, skipinitialspace=True)
+        try:
+            headings = [h.strip() for h in next(reader)]
+        except (StopIteration, csv.Error) as error:
+            handle.close()
+            raise ImportRefused(str(path), f"cannot read the heading row: {error}") from error
+        return headings, _csv_chunks(str(path), handle, reader, headings, chunk_rows), options
+    if suffix == ".xlsx":
+        try:
+            frame = pd.read_excel(path, dtype=str, keep_default_na=False, engine="openpyxl")
+        except Exception as error:  # openpyxl raises many types for damaged workbooks
+            raise ImportRefused(str(path), f"cannot be read as an Excel workbook: {error}") from error
+        headings = [str(h) for h in frame.columns]
+        return headings, (frame.iloc[i:i + chunk_rows] for i in range(0, len(frame), chunk_rows)), options
+    if suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        try:
+            parquet = pq.ParquetFile(path)
+        except Exception as error:
+            raise ImportRefused(str(path), f"cannot be read as Parquet: {error}") from error
+        headings = list(parquet.schema_arrow.names)
+
+        def parquet_chunks() -> Iterator[pd.DataFrame]:
+            for batch in parquet.iter_batches(batch_size=chunk_rows):
+                frame = batch.to_pandas()
+                for column in frame:
+                    if pd.api.types.is_datetime64_any_dtype(frame[column]):
+                        frame[column] = frame[column].dt.strftime("%Y-%m-%d")
+                yield frame.astype("string").fillna("")
+
+        return headings, parquet_chunks(), options
+    raise ImportRefused(str(path), f"unsupported file type {suffix!r}; use one of {', '.join(SUPPORTED_SUFFIXES)}")
+
+
+FIELD_COUNT = "__field_count__"  # hidden column: how many cells the CSV row really had
+
+
+def _csv_chunks(path: str, handle, reader, headings: list[str], chunk_rows: int) -> Iterator[pd.DataFrame]:
+    """Rows as text chunks; a ragged row is padded or cut to the headings and tagged with its
+    true cell count so that it is rejected (never silently realigned)."""
+    width = len(headings)
+    csv.field_size_limit(16 * 1024 * 1024)  # a longer cell is a damaged file, refused with its line
+    with handle:
+        rows: list[list[str]] = []
+        counts: list[int] = []
+        try:
+            for row in reader:
+                if not row or (len(row) == 1 and not row[0].strip()):
+                    continue  # a blank line is not a record
+                counts.append(len(row))
+                rows.append((row + [""] * width)[:width])
+                if len(rows) == chunk_rows:
+                    yield _text_frame(rows, counts, headings)
+                    rows, counts = [], []
+        except csv.Error as error:
+            raise ImportRefused(path, f"line {reader.line_num} cannot be read: {error}") from error
+        if rows:
+            yield _text_frame(rows, counts, headings)
+
+
+def _text_frame(rows: list[list[str]], counts: list[int], headings: list[str]) -> pd.DataFrame:
+    frame = pd.DataFrame(rows, columns=range(len(headings)), dtype=object)
+    frame.columns = headings  # set afterwards: duplicate headings must not collapse columns
+    frame[FIELD_COUNT] = counts
+    return frame
+
+
+# ----------------------------------------------------------------------------------------------
+# Mapping headings
+
+
+@dataclasses.dataclass(frozen=True)
+class ColumnMapping:
+    field_of: dict[str, str]  # heading -> field
+    ignored: list[str]
+
+
+def map_headings(path: str, headings: list[str]) -> ColumnMapping:
+    """Match headings to fields; refuse identifier columns, duplicate fields and missing required fields."""
+    aliases = alias_map()
+    field_of = {h: aliases[normalise_heading(h)] for h in headings if normalise_heading(h) in aliases}
+    identifiers = phi.identifier_columns(headings, known=set(field_of))
+    if identifiers:
+        raise ImportRefused(
+            path, "refused: the file has columns that look like direct patient identifiers ("
+            + ", ".join(repr(h) for h in identifiers)
+            + "). Only de-identified data may be imported: remove these columns and try again. "
+            "Nothing was stored.")
+    # Counted over the heading list, not the dict, so that repeated identical headings count too.
+    mapped = [(h, aliases[normalise_heading(h)]) for h in headings if normalise_heading(h) in aliases]
+    claimed = Counter(field for _h, field in mapped)
+    doubled = {field: [h for h, f in mapped if f == field] for field, n in claimed.items() if n > 1}
+    if doubled:
+        detail = "; ".join(f"{field} ← {', '.join(repr(h) for h in hs)}" for field, hs in doubled.items())
+        raise ImportRefused(path, f"several columns map to the same field ({detail}). Nothing was stored.")
+    missing = [name for name in REQUIRED_FIELDS if name not in claimed and name != "procedure"]
+    if "procedure" not in claimed and "cpt_code" not in claimed:
+        missing.insert(0, "procedure")
+    if missing:
+        raise ImportRefused(
+            path, "required column(s) missing: " + ", ".join(missing)
+            + ". See docs/data-dictionary.md for the accepted headings. Nothing was stored.")
+    return ColumnMapping(field_of, [h for h in headings if h not in field_of])
+
+
+# ----------------------------------------------------------------------------------------------
+# Per-chunk processing
+
+
+@dataclasses.dataclass
+class ChunkOutcome:
+    typed: pd.DataFrame  # typed rows that passed every check (index = file row number)
+    reasons: list[Reason]
+    raw: pd.DataFrame  # mapped raw text (index = file row number), identifiers redacted
+    top_coded: int
+
+
+def process_chunk(raw_chunk: pd.DataFrame, mapping: ColumnMapping, options: ReadOptions,
+                  first_row: int) -> ChunkOutcome:
+    """Normalise and validate one chunk; ``first_row`` is the file row number of its first row."""
+    raw = raw_chunk[list(mapping.field_of)].rename(columns=mapping.field_of)
+    raw.index = pd.RangeIndex(first_row, first_row + len(raw))
+    raw = raw.astype("string")
+    reasons: list[Reason] = []
+    typed = pd.DataFrame(index=raw.index)
+    unreadable: set[tuple[int, str]] = set()
+
+    if FIELD_COUNT in raw_chunk:
+        width = len(raw_chunk.columns) - 1
+        counts = raw_chunk[FIELD_COUNT].to_numpy()
+        for position in np.flatnonzero(counts != width):
+            reasons.append(Reason(first_row + int(position), "(row)", "field_count", str(counts[position]),
+                                  f"the row has {counts[position]} cells but the heading row has {width}"))
+
+    for name in raw.columns:
+        values, failed = normalise_column(name, raw[name], options)
+        typed[name] = values
+        for row in raw.index[failed.to_numpy(dtype=bool)]:
+            kind = FIELDS_BY_NAME[name].kind
+            reasons.append(Reason(int(row), name, TYPE_RULES[kind], str(raw.at[row, name]),
+                                  f"{name} must be {_expected_text(name)}"))
+            unreadable.add((int(row), name))
+
+    # The procedure may be given only as a CPT code.
+    if "cpt_code" in typed:
+        is_vp = (typed["cpt_code"] <= 22512).fillna(False).to_numpy(dtype=bool)
+        from_cpt = pd.Series(np.where(is_vp, "vertebroplasty", "kyphoplasty"),
+                             index=typed.index).where(typed["cpt_code"].notna())
+        typed["procedure"] = typed["procedure"].fillna(from_cpt) if "procedure" in typed else from_cpt
+
+    # Identifier-looking values: reject the row and never keep the value.
+    for name in phi.SCREENED_FIELDS:
+        if name not in typed:
+            continue
+        kinds = phi.identifier_values(typed[name])
+        for row in kinds.index[kinds.notna().to_numpy(dtype=bool)]:
+            reasons.append(Reason(int(row), name, "identifier_pattern", REDACTED,
+                                  f"{name} looks like a {kinds[row]}; only pseudonymous values are accepted"))
+            raw.at[row, name] = REDACTED
+            typed.at[row, name] = pd.NA
+            unreadable.add((int(row), name))
+
+    top_coded = 0
+    if "age" in typed:
+        over = (typed["age"] > 89) & (typed["age"] <= 120)
+        top_coded = int(over.sum())
+        typed.loc[over.fillna(False).astype(bool), "age"] = 90
+
+    for failure in find_violations(typed).itertuples(index=False):
+        row = int(failure.index)
+        if (row, failure.field) in unreadable:
+            continue  # already rejected for unreadable text; do not repeat as "required" etc.
+        value = None if failure.value is None or pd.isna(failure.value) else str(failure.value)
+        reasons.append(Reason(row, failure.field, failure.rule, value, failure.message))
+
+    # A ragged row's other failures are consequences of the misalignment: report the cause only.
+    ragged = {reason.row for reason in reasons if reason.rule == "field_count"}
+    if ragged:
+        reasons = [r for r in reasons if r.row not in ragged or r.rule == "field_count"]
+    bad_rows = {reason.row for reason in reasons}
+    keep = ~typed.index.isin(list(bad_rows))
+    return ChunkOutcome(typed[keep], reasons, raw, top_coded)
+
+
+def _expected_text(name: str) -> str:
+    field = FIELDS_BY_NAME[name]
+    return {
+        "category": f"one of {field.values_text}",
+        "boolean": "yes/no (Y/N, true/false, 1/0)",
+        "integer": "a whole number",
+        "number": "a number",
+        "date": "a date (YYYY-MM-DD or a common date format)",
+    }[field.kind]
+
+
+def to_store_rows(typed: pd.DataFrame) -> tuple[list[str], pd.DataFrame]:
+    """Record columns in store order with Python scalars (dates as ISO text) and content hashes."""
+    frame = pd.DataFrame(index=typed.index)
+    for field in FIELDS:
+        column = typed[field.name] if field.name in typed else pd.Series(pd.NA, index=typed.index)
+        if field.kind == "date":
+            column = pd.to_datetime(column).dt.strftime("%Y-%m-%d")
+        elif field.kind == "integer":
+            column = column.astype("Int64")
+        elif field.kind == "number":
+            column = column.astype("Float64")
+        elif field.kind == "boolean":
+            column = column.astype("boolean")
+        frame[field.name] = column.astype(object).where(column.notna(), None)
+    text = frame.astype("string").fillna("\x00")
+    joined = text.iloc[:, 0].str.cat([text[c] for c in text.columns[1:]], sep="\x1f")
+    frame["content_hash"] = [hashlib.sha256(value.encode()).hexdigest() for value in joined]
+    return list(store.RECORD_COLUMNS), frame
+
+
+# ----------------------------------------------------------------------------------------------
+# The batch
+
+
+def import_file(path: str | os.PathLike[str], database: str | None = None, *, replace: bool = False,
+                synthetic: bool = False, progress: bool | None = None) -> ImportResult:
+    """Import one export file (CSV, Excel .xlsx or Parquet) into the store as one batch.
+
+    Parameters
+    ----------
+    path : str or path-like
+        The file. CSV delimiter and encoding (UTF-8 with or without BOM, else Latin-1) are
+        detected.
+    database : str, optional
+        SQLAlchemy URL or SQLite path; default ``DATABASE_URL`` or ``instance/…db``.
+    replace : bool
+        Let rows whose ``record_id`` is stored with different content replace the stored record.
+    synthetic : bool
+        Mark the batch as synthetic (demo) data.
+    progress : bool, optional
+        Show a progress bar (default: when standard error is a terminal).
+
+    Returns
+    -------
+    ImportResult
+
+    Raises
+    ------
+    ImportRefused
+        The whole file was refused (identifier columns, missing required columns, unreadable);
+        nothing was stored.
+
+    Examples
+    --------
+    >>> from data import import_file
+    >>> result = import_file("tests/fixtures/messy_export.csv", "sqlite:///:memory:")  # doctest: +SKIP
+    >>> result.rows_read == result.accepted + result.rejected + result.duplicates + result.conflicts  # doctest: +SKIP
+    True
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ImportRefused(str(path), "no such file")
+    headings, chunks, options = read_chunks(path)
+    mapping = map_headings(str(path), headings)
+    return _import(path.name, file_sha256(path), mapping, chunks, options, database,
+                   replace=replace, synthetic=synthetic, progress=progress, size_hint=path.stat().st_size)
+
+
+def import_dataframe(frame: pd.DataFrame, name: str, database: str | None = None, *,
+                     replace: bool = False, synthetic: bool = False) -> ImportResult:
+    """Import a DataFrame through the same pipeline as a file (used for the demo data)."""
+    text = frame.copy()
+    for column in text:
+        if pd.api.types.is_datetime64_any_dtype(text[column]):
+            text[column] = text[column].dt.strftime("%Y-%m-%d")
+    text = text.astype("string").fillna("")
+    headings = [str(c) for c in text.columns]
+    mapping = map_headings(name, headings)
+    digest = hashlib.sha256(pd.util.hash_pandas_object(text, index=False).to_numpy().tobytes()).hexdigest()
+    chunks = (text.iloc[i:i + CHUNK_ROWS] for i in range(0, len(text), CHUNK_ROWS))
+    return _import(name, digest, mapping, chunks, ReadOptions(), database, replace=replace,
+                   synthetic=synthetic, progress=False, size_hint=None)
+
+
+def _import(file_name: str, sha256: str, mapping: ColumnMapping, chunks: Iterator[pd.DataFrame],
+            options: ReadOptions, database: str | None, *, replace: bool, synthetic: bool,
+            progress: bool | None, size_hint: int | None) -> ImportResult:
+    engine = store.get_engine(database)
+    started = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+    counts = Counter()
+    reason_counts: Counter[str] = Counter()
+    samples: list[Reason] = []
+    show_progress = sys.stderr.isatty() if progress is None else progress
+    bar = None
+    if show_progress:
+        from tqdm import tqdm
+
+        bar = tqdm(desc=f"importing {file_name}", unit=" rows", file=sys.stderr)
+
+    with engine.begin() as connection:
+        batch_id = connection.execute(store.import_batches.insert().values(
+            file_name=file_name[:255], sha256=sha256, started_at=started, finished_at=started,
+            status="running", synthetic=synthetic, rows_read=0, accepted=0, rejected=0,
+            duplicates=0, conflicts=0, replaced=0, top_coded_ages=0,
+            ignored_columns=json.dumps(mapping.ignored))).inserted_primary_key[0]
+        next_row = 2  # row 1 is the heading row, as a spreadsheet shows it
+        for raw_chunk in chunks:
+            outcome = process_chunk(raw_chunk, mapping, options, next_row)
+            next_row += len(raw_chunk)
+            counts["rows_read"] += len(raw_chunk)
+            counts["top_coded_ages"] += outcome.top_coded
+            _quarantine(connection, batch_id, outcome, counts, reason_counts, samples)
+            _store_accepted(connection, batch_id, outcome, replace, counts)
+            if bar is not None:
+                bar.update(len(raw_chunk))
+        if bar is not None:
+            bar.close()
+
+        identical = connection.execute(
+            sa.select(store.import_batches.c.batch_id).where(
+                store.import_batches.c.sha256 == sha256,
+                store.import_batches.c.batch_id != batch_id,
+                store.import_batches.c.status == "complete",
+            ).order_by(store.import_batches.c.batch_id).limit(1)).scalar()
+        result_batch: int | None = batch_id
+        if identical is not None and counts["accepted"] == 0:
+            connection.rollback()  # a re-import of the same file: leave the store exactly as it was
+            result_batch = None
+        else:
+            connection.execute(store.import_batches.update().where(
+                store.import_batches.c.batch_id == batch_id).values(
+                    status="complete", finished_at=dt.datetime.now(dt.UTC).replace(tzinfo=None),
+                    **{key: counts[key] for key in ("rows_read", "accepted", "rejected", "duplicates",
+                                                     "conflicts", "replaced", "top_coded_ages")}))
+    return ImportResult(
+        batch_id=result_batch, file_name=file_name, rows_read=counts["rows_read"],
+        accepted=counts["accepted"], rejected=counts["rejected"], duplicates=counts["duplicates"],
+        conflicts=counts["conflicts"], replaced=counts["replaced"],
+        top_coded_ages=counts["top_coded_ages"], reasons=dict(reason_counts.most_common()),
+        ignored_columns=mapping.ignored, identical_to_batch=identical if result_batch is None else None,
+        synthetic=synthetic, sample_reasons=samples)
+
+
+def _quarantine(connection, batch_id: int, outcome: ChunkOutcome, counts: Counter,
+                reason_counts: Counter, samples: list[Reason]) -> None:
+    by_row: dict[int, list[Reason]] = {}
+    for reason in outcome.reasons:
+        by_row.setdefault(reason.row, []).append(reason)
+    if not by_row:
+        return
+    counts["rejected"] += len(by_row)
+    rows = []
+    raw = outcome.raw
+    for row, reasons in sorted(by_row.items()):
+        for reason in reasons:
+            reason_counts[f"{reason.field}: {reason.rule}"] += 1
+        if len(samples) < 20:
+            samples.extend(reasons[: 20 - len(samples)])
+        raw_values = {k: v for k, v in raw.loc[row].items() if not pd.isna(v) and v != ""}
+        rows.append((batch_id, row, "rejected", json.dumps([dataclasses.asdict(r) for r in reasons]),
+                     json.dumps(raw_values)))
+    store.bulk_insert(connection, store.rejected_rows,
+                      ("batch_id", "row_number", "outcome", "reasons", "raw_values"), rows)
+
+
+def _store_accepted(connection, batch_id: int, outcome: ChunkOutcome, replace: bool, counts: Counter) -> None:
+    typed = outcome.typed
+    if typed.empty:
+        return
+    columns, frame = to_store_rows(typed)
+    ids = frame["record_id"].tolist()
+    stored = store.existing_hashes(connection, list(dict.fromkeys(ids)))
+    seen_in_chunk: dict[str, str] = {}
+    to_insert: list[int] = []
+    to_replace: list[str] = []
+    conflict_rows = []
+    for position, (record_id, content_hash) in enumerate(zip(ids, frame["content_hash"], strict=True)):
+        previous = seen_in_chunk.get(record_id, stored.get(record_id))
+        if previous is None:
+            to_insert.append(position)
+        elif previous == content_hash:
+            counts["duplicates"] += 1
+            continue
+        elif replace:
+            to_insert.append(position)
+            to_replace.append(record_id)
+        else:
+            counts["conflicts"] += 1
+            row = int(frame.index[position])
+            raw_values = {k: v for k, v in outcome.raw.loc[row].items() if not pd.isna(v) and v != ""}
+            reason = Reason(row, "record_id", "conflict", record_id,
+                            "a stored record has this record_id with different content; "
+                            "use --replace to replace it")
+            conflict_rows.append((batch_id, row, "conflict", json.dumps([dataclasses.asdict(reason)]),
+                                  json.dumps(raw_values)))
+            continue
+        seen_in_chunk[record_id] = content_hash
+    if to_replace:
+        # A replaced id may appear twice in one chunk; only the last version is kept.
+        store.delete_records(connection, list(dict.fromkeys(to_replace)))
+        counts["replaced"] += len(to_replace)
+    if to_insert:
+        chosen = frame.iloc[to_insert]
+        if to_replace:
+            chosen = chosen.drop_duplicates("record_id", keep="last")
+            counts["duplicates"] += len(to_insert) - len(chosen)  # superseded within the same file
+        counts["accepted"] += len(chosen)
+        values = chosen[[*columns, "content_hash"]].assign(batch_id=batch_id)
+        store.bulk_insert(connection, store.records, [*columns, "content_hash", "batch_id"],
+                          values.itertuples(index=False, name=None))
+    if conflict_rows:
+        store.bulk_insert(connection, store.rejected_rows,
+                          ("batch_id", "row_number", "outcome", "reasons", "raw_values"), conflict_rows)

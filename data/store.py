@@ -1,0 +1,262 @@
+"""The record store: SQLAlchemy Core tables on SQLite (embedded default) or PostgreSQL.
+
+Tables
+------
+``records``
+    One row per accepted procedure, one column per dictionary field, plus the import batch and a
+    content hash used to tell duplicates from conflicts.
+``import_batches``
+    One row per completed import: file name, sha256, times, the accounting counts, whether the
+    data are synthetic.
+``rejected_rows``
+    Quarantine: every rejected row with its batch, row number, reasons and the (redacted) values
+    it had, so it can be exported, corrected and imported again.
+``store_meta``
+    Key/value facts about the store, including ``schema_version``.
+
+The database is named by ``--database`` / ``DATABASE_URL``: a SQLAlchemy URL
+(``postgresql+psycopg://user@host/db``) or a path to a SQLite file.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from data.dictionary import FIELDS, Field
+
+SCHEMA_VERSION = 1
+DEFAULT_SQLITE_PATH = Path("instance") / "vertebral_augmentation.db"
+
+metadata = sa.MetaData()
+
+_SQL_TYPES = {
+    "id": lambda: sa.String(64),
+    "text": lambda: sa.String(120),
+    "category": lambda: sa.String(32),
+    "date": sa.Date,
+    "integer": sa.Integer,
+    "number": sa.Float,
+    "boolean": sa.Boolean,
+}
+
+
+def _column(field: Field) -> sa.Column:
+    return sa.Column(field.name, _SQL_TYPES[field.kind](), primary_key=field.name == "record_id",
+                     nullable=field.name != "record_id", comment=field.description[:200])
+
+
+import_batches = sa.Table(
+    "import_batches", metadata,
+    sa.Column("batch_id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("file_name", sa.String(255), nullable=False),
+    sa.Column("sha256", sa.String(64), nullable=False),
+    sa.Column("started_at", sa.DateTime, nullable=False),
+    sa.Column("finished_at", sa.DateTime, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("synthetic", sa.Boolean, nullable=False),
+    sa.Column("rows_read", sa.Integer, nullable=False),
+    sa.Column("accepted", sa.Integer, nullable=False),
+    sa.Column("rejected", sa.Integer, nullable=False),
+    sa.Column("duplicates", sa.Integer, nullable=False),
+    sa.Column("conflicts", sa.Integer, nullable=False),
+    sa.Column("replaced", sa.Integer, nullable=False),
+    sa.Column("top_coded_ages", sa.Integer, nullable=False),
+    sa.Column("ignored_columns", sa.Text, nullable=False, default=""),
+)
+
+records = sa.Table(
+    "records", metadata,
+    *(_column(field) for field in FIELDS),
+    sa.Column("batch_id", sa.Integer, sa.ForeignKey("import_batches.batch_id"), nullable=False),
+    sa.Column("content_hash", sa.String(64), nullable=False),
+    sa.Index("ix_records_procedure_date", "procedure_date"),
+    sa.Index("ix_records_facility", "facility_id"),
+)
+
+rejected_rows = sa.Table(
+    "rejected_rows", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("batch_id", sa.Integer, sa.ForeignKey("import_batches.batch_id"), nullable=False,
+              index=True),
+    sa.Column("row_number", sa.Integer, nullable=False),
+    sa.Column("outcome", sa.String(16), nullable=False),  # rejected | conflict
+    sa.Column("reasons", sa.Text, nullable=False),  # JSON list of {field, rule, value, message}
+    sa.Column("raw_values", sa.Text, nullable=False),  # JSON object of the mapped columns
+)
+
+store_meta = sa.Table(
+    "store_meta", metadata,
+    sa.Column("key", sa.String(64), primary_key=True),
+    sa.Column("value", sa.String(255), nullable=False),
+)
+
+RECORD_COLUMNS: tuple[str, ...] = tuple(field.name for field in FIELDS)
+
+
+class StoreError(RuntimeError):
+    """The store cannot be opened or used; the message says what to do."""
+
+
+def database_url(database: str | os.PathLike[str] | None = None) -> str:
+    """Resolve ``database`` (URL, SQLite path, or ``None`` for ``DATABASE_URL``/the default)."""
+    if database is None:
+        database = os.environ.get("DATABASE_URL") or DEFAULT_SQLITE_PATH
+    text = str(database)
+    if "://" in text:
+        return text
+    path = Path(text).expanduser().resolve()
+    return f"sqlite:///{path}"
+
+
+def describe(url: str) -> str:
+    """A printable name of the database with any password hidden."""
+    return sa.make_url(url).render_as_string(hide_password=True)
+
+
+# Engines are cached per URL and process: creating one per call would defeat connection pooling.
+_ENGINES: dict[str, Engine] = {}
+
+
+def get_engine(database: str | os.PathLike[str] | None = None) -> Engine:
+    """An engine for ``database`` whose schema exists and is current.
+
+    Creates the tables of an empty database, upgrades an older schema, and refuses a database
+    written by a newer version or one that is not a store.
+    """
+    url = database_url(database)
+    engine = _ENGINES.get(url)
+    if engine is not None:
+        return engine
+    kwargs: dict = {}
+    if url.startswith("sqlite"):
+        path = sa.make_url(url).database
+        if path and path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        kwargs["connect_args"] = {"timeout": 60}
+    else:
+        kwargs["pool_pre_ping"] = True  # recover when the server restarted under a running app
+    engine = sa.create_engine(url, **kwargs)
+    if url.startswith("sqlite"):
+        sa.event.listen(engine, "connect", _sqlite_pragmas)
+    try:
+        _ensure_schema(engine)
+    except sa.exc.OperationalError as error:
+        engine.dispose()
+        raise StoreError(f"cannot open the database {describe(url)}: {error.orig}") from error
+    _ENGINES[url] = engine
+    return engine
+
+
+def _sqlite_pragmas(dbapi_connection, _record) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA journal_mode=WAL")  # readers (the app) do not block the importer
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
+
+
+def _ensure_schema(engine: Engine) -> None:
+    inspector = sa.inspect(engine)
+    tables = set(inspector.get_table_names())
+    if not tables:
+        with engine.begin() as connection:
+            metadata.create_all(connection)
+            connection.execute(store_meta.insert(), [
+                {"key": "schema_version", "value": str(SCHEMA_VERSION)},
+                {"key": "created_at", "value": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")},
+            ])
+        return
+    if "store_meta" not in tables:
+        raise StoreError(
+            f"{describe(str(engine.url))} has tables but is not a vertebral augmentation store "
+            f"(no store_meta table). Point --database / DATABASE_URL at an empty database or a store."
+        )
+    with engine.begin() as connection:
+        version = int(connection.execute(
+            sa.select(store_meta.c.value).where(store_meta.c.key == "schema_version")).scalar_one())
+        if version > SCHEMA_VERSION:
+            raise StoreError(
+                f"the store {describe(str(engine.url))} has schema version {version}, newer than "
+                f"this program's {SCHEMA_VERSION}: upgrade the program (git pull; pip install -r "
+                f"requirements.txt)."
+            )
+        for target in range(version + 1, SCHEMA_VERSION + 1):
+            MIGRATIONS[target](connection)
+            connection.execute(store_meta.update().where(store_meta.c.key == "schema_version")
+                               .values(value=str(target)))
+
+
+# schema version -> function that upgrades a store from the version before it, in one transaction.
+MIGRATIONS: dict[int, callable] = {}
+
+
+def schema_version(database: str | None = None) -> int:
+    with get_engine(database).connect() as connection:
+        return int(connection.execute(
+            sa.select(store_meta.c.value).where(store_meta.c.key == "schema_version")).scalar_one())
+
+
+def record_count(database: str | None = None) -> int:
+    """Number of stored records."""
+    with get_engine(database).connect() as connection:
+        return int(connection.execute(sa.select(sa.func.count()).select_from(records)).scalar_one())
+
+
+def data_version(database: str | None = None) -> str:
+    """A string that changes whenever stored records change (for cache keys)."""
+    with get_engine(database).connect() as connection:
+        latest, count = connection.execute(
+            sa.select(sa.func.max(import_batches.c.batch_id), sa.func.count())
+            .select_from(import_batches)).one()
+    return f"b{latest or 0}-n{count}"
+
+
+def existing_hashes(connection: Connection, record_ids: Sequence[str]) -> dict[str, str]:
+    """``record_id -> content_hash`` for the ids already stored (batched IN queries)."""
+    found: dict[str, str] = {}
+    statement = sa.select(records.c.record_id, records.c.content_hash).where(
+        records.c.record_id.in_(sa.bindparam("ids", expanding=True)))
+    for start in range(0, len(record_ids), 5000):
+        chunk = list(record_ids[start:start + 5000])
+        found.update((row[0], row[1]) for row in connection.execute(statement, {"ids": chunk}))
+    return found
+
+
+def bulk_insert(connection: Connection, table: sa.Table, columns: Sequence[str],
+                rows: Iterable[tuple]) -> None:
+    """Insert many rows fast: COPY on PostgreSQL, executemany on the DB-API elsewhere."""
+    rows = list(rows)
+    if not rows:
+        return
+    if connection.dialect.name == "postgresql":
+        raw = connection.connection.driver_connection
+        names = ", ".join(columns)
+        with raw.cursor() as cursor, cursor.copy(f"COPY {table.name} ({names}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
+        return
+    if connection.dialect.name == "sqlite":
+        placeholders = ", ".join("?" for _ in columns)
+        connection.exec_driver_sql(
+            f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES ({placeholders})", rows)
+        return
+    connection.execute(table.insert(), [dict(zip(columns, row, strict=True)) for row in rows])
+
+
+def delete_records(connection: Connection, record_ids: Sequence[str]) -> None:
+    statement = records.delete().where(records.c.record_id.in_(sa.bindparam("ids", expanding=True)))
+    for start in range(0, len(record_ids), 5000):
+        connection.execute(statement, {"ids": list(record_ids[start:start + 5000])})
+
+
+def dispose_engines() -> None:
+    """Close every pooled connection (tests and forked workers call this)."""
+    for engine in _ENGINES.values():
+        engine.dispose()
+    _ENGINES.clear()
