@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+from importlib import resources
 from pathlib import Path
 
 import dash
 import dash_bootstrap_components as dbc
+import flask
 from dash import html
 
 PAGES_FOLDER = Path(__file__).parent / "pages"
+# Bootstrap's CSS is served by the app itself: a CDN is unreachable on many hospital networks.
+BOOTSTRAP_CSS_DIR = resources.files("flask_bootstrap") / "static" / "bootstrap5" / "css"
+BOOTSTRAP_ROUTE = "/vendor/bootstrap/"
 
 
 def create_app(database: str | None = None) -> dash.Dash:
@@ -17,11 +22,15 @@ def create_app(database: str | None = None) -> dash.Dash:
     The store location travels in the Flask config rather than a module global, so several
     apps (tests, workers) can each have their own.
     """
+    server = flask.Flask(__name__)
+    server.add_url_rule(f"{BOOTSTRAP_ROUTE}<path:name>", "bootstrap_css",
+                        lambda name: flask.send_from_directory(str(BOOTSTRAP_CSS_DIR), name))
     app = dash.Dash(
         __name__,
+        server=server,
         use_pages=True,
         pages_folder=str(PAGES_FOLDER),
-        external_stylesheets=[dbc.themes.BOOTSTRAP],
+        external_stylesheets=[f"{BOOTSTRAP_ROUTE}bootstrap.min.css"],
         title="Vertebral augmentation outcomes",
         suppress_callback_exceptions=True,
     )
