@@ -30,11 +30,13 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 import sqlalchemy as sa
 
 from data import phi, store
 from data.dictionary import FIELDS, FIELDS_BY_NAME, REQUIRED_FIELDS, alias_map, normalise_heading
-from data.normalise import TYPE_RULES, ReadOptions, normalise_column
+from data.normalise import TEXT_DTYPE, TYPE_RULES, ReadOptions, normalise_column
 from data.validation import find_violations
 
 CHUNK_ROWS = 50_000
@@ -290,7 +292,7 @@ def process_chunk(raw_chunk: pd.DataFrame, mapping: ColumnMapping, options: Read
     """Normalise and validate one chunk; ``first_row`` is the file row number of its first row."""
     raw = raw_chunk[list(mapping.field_of)].rename(columns=mapping.field_of)
     raw.index = pd.RangeIndex(first_row, first_row + len(raw))
-    raw = raw.astype("string")
+    raw = raw.astype(TEXT_DTYPE)
     reasons: list[Reason] = []
     typed = pd.DataFrame(index=raw.index)
     unreadable: set[tuple[int, str]] = set()
@@ -364,21 +366,26 @@ def _expected_text(name: str) -> str:
 
 
 def to_store_rows(typed: pd.DataFrame) -> tuple[list[str], pd.DataFrame]:
-    """Record columns in store order with Python scalars (dates as ISO text) and content hashes."""
+    """Record columns in store order with Python scalars (dates as ISO text) and content hashes.
+
+    The content hash is the SHA-256 of the record's canonical text (each field's value as text,
+    a NUL for missing, joined by a unit separator), so identical records hash identically
+    whatever file format they came from.
+    """
     frame = pd.DataFrame(index=typed.index)
+    texts = []
     for field in FIELDS:
         column = typed[field.name] if field.name in typed else pd.Series(pd.NA, index=typed.index)
         if field.kind == "date":
-            column = pd.to_datetime(column).dt.strftime("%Y-%m-%d")
-        elif field.kind == "integer":
-            column = column.astype("Int64")
-        elif field.kind == "number":
-            column = column.astype("Float64")
-        elif field.kind == "boolean":
-            column = column.astype("boolean")
-        frame[field.name] = column.astype(object).where(column.notna(), None)
-    text = frame.astype("string").fillna("\x00")
-    joined = text.iloc[:, 0].str.cat([text[c] for c in text.columns[1:]], sep="\x1f")
+            days = pd.to_datetime(column).to_numpy(dtype="datetime64[D]")
+            column = pd.Series(np.datetime_as_string(days), index=typed.index).where(~np.isnat(days))
+        else:
+            column = column.astype({"integer": "Int64", "number": "Float64", "boolean": "boolean"}
+                                   .get(field.kind, TEXT_DTYPE))
+        values = column.astype(object).where(column.notna(), None)
+        frame[field.name] = values
+        texts.append(pa.array(values, from_pandas=True).cast(pa.string()).fill_null("\x00"))
+    joined = pc.binary_join_element_wise(*texts, "\x1f").to_pylist()
     frame["content_hash"] = [hashlib.sha256(value.encode()).hexdigest() for value in joined]
     return list(store.RECORD_COLUMNS), frame
 

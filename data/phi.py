@@ -35,10 +35,12 @@ _NON_PERSON_NAMES = frozenset({"facility", "hospital", "site", "region", "countr
 
 _WORDS = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|\d+")
 
-EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[A-Za-z]{2,}")
-SSN = re.compile(r"(?<!\d)\d{3}-\d{2}-\d{4}(?!\d)")
-PHONE = re.compile(r"(?<!\w)(?:\+\d[\d\s().-]{8,}\d|\(?\d{3}\)?[\s.-]\d{3}[\s.-]\d{4})(?!\w)")
-VALUE_PATTERNS: dict[str, re.Pattern[str]] = {"email address": EMAIL, "SSN": SSN, "phone number": PHONE}
+# Patterns avoid look-arounds so that both Python's re and Arrow's RE2 engine can run them.
+EMAIL = r"[^@\s]+@[^@\s]+\.[A-Za-z]{2,}"
+SSN = r"(?:^|[^0-9])[0-9]{3}-[0-9]{2}-[0-9]{4}(?:[^0-9]|$)"
+PHONE = (r"(?:^|[^0-9A-Za-z_])(?:\+[0-9][0-9\s().-]{8,}[0-9]|\(?[0-9]{3}\)?[\s.-][0-9]{3}[\s.-][0-9]{4})"
+         r"(?:[^0-9A-Za-z_]|$)")
+VALUE_PATTERNS: dict[str, str] = {"email address": EMAIL, "SSN": SSN, "phone number": PHONE}
 
 # Fields holding pseudonyms or free labels, where an identifier could slip in.
 SCREENED_FIELDS = ("record_id", "patient_id", "facility_id", "operator_id", "region")

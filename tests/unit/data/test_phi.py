@@ -35,10 +35,11 @@ def test_known_aliases_are_exempt():
     assert identifier_columns(["MRN-free ID", "DOB"], known={"MRN-free ID"}) == ["DOB"]
 
 
-def test_identifier_values():
+@pytest.mark.parametrize("dtype", ["string", "string[pyarrow]"])
+def test_identifier_values(dtype):
     values = pd.Series(["R-0001", "jane.doe@example.org", "123-45-6789", "(555) 123-4567",
                         "+44 20 7946 0958", "FAC-01", None, "2024-01-15", "OP-1234567"],
-                       dtype="string")
+                       dtype=dtype)
     kinds = identifier_values(values)
     assert kinds.tolist()[:5] == [pd.NA, "email address", "SSN", "phone number", "phone number"]
     assert kinds[5:].isna().all()  # pseudonyms, missing values and dates pass
