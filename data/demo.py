@@ -42,10 +42,12 @@ What it models
 
 Calibration table
 -----------------
-All parameters are in :data:`CALIBRATION` (:class:`DemoCalibration`), each with its source key
-(``docs``: ``/work/shared/reference/clinical-evidence.md`` §1; tags [S] seen in the source,
-[D] derived from [S] numbers). "Assumption" marks a value chosen for a realistic demo without a
-verified source (UNVERIFIED in the evidence file); such values are never presented as evidence.
+All parameters are in :data:`CALIBRATION` (:class:`DemoCalibration`), each with its source key.
+Keys and tags are those of the project's clinical-evidence reference (§1 "Parameters for the
+synthetic generator"; full citations of the keys used are in ``data/reference/demo_calibration.md``,
+with target vs achieved values): [S] seen verbatim in the source, [D] derived from [S] numbers.
+"Assumption" marks a value chosen for a realistic demo without a verified source (UNVERIFIED in
+the evidence file); such values are targets of the demo only, never evidence.
 
 ===================================  ==========================  ==================================
 Parameter                            Value                       Source
@@ -64,7 +66,7 @@ Prevalent fractures                  NB mean 2.0 (SD ≈ 1.7)      VERTOS II 2.4
 Fracture age                         log-normal median 5 wk      VERTOS II 29 d [S]; practice
                                                                  6–12 wk (§1.1): assumption
 Levels 1 / 2 / 3+                    75 / 18 / 7%                §1.2; FREE >1 level 24–26% [S]
-Index level                          T11–L2 ≈ 64%                §1.2 split (assumption)
+Index level                          T11–L2 ≈ 62%                §1.2 split (assumption)
 KP share, US                         76%                         NIS-LARATTA 19,420 KP / 6,130 VP
                                                                  (2014) [D]
 KP share GB / DE / FR / IN           35 / 55 / 30 / 25%          assumption
@@ -75,7 +77,7 @@ Inpatient LOS                        median 3 (IQR 2–5) US       §1.3 (UNVERI
 Leakage per patient                  VP 35%, KP 18%              §1.4; ZHAN 54.7 vs 18.4% [S];
                                                                  JOSR18 RR 0.62 [S]
 Leakage OR per mL per level          exp(0.41)                   ZHAN WMD 0.59 mL / 1.2² [D]
-Leakage OR at elevated facilities    3                           demo design (quality monitoring)
+Leakage OR, elevated facilities      3 (FAC-009 GB, FAC-019 US)  demo design (quality monitoring)
 Symptomatic leakage                  1.5% of leaks (≈0.4% of     canal leakage 0.7%, decompression
                                      patients)                   0.13% of patients [S]/[D]
 Pulmonary cement embolism            VP 3%, KP 1.5%              Venmans 2.1% [S]; JOSR 2021 1.9%
@@ -87,14 +89,14 @@ New fracture by 12 months            VP 20%, KP 18%              §1.6; VERTOS I
 Timing of new fractures              Weibull shape 0.97 (≈57%    DIR 2024 56.6% in year 1 [S]
                                      of 2-year events in year 1)
 HR per prevalent fracture            1.43 (capped at 5)          VERTOS-II-NVF OR 1.43 [S]
-Pain baseline → d1 → wk1/m1 → m3/m6  7.8 → 4.0 → 3.5 → 3.0 →     VERTOS II 7.8 [S]; EVANS 3 d,
-→ m12                                2.7                         30 d, 1 yr [S]
+Pain, 0–10 (baseline, d1, wk1/m1,    7.8 → 4.0 → 3.5 → 3.0 →     VERTOS II 7.8 [S]; EVANS 3 d,
+m3/m6, m12)                          2.7                         30 d, 1 yr [S]
 ODI baseline → m1 → m12              65 → 30 → 22                §1.7 suggested; China RCT 71 [S]
 Opioid use baseline → month 1        60% → 30%                   assumption (UNVERIFIED)
 Kyphotic angle correction            KP 5° (3), VP 2° (2)        PAPA 4.8° vs 1.7° [S]
 Height restoration                   KP 16.5%, VP 5%             PMC2996621 KP 17.5% [S]; VP
                                                                  assumption
-Mortality                            ≈ 6%/y osteoporotic, ≈ 28%/ brief 5–8%/y (assumption); KP vs
+Mortality                            ≈ 7%/y osteoporotic, ≈ 23%/ brief 5–8%/y (assumption); KP vs
                                      y malignant; KP HR 0.77     VP HR 0.77 EDIDIN11 [S]
 US cost inpatient                    VP $9,837, KP $13,187 mean  AJNR-COST [S]
 US cost outpatient                   VP $3,319, KP $8,100 mean   AJNR-COST [S]
@@ -171,6 +173,7 @@ _T10 = _LEVEL_POS["T10"]
 _T12 = _LEVEL_POS["T12"]
 _S1 = _LEVEL_POS["S1"]
 _VISITS = tuple(PAIN_VISITS)  # day1, week1, month1, month3, month6, month12
+_MAX_DAYS = int(FIELDS_BY_NAME["followup_days"].maximum)  # 7300: longest follow-up/event day
 
 
 def _ro(mapping: Mapping) -> Mapping:
@@ -189,8 +192,8 @@ _field = dataclasses.field
 class DemoCalibration:
     """Every calibration constant of the demo generator, with its source key.
 
-    Source keys refer to ``/work/shared/reference/clinical-evidence.md`` (§ numbers are its
-    sections). Only [S] (seen in the source) and [D] (derived from [S]) figures are used as
+    Source keys and § numbers refer to the project's clinical-evidence reference (full citations
+    in ``data/reference/demo_calibration.md``). Only [S] (seen in the source) and [D] (derived from [S]) figures are used as
     targets; everything else is marked as an assumption.
     """
 
@@ -328,7 +331,7 @@ class DemoCalibration:
     leakage_log_or_per_ml: float = 0.41  # ZHAN [D]: WMD 0.59 mL / SD² (1.2²) per mL per level
     leakage_log_or_malignant: float = float(np.log(1.65))  # assumption (cortical disruption OR 5.56 [S])
     leakage_log_or_ct: float = float(np.log(0.75))  # assumption
-    leakage_log_or_per_year: float = -0.12  # assumption (high-viscosity cement RR 0.38 [S])
+    leakage_log_or_per_year: float = -0.06  # assumption (high-viscosity cement RR 0.38 [S])
     leakage_facility_sd: float = 0.15  # assumption: modest between-facility variation
     leakage_operator_sd: float = 0.15  # assumption
     random_effect_clip_sd: float = 2.0  # assumption: leakage random effects cut at ±2 SD
@@ -390,7 +393,7 @@ class DemoCalibration:
         "baseline": 1.6, "day1": 2.8, "week1": 2.7, "month1": 2.7, "month3": 2.6,
         "month6": 2.6, "month12": 2.7}))
     pain_baseline_slope: float = 0.35  # assumption: follow-up pain tracks baseline pain
-    pain_patient_sd: float = 1.8  # assumption: patient-level response heterogeneity
+    pain_patient_sd: float = 2.1  # assumption: patient-level response heterogeneity
     pain_non_responder_share: float = 0.15  # assumption: pain stays near baseline
     pain_malignant_shift: float = 0.5  # assumption
     pain_integer_facility_share: float = 0.6  # assumption: NRS integers vs VAS one decimal
@@ -879,7 +882,7 @@ def _simulate(rng: np.random.Generator, cov: dict[str, np.ndarray], reg: _Regist
     category = (rng.random(n)[:, None] > reg.dropout_cdf[f]).sum(axis=1)
     last_planned = np.where(category >= len(c.dropout_last_visit) - 1, ctx.n_visits - 1,
                             np.minimum(category - 1, ctx.n_visits - 1))
-    available = ctx.cutoff_day - cov["day"]
+    available = np.minimum(ctx.cutoff_day - cov["day"], _MAX_DAYS)
     cols = np.arange(ctx.n_visits)[None, :]
     attended = ((cols <= last_planned[:, None]) & (visit_day <= available[:, None])
                 & (visit_day < t_death[:, None]))
@@ -1045,114 +1048,97 @@ def _apply_missingness(rng: np.random.Generator, rec: dict[str, np.ndarray],
 
 # ------------------------------------------------------------------------- frame building
 def _ids(prefix: str, numbers: np.ndarray, width: int) -> np.ndarray:
+    if numbers.size == 0:
+        return np.empty(0, dtype=object)
     text = np.strings.zfill(numbers.astype(np.int64).astype(str), width)
     return np.strings.add(prefix, text).astype(object)
 
 
-def _codes(values: np.ndarray, missing: np.ndarray | None = None) -> np.ndarray:
-    codes = np.asarray(values, dtype=np.int64).copy()
-    if missing is not None:
-        codes[missing] = -1
-    return codes
-
-
 def _build_frame(rec: dict[str, np.ndarray], miss: dict[str, np.ndarray], reg: _Register,
                  n_patients: int, order: np.ndarray) -> pd.DataFrame:
+    """The typed frame, in record order; arrays are converted (and released) one at a time."""
     c = CALIBRATION
     n = order.size
-    rec = {k: v[order] for k, v in rec.items()}
-    miss = {k: v[order] for k, v in miss.items()}
-    f = rec["fac"]
+    for store in (rec, miss):
+        for key in list(store):
+            store[key] = store[key][order]
+    f = rec.pop("fac")
     country = reg.country[f]
-    width = max(6, len(str(n)))
-    pwidth = max(6, len(str(n_patients)))
-    operator = reg.op_ids[rec["op"]].copy()
-    operator[miss["operator_id"]] = None
-    region = reg.region[f].copy()
-    region[miss["region"]] = None
-    iso_country = FIELDS_BY_NAME["country"].allowed
-    country_code = np.array([iso_country.index(code) for code in COUNTRIES])[country]
-    currencies = FIELDS_BY_NAME["currency"].allowed
-    currency_code = np.array([currencies.index(CURRENCY_BY_COUNTRY[code])
-                              for code in COUNTRIES])[country]
-    age = np.minimum(np.floor(rec["age_x"]), c.age_top_code)
-    malig_missing = (rec["malig_type"] < 0) | miss["malignancy_type"]
-    cost_missing = miss["cost"]
+    columns: dict[str, object] = {}
 
-    def num(values: np.ndarray, missing: np.ndarray | None = None) -> np.ndarray:
-        values = np.asarray(values, dtype=float).copy()
+    def put(name: str, kind: str, data: np.ndarray, missing: np.ndarray | None = None) -> None:
+        """Convert one column; ``missing`` marks values blanked by the missing-data model."""
         if missing is not None:
-            values[missing] = np.nan
-        return values
+            if kind in ("id", "text"):
+                data = data.copy()
+                data[missing] = None
+            elif kind == "category":
+                data = np.where(missing, -1, data)
+            else:
+                data = np.where(missing, np.nan, data)
+        columns[name] = _typed(kind, data, FIELDS_BY_NAME[name].allowed)
 
-    def boolean(values: np.ndarray, missing: np.ndarray | None = None) -> np.ndarray:
-        return num(np.asarray(values, dtype=float), missing)
-
-    pain = rec["visit_pain"].copy()
-    pain[miss["pain_visits"]] = np.nan
+    put("record_id", "id", _ids("DEMO-", np.arange(1, n + 1), max(6, len(str(n)))))
+    put("patient_id", "id", _ids("PT-", rec.pop("patient"), max(6, len(str(n_patients)))))
+    put("facility_id", "id", reg.ids[f])
+    put("operator_id", "id", reg.op_ids[rec.pop("op")], miss["operator_id"])
+    iso_country = FIELDS_BY_NAME["country"].allowed
+    put("country", "category", np.array([iso_country.index(k) for k in COUNTRIES])[country])
+    put("region", "text", reg.region[f], miss["region"])
+    put("procedure_date", "date", rec.pop("day"))
+    put("procedure", "category", rec.pop("proc"))
+    put("cpt_code", "integer", rec.pop("cpt"), miss["cpt_code"])
+    put("age", "integer", np.minimum(np.floor(rec.pop("age_x")), c.age_top_code))
+    put("sex", "category", rec.pop("sex"))
+    put("etiology", "category", rec.pop("etio"))
+    malig_type = rec.pop("malig_type")
+    put("malignancy_type", "category", malig_type, (malig_type < 0) | miss["malignancy_type"])
+    put("levels_treated", "integer", rec.pop("levels").astype(float))
+    put("index_level", "category", rec.pop("pos"), miss["index_level"])
+    put("fracture_age_weeks", "number", np.round(rec.pop("fracture_age"), 1),
+        miss["fracture_age_weeks"])
+    put("prior_fractures", "integer", rec.pop("prior"), miss["prior_fractures"])
+    put("approach", "category", rec.pop("bipedicular").astype(np.int64), miss["approach"])
+    put("anesthesia", "category", rec.pop("anesthesia"), miss["anesthesia"])
+    put("guidance", "category", rec.pop("ct").astype(np.int64), miss["guidance"])
+    put("cement_volume_ml", "number", rec.pop("cement"), miss["cement_volume_ml"])
+    put("duration_min", "number", rec.pop("duration"), miss["duration_min"])
+    put("setting", "category", (~rec.pop("outpatient")).astype(np.int64), miss["setting"])
+    put("length_of_stay_days", "number", rec.pop("los"), miss["length_of_stay_days"])
+    # Facilities record pain either as an integer NRS or as a VAS with one decimal.
     integer_scale = reg.integer_pain[f]
-    pain_baseline = np.where(integer_scale, np.round(rec["pain_baseline"]),
-                             np.round(rec["pain_baseline"], 1))
-    pain = np.where(integer_scale[:, None], np.round(pain), np.round(pain, 1))
+    baseline = rec.pop("pain_baseline")
+    put("pain_baseline", "number",
+        np.where(integer_scale, np.round(baseline), np.round(baseline, 1)))
+    pain = rec.pop("visit_pain")
+    for v, name in enumerate(_VISITS):
+        values = np.where(integer_scale, np.round(pain[:, v]), np.round(pain[:, v], 1))
+        put(f"pain_{name}", "number", values, miss["pain_visits"][:, v])
+    del pain
+    for name in ("odi_baseline", "odi_month1", "odi_month12", "opioid_baseline",
+                 "opioid_month1"):
+        put(name, "number" if name.startswith("odi") else "boolean", rec.pop(name), miss[name])
     # Symptomatic flags are recorded as false when there was no leakage / embolism.
-    values: dict[str, tuple[str, np.ndarray]] = {
-        "record_id": ("id", _ids("DEMO-", np.arange(1, n + 1), width)),
-        "patient_id": ("id", _ids("PT-", rec["patient"], pwidth)),
-        "facility_id": ("id", reg.ids[f]),
-        "operator_id": ("id", operator),
-        "country": ("category", country_code),
-        "region": ("text", region),
-        "procedure_date": ("date", rec["day"]),
-        "procedure": ("category", rec["proc"]),
-        "cpt_code": ("integer", num(rec["cpt"], miss["cpt_code"])),
-        "age": ("integer", age),
-        "sex": ("category", rec["sex"]),
-        "etiology": ("category", rec["etio"]),
-        "malignancy_type": ("category", _codes(rec["malig_type"], malig_missing)),
-        "levels_treated": ("integer", rec["levels"].astype(float)),
-        "index_level": ("category", _codes(rec["pos"], miss["index_level"])),
-        "fracture_age_weeks": ("number", num(np.round(rec["fracture_age"], 1),
-                                             miss["fracture_age_weeks"])),
-        "prior_fractures": ("integer", num(rec["prior"], miss["prior_fractures"])),
-        "approach": ("category", _codes(rec["bipedicular"], miss["approach"])),
-        "anesthesia": ("category", _codes(rec["anesthesia"], miss["anesthesia"])),
-        "guidance": ("category", _codes(rec["ct"], miss["guidance"])),
-        "cement_volume_ml": ("number", num(rec["cement"], miss["cement_volume_ml"])),
-        "duration_min": ("number", num(rec["duration"], miss["duration_min"])),
-        "setting": ("category", _codes(~rec["outpatient"], miss["setting"])),
-        "length_of_stay_days": ("number", num(rec["los"], miss["length_of_stay_days"])),
-        "pain_baseline": ("number", pain_baseline),
-        **{f"pain_{name}": ("number", pain[:, v]) for v, name in enumerate(_VISITS)},
-        "odi_baseline": ("number", num(rec["odi_baseline"], miss["odi_baseline"])),
-        "odi_month1": ("number", num(rec["odi_month1"], miss["odi_month1"])),
-        "odi_month12": ("number", num(rec["odi_month12"], miss["odi_month12"])),
-        "opioid_baseline": ("boolean", boolean(rec["opioid_baseline"], miss["opioid_baseline"])),
-        "opioid_month1": ("boolean", boolean(rec["opioid_month1"], miss["opioid_month1"])),
-        "cement_leakage": ("boolean", boolean(rec["leak"])),
-        "leakage_symptomatic": ("boolean", boolean(rec["leak_sympt"],
-                                                   miss["leakage_symptomatic"])),
-        "pulmonary_embolism": ("boolean", boolean(rec["pce"])),
-        "embolism_symptomatic": ("boolean", boolean(rec["pce_sympt"],
-                                                    miss["embolism_symptomatic"])),
-        "adjacent_fracture": ("boolean", boolean(rec["fracture"])),
-        "adjacent_fracture_days": ("integer", rec["fracture_days"]),
-        "followup_days": ("integer", rec["followup"]),
-        "died": ("boolean", boolean(rec["died"])),
-        "death_days": ("integer", rec["death_days"]),
-        "infection": ("boolean", boolean(rec["infection"], miss["infection"])),
-        "new_neurologic_deficit": ("boolean", boolean(rec["deficit"],
-                                                      miss["new_neurologic_deficit"])),
-        "kyphotic_angle_pre": ("number", num(rec["kyph_pre"], miss["kyphotic_angle_pre"])),
-        "kyphotic_angle_post": ("number", num(rec["kyph_post"], miss["kyphotic_angle_post"])),
-        "height_restoration_pct": ("number", num(rec["height"], miss["height_restoration_pct"])),
-        "cost": ("number", num(rec["cost"], cost_missing)),
-        "currency": ("category", _codes(currency_code, miss["currency"])),
-    }
-    columns = {}
-    for field in FIELDS:
-        kind, data = values[field.name]
-        columns[field.name] = _typed(kind, data, field.allowed)
-    return pd.DataFrame(columns, copy=False)
+    put("cement_leakage", "boolean", rec.pop("leak"))
+    put("leakage_symptomatic", "boolean", rec.pop("leak_sympt"), miss["leakage_symptomatic"])
+    put("pulmonary_embolism", "boolean", rec.pop("pce"))
+    put("embolism_symptomatic", "boolean", rec.pop("pce_sympt"), miss["embolism_symptomatic"])
+    put("adjacent_fracture", "boolean", rec.pop("fracture"))
+    put("adjacent_fracture_days", "integer", rec.pop("fracture_days"))
+    put("followup_days", "integer", rec.pop("followup"))
+    put("died", "boolean", rec.pop("died"))
+    put("death_days", "integer", rec.pop("death_days"))
+    put("infection", "boolean", rec.pop("infection"), miss["infection"])
+    put("new_neurologic_deficit", "boolean", rec.pop("deficit"), miss["new_neurologic_deficit"])
+    put("kyphotic_angle_pre", "number", rec.pop("kyph_pre"), miss["kyphotic_angle_pre"])
+    put("kyphotic_angle_post", "number", rec.pop("kyph_post"), miss["kyphotic_angle_post"])
+    put("height_restoration_pct", "number", rec.pop("height"), miss["height_restoration_pct"])
+    put("cost", "number", rec.pop("cost"), miss["cost"])
+    currencies = FIELDS_BY_NAME["currency"].allowed
+    put("currency", "category",
+        np.array([currencies.index(CURRENCY_BY_COUNTRY[k]) for k in COUNTRIES])[country],
+        miss["currency"])
+    return pd.DataFrame({field.name: columns[field.name] for field in FIELDS}, copy=False)
 
 
 def _typed(kind: str, data: np.ndarray, allowed: tuple[str, ...]) -> object:
@@ -1213,7 +1199,8 @@ def demo_records(
     -----
     All calibration constants are in :data:`CALIBRATION` with their sources. Facilities
     :data:`ELEVATED_LEAKAGE_FACILITIES` have cement-leakage odds multiplied by
-    :data:`ELEVATED_LEAKAGE_ODDS_RATIO`.
+    :data:`ELEVATED_LEAKAGE_ODDS_RATIO`. The frame depends on ``n`` as a whole: the first
+    1,000 records of ``demo_records(2000)`` are not ``demo_records(1000)``.
 
     Examples
     --------
@@ -1240,7 +1227,7 @@ def demo_records(
     span_years = (cutoff_day - start_day) / 365.25
     ctx = _Context(start_day=start_day, cutoff_day=cutoff_day,
                    mid_day=(start_day + cutoff_day) / 2,
-                   n_visits=6 + max(1, int(np.ceil(span_years))))
+                   n_visits=6 + min(max(1, int(np.ceil(span_years))), _MAX_DAYS // 365 - 2))
     reg = _register()
     rng = np.random.default_rng(seed)
     cal = _Calibrator()
@@ -1261,7 +1248,8 @@ def demo_records(
         extra = _simulate(rng, _draw_patients(rng, shortfall, reg, ctx), reg, cal, ctx)
         extra["patient"] = n - wanted + np.arange(1, shortfall + 1)
         batches.append(extra)
-    rec = {key: np.concatenate([batch[key] for batch in batches]) for key in first}
+    rec = {key: np.concatenate([batch.pop(key) for batch in batches]) for key in list(first)}
+    del first, second, batches
     n_patients = n - wanted + max(shortfall, 0)
     miss = _apply_missingness(rng, rec, reg)
     order = np.lexsort((rng.random(n), rec["day"]))
