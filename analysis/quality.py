@@ -1,0 +1,1557 @@
+"""Quality monitoring of facilities and operators: funnel plots, O/E ratios, RA-CUSUM, p-charts.
+
+Every function works on the project's record frame (one row per procedure, data-dictionary
+column names) or on plain arrays, and returns either a tidy :class:`pandas.DataFrame` or a small
+frozen result object (:class:`analysis._results.Result`).
+
+Outcomes
+--------
+``"cement_leakage"``, ``"pulmonary_embolism"`` and ``"adjacent_fracture"`` are used as recorded
+(rows with a missing value are excluded). ``"non_response"`` is 1 when the patient is *not* a pain
+responder at month 1, a responder having ``pain_month1 <= 0.7 * pain_baseline`` (a reduction of at
+least 30%); rows with a missing ``pain_month1`` or ``pain_baseline`` (or a baseline of 0, where a
+relative reduction is undefined) are excluded, never counted as events.
+
+Methods
+-------
+* Funnel plots: Spiegelhalter DJ. Funnel plots for comparing institutional performance. Stat Med
+  2005;24:1185 (exact binomial / Poisson limits with interpolation, Appendix A.1); over-dispersion
+  by winsorised z-scores: Spiegelhalter DJ. QSHC 2005;14:347; additive random-effects limits:
+  Spiegelhalter DJ et al. JRSS-A 2012;175:1.
+* O/E ratios: exact Poisson limits from the chi-square relation (Ulm K. AJE 1990;131:373) and
+  Byar's approximation (Breslow NE, Day NE. Statistical Methods in Cancer Research II, 1987).
+* Risk-adjusted CUSUM: Steiner SH, Cook RJ, Farewell VT, Treasure T. Biostatistics 2000;1:441;
+  VLAD: Lovegrove J et al. Lancet 1997;350:1128.
+* p-chart and Laney p': Laney DB. Quality Engineering 2002;14:531.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import warnings
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import scipy.stats as st
+from scipy import optimize, special
+
+from analysis._results import Result
+from analysis.errors import InsufficientDataError
+
+__all__ = [
+    "OUTCOMES",
+    "CusumResult",
+    "CusumThreshold",
+    "FunnelResult",
+    "OERatio",
+    "Overdispersion",
+    "RiskModelResult",
+    "alternative_risk",
+    "caterpillar",
+    "cusum",
+    "cusum_chart",
+    "cusum_threshold",
+    "estimate_overdispersion",
+    "funnel_data",
+    "funnel_limits",
+    "funnel_limits_oe",
+    "oe_ratio",
+    "outcome_values",
+    "p_chart",
+    "risk_model",
+]
+
+OUTCOMES: tuple[str, ...] = (
+    "cement_leakage",
+    "pulmonary_embolism",
+    "adjacent_fracture",
+    "non_response",
+)
+"""Outcomes supported by the quality functions."""
+
+#: Relative pain reduction that defines a responder at month 1 (>= 30%).
+RESPONDER_REDUCTION = 0.30
+#: Default case-mix covariates of :func:`risk_model` (``prior_fractures`` only when present).
+DEFAULT_COVARIATES: tuple[str, ...] = (
+    "age",
+    "sex",
+    "etiology",
+    "levels_treated",
+    "procedure",
+    "prior_fractures",
+)
+#: Minimum number of events and of non-events for fitting a case-mix model.
+MIN_EVENTS = 10
+#: Funnel limit levels used by :func:`funnel_data`: "alert" (95%) and "alarm" (99.8%).
+FUNNEL_LEVELS: tuple[float, float] = (0.95, 0.998)
+#: Significance level of the over-dispersion test that decides whether a model is applied.
+OVERDISPERSION_ALPHA = 0.05
+
+
+# ---------------------------------------------------------------------------------------------
+# Outcomes
+# ---------------------------------------------------------------------------------------------
+def _as_float(values: pd.Series) -> np.ndarray:
+    """Numbers (nullable dtypes included) as a float array with NaN for missing values."""
+    return pd.to_numeric(values.astype("object"), errors="coerce").to_numpy(dtype=float)
+
+
+def outcome_values(records: pd.DataFrame, outcome: str) -> pd.Series:
+    """Binary outcome per record as floats (1 = event, 0 = none, NaN = excluded).
+
+    Parameters
+    ----------
+    records : DataFrame
+        Records with the data-dictionary columns.
+    outcome : str
+        One of :data:`OUTCOMES`.
+
+    Returns
+    -------
+    Series
+        Aligned to ``records.index``. For ``"non_response"`` an event is a month-1 pain score above
+        70% of baseline; rows without ``pain_month1`` or ``pain_baseline`` (or with a baseline of 0)
+        are NaN (excluded), never events.
+
+    Examples
+    --------
+    >>> df = pd.DataFrame({"pain_baseline": [8.0, 8.0, 8.0],
+    ...                    "pain_month1": pd.array([2.0, 7.0, None], dtype="Float64")})
+    >>> outcome_values(df, "non_response").tolist()
+    [0.0, 1.0, nan]
+    """
+    if outcome not in OUTCOMES:
+        raise ValueError(f"unknown outcome {outcome!r}; expected one of {', '.join(OUTCOMES)}")
+    if outcome == "non_response":
+        missing = [c for c in ("pain_baseline", "pain_month1") if c not in records]
+        if missing:
+            raise KeyError(f"records lack column(s) {missing} needed for 'non_response'")
+        base = _as_float(records["pain_baseline"])
+        month1 = _as_float(records["pain_month1"])
+        valid = np.isfinite(base) & np.isfinite(month1) & (base > 0)
+        # A small tolerance keeps an exact 30% reduction (e.g. 3 -> 2.1) a response despite
+        # floating-point rounding of 0.7 * baseline.
+        responder = month1 <= (1.0 - RESPONDER_REDUCTION) * base + 1e-9
+        values = np.where(valid, np.where(responder, 0.0, 1.0), np.nan)
+    else:
+        if outcome not in records:
+            raise KeyError(f"records lack column {outcome!r}")
+        values = _as_float(records[outcome])
+    return pd.Series(values, index=records.index, name=outcome)
+
+
+# ---------------------------------------------------------------------------------------------
+# Funnel limits
+# ---------------------------------------------------------------------------------------------
+def _z(level: float) -> float:
+    return float(st.norm.ppf(1.0 - (1.0 - level) / 2.0))
+
+
+def _check_levels(levels: Sequence[float]) -> tuple[float, ...]:
+    levels = tuple(float(x) for x in np.atleast_1d(levels))
+    if not levels or any(not 0.0 < x < 1.0 for x in levels):
+        raise ValueError("levels must be probabilities strictly between 0 and 1")
+    return levels
+
+
+def _binom_cdf(r: np.ndarray, n: np.ndarray, theta: float) -> np.ndarray:
+    """Binomial cdf extended to real n via the regularised incomplete beta function."""
+    r = np.asarray(r, dtype=float)
+    n = np.broadcast_to(np.asarray(n, dtype=float), r.shape)
+    out = np.where(r < 0, 0.0, 1.0)
+    inside = (r >= 0) & (r < n)
+    out[inside] = special.betainc(n[inside] - r[inside], r[inside] + 1.0, 1.0 - theta)
+    return out
+
+
+def _poisson_cdf(r: np.ndarray, mu: np.ndarray) -> np.ndarray:
+    r = np.asarray(r, dtype=float)
+    mu = np.broadcast_to(np.asarray(mu, dtype=float), r.shape)
+    out = np.zeros(r.shape)
+    ok = r >= 0
+    out[ok] = special.gammaincc(r[ok] + 1.0, mu[ok])
+    return out
+
+
+def _interpolated_quantile(
+    cdf: Callable[[np.ndarray], np.ndarray], p: float, upper: np.ndarray
+) -> np.ndarray:
+    """``r_p - alpha`` of Spiegelhalter (2005) Appendix A.1, vectorised.
+
+    ``r_p`` is the smallest integer r with ``cdf(r) >= p`` (found by bisection on
+    ``[-1, upper]``) and ``alpha = (cdf(r_p) - p) / (cdf(r_p) - cdf(r_p - 1))``.
+    """
+    hi = np.asarray(upper, dtype=float).copy()
+    if np.any(cdf(hi) < p):  # pragma: no cover - the callers choose safe upper bounds
+        raise RuntimeError("quantile search bound too small")
+    lo = np.full(hi.shape, -1.0)
+    while np.any(hi - lo > 1):
+        mid = np.floor((lo + hi) / 2.0)
+        ok = cdf(mid) >= p
+        hi = np.where(ok, mid, hi)
+        lo = np.where(ok, lo, mid)
+    f_r = cdf(hi)
+    f_below = cdf(hi - 1.0)
+    alpha = (f_r - p) / (f_r - f_below)
+    return hi - alpha
+
+
+def funnel_limits(
+    n: float | Sequence[float] | np.ndarray,
+    target: float,
+    levels: Sequence[float] = FUNNEL_LEVELS,
+    method: str = "exact",
+) -> pd.DataFrame:
+    """Funnel-plot control limits for a proportion.
+
+    Parameters
+    ----------
+    n : float or array_like
+        Denominators (volumes). Non-integer values are allowed, to draw smooth curves: the exact
+        method then uses the binomial cdf extended to real n through the incomplete beta function.
+    target : float
+        Target proportion θ0, strictly between 0 and 1.
+    levels : sequence of float
+        Two-sided coverage levels; 0.95 gives the limits at p = 0.025/0.975 ("2σ") and 0.998 at
+        p = 0.001/0.999 ("3σ").
+    method : {"exact", "normal"}
+        ``"exact"``: binomial quantiles with Spiegelhalter's interpolation,
+        ``limit = (r_p - α)/n`` truncated to [0, 1] (Spiegelhalter 2005, Stat Med 24:1185,
+        Appendix A.1.1). ``"normal"``: ``θ0 ± z·sqrt(θ0(1-θ0)/n)``, not truncated.
+
+    Returns
+    -------
+    DataFrame
+        Columns ``n, level, low, high``; one row per level and n (all n of the first level first).
+
+    Examples
+    --------
+    >>> funnel_limits([20, 100], 0.10, levels=[0.95]).round(4)
+           n  level     low    high
+    0   20.0   0.95  0.0000  0.2285
+    1  100.0   0.95  0.0404  0.1577
+    """
+    if not 0.0 < target < 1.0:
+        raise ValueError("target must be strictly between 0 and 1")
+    levels = _check_levels(levels)
+    n_arr = np.atleast_1d(np.asarray(n, dtype=float))
+    if np.any(~np.isfinite(n_arr)) or np.any(n_arr <= 0):
+        raise ValueError("n must be positive and finite")
+    if method not in ("exact", "normal"):
+        raise ValueError("method must be 'exact' or 'normal'")
+    frames = []
+    for level in levels:
+        p_low, p_high = (1.0 - level) / 2.0, 1.0 - (1.0 - level) / 2.0
+        if method == "exact":
+
+            def cdf(r: np.ndarray) -> np.ndarray:
+                return _binom_cdf(r, n_arr, target)
+
+            upper = np.ceil(n_arr)
+            low = np.clip(_interpolated_quantile(cdf, p_low, upper) / n_arr, 0.0, 1.0)
+            high = np.clip(_interpolated_quantile(cdf, p_high, upper) / n_arr, 0.0, 1.0)
+        else:
+            half = _z(level) * np.sqrt(target * (1.0 - target) / n_arr)
+            low, high = target - half, target + half
+        frames.append(pd.DataFrame({"n": n_arr, "level": level, "low": low, "high": high}))
+    return pd.concat(frames, ignore_index=True)
+
+
+def funnel_limits_oe(
+    expected: float | Sequence[float] | np.ndarray,
+    levels: Sequence[float] = FUNNEL_LEVELS,
+    method: str = "exact",
+) -> pd.DataFrame:
+    """Funnel-plot limits for an observed/expected ratio (indirect standardisation).
+
+    Parameters
+    ----------
+    expected : float or array_like
+        Expected counts E (sum of predicted risks); any positive real.
+    levels : sequence of float
+        Two-sided coverage levels, as in :func:`funnel_limits`.
+    method : {"exact", "normal"}
+        ``"exact"``: Poisson(E) quantiles with the same interpolation,
+        ``limit = (r_p - α)/E`` (Spiegelhalter 2005, Stat Med 24:1185, Appendix A.1.2), low
+        limit floored at 0. ``"normal"``: ``1 ± z/sqrt(E)``.
+
+    Returns
+    -------
+    DataFrame
+        Columns ``expected, level, low, high`` on the O/E scale (multiply by a target rate to plot
+        on the proportion scale).
+
+    Examples
+    --------
+    >>> funnel_limits_oe([10.0], levels=[0.95]).round(3)
+       expected  level    low   high
+    0      10.0   0.95  0.378  1.616
+    """
+    levels = _check_levels(levels)
+    e_arr = np.atleast_1d(np.asarray(expected, dtype=float))
+    if np.any(~np.isfinite(e_arr)) or np.any(e_arr <= 0):
+        raise ValueError("expected must be positive and finite")
+    if method not in ("exact", "normal"):
+        raise ValueError("method must be 'exact' or 'normal'")
+    frames = []
+    for level in levels:
+        p_low, p_high = (1.0 - level) / 2.0, 1.0 - (1.0 - level) / 2.0
+        if method == "exact":
+
+            def cdf(r: np.ndarray) -> np.ndarray:
+                return _poisson_cdf(r, e_arr)
+
+            upper = np.ceil(e_arr + 12.0 * np.sqrt(e_arr) + 30.0)
+            low = np.maximum(_interpolated_quantile(cdf, p_low, upper) / e_arr, 0.0)
+            high = _interpolated_quantile(cdf, p_high, upper) / e_arr
+        else:
+            half = _z(level) / np.sqrt(e_arr)
+            low, high = 1.0 - half, 1.0 + half
+        frames.append(pd.DataFrame({"expected": e_arr, "level": level, "low": low, "high": high}))
+    return pd.concat(frames, ignore_index=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# Over-dispersion
+# ---------------------------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class Overdispersion(Result):
+    """Over-dispersion of unit z-scores (Spiegelhalter 2005 QSHC; 2012 JRSS-A)."""
+
+    phi: float
+    p_value: float
+    tau2: float
+    n_units: int
+    n_winsorised: int
+
+
+def estimate_overdispersion(
+    z: Sequence[float] | np.ndarray,
+    se: Sequence[float] | np.ndarray,
+    winsor: float = 0.10,
+) -> Overdispersion:
+    """Winsorised over-dispersion factor φ and additive between-unit variance τ².
+
+    Parameters
+    ----------
+    z : array_like
+        Unit z-scores ``(y_i - θ0)/s_i``.
+    se : array_like
+        Their standard errors ``s_i`` on the plotted scale (used only for τ²).
+    winsor : float
+        Fraction winsorised at each end. With ``k = floor(winsor * I)``, the k lowest z-scores are
+        replaced by the (k+1)-th lowest and the k highest by the (k+1)-th highest (so with I = 10
+        the single lowest and highest are replaced by their neighbours).
+
+    Returns
+    -------
+    Overdispersion
+        ``phi = mean(z_w²)``; ``p_value`` = P(χ²_{I-1} ≥ I·φ); ``tau2`` =
+        ``max(0, (I·φ - (I-1)) / (Σw - Σw²/Σw))`` with ``w = 1/s²`` (DerSimonian–Laird type,
+        Spiegelhalter 2012 JRSS-A 175:1). NaN when fewer than 2 units.
+
+    Examples
+    --------
+    >>> od = estimate_overdispersion([-3, -1, 0, 0, 1, 1, 2, 2, 0.5, 9], [0.1] * 10)
+    >>> round(od.phi, 3), od.n_winsorised
+    (1.625, 2)
+    """
+    z_arr = np.asarray(z, dtype=float)
+    s_arr = np.asarray(se, dtype=float)
+    keep = np.isfinite(z_arr) & np.isfinite(s_arr) & (s_arr > 0)
+    z_arr, s_arr = z_arr[keep], s_arr[keep]
+    n_units = int(z_arr.size)
+    if n_units < 2:
+        return Overdispersion(math.nan, math.nan, math.nan, n_units, 0)
+    k = int(math.floor(winsor * n_units + 1e-12))
+    zw = z_arr.copy()
+    if k > 0:
+        ordered = np.sort(z_arr)
+        zw = np.clip(zw, ordered[k], ordered[n_units - 1 - k])
+    n_changed = int(np.sum(zw != z_arr))
+    phi = float(np.mean(zw**2))
+    p_value = float(st.chi2.sf(n_units * phi, n_units - 1))
+    w = 1.0 / s_arr**2
+    denom = w.sum() - (w**2).sum() / w.sum()
+    tau2 = float(max(0.0, (n_units * phi - (n_units - 1)) / denom)) if denom > 0 else math.nan
+    return Overdispersion(phi, p_value, tau2, n_units, n_changed)
+
+
+# ---------------------------------------------------------------------------------------------
+# O/E ratio
+# ---------------------------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class OERatio(Result):
+    """Observed/expected ratio with a confidence interval."""
+
+    observed: int
+    expected: float
+    ratio: float
+    low: float
+    high: float
+    method: str
+    level: float = 0.95
+
+
+def oe_ratio(observed: int, expected: float, level: float = 0.95, method: str = "auto") -> OERatio:
+    """Observed/expected (indirectly standardised) ratio with an exact or Byar CI.
+
+    Parameters
+    ----------
+    observed : int
+        Observed events O (non-negative integer).
+    expected : float
+        Expected events E (sum of predicted risks), positive.
+    level : float
+        Confidence level.
+    method : {"auto", "exact", "byar"}
+        ``"exact"``: Poisson limits from the chi-square relation,
+        ``O_L = χ²_{α/2}(2O)/2`` (0 when O = 0) and ``O_U = χ²_{1-α/2}(2O+2)/2`` (Ulm 1990,
+        AJE 131:373). ``"byar"``: Byar's approximation (Breslow & Day 1987, vol. II),
+        ``O_L = O(1 - 1/(9O) - z/(3√O))³`` and
+        ``O_U = (O+1)(1 - 1/(9(O+1)) + z/(3√(O+1)))³``; only allowed when O ≥ 10.
+        ``"auto"`` follows PHE/Fingertips practice: exact below 10 events, Byar at 10 or more.
+
+    Returns
+    -------
+    OERatio
+        ``ratio = O/E`` and the limits divided by E; ``method`` is the one used.
+
+    Examples
+    --------
+    >>> r = oe_ratio(0, 1.0)
+    >>> round(r.high, 3), r.method
+    (3.689, 'exact')
+    >>> r = oe_ratio(10, 10.0, method="exact")
+    >>> round(r.low, 4), round(r.high, 3)
+    (0.4795, 1.839)
+    """
+    if not 0.0 < level < 1.0:
+        raise ValueError("level must be between 0 and 1")
+    if observed < 0 or float(observed) != int(observed):
+        raise ValueError("observed must be a non-negative integer")
+    observed = int(observed)
+    if not np.isfinite(expected) or expected <= 0:
+        raise InsufficientDataError("O/E ratio", f"expected count is {expected}; it must be > 0")
+    if method == "auto":
+        method = "byar" if observed >= 10 else "exact"
+    alpha = 1.0 - level
+    if method == "exact":
+        o_low = 0.0 if observed == 0 else st.chi2.ppf(alpha / 2.0, 2 * observed) / 2.0
+        o_high = st.chi2.ppf(1.0 - alpha / 2.0, 2 * observed + 2) / 2.0
+    elif method == "byar":
+        if observed < 10:
+            raise ValueError(
+                f"Byar's approximation needs at least 10 observed events (got {observed}); "
+                "use method='exact'"
+            )
+        z = _z(level)
+        o, o1 = float(observed), float(observed + 1)
+        o_low = o * (1.0 - 1.0 / (9.0 * o) - z / (3.0 * math.sqrt(o))) ** 3
+        o_high = o1 * (1.0 - 1.0 / (9.0 * o1) + z / (3.0 * math.sqrt(o1))) ** 3
+    else:
+        raise ValueError("method must be 'auto', 'exact' or 'byar'")
+    e = float(expected)
+    return OERatio(observed, e, observed / e, float(o_low) / e, float(o_high) / e, method, level)
+
+
+# ---------------------------------------------------------------------------------------------
+# Case-mix (risk) model
+# ---------------------------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class RiskModelResult(Result):
+    """Logistic case-mix model fitted on the pooled records."""
+
+    outcome: str
+    expected: pd.Series
+    linear_predictor: pd.Series
+    c_statistic: float
+    calibration: pd.DataFrame
+    coefficients: pd.DataFrame
+    formula: str
+    n: int
+    events: int
+    notes: tuple[str, ...] = ()
+
+
+def _is_categorical(values: pd.Series) -> bool:
+    return not (pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values))
+
+
+def _c_statistic(y: np.ndarray, p: np.ndarray) -> float:
+    """Area under the ROC curve by the Mann–Whitney rank formula (ties count 1/2)."""
+    n1 = float(y.sum())
+    n0 = float(y.size - n1)
+    ranks = st.rankdata(p)
+    return float((ranks[y == 1].sum() - n1 * (n1 + 1) / 2.0) / (n1 * n0))
+
+
+def _design(
+    data: pd.DataFrame, y: np.ndarray, covariates: Sequence[str], outcome: str
+) -> tuple[pd.DataFrame, list[str], list[str]]:
+    """Design matrix, formula terms and notes for :func:`risk_model`."""
+    columns: dict[str, np.ndarray] = {"Intercept": np.ones(len(data))}
+    terms: list[str] = []
+    notes: list[str] = []
+    for cov in covariates:
+        values = data[cov]
+        if _is_categorical(values):
+            labels = values.astype("object").where(values.notna(), "(missing)").astype(str)
+            counts = labels.value_counts(sort=False)
+            if isinstance(values.dtype, pd.CategoricalDtype):
+                order = [str(c) for c in values.cat.categories if str(c) in counts.index]
+                order += [c for c in counts.index if c not in order]
+            else:
+                order = sorted(counts.index)
+            if len(order) < 2:
+                notes.append(f"{cov} dropped: a single level ({order[0] if order else 'none'})")
+                continue
+            if isinstance(values.dtype, pd.CategoricalDtype):
+                ref = order[0]  # first category of the dtype (data-dictionary order)
+            else:
+                ref = max(order, key=lambda lvl: (counts[lvl], -order.index(lvl)))
+            kept = []
+            for lvl in order:
+                if lvl == ref:
+                    continue
+                y_lvl = y[(labels == lvl).to_numpy()]
+                if y_lvl.min() == y_lvl.max():
+                    notes.append(
+                        f"{cov}={lvl} pooled with {ref}: its {y_lvl.size} record(s) all have "
+                        f"{outcome}={int(y_lvl[0])} (separation)"
+                    )
+                    continue
+                kept.append(lvl)
+            if not kept:
+                notes.append(f"{cov} dropped: no level besides {ref} could be estimated")
+                continue
+            for lvl in kept:
+                columns[f"{cov}[T.{lvl}]"] = (labels == lvl).to_numpy(dtype=float)
+            terms.append(f"C({cov}, Treatment({ref!r}))")
+        else:
+            x = _as_float(values)
+            missing = np.isnan(x)
+            if missing.all():
+                notes.append(f"{cov} dropped: all values missing")
+                continue
+            median = float(np.median(x[~missing]))
+            x = np.where(missing, median, x)
+            if np.ptp(x) == 0:
+                notes.append(f"{cov} dropped: constant ({median:g})")
+                continue
+            columns[cov] = x
+            terms.append(cov)
+            if missing.any():
+                notes.append(
+                    f"{cov}: {int(missing.sum())} missing value(s) set to the median {median:g}"
+                )
+                y_miss = y[missing]
+                if y_miss.min() == y_miss.max():
+                    notes.append(f"{cov}_missing indicator omitted (separation)")
+                else:
+                    columns[f"{cov}_missing"] = missing.astype(float)
+                    terms.append(f"{cov}_missing")
+    return pd.DataFrame(columns, index=data.index), terms, notes
+
+
+def risk_model(
+    records: pd.DataFrame, outcome: str, covariates: Sequence[str] | None = None
+) -> RiskModelResult:
+    """Fit a logistic case-mix model on the pooled records (expected risk per record).
+
+    Parameters
+    ----------
+    records : DataFrame
+        Records of all units (the reference population for the expected risks).
+    outcome : str
+        One of :data:`OUTCOMES`; rows where it is missing are excluded.
+    covariates : sequence of str, optional
+        Default: age, sex, etiology, levels_treated, procedure, plus prior_fractures when the
+        column exists and has any value.
+
+    Returns
+    -------
+    RiskModelResult
+        ``expected``: predicted risk per record aligned to ``records.index`` (NaN for excluded
+        rows); ``c_statistic`` (AUC); ``calibration`` with ``decile, n, observed, expected``
+        (counts, by decile of predicted risk); ``coefficients`` with
+        ``term, odds_ratio, low, high, p_value`` (95% Wald); ``formula``; ``n``; ``notes``.
+
+    Notes
+    -----
+    statsmodels ``GLM(family=Binomial())``, IRLS. Numeric covariates enter linearly; their
+    missing values are set to the median of the fitting rows and a ``<name>_missing`` indicator is
+    added (missing-indicator method). Categorical covariates use treatment coding against the
+    first category of their dtype present in the data (e.g. vertebroplasty, F, osteoporotic), or
+    the most frequent level for plain string columns; a missing category becomes the level
+    ``"(missing)"``. A covariate with a
+    single level is dropped; a level whose records all share the same outcome (separation) is
+    pooled with the reference level. These decisions are listed in ``notes``.
+    ``InsufficientDataError`` is raised when there are fewer than 10 events or non-events, on
+    complete separation, or when a coefficient cannot be estimated (standard error > 100 on the
+    log-odds scale, e.g. quasi-complete separation on a numeric covariate or collinear terms).
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(1)
+    >>> df = pd.DataFrame({"age": rng.integers(50, 90, 400),
+    ...                    "cement_leakage": rng.random(400) < 0.3})
+    >>> fit = risk_model(df, "cement_leakage", covariates=["age"])
+    >>> fit.formula, fit.n
+    ('cement_leakage ~ age', 400)
+    """
+    import statsmodels.api as sm
+    from statsmodels.tools.sm_exceptions import PerfectSeparationWarning
+
+    method = "Risk model"
+    y_all = outcome_values(records, outcome)
+    if covariates is None:
+        covariates = [
+            c
+            for c in DEFAULT_COVARIATES
+            if c in records and (c != "prior_fractures" or records[c].notna().any())
+        ]
+    else:
+        covariates = list(covariates)
+        absent = [c for c in covariates if c not in records]
+        if absent:
+            raise KeyError(f"records lack covariate column(s) {absent}")
+    keep = y_all.notna().to_numpy()
+    data = records.loc[keep]
+    y = y_all.to_numpy()[keep]
+    events = int(y.sum())
+    if min(events, y.size - events) < MIN_EVENTS:
+        raise InsufficientDataError(
+            method,
+            f"{outcome} has {events} event(s) and {y.size - events} non-event(s) among "
+            f"{y.size} records; at least {MIN_EVENTS} of each are needed",
+        )
+    design, terms, notes = _design(data, y, covariates, outcome)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", PerfectSeparationWarning)
+        warnings.simplefilter("ignore", RuntimeWarning)
+        try:
+            fit = sm.GLM(y, design, family=sm.families.Binomial()).fit()
+        except PerfectSeparationWarning as exc:
+            raise InsufficientDataError(
+                method, f"the covariates predict {outcome} perfectly (complete separation)"
+            ) from exc
+    bse = np.asarray(fit.bse)
+    bad = ~np.isfinite(bse) | (bse > 100.0) | ~np.isfinite(np.asarray(fit.params))
+    if bad.any() or not fit.converged:
+        which = ", ".join(design.columns[bad]) or "all terms"
+        raise InsufficientDataError(
+            method,
+            f"the coefficient(s) of {which} cannot be estimated (separation or collinearity); "
+            "remove the covariate or widen the selection",
+        )
+    params = np.asarray(fit.params)
+    lin = design.to_numpy() @ params
+    pred = special.expit(lin)
+    ci = np.asarray(fit.conf_int(alpha=0.05))
+    coefficients = pd.DataFrame(
+        {
+            "term": list(design.columns),
+            "odds_ratio": np.exp(params),
+            "low": np.exp(ci[:, 0]),
+            "high": np.exp(ci[:, 1]),
+            "p_value": np.asarray(fit.pvalues),
+        }
+    )
+    n_groups = min(10, y.size)
+    decile = pd.qcut(pd.Series(pred).rank(method="first"), n_groups, labels=False) + 1
+    calibration = (
+        pd.DataFrame({"decile": decile.to_numpy(), "y": y, "p": pred})
+        .groupby("decile")
+        .agg(n=("y", "size"), observed=("y", "sum"), expected=("p", "sum"))
+        .reset_index()
+    )
+    calibration["observed"] = calibration["observed"].astype(int)
+    expected = pd.Series(np.nan, index=records.index, name="expected")
+    expected[keep] = pred
+    linear_predictor = pd.Series(np.nan, index=records.index, name="linear_predictor")
+    linear_predictor[keep] = lin
+    formula = f"{outcome} ~ " + (" + ".join(terms) if terms else "1")
+    return RiskModelResult(
+        outcome=outcome,
+        expected=expected,
+        linear_predictor=linear_predictor,
+        c_statistic=_c_statistic(y, pred),
+        calibration=calibration,
+        coefficients=coefficients,
+        formula=formula,
+        n=int(y.size),
+        events=events,
+        notes=tuple(notes),
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Funnel data
+# ---------------------------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class FunnelResult(Result):
+    """Funnel-plot data: per-unit table, limit curves and the dispersion summary.
+
+    ``to_frame()`` returns the per-unit table.
+    """
+
+    units: pd.DataFrame
+    limits: pd.DataFrame
+    outcome: str
+    unit: str
+    target: float
+    target_source: str
+    phi: float
+    phi_p_value: float
+    tau2: float
+    overdispersion: str
+    overdispersion_applied: bool
+    adjusted: bool
+    min_volume: int
+    notes: tuple[str, ...] = ()
+
+    def to_frame(self) -> pd.DataFrame:
+        """The per-unit table (a copy)."""
+        return self.units.copy()
+
+
+def _level_tag(level: float) -> str:
+    return f"{level * 100:g}".replace(".", "")
+
+
+def _recalibrate(linear_predictor: np.ndarray, target: float) -> np.ndarray:
+    """Shift the logit intercept so the mean predicted risk equals ``target``."""
+
+    def gap(delta: float) -> float:
+        return float(np.mean(special.expit(linear_predictor + delta)) - target)
+
+    delta = optimize.brentq(gap, -30.0, 30.0, xtol=1e-12)
+    return special.expit(linear_predictor + delta)
+
+
+def _od_limits(
+    centre: float, se: np.ndarray, z: float, model: str, phi: float, tau2: float
+) -> tuple[np.ndarray, np.ndarray]:
+    scale = math.sqrt(phi) * se if model == "multiplicative" else np.sqrt(se**2 + tau2)
+    half = z * scale
+    return centre - half, centre + half
+
+
+def funnel_data(
+    records: pd.DataFrame,
+    unit: str = "facility_id",
+    outcome: str = "cement_leakage",
+    target: float | None = None,
+    adjust: bool = False,
+    overdispersion: str = "none",
+    min_volume: int = 10,
+) -> FunnelResult:
+    """Per-unit rates, z-scores, flags and limit curves for a funnel plot.
+
+    Parameters
+    ----------
+    records : DataFrame
+        Records with the data-dictionary columns. Rows with a missing unit or outcome are excluded.
+    unit : str
+        Grouping column, ``"facility_id"`` or ``"operator_id"``.
+    outcome : str
+        One of :data:`OUTCOMES`.
+    target : float, optional
+        External benchmark θ0. Default: the pooled rate Σy/Σn of the included records
+        (``target_source`` says which).
+    adjust : bool
+        Risk-adjust with :func:`risk_model` fitted on all records with the outcome (including
+        those without a unit). The expected count of a unit is then E_i = Σ p̂ and the plotted
+        rate is ``O/E × θ0`` (indirect standardisation) against Poisson(E) limits
+        (Spiegelhalter 2005, Appendix A.1.2). With an external target the model's intercept is
+        shifted so its mean predicted risk equals the target.
+    overdispersion : {"none", "multiplicative", "additive"}
+        Model for over-dispersion (Spiegelhalter 2005 QSHC 14:347; 2012 JRSS-A 175:1). It is
+        applied only when the winsorised φ > 1 and the χ² test has p < 0.05; the limits are then
+        normal-approximation limits ``θ0 ± z·√φ·s_i`` (multiplicative) or
+        ``θ0 ± z·√(s_i² + τ²)`` (additive), clipped to [0, 1] (low limit floored at 0 on the
+        adjusted scale).
+    min_volume : int
+        Units with fewer included records are flagged ``"low_volume"``: they are shown but not
+        tested, and excluded from φ, τ² and the BH family (they still count in the pooled target).
+
+    Returns
+    -------
+    FunnelResult
+        ``units`` has one row per unit: ``unit, n, events, rate, expected, oe, z, p_value,
+        p_adjusted, flag`` plus ``z_raw`` (before any over-dispersion model), ``plot_n`` and
+        ``plot_rate`` (the point to plot; ``plot_n = E/θ0`` and ``plot_rate = O/E × θ0`` when
+        adjusted) and the unit's own limits ``low_95, high_95, low_998, high_998`` on the plotted
+        scale. ``flag`` is ``"alarm_*"`` beyond the 99.8% limits, ``"alert_*"`` beyond 95%,
+        else ``"within"``. ``limits`` holds a smooth grid (``n, expected, level, low, high``) for
+        both levels with the same model; when adjusted, ``n`` is the effective volume
+        ``E/θ0`` (plot units at ``plot_n``) and the normal-approximation grid uses
+        ``V = E(1-θ0)``.
+
+    Notes
+    -----
+    z-scores are ``z_i = (O_i - E_i)/√V_i`` with ``V_i = n_i θ0(1-θ0)`` (unadjusted) or
+    ``Σ p̂(1-p̂)`` (adjusted), i.e. ``(y_i - θ0)/s_i`` on the plotted scale. ``p_value`` is
+    two-sided normal from ``z`` (the over-dispersion-adjusted score when a model is applied) and
+    ``p_adjusted`` is Benjamini–Hochberg over the tested units. Flags use the exact limits when no
+    over-dispersion model is applied, so a flag and a p-value can disagree slightly near a limit.
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> df = pd.DataFrame({"facility_id": np.repeat(list("ABCDE"), 100),
+    ...                    "cement_leakage": rng.random(500) < 0.2})
+    >>> fp = funnel_data(df, outcome="cement_leakage")
+    >>> fp.target_source, list(fp.units["unit"])
+    ('pooled', ['A', 'B', 'C', 'D', 'E'])
+    """
+    if overdispersion not in ("none", "multiplicative", "additive"):
+        raise ValueError("overdispersion must be 'none', 'multiplicative' or 'additive'")
+    if unit not in records:
+        raise KeyError(f"records lack the unit column {unit!r}")
+    method = "Funnel plot"
+    y_all = outcome_values(records, outcome)
+    keep = (y_all.notna() & records[unit].notna()).to_numpy()
+    if not keep.any():
+        raise InsufficientDataError(method, f"no records with both {unit} and {outcome}")
+    y = y_all.to_numpy()[keep]
+    units = records[unit].to_numpy(dtype=object)[keep]
+    notes: list[str] = []
+    pooled = float(y.mean())
+    if target is None:
+        theta, target_source = pooled, "pooled"
+        if not 0.0 < theta < 1.0:
+            raise InsufficientDataError(
+                method, f"the pooled {outcome} rate is {theta:g}; limits need 0 < rate < 1"
+            )
+    else:
+        theta, target_source = float(target), "external"
+        if not 0.0 < theta < 1.0:
+            raise ValueError("target must be strictly between 0 and 1")
+    if adjust:
+        # Fitted on every record with the outcome (also those without a unit), like
+        # caterpillar() and cusum(), so the three views share one set of expected risks.
+        model = risk_model(records, outcome)
+        notes.extend(model.notes)
+        if target_source == "external":
+            lin = model.linear_predictor.to_numpy()
+            fitted = np.isfinite(lin)
+            p_all = np.full(lin.size, np.nan)
+            p_all[fitted] = _recalibrate(lin[fitted], theta)
+            p = p_all[keep]
+            notes.append("risk model recalibrated (intercept shift) to the external target")
+        else:
+            p = model.expected.to_numpy()[keep]
+    else:
+        p = np.full(y.size, theta)
+
+    frame = pd.DataFrame({"unit": units, "y": y, "p": p, "v": p * (1.0 - p)})
+    table = (
+        frame.groupby("unit", sort=True)
+        .agg(n=("y", "size"), events=("y", "sum"), expected=("p", "sum"), var=("v", "sum"))
+        .reset_index()
+    )
+    table["events"] = table["events"].astype(int)
+    n_u = table["n"].to_numpy(dtype=float)
+    o_u = table["events"].to_numpy(dtype=float)
+    e_u = table["expected"].to_numpy()
+    v_u = table["var"].to_numpy()
+    table["rate"] = o_u / n_u
+    table["oe"] = o_u / e_u
+    z_raw = (o_u - e_u) / np.sqrt(v_u)
+    # Plotted value and its standard error on the plotted scale.
+    if adjust:
+        y_plot = table["oe"].to_numpy()
+        s_plot = np.sqrt(v_u) / e_u
+        centre = 1.0
+    else:
+        y_plot = table["rate"].to_numpy()
+        s_plot = np.sqrt(theta * (1.0 - theta) / n_u)
+        centre = theta
+    tested = n_u >= min_volume
+    od = estimate_overdispersion(z_raw[tested], s_plot[tested])
+    applied = (
+        overdispersion != "none"
+        and np.isfinite(od.phi)
+        and od.phi > 1.0
+        and od.p_value < OVERDISPERSION_ALPHA
+    )
+    if overdispersion != "none" and not applied:
+        notes.append(
+            f"{overdispersion} over-dispersion requested but not applied "
+            f"(phi={od.phi:.3g}, p={od.p_value:.3g})"
+        )
+    if applied and overdispersion == "multiplicative":
+        z = z_raw / math.sqrt(od.phi)
+    elif applied:
+        z = (y_plot - centre) / np.sqrt(s_plot**2 + od.tau2)
+    else:
+        z = z_raw
+    p_value = 2.0 * st.norm.sf(np.abs(z))
+    p_adjusted = np.full(z.size, np.nan)
+    if tested.any():
+        from statsmodels.stats.multitest import multipletests
+
+        p_adjusted[tested] = multipletests(p_value[tested], method="fdr_bh")[1]
+
+    # Limits at each unit (plotted scale) and the flags.
+    scale = theta if adjust else 1.0
+    flag = np.where(tested, "within", "low_volume").astype(object)
+    for level in sorted(FUNNEL_LEVELS):
+        if applied:
+            low, high = _od_limits(centre, s_plot, _z(level), overdispersion, od.phi, od.tau2)
+        elif adjust:
+            lim = funnel_limits_oe(e_u, levels=[level])
+            low, high = lim["low"].to_numpy(), lim["high"].to_numpy()
+        else:
+            lim = funnel_limits(n_u, theta, levels=[level])
+            low, high = lim["low"].to_numpy(), lim["high"].to_numpy()
+        low = np.maximum(low, 0.0)
+        if not adjust:
+            high = np.minimum(high, 1.0)
+        name = "alarm" if level == max(FUNNEL_LEVELS) else "alert"
+        flag = np.where(tested & (y_plot > high), f"{name}_high", flag)
+        flag = np.where(tested & (y_plot < low), f"{name}_low", flag)
+        tag = _level_tag(level)
+        table[f"low_{tag}"] = low * scale
+        table[f"high_{tag}"] = high * scale
+
+    table["z"] = z
+    table["z_raw"] = z_raw
+    table["p_value"] = p_value
+    table["p_adjusted"] = p_adjusted
+    table["flag"] = flag
+    table["plot_n"] = e_u / theta if adjust else n_u
+    table["plot_rate"] = y_plot * scale
+    columns = [
+        "unit",
+        "n",
+        "events",
+        "rate",
+        "expected",
+        "oe",
+        "z",
+        "p_value",
+        "p_adjusted",
+        "flag",
+        "z_raw",
+        "plot_n",
+        "plot_rate",
+    ]
+    columns += [c for c in table.columns if c.startswith(("low_", "high_"))]
+    table = table[columns]
+
+    # Smooth grid of limits (x = n, or the effective volume E/θ0 when adjusted).
+    x_max = float(table["plot_n"].max()) * 1.1
+    x_min = max(1.0, float(table["plot_n"].min()) * 0.5)
+    grid_n = np.unique(np.geomspace(x_min, max(x_max, x_min * 1.01), 200))
+    grid_e = grid_n * theta
+    frames = []
+    for level in FUNNEL_LEVELS:
+        if applied:
+            # Adjusted: V = E(1-θ0) is the variance of a unit with E expected events at risk θ0.
+            s_grid = (
+                np.sqrt(grid_e * (1.0 - theta)) / grid_e
+                if adjust
+                else np.sqrt(theta * (1.0 - theta) / grid_n)
+            )
+            low, high = _od_limits(centre, s_grid, _z(level), overdispersion, od.phi, od.tau2)
+        elif adjust:
+            lim = funnel_limits_oe(grid_e, levels=[level])
+            low, high = lim["low"].to_numpy(), lim["high"].to_numpy()
+        else:
+            lim = funnel_limits(grid_n, theta, levels=[level])
+            low, high = lim["low"].to_numpy(), lim["high"].to_numpy()
+        low = np.maximum(low, 0.0) * scale
+        high = (high if adjust else np.minimum(high, 1.0)) * scale
+        frames.append(
+            pd.DataFrame(
+                {"n": grid_n, "expected": grid_e, "level": level, "low": low, "high": high}
+            )
+        )
+    limits = pd.concat(frames, ignore_index=True)
+    return FunnelResult(
+        units=table,
+        limits=limits,
+        outcome=outcome,
+        unit=unit,
+        target=theta,
+        target_source=target_source,
+        phi=od.phi,
+        phi_p_value=od.p_value,
+        tau2=od.tau2,
+        overdispersion=overdispersion,
+        overdispersion_applied=bool(applied),
+        adjusted=bool(adjust),
+        min_volume=int(min_volume),
+        notes=tuple(notes),
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Caterpillar
+# ---------------------------------------------------------------------------------------------
+def _expected_risks(
+    records: pd.DataFrame, outcome: str, adjust: bool
+) -> tuple[pd.Series, pd.Series]:
+    """Outcome and expected risk per record (pooled model, or the pooled rate)."""
+    y = outcome_values(records, outcome)
+    if adjust:
+        p = risk_model(records, outcome).expected
+    else:
+        if y.notna().sum() == 0:
+            raise InsufficientDataError("Expected risk", f"no records with {outcome}")
+        p = pd.Series(np.where(y.notna(), float(y.mean()), np.nan), index=records.index)
+    return y, p
+
+
+def caterpillar(
+    records: pd.DataFrame,
+    unit: str = "facility_id",
+    outcome: str = "cement_leakage",
+    adjust: bool = True,
+    level: float = 0.95,
+) -> pd.DataFrame:
+    """O/E ratio with a CI for every unit, sorted for a caterpillar plot.
+
+    Parameters
+    ----------
+    records : DataFrame
+        Records with the data-dictionary columns.
+    unit : str
+        Grouping column (``"facility_id"`` or ``"operator_id"``); rows without it are excluded.
+    outcome : str
+        One of :data:`OUTCOMES`.
+    adjust : bool
+        Expected counts from :func:`risk_model` on the pooled records (indirect standardisation);
+        otherwise ``n × pooled rate``.
+    level : float
+        Confidence level of :func:`oe_ratio` (``method="auto"``: exact Poisson below 10 events,
+        Byar from 10).
+
+    Returns
+    -------
+    DataFrame
+        ``unit, n, observed, expected, oe, low, high, method``, sorted by ``oe`` (then unit).
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> df = pd.DataFrame({"facility_id": np.repeat(list("AB"), 50),
+    ...                    "cement_leakage": rng.random(100) < 0.3})
+    >>> list(caterpillar(df, adjust=False).columns)
+    ['unit', 'n', 'observed', 'expected', 'oe', 'low', 'high', 'method']
+    """
+    if unit not in records:
+        raise KeyError(f"records lack the unit column {unit!r}")
+    y, p = _expected_risks(records, outcome, adjust)
+    keep = (y.notna() & records[unit].notna()).to_numpy()
+    if not keep.any():
+        raise InsufficientDataError("Caterpillar plot", f"no records with {unit} and {outcome}")
+    frame = pd.DataFrame(
+        {
+            "unit": records[unit].to_numpy(dtype=object)[keep],
+            "y": y.to_numpy()[keep],
+            "p": p.to_numpy()[keep],
+        }
+    )
+    grouped = frame.groupby("unit", sort=True).agg(
+        n=("y", "size"), observed=("y", "sum"), expected=("p", "sum")
+    )
+    rows = []
+    for name, row in grouped.iterrows():
+        r = oe_ratio(int(row["observed"]), float(row["expected"]), level=level)
+        rows.append(
+            {
+                "unit": name,
+                "n": int(row["n"]),
+                "observed": r.observed,
+                "expected": r.expected,
+                "oe": r.ratio,
+                "low": r.low,
+                "high": r.high,
+                "method": r.method,
+            }
+        )
+    out = pd.DataFrame(rows)
+    return out.sort_values(["oe", "unit"], kind="mergesort").reset_index(drop=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# CUSUM and VLAD
+# ---------------------------------------------------------------------------------------------
+def alternative_risk(p0: float | np.ndarray, odds_ratio: float) -> float | np.ndarray:
+    """Risk after multiplying the odds of ``p0`` by ``odds_ratio``: ``R·p0/(1 - p0 + R·p0)``.
+
+    This is p1 of the unadjusted Bernoulli CUSUM (Reynolds & Stoumbos 1999, J Qual Technol
+    31:87) and the alternative of the risk-adjusted CUSUM (Steiner et al. 2000).
+
+    Examples
+    --------
+    >>> round(alternative_risk(0.10, 2.0), 4)
+    0.1818
+    """
+    p0 = np.asarray(p0, dtype=float)
+    out = odds_ratio * p0 / (1.0 - p0 + odds_ratio * p0)
+    return float(out) if out.ndim == 0 else out
+
+
+def _cusum_weights(y: np.ndarray, p: np.ndarray, odds_ratio: float) -> np.ndarray:
+    """Steiner's log-likelihood-ratio weight for H0: R = 1 against R = ``odds_ratio``."""
+    return y * math.log(odds_ratio) - np.log1p(-p + odds_ratio * p)
+
+
+def _check_odds_ratio(odds_ratio: float) -> float:
+    odds_ratio = float(odds_ratio)
+    if not np.isfinite(odds_ratio) or odds_ratio <= 1.0:
+        raise ValueError(
+            "odds_ratio must be > 1 (the upper chart detects R_A = odds_ratio, "
+            "the lower chart R_A = 1/odds_ratio)"
+        )
+    return odds_ratio
+
+
+def cusum_chart(
+    observed: Sequence[float] | np.ndarray,
+    expected: Sequence[float] | np.ndarray,
+    odds_ratio: float = 2.0,
+    threshold_upper: float | None = 4.5,
+    threshold_lower: float | None = 4.5,
+) -> pd.DataFrame:
+    """Risk-adjusted Bernoulli CUSUM (upper and lower) and VLAD for one ordered series.
+
+    Parameters
+    ----------
+    observed : array_like of {0, 1}
+        Outcomes in time order.
+    expected : array_like
+        Predicted risks p_t in [0, 1] (a constant p0 gives the unadjusted Bernoulli CUSUM).
+    odds_ratio : float
+        R_A > 1 of the upper chart (deterioration); the lower chart uses 1/R_A (improvement).
+    threshold_upper, threshold_lower : float or None
+        Decision limits h⁺ and h⁻ (positive); ``None`` never signals. The default 4.5 is the
+        value Steiner et al. used for R_A = 2; prefer a limit chosen for the unit's case mix
+        (:func:`cusum_threshold`).
+
+    Returns
+    -------
+    DataFrame
+        ``observed, expected, weight_upper, upper, weight_lower, lower, signal_upper,
+        signal_lower, vlad``. Weights are ``W_t = y_t·log R - log(1 - p_t + R·p_t)``
+        (R0 = 1; Steiner, Cook, Farewell & Treasure 2000, Biostatistics 1:441). Upper chart
+        ``X_t = max(0, X_{t-1} + W_t)`` with R = odds_ratio, signal when ``X_t ≥ h⁺``; lower
+        chart ``Z_t = min(0, Z_{t-1} - W_t)`` with R = 1/odds_ratio, signal when ``Z_t ≤ -h⁻``.
+        The row of a signal shows the value that crossed the limit; the chart restarts from 0 at
+        the next case. ``vlad`` is ``Σ (p_s - y_s)``, expected minus observed events (Lovegrove
+        et al. 1997, Lancet 350:1128).
+
+    Examples
+    --------
+    >>> chart = cusum_chart([0, 1, 1], [0.1, 0.1, 0.1])
+    >>> chart["upper"].round(4).tolist()
+    [0.0, 0.5978, 1.1957]
+    """
+    odds_ratio = _check_odds_ratio(odds_ratio)
+    y = np.asarray(observed, dtype=float)
+    p = np.asarray(expected, dtype=float)
+    if y.shape != p.shape or y.ndim != 1:
+        raise ValueError("observed and expected must be 1-d arrays of the same length")
+    if not np.all(np.isin(y, (0.0, 1.0))):
+        raise ValueError("observed must contain only 0 and 1")
+    if np.any(~np.isfinite(p)) or np.any((p < 0) | (p > 1)):
+        raise ValueError("expected risks must lie in [0, 1]")
+    h_up = math.inf if threshold_upper is None else float(threshold_upper)
+    h_low = math.inf if threshold_lower is None else float(threshold_lower)
+    if h_up <= 0 or h_low <= 0:
+        raise ValueError("thresholds must be positive")
+    w_up = _cusum_weights(y, p, odds_ratio)
+    w_low = _cusum_weights(y, p, 1.0 / odds_ratio)
+    upper = np.empty(y.size)
+    lower = np.empty(y.size)
+    sig_up = np.zeros(y.size, dtype=bool)
+    sig_low = np.zeros(y.size, dtype=bool)
+    x = z = 0.0
+    for t in range(y.size):
+        x = max(0.0, x + w_up[t])
+        z = min(0.0, z - w_low[t])
+        upper[t], lower[t] = x, z
+        if x >= h_up:
+            sig_up[t] = True
+            x = 0.0
+        if z <= -h_low:
+            sig_low[t] = True
+            z = 0.0
+    return pd.DataFrame(
+        {
+            "observed": y.astype(int),
+            "expected": p,
+            "weight_upper": w_up,
+            "upper": upper,
+            "weight_lower": w_low,
+            "lower": lower,
+            "signal_upper": sig_up,
+            "signal_lower": sig_low,
+            "vlad": np.cumsum(p - y),
+        }
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class CusumThreshold(Result):
+    """Decision limit chosen by simulating the in-control run length."""
+
+    h: float
+    arl: float
+    target_arl: float
+    direction: str
+    n_sim: int
+    horizon: int
+
+
+def _arl_estimate(running_max: np.ndarray, h: float) -> float:
+    """ARL at limit ``h`` from paths of the running maximum of the chart (censored at T).
+
+    ``E[RL] = E[min(RL, T)] + P(RL > T)·m``, where the mean residual run length ``m`` of the
+    charts still running at T is estimated from the signal rate over the second half of the
+    horizon (the run length is close to geometric once the chart has left its start).
+    """
+    n_sim, horizon = running_max.shape
+    below = (running_max < h).sum(axis=1)  # run length - 1 for charts that signalled
+    signalled = below < horizon
+    rl = np.where(signalled, below + 1, horizon).astype(float)
+    mean_part = rl.mean()
+    censored = 1.0 - signalled.mean()
+    if censored == 0.0:
+        return float(mean_part)
+    half = horizon // 2
+    at_risk = np.clip(rl - half, 0.0, None).sum()
+    late = np.sum(signalled & (rl > half))
+    if late == 0:
+        return math.inf
+    return float(mean_part + censored * at_risk / late)
+
+
+def cusum_threshold(
+    expected: Sequence[float] | np.ndarray,
+    odds_ratio: float = 2.0,
+    in_control_arl: float = 1000.0,
+    direction: str = "upper",
+    seed: int | np.random.Generator | None = 0,
+    n_sim: int | None = None,
+) -> CusumThreshold:
+    """Choose a CUSUM decision limit h whose in-control ARL is close to a target.
+
+    The in-control run length is simulated from the unit's own case mix (Steiner et al. 2000,
+    Biostatistics 1:441): each simulated case draws a risk p from ``expected`` with replacement
+    and an outcome y ~ Bernoulli(p). ``n_sim`` charts are run for a horizon of 3× the target
+    (vectorised through the Lindley form ``X_t = S_t - min_{s≤t} S_s`` of the CUSUM, S the
+    cumulative weight), and h is found by bisection on the simulated ARL (see
+    :func:`_arl_estimate` for the censoring correction).
+
+    Parameters
+    ----------
+    expected : array_like
+        Predicted risks of the unit's cases.
+    odds_ratio : float
+        R_A of the upper chart; the lower chart uses 1/R_A.
+    in_control_arl : float
+        Target in-control average run length (cases to a false signal).
+    direction : {"upper", "lower"}
+        Which chart.
+    seed : int or Generator, optional
+        Seed of :func:`numpy.random.default_rng`.
+    n_sim : int, optional
+        Number of simulated charts; default ``clip(4e6 / horizon, 200, 2000)`` (about 4 million
+        simulated cases; the relative Monte-Carlo error of the ARL is about 1/√n_sim).
+
+    Returns
+    -------
+    CusumThreshold
+        ``h``, its simulated ``arl``, ``target_arl``, ``direction``, ``n_sim``, ``horizon``.
+
+    Examples
+    --------
+    >>> th = cusum_threshold(np.full(50, 0.1), in_control_arl=500, n_sim=300)
+    >>> 1.0 < th.h < 6.0
+    True
+    """
+    odds_ratio = _check_odds_ratio(odds_ratio)
+    p = np.asarray(expected, dtype=float)
+    p = p[np.isfinite(p)]
+    if p.size == 0:
+        raise InsufficientDataError("CUSUM threshold", "no expected risks to simulate from")
+    if direction not in ("upper", "lower"):
+        raise ValueError("direction must be 'upper' or 'lower'")
+    if not in_control_arl > 1:
+        raise ValueError("in_control_arl must be > 1")
+    rng = np.random.default_rng(seed)
+    ratio = odds_ratio if direction == "upper" else 1.0 / odds_ratio
+    w0 = _cusum_weights(np.zeros(p.size), p, ratio)
+    w1 = _cusum_weights(np.ones(p.size), p, ratio)
+    horizon = int(math.ceil(3.0 * in_control_arl))
+    if n_sim is None:
+        n_sim = int(np.clip(4e6 // horizon, 200, 2000))
+    running_max = np.empty((n_sim, horizon), dtype=np.float32)
+    s_last = np.zeros(n_sim)
+    s_min = np.zeros(n_sim)
+    x_max = np.zeros(n_sim)
+    chunk = max(1, int(2e6 // n_sim))
+    for start in range(0, horizon, chunk):
+        width = min(chunk, horizon - start)
+        idx = rng.integers(0, p.size, size=(n_sim, width))
+        event = rng.random((n_sim, width)) < p[idx]
+        s = s_last[:, None] + np.cumsum(np.where(event, w1[idx], w0[idx]), axis=1)
+        s_run_min = np.minimum(s_min[:, None], np.minimum.accumulate(s, axis=1))
+        x = s - s_run_min
+        mx = np.maximum(x_max[:, None], np.maximum.accumulate(x, axis=1))
+        running_max[:, start : start + width] = mx
+        s_last, s_min, x_max = s[:, -1], s_run_min[:, -1], mx[:, -1]
+    lo, hi = 0.0, 2.0
+    while _arl_estimate(running_max, hi) < in_control_arl and hi < 200.0:
+        lo, hi = hi, hi * 2.0
+    for _ in range(40):
+        if hi - lo < 1e-3:
+            break
+        mid = (lo + hi) / 2.0
+        if _arl_estimate(running_max, mid) < in_control_arl:
+            lo = mid
+        else:
+            hi = mid
+    h = round(hi, 3)
+    return CusumThreshold(
+        h=h,
+        arl=_arl_estimate(running_max, h),
+        target_arl=float(in_control_arl),
+        direction=direction,
+        n_sim=int(n_sim),
+        horizon=horizon,
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class CusumResult(Result):
+    """Risk-adjusted CUSUM and VLAD of one unit."""
+
+    chart: pd.DataFrame
+    signals: pd.DataFrame
+    unit: str
+    unit_id: Any
+    outcome: str
+    odds_ratio: float
+    threshold_upper: float
+    threshold_lower: float
+    threshold_method: str
+    in_control_arl: float
+    arl_upper: float
+    arl_lower: float
+    adjusted: bool
+    n: int
+
+
+def cusum(
+    records: pd.DataFrame,
+    unit: str,
+    unit_id: Any,
+    outcome: str,
+    odds_ratio: float = 2.0,
+    threshold: float | tuple[float, float] | None = None,
+    in_control_arl: float | None = None,
+    seed: int | None = 0,
+    adjust: bool = True,
+) -> CusumResult:
+    """Risk-adjusted CUSUM (Steiner et al. 2000) and VLAD for one facility or operator.
+
+    Parameters
+    ----------
+    records : DataFrame
+        Records of *all* units: the case-mix model is fitted on the pooled records.
+    unit : str
+        Grouping column (``"facility_id"`` or ``"operator_id"``).
+    unit_id : Any
+        The unit to chart.
+    outcome : str
+        One of :data:`OUTCOMES`; the unit's rows where it is missing are skipped.
+    odds_ratio : float
+        R_A of the upper chart (deterioration); the lower chart detects 1/R_A.
+    threshold : float or (float, float), optional
+        Given decision limits (h⁺, h⁻), or one value for both. Default: simulated by
+        :func:`cusum_threshold` for each chart from the unit's own expected risks.
+    in_control_arl : float, optional
+        Target in-control ARL for the simulated limits; default ``max(1000, 5 × n)`` where n is
+        the unit's number of charted cases.
+    seed : int, optional
+        Seed of the simulation.
+    adjust : bool
+        Expected risks from :func:`risk_model` on the pooled records (default); otherwise the
+        pooled rate for every case (unadjusted Bernoulli CUSUM).
+
+    Returns
+    -------
+    CusumResult
+        ``chart`` in ``procedure_date`` order (ties by ``record_id``) with ``record_index,
+        record_id, procedure_date`` and the columns of :func:`cusum_chart`; ``signals`` with
+        ``position, record_index, record_id, procedure_date, direction, value``; the limits and
+        ``threshold_method`` (``"given"`` or ``"simulated"``).
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> df = pd.DataFrame({"facility_id": np.repeat(list("AB"), 60),
+    ...                    "procedure_date": pd.date_range("2024-01-01", periods=120),
+    ...                    "cement_leakage": rng.random(120) < 0.2})
+    >>> res = cusum(df, "facility_id", "A", "cement_leakage", threshold=4.0, adjust=False)
+    >>> res.threshold_method, res.n
+    ('given', 60)
+    """
+    odds_ratio = _check_odds_ratio(odds_ratio)
+    for column in (unit, "procedure_date"):
+        if column not in records:
+            raise KeyError(f"records lack column {column!r}")
+    y, p = _expected_risks(records, outcome, adjust)
+    mask = (records[unit] == unit_id).fillna(False).to_numpy(dtype=bool) & y.notna().to_numpy()
+    if not mask.any():
+        raise InsufficientDataError("CUSUM", f"no records of {unit}={unit_id!r} with {outcome}")
+    sub = pd.DataFrame(
+        {
+            "record_index": records.index[mask],
+            "record_id": (
+                records["record_id"].to_numpy()[mask]
+                if "record_id" in records
+                else records.index[mask]
+            ),
+            "procedure_date": records["procedure_date"].to_numpy()[mask],
+            "y": y.to_numpy()[mask],
+            "p": p.to_numpy()[mask],
+        }
+    )
+    sub = sub.sort_values(["procedure_date", "record_id"], kind="mergesort").reset_index(drop=True)
+    n = len(sub)
+    if threshold is None:
+        target = float(in_control_arl) if in_control_arl is not None else max(1000.0, 5.0 * n)
+        rng = np.random.default_rng(seed)
+        th_up = cusum_threshold(sub["p"], odds_ratio, target, "upper", rng)
+        th_low = cusum_threshold(sub["p"], odds_ratio, target, "lower", rng)
+        h_up, h_low, arl_up, arl_low = th_up.h, th_low.h, th_up.arl, th_low.arl
+        method = "simulated"
+    else:
+        h_up, h_low = (threshold, threshold) if np.isscalar(threshold) else threshold
+        h_up, h_low = float(h_up), float(h_low)
+        target, arl_up, arl_low = math.nan, math.nan, math.nan
+        method = "given"
+    chart = cusum_chart(sub["y"], sub["p"], odds_ratio, h_up, h_low)
+    chart.insert(0, "procedure_date", sub["procedure_date"])
+    chart.insert(0, "record_id", sub["record_id"])
+    chart.insert(0, "record_index", sub["record_index"])
+    rows = []
+    for direction, sig, col in (
+        ("upper", "signal_upper", "upper"),
+        ("lower", "signal_lower", "lower"),
+    ):
+        for i in np.flatnonzero(chart[sig].to_numpy()):
+            rows.append(
+                {
+                    "position": int(i) + 1,
+                    "record_index": chart.at[i, "record_index"],
+                    "record_id": chart.at[i, "record_id"],
+                    "procedure_date": chart.at[i, "procedure_date"],
+                    "direction": direction,
+                    "value": float(chart.at[i, col]),
+                }
+            )
+    signals = pd.DataFrame(
+        rows,
+        columns=["position", "record_index", "record_id", "procedure_date", "direction", "value"],
+    )
+    signals = signals.sort_values(["position", "direction"], kind="mergesort").reset_index(
+        drop=True
+    )
+    return CusumResult(
+        chart=chart,
+        signals=signals,
+        unit=unit,
+        unit_id=unit_id,
+        outcome=outcome,
+        odds_ratio=odds_ratio,
+        threshold_upper=h_up,
+        threshold_lower=h_low,
+        threshold_method=method,
+        in_control_arl=target,
+        arl_upper=arl_up,
+        arl_lower=arl_low,
+        adjusted=bool(adjust),
+        n=n,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# p-chart / Laney p'
+# ---------------------------------------------------------------------------------------------
+def p_chart(
+    counts: Sequence[float] | np.ndarray,
+    totals: Sequence[float] | np.ndarray,
+    method: str = "p",
+) -> pd.DataFrame:
+    """p-chart (3σ) or Laney p′ chart for subgroups in time order.
+
+    Parameters
+    ----------
+    counts, totals : array_like
+        Events d_i and subgroup sizes n_i (e.g. per month), in time order.
+    method : {"p", "laney"}
+        ``"p"``: ``p̄ ± 3·σ_i`` with ``σ_i = √(p̄(1-p̄)/n_i)``. ``"laney"``: Laney p′
+        (Laney 2002, Quality Engineering 14:531): ``z_i = (p_i - p̄)/σ_i``,
+        ``σ_z = mean|z_i - z_{i-1}| / 1.128`` and limits ``p̄ ± 3·σ_i·σ_z``.
+
+    Returns
+    -------
+    DataFrame
+        One row per subgroup: ``count, total, p, center, low, high, z, sigma_z, signal``
+        (``sigma_z`` is 1 for the p-chart). The lower limit is floored at 0 and the upper capped
+        at 1; ``signal`` marks points outside the limits.
+
+    Examples
+    --------
+    >>> chart = p_chart([12, 25, 6, 30], [100, 120, 90, 150], method="laney")
+    >>> chart[["p", "low", "high"]].round(3).iloc[0].tolist()
+    [0.12, 0.0, 0.489]
+    """
+    d = np.asarray(counts, dtype=float)
+    n = np.asarray(totals, dtype=float)
+    if d.shape != n.shape or d.ndim != 1:
+        raise ValueError("counts and totals must be 1-d arrays of the same length")
+    if np.any(n <= 0) or np.any(d < 0) or np.any(d > n):
+        raise ValueError("totals must be positive and 0 <= counts <= totals")
+    if method not in ("p", "laney"):
+        raise ValueError("method must be 'p' or 'laney'")
+    if d.size == 0:
+        raise InsufficientDataError("p-chart", "no subgroups")
+    pbar = d.sum() / n.sum()
+    if pbar in (0.0, 1.0):
+        raise InsufficientDataError("p-chart", f"the overall proportion is {pbar:g}")
+    sigma = np.sqrt(pbar * (1.0 - pbar) / n)
+    p = d / n
+    z = (p - pbar) / sigma
+    sigma_z = 1.0
+    if method == "laney":
+        if d.size < 2:
+            raise InsufficientDataError("Laney p' chart", "1 subgroup; 2 are needed")
+        sigma_z = float(np.mean(np.abs(np.diff(z))) / 1.128)
+    low = np.maximum(pbar - 3.0 * sigma * sigma_z, 0.0)
+    high = np.minimum(pbar + 3.0 * sigma * sigma_z, 1.0)
+    return pd.DataFrame(
+        {
+            "count": d,
+            "total": n,
+            "p": p,
+            "center": pbar,
+            "low": low,
+            "high": high,
+            "z": z,
+            "sigma_z": sigma_z,
+            "signal": (p > high) | (p < low),
+        }
+    )
