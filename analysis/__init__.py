@@ -6,11 +6,24 @@ with data-dictionary columns, and return a frozen result object (named fields, `
 or a tidy DataFrame.
 """
 
+from analysis.benchmarks import benchmark_for, literature_benchmarks
 from analysis.descriptive import procedure_counts
 from analysis.errors import AnalysisError, InsufficientDataError
 from analysis.means import EquivalenceTest, MeanComparison, compare_means, equivalence_means
 from analysis.meta import PooledEstimate, pool_studies
 from analysis.multiplicity import adjust_pvalues
+from analysis.outcomes import (
+    COMPLICATION_OUTCOMES,
+    ResponderDefinition,
+    complication_rates,
+    odi_change,
+    opioid_use,
+    outcome_summary,
+    pain_trajectory,
+    resource_summary,
+    responder_rates,
+    setting_mix,
+)
 from analysis.power import (
     minimum_detectable_difference,
     minimum_detectable_mean_difference,
@@ -55,6 +68,18 @@ from analysis.survival import (
 )
 
 __all__ = [
+    "COMPLICATION_OUTCOMES",
+    "ResponderDefinition",
+    "benchmark_for",
+    "complication_rates",
+    "literature_benchmarks",
+    "odi_change",
+    "opioid_use",
+    "outcome_summary",
+    "pain_trajectory",
+    "resource_summary",
+    "responder_rates",
+    "setting_mix",
     "OUTCOMES",
     "AnalysisError",
     "CusumResult",
