@@ -7,8 +7,22 @@ or a tidy DataFrame.
 """
 
 from analysis.benchmarks import benchmark_for, literature_benchmarks
-from analysis.descriptive import procedure_counts
+from analysis.costs import (
+    AdjustedCostRatio,
+    CostOptions,
+    IncrementalCost,
+    RateTableError,
+    adjusted_cost_ratio,
+    cost_per_responder,
+    cost_summary,
+    exchange_rates,
+    incremental_cost_per_responder,
+    normalise_costs,
+    ppp_factors,
+)
+from analysis.descriptive import median_ci, procedure_counts, trend_by_period
 from analysis.errors import AnalysisError, InsufficientDataError
+from analysis.filters import AGE_BANDS, LEVEL_GROUPS, RecordFilter, apply_filter
 from analysis.means import EquivalenceTest, MeanComparison, compare_means, equivalence_means
 from analysis.meta import PooledEstimate, pool_studies
 from analysis.multiplicity import adjust_pvalues
@@ -68,6 +82,23 @@ from analysis.survival import (
 )
 
 __all__ = [
+    "AGE_BANDS",
+    "LEVEL_GROUPS",
+    "AdjustedCostRatio",
+    "CostOptions",
+    "IncrementalCost",
+    "RateTableError",
+    "RecordFilter",
+    "adjusted_cost_ratio",
+    "apply_filter",
+    "cost_per_responder",
+    "cost_summary",
+    "exchange_rates",
+    "incremental_cost_per_responder",
+    "median_ci",
+    "normalise_costs",
+    "ppp_factors",
+    "trend_by_period",
     "COMPLICATION_OUTCOMES",
     "ResponderDefinition",
     "benchmark_for",

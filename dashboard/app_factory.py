@@ -6,9 +6,9 @@ from importlib import resources
 from pathlib import Path
 
 import dash
-import dash_bootstrap_components as dbc
 import flask
-from dash import html
+
+from dashboard.layout import register_callbacks, shell
 
 PAGES_FOLDER = Path(__file__).parent / "pages"
 # Bootstrap's CSS is served by the app itself: a CDN is unreachable on many hospital networks.
@@ -35,16 +35,6 @@ def create_app(database: str | None = None) -> dash.Dash:
         suppress_callback_exceptions=True,
     )
     app.server.config["VA_DATABASE"] = database
-    app.layout = dbc.Container(
-        [
-            dbc.NavbarSimple(
-                brand="Vertebral augmentation outcomes",
-                children=[dbc.NavItem(dbc.NavLink(page["name"], href=page["relative_path"]))
-                          for page in dash.page_registry.values()],
-                color="primary", dark=True, className="mb-3",
-            ),
-            html.Main(dash.page_container, id="main"),
-        ],
-        fluid=True,
-    )
+    app.layout = shell  # a function: filter options and the demo banner follow the data
+    register_callbacks(app)
     return app

@@ -1,30 +1,131 @@
-"""Overview: record count per procedure (the full overview arrives with the dashboard issue)."""
+"""Overview: VP and KP side by side (KPIs with 95% CIs and n), and the quarterly trend."""
 
 from __future__ import annotations
 
 import dash
 import dash_bootstrap_components as dbc
-from dash import html
+import numpy as np
+import pandas as pd
+from dash import Input, Output, callback, dcc, html
 
-from analysis.descriptive import procedure_counts
-from dashboard.context import database
-from data import load_records
+from analysis.descriptive import median_ci, trend_by_period
+from analysis.filters import RecordFilter
+from analysis.outcomes import ResponderDefinition, outcome_summary
+from dashboard.components import chart_card, data_grid, empty_state, page_header, safe_callback
+from dashboard.data_access import filtered_records
+from dashboard.figures.common import PROCEDURE_COLOURS, procedure_label
+from dashboard.figures.overview import trend_figure, trend_summary
+from dashboard.suppression import format_count, is_small, label
 
 dash.register_page(__name__, path="/", name="Overview", title="Overview", order=0)
 
+PROCEDURES = ("vertebroplasty", "kyphoplasty")
+KPI_OUTCOMES = {  # outcome_summary outcome -> card title
+    "responder": "Pain relief (≥30% at 1 month)",
+    "cement_leakage": "Cement leakage",
+    "pulmonary_embolism": "Cement embolism",
+    "adjacent_fracture_12m": "New fracture by 12 months",
+}
+
 
 def layout(**_query) -> html.Div:
-    counts = procedure_counts(load_records(database()))
-    cards = [
-        dbc.Col(dbc.Card(dbc.CardBody([
-            html.H2(f"{row.records:,}", className="card-title", id=f"count-{row.procedure}"),
-            html.P(row.procedure.capitalize(), className="card-text"),
-        ])), md=3)
-        for row in counts.itertuples(index=False)
-    ]
     return html.Div([
-        html.H1("Procedures in the store", className="h3"),
-        dbc.Row(cards, className="g-3"),
-        html.P(f"{int(counts.records.sum()):,} records in total.", id="total-records",
-               className="mt-3"),
+        page_header("Overview", "Vertebroplasty and kyphoplasty side by side for the selected "
+                    "records: rates with 95% confidence intervals and the number of patients "
+                    "each rests on."),
+        dcc.Loading(html.Div(id="overview-body"), delay_show=400, overlay_style={"visibility": "visible", "opacity": 0.5}),
+    ])
+
+
+def kpi_rows(records: pd.DataFrame) -> pd.DataFrame:
+    """One row per (procedure, measure): value text, detail text, suppressed flag."""
+    summary = outcome_summary(records, by=("procedure",), responder=ResponderDefinition())
+    rows = []
+    for procedure in PROCEDURES:
+        part = records[records["procedure"] == procedure]
+        rows.append({"procedure": procedure, "measure": "Procedures", "value": format_count(len(part)),
+                     "detail": "records in the selection"})
+        for outcome, title in KPI_OUTCOMES.items():
+            match = summary[(summary["procedure"].astype(str) == procedure) & (summary["outcome"] == outcome)]
+            if match.empty:
+                rows.append({"procedure": procedure, "measure": title, "value": "–", "detail": "no data"})
+                continue
+            row = match.iloc[0]
+            if is_small([row.events])[0] or is_small([row.n])[0]:
+                value, detail = label(), f"suppressed (n {format_count(row.n)})"
+            elif pd.isna(row.estimate):
+                value, detail = "–", f"n {format_count(row.n)}"
+            else:
+                value = f"{100 * row.estimate:.1f}%"
+                detail = f"95% CI {100 * row.low:.1f}–{100 * row.high:.1f}%, n {int(row.n):,}"
+            rows.append({"procedure": procedure, "measure": title, "value": value, "detail": detail})
+        for column, title, unit in (("duration_min", "Median duration", "min"),):
+            values = part[column].dropna()
+            median, low, high = median_ci(values)
+            if is_small([len(values)])[0]:
+                value, detail = label(), "suppressed"
+            elif np.isnan(median):
+                value, detail = "–", "no durations recorded"
+            else:
+                value = f"{median:.0f} {unit}"
+                detail = f"95% CI {low:.0f}–{high:.0f}, n {len(values):,}"
+            rows.append({"procedure": procedure, "measure": title, "value": value, "detail": detail})
+        rows.append(_median_cost_row(part, procedure))
+    return pd.DataFrame(rows)
+
+
+def _median_cost_row(part: pd.DataFrame, procedure: str) -> dict:
+    title = "Median cost (USD)"
+    try:
+        from analysis.costs import CostOptions, normalise_costs
+    except ImportError:  # the costs module is optional for this card
+        return {"procedure": procedure, "measure": title, "value": "–", "detail": "not available"}
+    costs = normalise_costs(part, CostOptions(reporting_currency="USD"))["cost_reporting"].dropna()
+    median, low, high = median_ci(costs)
+    if is_small([len(costs)])[0]:
+        return {"procedure": procedure, "measure": title, "value": label(), "detail": "suppressed"}
+    if np.isnan(median):
+        return {"procedure": procedure, "measure": title, "value": "–", "detail": "no costs recorded"}
+    return {"procedure": procedure, "measure": title, "value": f"${median:,.0f}",
+            "detail": f"95% CI ${low:,.0f}–${high:,.0f}, n {len(costs):,}"}
+
+
+def kpi_section(kpis: pd.DataFrame) -> dbc.Row:
+    """One card per measure, VP and KP side by side in it."""
+    cards = []
+    for index, measure in enumerate(dict.fromkeys(kpis.measure)):
+        halves = []
+        for procedure in PROCEDURES:
+            row = kpis[(kpis.measure == measure) & (kpis.procedure == procedure)].iloc[0]
+            halves.append(dbc.Col([
+                html.Div(procedure_label(procedure).split(" (")[1].rstrip(")"),
+                         className="small fw-semibold", style={"color": PROCEDURE_COLOURS[procedure]}),
+                html.Div(row.value, id=f"kpi-{index}-{procedure}", className="fs-5 fw-semibold"),
+                html.Div(row.detail, className="small text-muted"),
+            ], width=6))
+        cards.append(dbc.Col(dbc.Card(dbc.CardBody([
+            html.H2(measure, className="h6 mb-2"), dbc.Row(halves, className="g-1")])),
+            xs=12, sm=6, xl=3, className="mb-2"))
+    return dbc.Row(cards, className="g-2 mb-2", id="kpi-cards")
+
+
+@callback(Output("overview-body", "children"), Input("filter-state", "data"))
+@safe_callback()
+def update_overview(state):
+    records = filtered_records(RecordFilter.from_dict(state))
+    if records.empty:
+        return empty_state()
+    kpis = kpi_rows(records)
+    responder = ResponderDefinition()
+    with_responder = records.assign(responder=responder.is_responder(records))
+    trend = trend_by_period(with_responder, ("responder", "cement_leakage", "pulmonary_embolism"))
+    table = kpis.pivot(index="measure", columns="procedure", values="value").reindex(
+        columns=list(PROCEDURES)).reset_index()
+    table.columns = ["measure", "vertebroplasty", "kyphoplasty"]
+    return html.Div([
+        kpi_section(kpis),
+        chart_card("Quarterly volume and complication rates", trend_figure(trend), trend_summary(trend),
+                   graph_id="overview-trend"),
+        html.H2("Key figures", className="h6"),
+        data_grid(table, "overview-kpis", "overview-key-figures"),
     ])

@@ -1,0 +1,108 @@
+"""Reusable layout pieces: data grids with CSV export, chart cards with text alternatives,
+error and empty states, and a wrapper that keeps callback failures inside the page."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import uuid
+from collections.abc import Callable, Sequence
+
+import dash_ag_grid as dag
+import dash_bootstrap_components as dbc
+import pandas as pd
+from dash import dcc, html
+
+from dashboard.figures.common import GRAPH_CONFIG
+
+log = logging.getLogger(__name__)
+
+
+def data_grid(frame: pd.DataFrame, grid_id: str, file_name: str, height: int | None = None,
+              column_labels: dict[str, str] | None = None) -> html.Div:
+    """An AG Grid of a (suppressed) display table with a "Download CSV" button.
+
+    The CSV export is done by the grid itself, so it contains exactly what is shown.
+    """
+    labels = column_labels or {}
+    columns = [{"field": str(c), "headerName": labels.get(str(c), str(c).replace("_", " ")),
+                "sortable": True, "filter": True, "resizable": True} for c in frame.columns]
+    rows = frame.astype(object).where(frame.notna(), None).to_dict("records")
+    rows_shown = min(len(rows), 12)
+    grid = dag.AgGrid(
+        id={"type": "data-grid", "name": grid_id}, rowData=rows, columnDefs=columns,
+        defaultColDef={"minWidth": 90, "flex": 1, "wrapHeaderText": True, "autoHeaderHeight": True},
+        csvExportParams={"fileName": f"{file_name}.csv"},
+        dashGridOptions={"domLayout": "autoHeight"} if height is None and rows_shown < 12
+        else {"pagination": len(rows) > 25, "paginationPageSize": 25},
+        style={"height": f"{height or 420}px"} if not (height is None and rows_shown < 12) else {},
+        className="ag-theme-alpine",
+    )
+    button = dbc.Button("Download CSV", id={"type": "csv-download", "name": grid_id}, size="sm",
+                        color="secondary", outline=True, className="mb-2",
+                        title=f"Download this table as {file_name}.csv")
+    return html.Div([button, grid], className="mb-3")
+
+
+def chart_card(title: str, figure, summary: str, graph_id: str | None = None,
+               table: html.Div | None = None) -> dbc.Card:
+    """A chart with its text alternative: a summary sentence and, optionally, its data table."""
+    graph_id = graph_id or f"graph-{uuid.uuid4().hex[:8]}"
+    body = [dcc.Graph(id=graph_id, figure=figure, config=GRAPH_CONFIG),
+            html.P(summary, id=f"{graph_id}-summary", className="small text-muted mb-1")]
+    if table is not None:
+        body.append(html.Details([html.Summary("Data table"), table], className="mt-1"))
+    return dbc.Card([dbc.CardHeader(html.H2(title, className="h6 mb-0")), dbc.CardBody(body)],
+                    className="mb-3")
+
+
+def empty_state(message: str = "No records match the current filters.") -> dbc.Alert:
+    return dbc.Alert([html.Strong("Nothing to show. "), message,
+                      " Widen the filters or press Reset."], color="info", className="my-3")
+
+
+def error_state(message: str) -> dbc.Alert:
+    return dbc.Alert([html.Strong("This part of the page could not be computed. "), message],
+                     color="warning", className="my-3")
+
+
+def safe_callback(n_outputs: int = 1, message: str = "Please adjust the filters or try again."
+                  ) -> Callable:
+    """Decorate a callback so an exception becomes a message in the page, never a traceback.
+
+    The first output receives an :func:`error_state` alert; the other outputs receive ``None``.
+    The error is logged server-side (without record data).
+    """
+    def decorate(function: Callable) -> Callable:
+        @functools.wraps(function)
+        def wrapper(*args, **kwargs):
+            try:
+                return function(*args, **kwargs)
+            except Exception as error:  # noqa: BLE001 - the page must keep working
+                log.exception("callback %s failed", function.__name__)
+                from analysis.errors import AnalysisError
+
+                detail = str(error) if isinstance(error, AnalysisError) else message
+                alert = error_state(detail)
+                return alert if n_outputs == 1 else (alert, *([None] * (n_outputs - 1)))
+        return wrapper
+    return decorate
+
+
+def stat_card(title: str, value: str, detail: str, card_id: str, colour: str | None = None) -> dbc.Card:
+    """A KPI card: title, big value, and a detail line (CI and n)."""
+    style = {"borderTop": f"4px solid {colour}"} if colour else {}
+    return dbc.Card(dbc.CardBody([
+        html.Div(title, className="small text-muted"),
+        html.Div(value, id=card_id, className="fs-4 fw-semibold"),
+        html.Div(detail, id=f"{card_id}-detail", className="small"),
+    ]), style=style, className="h-100")
+
+
+def page_header(title: str, lead: str) -> html.Div:
+    return html.Div([html.H1(title, className="h3 mb-1"), html.P(lead, className="text-muted")],
+                    className="mb-3")
+
+
+def columns_present(frame: pd.DataFrame, columns: Sequence[str]) -> list[str]:
+    return [c for c in columns if c in frame.columns]

@@ -1,0 +1,62 @@
+"""Palette, layout defaults and figure pieces shared by every page."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+
+# Okabe & Ito (2008) colour-blind-safe palette.
+OKABE_ITO = {
+    "orange": "#E69F00", "sky_blue": "#56B4E9", "bluish_green": "#009E73", "yellow": "#F0E442",
+    "blue": "#0072B2", "vermillion": "#D55E00", "reddish_purple": "#CC79A7", "black": "#000000",
+    "grey": "#999999",
+}
+PROCEDURE_COLOURS = {"vertebroplasty": OKABE_ITO["blue"], "kyphoplasty": OKABE_ITO["orange"]}
+PROCEDURE_LABELS = {"vertebroplasty": "Vertebroplasty (VP)", "kyphoplasty": "Kyphoplasty (KP)"}
+SEQUENCE = [OKABE_ITO[k] for k in ("blue", "orange", "bluish_green", "vermillion", "sky_blue",
+                                   "reddish_purple", "yellow", "black")]
+
+# PNG export from the modebar, at print resolution.
+GRAPH_CONFIG = {
+    "displaylogo": False,
+    "toImageButtonOptions": {"format": "png", "scale": 2, "filename": "vertebral-augmentation"},
+    "modeBarButtonsToRemove": ["select2d", "lasso2d"],
+}
+
+
+def base_layout(figure: go.Figure, title: str = "", height: int = 380, **kwargs) -> go.Figure:
+    """Common look: white template, readable fonts, legend on top, no title clutter."""
+    figure.update_layout(
+        template="plotly_white", height=height, title={"text": title, "x": 0, "font": {"size": 15}},
+        margin={"l": 60, "r": 20, "t": 50 if title else 20, "b": 50},
+        legend={"orientation": "h", "yanchor": "bottom", "y": 1.02, "x": 0},
+        font={"size": 13}, colorway=SEQUENCE, **kwargs,
+    )
+    return figure
+
+
+def empty_figure(message: str = "No records match the filters.", height: int = 300) -> go.Figure:
+    """A blank figure that says why it is blank (never a broken chart)."""
+    figure = go.Figure()
+    figure.add_annotation(text=message, showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper",
+                          font={"size": 14, "color": OKABE_ITO["grey"]})
+    figure.update_xaxes(visible=False)
+    figure.update_yaxes(visible=False)
+    return base_layout(figure, height=height)
+
+
+def percent(value: float | None, digits: int = 1) -> str:
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return "–"
+    return f"{100 * value:.{digits}f}%"
+
+
+def interval_text(low, high, scale: float = 100.0, digits: int = 1, unit: str = "%") -> str:
+    if low is None or high is None or pd.isna(low) or pd.isna(high):
+        return ""
+    return f"{scale * low:.{digits}f}–{scale * high:.{digits}f}{unit}"
+
+
+def procedure_label(name: str) -> str:
+    return PROCEDURE_LABELS.get(str(name), str(name))

@@ -1,0 +1,79 @@
+"""Figures and tables of the Overview page."""
+
+from __future__ import annotations
+
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from dashboard.figures.common import (
+    PROCEDURE_COLOURS,
+    base_layout,
+    empty_figure,
+    procedure_label,
+)
+from dashboard.suppression import is_small, label
+
+TREND_OUTCOMES = {"responder": "Pain relief (≥30% at 1 month)", "cement_leakage": "Cement leakage",
+                  "pulmonary_embolism": "Cement embolism"}
+
+
+def trend_figure(trend: pd.DataFrame) -> go.Figure:
+    """Quarterly volume (bars) and event rates with 95% CIs (lines), VP and KP.
+
+    Suppressed periods (1–10 procedures or events) show no rate, and their hover says "<11".
+    """
+    if trend.empty:
+        return empty_figure()
+    outcomes = [o for o in TREND_OUTCOMES if o in set(trend.outcome)]
+    figure = make_subplots(rows=1 + len(outcomes), cols=1, shared_xaxes=True, vertical_spacing=0.06,
+                           subplot_titles=["Procedures per quarter"] + [TREND_OUTCOMES[o] for o in outcomes])
+    volume = trend.drop_duplicates(["period", "procedure"])
+    for procedure, colour in PROCEDURE_COLOURS.items():
+        rows = volume[volume.procedure == procedure]
+        small = is_small(rows.procedures)
+        figure.add_bar(x=rows.period_start, y=rows.procedures.where(~small, None),
+                       name=procedure_label(procedure), marker_color=colour, legendgroup=procedure,
+                       customdata=[label() if s else f"{int(v):,}" for s, v in zip(small, rows.procedures, strict=True)],
+                       hovertemplate="%{x|%Y Q%q}: %{customdata} procedures<extra>" + procedure + "</extra>",
+                       row=1, col=1)
+        for index, outcome in enumerate(outcomes, start=2):
+            part = trend[(trend.procedure == procedure) & (trend.outcome == outcome)]
+            hidden = is_small(part.events) | is_small(part.n)
+            rate = (100 * part.rate).where(~hidden, None)
+            figure.add_scatter(
+                x=part.period_start, y=rate, mode="lines+markers", line={"color": colour},
+                name=procedure_label(procedure), legendgroup=procedure, showlegend=False,
+                error_y={"type": "data", "symmetric": False,
+                         "array": (100 * (part.high - part.rate)).where(~hidden, None),
+                         "arrayminus": (100 * (part.rate - part.low)).where(~hidden, None),
+                         "thickness": 1, "width": 2},
+                customdata=[[label() if h else f"{100 * r:.1f}%", label() if is_small([e])[0] else f"{int(e):,}",
+                             f"{int(n):,}" if not is_small([n])[0] else label()]
+                            for h, r, e, n in zip(hidden, part.rate.fillna(0), part.events, part.n, strict=True)],
+                hovertemplate="%{x|%Y Q%q}: %{customdata[0]} (%{customdata[1]} of %{customdata[2]})"
+                              "<extra>" + procedure + "</extra>",
+                row=index, col=1)
+            figure.update_yaxes(title_text="%", rangemode="tozero", row=index, col=1)
+        for index, outcome in enumerate(outcomes, start=2):
+            part = trend[trend.outcome == outcome]
+            if len(part) and (is_small(part.events) | is_small(part.n)).all():
+                figure.add_annotation(text="every quarter has fewer than 11 events: rates suppressed",
+                                      showarrow=False, xref="x domain", yref="y domain", x=0.5, y=0.5,
+                                      row=index, col=1, font={"color": "#666"})
+    figure.update_yaxes(title_text="n", row=1, col=1)
+    base_layout(figure, height=220 + 170 * len(outcomes), barmode="group")
+    return figure
+
+
+def trend_summary(trend: pd.DataFrame) -> str:
+    """One sentence describing the trend figure (its text alternative)."""
+    if trend.empty:
+        return "No procedures in the selected period."
+    volume = trend.drop_duplicates(["period", "procedure"])
+    quarters = volume.period.nunique()
+    totals = volume.groupby("procedure").procedures.sum()
+    parts = [f"{quarters} quarters from {volume.period.min()} to {volume.period.max()}"]
+    parts += [f"{procedure_label(p)}: {int(n):,} procedures" for p, n in totals.items()]
+    return "; ".join(parts) + ". Rates with 95% Wilson intervals; periods with fewer than 11 " \
+        "procedures or events are not shown."

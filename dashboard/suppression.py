@@ -1,0 +1,82 @@
+"""Small-cell suppression of displayed aggregates.
+
+Any displayed count from 1 to ``threshold`` (10 by default) is shown as "<11" and the rates,
+means and intervals computed from it are hidden, in tables, hover texts, figures and exports
+alike, so that de-identified aggregates cannot single out a patient. Zero is shown (it reveals
+no one). The threshold is configurable with ``VA_SUPPRESSION_THRESHOLD`` (a whole number ≥ 1).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+DEFAULT_THRESHOLD = 10
+
+
+def threshold() -> int:
+    """The configured suppression threshold."""
+    text = os.environ.get("VA_SUPPRESSION_THRESHOLD", "")
+    try:
+        value = int(text) if text else DEFAULT_THRESHOLD
+    except ValueError:
+        value = DEFAULT_THRESHOLD
+    return max(1, value)
+
+
+def label(limit: int | None = None) -> str:
+    """The text shown instead of a small count, e.g. ``"<11"``."""
+    return f"<{(limit or threshold()) + 1}"
+
+
+def is_small(counts, limit: int | None = None) -> np.ndarray:
+    """Which counts must be suppressed (1 ≤ count ≤ threshold)."""
+    limit = limit or threshold()
+    values = pd.to_numeric(pd.Series(counts), errors="coerce").to_numpy(dtype="float64")
+    return (values >= 1) & (values <= limit)
+
+
+def format_count(count, limit: int | None = None) -> str:
+    """A count as displayed: thousands separators, or the suppression label."""
+    if count is None or (isinstance(count, float) and np.isnan(count)):
+        return "–"
+    if is_small([count], limit)[0]:
+        return label(limit)
+    return f"{int(count):,}"
+
+
+def suppress_table(table: pd.DataFrame, count_columns: Sequence[str],
+                   dependent_columns: Sequence[str] = (), limit: int | None = None) -> pd.DataFrame:
+    """A display copy of ``table``: small counts replaced by the label, dependent values blanked.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        Aggregates, one row per group.
+    count_columns : sequence of str
+        Columns holding person counts (n, events, responders …). A row is suppressed when any of
+        them is small.
+    dependent_columns : sequence of str
+        Columns computed from those counts (rates, CIs, means): set to missing in suppressed rows.
+    limit : int, optional
+        Threshold; default :func:`threshold`.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Count columns become text (``"1,234"`` or ``"<11"``); a boolean ``suppressed`` column is
+        added.
+    """
+    shown = table.copy()
+    small_any = np.zeros(len(shown), dtype=bool)
+    for column in count_columns:
+        small_any |= is_small(shown[column], limit)
+    for column in count_columns:
+        shown[column] = [format_count(value, limit) for value in table[column]]
+    for column in dependent_columns:
+        shown[column] = shown[column].astype(object).where(~small_any, None)
+    shown["suppressed"] = small_any
+    return shown
