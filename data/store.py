@@ -209,12 +209,17 @@ def record_count(database: str | None = None) -> int:
 
 
 def data_version(database: str | None = None) -> str:
-    """A string that changes whenever stored records change (for cache keys)."""
+    """A string that changes whenever stored records change (for cache keys).
+
+    Records change only through import batches, so the latest batch and the batch and record
+    counts identify the content.
+    """
     with get_engine(database).connect() as connection:
         latest, count = connection.execute(
             sa.select(sa.func.max(import_batches.c.batch_id), sa.func.count())
             .select_from(import_batches)).one()
-    return f"b{latest or 0}-n{count}"
+        rows = connection.execute(sa.select(sa.func.count()).select_from(records)).scalar_one()
+    return f"b{latest or 0}-n{count}-r{rows}"
 
 
 def existing_hashes(connection: Connection, record_ids: Sequence[str]) -> dict[str, str]:

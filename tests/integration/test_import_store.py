@@ -167,3 +167,28 @@ def test_an_older_store_is_upgraded(sqlite_database, monkeypatch):
     monkeypatch.setitem(store.MIGRATIONS, store.SCHEMA_VERSION, lambda connection: applied.append(1))
     assert store.schema_version(sqlite_database) == store.SCHEMA_VERSION
     assert applied == [1]
+
+
+def test_fast_and_dbapi_readers_agree(database):
+    """The fast paths (ADBC on PostgreSQL, the Parquet snapshot on SQLite) and the DB-API
+    reader return identical frames, and a new import is never answered from an old snapshot."""
+    from data import demo_records, import_dataframe
+    from data.load import _read_adbc_postgres, snapshot_path
+
+    import_dataframe(demo_records(1500, seed=2), "demo", database, synthetic=True)
+    import_file(EXPORTS / "us_export.csv", database)
+    url = store.database_url(database)
+    if url.startswith("postgresql"):
+        assert _read_adbc_postgres(url).num_rows == 1500 + 4  # no silent fallback
+    first = load_records(database)
+    pd.testing.assert_frame_equal(first, load_records(database, fast=False))
+    snapshot = snapshot_path(url, store.data_version(url))
+    if snapshot is not None:
+        assert snapshot.exists()
+        pd.testing.assert_frame_equal(load_records(database), first)  # now from the snapshot
+    import_file(EXPORTS / "nhs_export.xlsx", database)
+    second = load_records(database)
+    assert len(second) == len(first) + 3
+    pd.testing.assert_frame_equal(second, load_records(database, fast=False))
+    if snapshot is not None:
+        assert not snapshot.exists()  # the old version's snapshot was removed
