@@ -83,6 +83,8 @@ def shell() -> html.Div:
         dbc.Navbar(dbc.Container([
             dbc.NavbarBrand("Vertebral augmentation outcomes", href="/"),
             dbc.Nav(nav, navbar=True, className="flex-wrap"),
+            dbc.Button("Download report", id="report-button", color="light", size="sm",
+                       className="ms-auto", title="A self-contained HTML report of this page"),
         ], fluid=True), color="primary", dark=True, className="mb-2"),
         dbc.Container([
             banner,
@@ -93,6 +95,7 @@ def shell() -> html.Div:
                     html.Div(id="match-count", role="status", className="mb-2 fw-semibold"),
                     html.Main(dash.page_container, id="main"),
                 ], xs=12, md=9, xxl=10),
+                dcc.Download(id="report-download"),
             ]),
         ], fluid=True),
     ])
@@ -132,6 +135,26 @@ def keep_filters_in_links(search, ids):
     return [item["path"] + (search or "") for item in ids]
 
 
+def download_report(_clicks, pathname, state):
+    """The current page's report as a self-contained HTML file."""
+    from dashboard import suppression
+    from dashboard.report import REPORT_BUILDERS, render_report
+
+    page = REPORT_BUILDERS.get(pathname or "/")
+    if page is None:
+        return dash.no_update
+    title, builder = page
+    selection = RecordFilter.from_dict(state)
+    sections = builder(selection)
+    note = (f"Small-cell suppression: counts from 1 to {suppression.threshold()} are shown as "
+            f"{suppression.label()} and the rates computed from them are hidden.")
+    document = render_report(title, sections, selection, data_access.data_version(),
+                             data_access.is_synthetic(), note)
+    stamp = pd.Timestamp.now().strftime("%Y%m%d-%H%M")
+    name = f"{title.lower().replace(' ', '-')}-report-{stamp}.html"
+    return dcc.send_string(document, name)
+
+
 def register_callbacks(app: dash.Dash) -> None:
     """Attach the shell's callbacks to ``app``.
 
@@ -143,6 +166,9 @@ def register_callbacks(app: dash.Dash) -> None:
         Input("url", "search"), Input("filter-reset", "n_clicks"), *FILTER_INPUTS,
     )(sync_filters)
     app.callback(Output("match-count", "children"), Input("filter-state", "data"))(match_count)
+    app.callback(Output("report-download", "data"), Input("report-button", "n_clicks"),
+                 State("url", "pathname"), State("filter-state", "data"),
+                 prevent_initial_call=True)(download_report)
     app.callback(Output({"type": "nav-link", "path": ALL}, "href"), Input("url", "search"),
                  State({"type": "nav-link", "path": ALL}, "id"))(keep_filters_in_links)
     # CSV export of any grid, done by the grid itself so the file holds exactly what is shown

@@ -15,6 +15,7 @@ from dashboard.components import chart_card, data_grid, empty_state, page_header
 from dashboard.data_access import filtered_records
 from dashboard.figures.common import PROCEDURE_COLOURS, procedure_label
 from dashboard.figures.overview import trend_figure, trend_summary
+from dashboard.report import ReportSection, register_report
 from dashboard.suppression import format_count, is_small, label
 
 dash.register_page(__name__, path="/", name="Overview", title="Overview", order=0)
@@ -109,6 +110,28 @@ def kpi_section(kpis: pd.DataFrame) -> dbc.Row:
     return dbc.Row(cards, className="g-2 mb-2", id="kpi-cards")
 
 
+@register_report("/", "Overview")
+def overview_report(selection: RecordFilter) -> list[ReportSection]:
+    records = filtered_records(selection)
+    if records.empty:
+        return [ReportSection("No records", "No records match the filters.")]
+    kpis = kpi_rows(records)
+    trend = _trend(records)
+    table = kpis.pivot(index="measure", columns="procedure", values="value").reindex(
+        columns=list(PROCEDURES)).reset_index()
+    details = kpis.pivot(index="measure", columns="procedure", values="detail").reindex(
+        columns=list(PROCEDURES)).reset_index()
+    table = table.merge(details, on="measure", suffixes=("", " (95% CI, n)"))
+    return [ReportSection("Key figures, VP and KP", "Rates with 95% Wilson intervals; medians "
+                          "with distribution-free intervals.", table=table),
+            ReportSection("Quarterly volume and rates", trend_summary(trend), figure=trend_figure(trend))]
+
+
+def _trend(records: pd.DataFrame) -> pd.DataFrame:
+    with_responder = records.assign(responder=ResponderDefinition().is_responder(records))
+    return trend_by_period(with_responder, ("responder", "cement_leakage", "pulmonary_embolism"))
+
+
 @callback(Output("overview-body", "children"), Input("filter-state", "data"))
 @safe_callback()
 def update_overview(state):
@@ -116,9 +139,7 @@ def update_overview(state):
     if records.empty:
         return empty_state()
     kpis = kpi_rows(records)
-    responder = ResponderDefinition()
-    with_responder = records.assign(responder=responder.is_responder(records))
-    trend = trend_by_period(with_responder, ("responder", "cement_leakage", "pulmonary_embolism"))
+    trend = _trend(records)
     table = kpis.pivot(index="measure", columns="procedure", values="value").reindex(
         columns=list(PROCEDURES)).reset_index()
     table.columns = ["measure", "vertebroplasty", "kyphoplasty"]

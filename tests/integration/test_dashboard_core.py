@@ -156,3 +156,19 @@ def test_callback_errors_become_messages(app_and_records, monkeypatch):
         page = overview.update_overview(RecordFilter().to_dict())
     shown = " ".join(texts(page))
     assert "could not be computed" in shown and "boom" not in shown and "Traceback" not in shown
+
+
+def test_report_is_self_contained_and_suppressed(app_and_records):
+    from dashboard.layout import download_report
+
+    app, records = app_and_records
+    with app.server.app_context():
+        sent = download_report(1, "/", RecordFilter(countries=("US",)).to_dict())
+        tiny = download_report(1, "/", RecordFilter(facilities=("FAC-TINY",)).to_dict())
+    document = sent["content"]
+    assert sent["filename"].startswith("overview-report-") and sent["filename"].endswith(".html")
+    assert "<script>" in document  # plotly.js embedded
+    assert "<script src" not in document and "<link" not in document  # nothing fetched
+    assert "country: US" in document and "data version" in document
+    assert "Synthetic demonstration data" in document
+    assert "<td>&lt;11</td>" in tiny["content"]  # the tiny facility's counts are suppressed

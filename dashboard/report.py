@@ -1,0 +1,82 @@
+"""Self-contained HTML reports of a page: figures, tables, the filter summary, data version
+and date, in one file that opens offline (plotly.js is embedded once).
+
+Each page registers a builder with :func:`register_report`; the shell's "Download report"
+button calls the builder of the page being viewed with the current filters.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import html
+from collections.abc import Callable
+
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.offline import get_plotlyjs
+
+from analysis.filters import RecordFilter
+
+
+@dataclasses.dataclass(frozen=True)
+class ReportSection:
+    """One block of a report: a heading, optional text, figure and (display) table."""
+
+    title: str
+    text: str = ""
+    figure: go.Figure | None = None
+    table: pd.DataFrame | None = None
+
+
+ReportBuilder = Callable[[RecordFilter], list[ReportSection]]
+
+# page path -> builder; filled when page modules are imported (like Dash's page registry).
+REPORT_BUILDERS: dict[str, tuple[str, ReportBuilder]] = {}
+
+
+def register_report(path: str, title: str) -> Callable[[ReportBuilder], ReportBuilder]:
+    """Decorator: ``builder(selection) -> list[ReportSection]`` makes the report of ``path``."""
+    def decorate(builder: ReportBuilder) -> ReportBuilder:
+        REPORT_BUILDERS[path] = (title, builder)
+        return builder
+    return decorate
+
+
+STYLE = """
+body{font-family:system-ui,-apple-system,'Segoe UI',Roboto,sans-serif;margin:2rem auto;max-width:1100px;
+color:#222;line-height:1.45;padding:0 1rem}
+h1{font-size:1.6rem;margin-bottom:.2rem}h2{font-size:1.15rem;margin-top:2rem;border-bottom:1px solid #ddd}
+table{border-collapse:collapse;font-size:.85rem;margin:.5rem 0}
+th,td{border:1px solid #ccc;padding:.25rem .5rem;text-align:left}th{background:#f3f3f3}
+.meta{color:#555;font-size:.9rem}.note{background:#fff7e0;border:1px solid #f0d080;padding:.5rem .75rem}
+"""
+
+
+def render_report(title: str, sections: list[ReportSection], selection: RecordFilter,
+                  data_version: str, synthetic: bool, suppression_note: str) -> str:
+    """The report as one HTML document (text from data is escaped, never rendered as HTML)."""
+    created = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    parts = [
+        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
+        f"<title>{html.escape(title)}</title><style>{STYLE}</style>",
+        f"<script>{get_plotlyjs()}</script></head><body>",
+        f"<h1>{html.escape(title)}</h1>",
+        "<p class='meta'>Vertebral augmentation outcomes report · created "
+        f"{created} · data version {html.escape(data_version)}<br>Filters: "
+        f"{html.escape(selection.describe())}</p>",
+    ]
+    if synthetic:
+        parts.append("<p class='note'>Synthetic demonstration data: no real patient is described.</p>")
+    parts.append(f"<p class='meta'>{html.escape(suppression_note)}</p>")
+    for section in sections:
+        parts.append(f"<h2>{html.escape(section.title)}</h2>")
+        if section.text:
+            parts.append(f"<p>{html.escape(section.text)}</p>")
+        if section.figure is not None:
+            parts.append(section.figure.to_html(full_html=False, include_plotlyjs=False,
+                                                config={"displaylogo": False}))
+        if section.table is not None:
+            parts.append(section.table.to_html(index=False, escape=True, na_rep="–", border=0))
+    parts.append("</body></html>")
+    return "".join(parts)
