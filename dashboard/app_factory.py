@@ -26,7 +26,9 @@ def create_app(database: str | None = None) -> dash.Dash:
     server.add_url_rule(f"{BOOTSTRAP_ROUTE}<path:name>", "bootstrap_css",
                         lambda name: flask.send_from_directory(str(BOOTSTRAP_CSS_DIR), name))
     app = dash.Dash(
-        __name__,
+        # The package name makes Dash load pages as ``dashboard.pages.<name>``, their real import
+        # name, so importing a page module elsewhere never registers the page twice.
+        "dashboard",
         server=server,
         use_pages=True,
         pages_folder=str(PAGES_FOLDER),
