@@ -6,7 +6,24 @@ with data-dictionary columns, and return a frozen result object (named fields, `
 or a tidy DataFrame.
 """
 
+from analysis.adjustment import (
+    IPTWEffect,
+    PropensityResult,
+    StandardisedRisks,
+    iptw_effect,
+    propensity_weights,
+    standardised_difference,
+    standardised_risks,
+)
 from analysis.benchmarks import benchmark_for, literature_benchmarks
+from analysis.comparison import (
+    FractureSurvival,
+    PainMixedModel,
+    compare_procedures,
+    fracture_survival,
+    minimum_detectable_differences,
+    pain_mixed_model,
+)
 from analysis.costs import (
     AdjustedCostRatio,
     CostOptions,
@@ -80,8 +97,23 @@ from analysis.survival import (
     kaplan_meier,
     logrank_test,
 )
+from analysis.table_one import table_one
 
 __all__ = [
+    "FractureSurvival",
+    "IPTWEffect",
+    "PainMixedModel",
+    "PropensityResult",
+    "StandardisedRisks",
+    "compare_procedures",
+    "fracture_survival",
+    "iptw_effect",
+    "minimum_detectable_differences",
+    "pain_mixed_model",
+    "propensity_weights",
+    "standardised_difference",
+    "standardised_risks",
+    "table_one",
     "AGE_BANDS",
     "LEVEL_GROUPS",
     "AdjustedCostRatio",
