@@ -18,9 +18,7 @@ Sources of the expected values (never the functions under test):
 from __future__ import annotations
 
 import itertools
-import json
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -34,25 +32,10 @@ from analysis.means import (
     compare_means,
     equivalence_means,
 )
-
-FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "stats-reference-cases.json"
+from tests.reference import close, close_rel
 
 HW_X = [0.80, 0.83, 1.89, 1.04, 1.45, 1.38, 1.91, 1.64, 0.73, 1.46]
 HW_Y = [1.15, 0.88, 0.90, 0.74, 1.21]
-
-
-@pytest.fixture(scope="module")
-def cases() -> dict[str, dict]:
-    data = json.loads(FIXTURES.read_text())
-    return {case["name"]: case for case in data["cases"]}
-
-
-def close(got: float, expected: float, tol: float) -> None:
-    assert abs(got - expected) <= tol, f"{got} vs {expected} (tol {tol})"
-
-
-def close_rel(got: float, expected: float, rel: float = 1e-3) -> None:
-    assert abs(got - expected) <= rel * abs(expected), f"{got} vs {expected} (rel {rel})"
 
 
 def brute_force_exact_hl(x, y, level=0.95):

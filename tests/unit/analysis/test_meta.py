@@ -27,6 +27,7 @@ from hypothesis import strategies as hs
 
 from analysis.errors import InsufficientDataError
 from analysis.meta import pool_studies
+from tests.reference import close
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "stats-reference-cases.json"
 
@@ -38,10 +39,6 @@ def bcg():
     inp = {k: np.array(v) for k, v in case["inputs"].items() if k != "note"}
     counts = (inp["tpos"], inp["tpos"] + inp["tneg"], inp["cpos"], inp["cpos"] + inp["cneg"])
     return counts, case["expected"], case["tol"]
-
-
-def close(got: float, expected: float, tol: float) -> None:
-    assert abs(got - expected) <= tol, f"{got} vs {expected} (tol {tol})"
 
 
 @pytest.mark.parametrize("measure", ["RR", "OR"])

@@ -16,9 +16,6 @@ Sources of the expected values (never the functions under test):
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -43,14 +40,7 @@ from analysis.outcomes import (
 from data.dictionary import FIELDS
 from data.load import apply_dtypes
 
-FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "stats-reference-cases.json"
 KP, VP = "kyphoplasty", "vertebroplasty"
-
-
-@pytest.fixture(scope="module")
-def cases() -> dict[str, dict]:
-    data = json.loads(FIXTURES.read_text())
-    return {case["name"]: case for case in data["cases"]}
 
 
 def typed(columns: dict) -> pd.DataFrame:

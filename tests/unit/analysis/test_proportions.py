@@ -16,9 +16,7 @@ Sources of the expected values (never the functions under test):
 
 from __future__ import annotations
 
-import json
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -28,23 +26,7 @@ from hypothesis import strategies as hs
 
 from analysis.errors import InsufficientDataError
 from analysis.proportions import compare_k_proportions, compare_proportions, proportion_ci
-
-FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "stats-reference-cases.json"
-
-
-@pytest.fixture(scope="module")
-def cases() -> dict[str, dict]:
-    data = json.loads(FIXTURES.read_text())
-    return {case["name"]: case for case in data["cases"]}
-
-
-def close(got: float, expected: float, tol: float) -> None:
-    assert abs(got - expected) <= tol, f"{got} vs {expected} (tol {tol})"
-
-
-def close_rel(got: float, expected: float, rel: float = 1e-3) -> None:
-    assert abs(got - expected) <= rel * abs(expected), f"{got} vs {expected} (rel {rel})"
-
+from tests.reference import close, close_rel
 
 # --- single proportions --------------------------------------------------------------------
 

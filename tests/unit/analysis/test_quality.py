@@ -7,9 +7,7 @@ simulations with other seeds) -- never from the functions under test.
 
 from __future__ import annotations
 
-import json
 import math
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -21,15 +19,6 @@ from scipy import special
 
 from analysis import quality as q
 from analysis.errors import InsufficientDataError
-
-FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "stats-reference-cases.json"
-
-
-@pytest.fixture(scope="module")
-def cases() -> dict[str, dict]:
-    data = json.loads(FIXTURES.read_text())
-    return {case["name"]: case for case in data["cases"]}
-
 
 # ---------------------------------------------------------------------------------------------
 # Synthetic records (data-dictionary schema)

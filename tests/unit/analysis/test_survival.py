@@ -19,10 +19,8 @@ Sources of the expected values (never the functions under test):
 
 from __future__ import annotations
 
-import json
 import math
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -39,18 +37,10 @@ from analysis.survival import (
     logrank_test,
 )
 
-FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "stats-reference-cases.json"
-
 # Gehan (1965) 6-MP trial: remission times (weeks); control arm has no censoring.
 GEHAN_6MP_T = [6, 6, 6, 6, 7, 9, 10, 10, 11, 13, 16, 17, 19, 20, 22, 23, 25, 32, 32, 34, 35]
 GEHAN_6MP_E = [1, 1, 1, 0, 1, 0, 1, 0, 0, 1, 1, 0, 0, 0, 1, 1, 0, 0, 0, 0, 0]
 GEHAN_CTRL_T = [1, 1, 2, 2, 3, 4, 4, 5, 5, 8, 8, 8, 8, 11, 11, 12, 12, 15, 17, 22, 23]
-
-
-@pytest.fixture(scope="module")
-def cases() -> dict[str, dict]:
-    data = json.loads(FIXTURES.read_text())
-    return {case["name"]: case for case in data["cases"]}
 
 
 @pytest.fixture(scope="module")
