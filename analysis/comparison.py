@@ -1000,6 +1000,8 @@ def fracture_survival(
     records: pd.DataFrame,
     level: float = 0.95,
     covariates: Sequence[str] | None = None,
+    *,
+    models: bool = True,
 ) -> FractureSurvival:
     """Kaplan–Meier, number at risk, log-rank, adjusted Cox and cumulative incidence.
 
@@ -1010,6 +1012,9 @@ def fracture_survival(
         ``followup_days`` and, when available, ``died`` / ``death_days``.
     level : float, default 0.95
         Confidence level.
+    models : bool, default True
+        Fit the log-rank test and the adjusted Cox model. ``False`` gives only the curves and
+        the number-at-risk table (fast enough for an interactive page on a million records).
     covariates : sequence of str, optional
         Adjustment covariates of the Cox model; default age, sex, etiology, levels_treated,
         country (those present). Complete cases; covariates with one value are dropped.
@@ -1068,48 +1073,51 @@ def fracture_survival(
     cif_frame = pd.concat(cif_parts, ignore_index=True) if cif_parts else pd.DataFrame(
         columns=["procedure", "time", "cumulative_incidence", "low", "high"])
     logrank = None
-    try:
-        labels = np.where(t_all[have] == 1, KP, VP)
-        logrank = logrank_test(time[have], event[have], labels)
-    except (InsufficientDataError, ValueError) as exc:
-        notes.append(f"log-rank test skipped: {_skip_reason(exc)}")
     cox = pd.DataFrame(columns=["term", "hazard_ratio", "low", "high", "p_value", "coef", "se"])
-    covs = [c for c in (DEFAULT_COVARIATES if covariates is None else covariates)
-            if c in records.columns]
-    frame = pd.DataFrame({"time": time, "event": event,
-                          "procedure": pd.Categorical(np.where(t_all == 1, KP, np.where(
-                              t_all == 0, VP, None)), categories=[VP, KP])},
-                         index=records.index)
-    for c in covs:
-        col = records[c]
-        if isinstance(col.dtype, pd.CategoricalDtype):
-            frame[c] = col  # category order kept: the first observed level is the reference
-        elif pd.api.types.is_bool_dtype(col.dtype) or not pd.api.types.is_numeric_dtype(
-                col.dtype):
-            frame[c] = col.astype(object).where(col.notna(), None)
-        else:
-            frame[c] = _floats(col)
-    frame = frame[have].dropna()
-    used = []
-    for c in covs:
-        if frame[c].nunique() < 2:
-            notes.append(f"Cox covariate {c} dropped (one value only)")
-        else:
-            used.append(c)
-    try:
-        if min(counts[VP][1], counts[KP][1]) < MIN_EVENTS_ADJUSTED:
-            raise InsufficientDataError(
-                "Cox model", f"{counts[KP][1]} events in kyphoplasty and {counts[VP][1]} in "
-                f"vertebroplasty, at least {MIN_EVENTS_ADJUSTED} each needed")
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            cox = cox_model(frame, "time", "event", ["procedure", *used], level=level)
-        if any("converge" in str(w.message) for w in caught):
-            notes.append("Cox model: the fit did not converge; a covariate level without "
-                         "events gives an unbounded hazard ratio (see the rows with infinite "
-                         "limits); the KP row is still estimable")
-    except (InsufficientDataError, ValueError, np.linalg.LinAlgError) as exc:
-        notes.append(f"adjusted Cox model skipped: {_skip_reason(exc)}")
+    if not models:
+        notes.append("log-rank test and Cox model not requested (models=False)")
+    else:
+        try:
+            labels = np.where(t_all[have] == 1, KP, VP)
+            logrank = logrank_test(time[have], event[have], labels)
+        except (InsufficientDataError, ValueError) as exc:
+            notes.append(f"log-rank test skipped: {_skip_reason(exc)}")
+        covs = [c for c in (DEFAULT_COVARIATES if covariates is None else covariates)
+                if c in records.columns]
+        frame = pd.DataFrame({"time": time, "event": event,
+                              "procedure": pd.Categorical(np.where(t_all == 1, KP, np.where(
+                                  t_all == 0, VP, None)), categories=[VP, KP])},
+                             index=records.index)
+        for c in covs:
+            col = records[c]
+            if isinstance(col.dtype, pd.CategoricalDtype):
+                frame[c] = col  # category order kept: the first observed level is the reference
+            elif pd.api.types.is_bool_dtype(col.dtype) or not pd.api.types.is_numeric_dtype(
+                    col.dtype):
+                frame[c] = col.astype(object).where(col.notna(), None)
+            else:
+                frame[c] = _floats(col)
+        frame = frame[have].dropna()
+        used = []
+        for c in covs:
+            if frame[c].nunique() < 2:
+                notes.append(f"Cox covariate {c} dropped (one value only)")
+            else:
+                used.append(c)
+        try:
+            if min(counts[VP][1], counts[KP][1]) < MIN_EVENTS_ADJUSTED:
+                raise InsufficientDataError(
+                    "Cox model", f"{counts[KP][1]} events in kyphoplasty and {counts[VP][1]} in "
+                    f"vertebroplasty, at least {MIN_EVENTS_ADJUSTED} each needed")
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                cox = cox_model(frame, "time", "event", ["procedure", *used], level=level)
+            if any("converge" in str(w.message) for w in caught):
+                notes.append("Cox model: the fit did not converge; a covariate level without "
+                             "events gives an unbounded hazard ratio (see the rows with infinite "
+                             "limits); the KP row is still estimable")
+        except (InsufficientDataError, ValueError, np.linalg.LinAlgError) as exc:
+            notes.append(f"adjusted Cox model skipped: {_skip_reason(exc)}")
     return FractureSurvival(
         km=km_frame,
         at_risk_table=pd.DataFrame(risk_rows, columns=["procedure", "time", "at_risk",

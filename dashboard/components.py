@@ -19,14 +19,23 @@ log = logging.getLogger(__name__)
 
 
 def data_grid(frame: pd.DataFrame, grid_id: str, file_name: str, height: int | None = None,
-              column_labels: dict[str, str] | None = None) -> html.Div:
+              column_labels: dict[str, str] | None = None,
+              flex: dict[str, float] | None = None, filterable: bool = False) -> html.Div:
     """An AG Grid of a (suppressed) display table with a "Download CSV" button.
 
-    The CSV export is done by the grid itself, so it contains exactly what is shown.
+    The CSV export is done by the grid itself, so it contains exactly what is shown. Long cells
+    wrap onto several lines; ``flex`` gives wide columns more room (default 1 each);
+    ``filterable`` adds column filters (useful for long tables such as facilities).
     """
     labels = column_labels or {}
+    widths = flex or {}
     columns = [{"field": str(c), "headerName": labels.get(str(c), str(c).replace("_", " ")),
-                "sortable": True, "filter": True, "resizable": True} for c in frame.columns]
+                "sortable": True, "resizable": True, "filter": filterable,
+                "suppressHeaderMenuButton": not filterable, "flex": widths.get(str(c), 1),
+                "minWidth": 72, "wrapText": True, "autoHeight": True,
+                "cellStyle": {"lineHeight": "1.35", "paddingTop": "6px", "paddingBottom": "6px",
+                              "wordBreak": "normal"}}
+               for c in frame.columns]
     rows = frame.astype(object).where(frame.notna(), None).to_dict("records")
     rows_shown = min(len(rows), 12)
     grid = dag.AgGrid(
@@ -34,7 +43,8 @@ def data_grid(frame: pd.DataFrame, grid_id: str, file_name: str, height: int | N
         defaultColDef={"minWidth": 90, "flex": 1, "wrapHeaderText": True, "autoHeaderHeight": True},
         csvExportParams={"fileName": f"{file_name}.csv"},
         dashGridOptions={"domLayout": "autoHeight"} if height is None and rows_shown < 12
-        else {"pagination": len(rows) > 25, "paginationPageSize": 25},
+        else {"pagination": len(rows) > 25, "paginationPageSize": 25,
+              "paginationPageSizeSelector": [25, 50, 100]},
         style={"height": f"{height or 420}px"} if not (height is None and rows_shown < 12) else {},
         className="ag-theme-alpine",
     )
@@ -45,11 +55,17 @@ def data_grid(frame: pd.DataFrame, grid_id: str, file_name: str, height: int | N
 
 
 def chart_card(title: str, figure, summary: str, graph_id: str | None = None,
-               table: html.Div | None = None) -> dbc.Card:
-    """A chart with its text alternative: a summary sentence and, optionally, its data table."""
+               table: html.Div | None = None, extra: list | None = None,
+               before: list | None = None) -> dbc.Card:
+    """A chart with its text alternative: a summary sentence and, optionally, its data table.
+
+    ``before`` components go above the chart (e.g. a caveat), ``extra`` ones below the summary
+    (e.g. a number-at-risk table).
+    """
     graph_id = graph_id or f"graph-{uuid.uuid4().hex[:8]}"
-    body = [dcc.Graph(id=graph_id, figure=figure, config=GRAPH_CONFIG),
-            html.P(summary, id=f"{graph_id}-summary", className="small text-muted mb-1")]
+    body = [*(before or []), dcc.Graph(id=graph_id, figure=figure, config=GRAPH_CONFIG),
+            html.P(summary, id=f"{graph_id}-summary", className="small text-muted mb-1"),
+            *(extra or [])]
     if table is not None:
         body.append(html.Details([html.Summary("Data table"), table], className="mt-1"))
     return dbc.Card([dbc.CardHeader(html.H2(title, className="h6 mb-0")), dbc.CardBody(body)],

@@ -13,7 +13,7 @@ from dash import ALL, MATCH, Input, Output, State, ctx, dcc, html
 
 from analysis.filters import AGE_BANDS, LEVEL_GROUPS, RecordFilter, filter_mask
 from dashboard import data_access
-from dashboard.state import filter_from_query, query_from_filter
+from dashboard.state import filter_from_query, page_parameters, query_from_filter
 from data.dictionary import FIELDS_BY_NAME
 
 FILTER_CONTROLS: dict[str, str] = {  # RecordFilter field -> control id
@@ -119,7 +119,9 @@ def sync_filters(search, _reset, start, end, *values):
         selection = RecordFilter.from_dict({"date_from": start, "date_to": end, **chosen})
     controls = [selection.date_from, selection.date_to] + [
         list(getattr(selection, field)) or None for field in FILTER_CONTROLS]
-    return query_from_filter(selection), selection.to_dict(), *controls
+    # A page's own settings in the link (not filters) are kept, except on Reset.
+    extra = {} if trigger == "filter-reset" else page_parameters(search)
+    return query_from_filter(selection, extra), selection.to_dict(), *controls
 
 
 def match_count(state):

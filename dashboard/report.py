@@ -77,6 +77,7 @@ def render_report(title: str, sections: list[ReportSection], selection: RecordFi
             parts.append(section.figure.to_html(full_html=False, include_plotlyjs=False,
                                                 config={"displaylogo": False}))
         if section.table is not None:
-            parts.append(section.table.to_html(index=False, escape=True, na_rep="–", border=0))
+            shown = section.table.astype(object).where(section.table.notna(), "–")
+            parts.append(shown.to_html(index=False, escape=True, border=0))
     parts.append("</body></html>")
     return "".join(parts)

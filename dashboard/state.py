@@ -40,6 +40,12 @@ def filter_from_query(search: str | None) -> RecordFilter:
         return RecordFilter.from_dict(kept)
 
 
+def page_parameters(search: str | None) -> dict[str, str]:
+    """Query parameters that are not filters (a page's own settings, e.g. ``tp=month3``)."""
+    params = urllib.parse.parse_qs((search or "").lstrip("?"), keep_blank_values=False)
+    return {key: ",".join(values) for key, values in params.items() if key not in FIELD_OF_KEY}
+
+
 def query_from_filter(selection: RecordFilter, extra: dict[str, str] | None = None) -> str:
     """The query string (with ``?``, or empty) for a filter plus page-specific parameters."""
     pairs = []

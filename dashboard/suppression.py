@@ -4,6 +4,10 @@ Any displayed count from 1 to ``threshold`` (10 by default) is shown as "<11" an
 means and intervals computed from it are hidden, in tables, hover texts, figures and exports
 alike, so that de-identified aggregates cannot single out a patient. Zero is shown (it reveals
 no one). The threshold is configurable with ``VA_SUPPRESSION_THRESHOLD`` (a whole number ≥ 1).
+
+Complements are protected too: when a total and its events are both shown, the non-events
+(total − events) could be derived, so a row is also suppressed when that difference is small
+(e.g. 95 responders of 100 followed would reveal 5 non-responders).
 """
 
 from __future__ import annotations
@@ -27,6 +31,13 @@ def threshold() -> int:
     return max(1, value)
 
 
+def is_small_or_complement(total, part, limit: int | None = None) -> np.ndarray:
+    """Suppress when the part (events) or its complement (total − part) is small."""
+    totals = pd.to_numeric(pd.Series(total), errors="coerce").to_numpy(dtype="float64")
+    parts = pd.to_numeric(pd.Series(part), errors="coerce").to_numpy(dtype="float64")
+    return is_small(parts, limit) | is_small(totals - parts, limit) | is_small(totals, limit)
+
+
 def label(limit: int | None = None) -> str:
     """The text shown instead of a small count, e.g. ``"<11"``."""
     return f"<{(limit or threshold()) + 1}"
@@ -48,8 +59,13 @@ def format_count(count, limit: int | None = None) -> str:
     return f"{int(count):,}"
 
 
+COMPLEMENT_PAIRS: tuple[tuple[str, str], ...] = (
+    ("n", "events"), ("n_followed", "responders"), ("n", "responders"))
+
+
 def suppress_table(table: pd.DataFrame, count_columns: Sequence[str],
-                   dependent_columns: Sequence[str] = (), limit: int | None = None) -> pd.DataFrame:
+                   dependent_columns: Sequence[str] = (), limit: int | None = None,
+                   complement_pairs: Sequence[tuple[str, str]] = COMPLEMENT_PAIRS) -> pd.DataFrame:
     """A display copy of ``table``: small counts replaced by the label, dependent values blanked.
 
     Parameters
@@ -63,6 +79,9 @@ def suppress_table(table: pd.DataFrame, count_columns: Sequence[str],
         Columns computed from those counts (rates, CIs, means): set to missing in suppressed rows.
     limit : int, optional
         Threshold; default :func:`threshold`.
+    complement_pairs : sequence of (total, part)
+        Column pairs whose difference is also checked (default: ``n``/``events``,
+        ``n_followed``/``responders``, ``n``/``responders``).
 
     Returns
     -------
@@ -74,6 +93,11 @@ def suppress_table(table: pd.DataFrame, count_columns: Sequence[str],
     small_any = np.zeros(len(shown), dtype=bool)
     for column in count_columns:
         small_any |= is_small(shown[column], limit)
+    for total, part in complement_pairs:
+        if total in table and part in table:
+            difference = pd.to_numeric(table[total], errors="coerce") - pd.to_numeric(
+                table[part], errors="coerce")
+            small_any |= is_small(difference, limit)
     for column in count_columns:
         shown[column] = [format_count(value, limit) for value in table[column]]
     for column in dependent_columns:

@@ -16,7 +16,7 @@ from dashboard.data_access import filtered_records
 from dashboard.figures.common import PROCEDURE_COLOURS, procedure_label
 from dashboard.figures.overview import trend_figure, trend_summary
 from dashboard.report import ReportSection, register_report
-from dashboard.suppression import format_count, is_small, label
+from dashboard.suppression import format_count, is_small, is_small_or_complement, label
 
 dash.register_page(__name__, path="/", name="Overview", title="Overview", order=0)
 
@@ -52,7 +52,7 @@ def kpi_rows(records: pd.DataFrame) -> pd.DataFrame:
                 rows.append({"procedure": procedure, "measure": title, "value": "–", "detail": "no data"})
                 continue
             row = match.iloc[0]
-            if is_small([row.events])[0] or is_small([row.n])[0]:
+            if is_small_or_complement([row.n], [row.events])[0]:
                 value, detail = label(), f"suppressed (n {format_count(row.n)})"
             elif pd.isna(row.estimate):
                 value, detail = "–", f"n {format_count(row.n)}"

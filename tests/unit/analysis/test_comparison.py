@@ -421,3 +421,17 @@ def test_minimum_detectable_differences_notes():
     out = minimum_detectable_differences(d, ["cement_leakage", "time_to_fracture"])
     assert out["mdd_increase"].isna().all()
     assert out["note"].str.len().gt(0).all()
+
+
+def test_fracture_survival_without_models_gives_the_same_curves():
+    """models=False skips the log-rank test and the Cox model only."""
+    from data.demo import demo_records
+
+    records = demo_records(2000, seed=4)
+    full = fracture_survival(records)
+    curves = fracture_survival(records, models=False)
+    pd.testing.assert_frame_equal(full.km, curves.km)
+    pd.testing.assert_frame_equal(full.at_risk_table, curves.at_risk_table)
+    pd.testing.assert_frame_equal(full.cumulative_incidence, curves.cumulative_incidence)
+    assert full.logrank is not None and len(full.cox) > 0
+    assert curves.logrank is None and curves.cox.empty

@@ -1,0 +1,32 @@
+"""Small-cell suppression rules (dashboard/suppression.py)."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from dashboard.suppression import format_count, is_small, is_small_or_complement, suppress_table
+
+
+def test_counts_one_to_ten_are_hidden_zero_and_eleven_shown():
+    assert list(is_small([0, 1, 10, 11, None])) == [False, True, True, False, False]
+    assert [format_count(v) for v in (0, 5, 11, 1234)] == ["0", "<11", "11", "1,234"]
+
+
+def test_threshold_is_configurable(monkeypatch):
+    monkeypatch.setenv("VA_SUPPRESSION_THRESHOLD", "4")
+    assert format_count(5) == "5" and format_count(4) == "<5"
+
+
+def test_table_rows_with_small_counts_lose_their_rates():
+    table = pd.DataFrame({"group": ["a", "b", "c"], "n": [200, 8, 100], "events": [50, 2, 95],
+                          "rate": [0.25, 0.25, 0.95]})
+    shown = suppress_table(table, ["n", "events"], ["rate"])
+    assert shown.n.tolist() == ["200", "<11", "100"]
+    assert shown.events.tolist() == ["50", "<11", "95"]
+    # Row c: 95 of 100 would reveal 5 non-events, so it is suppressed as a complement.
+    assert shown.rate.tolist()[0] == 0.25 and shown.rate.isna().tolist()[1:] == [True, True]
+    assert shown.suppressed.tolist() == [False, True, True]
+
+
+def test_complement_rule():
+    assert list(is_small_or_complement([100, 100, 100, 5], [50, 95, 0, 0])) == [False, True, False, True]
