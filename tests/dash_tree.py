@@ -50,3 +50,13 @@ def find_all(component, predicate) -> list:
 
     walk(component)
     return hits
+
+
+def graph(component, graph_id):
+    """The figure of the ``dcc.Graph`` with this id."""
+    return find_by_id(component, graph_id).figure
+
+
+def grid_rows(component, name: str) -> list[dict]:
+    """The rows of the data grid named ``name`` (see ``dashboard.components.data_grid``)."""
+    return find_by_id(component, {"type": "data-grid", "name": name}).rowData

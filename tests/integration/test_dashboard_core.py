@@ -2,63 +2,10 @@
 
 from __future__ import annotations
 
-import pandas as pd
-import pytest
-
 from analysis.filters import RecordFilter, apply_filter
 from analysis.outcomes import ResponderDefinition, outcome_summary
-from dashboard.app_factory import create_app
 from dashboard.state import filter_from_query, query_from_filter
-from data import import_dataframe, store
-from data.demo import demo_records
-
-
-@pytest.fixture(scope="module")
-def app_and_records(tmp_path_factory):
-    store.dispose_engines()
-    database = f"sqlite:///{tmp_path_factory.mktemp('dash') / 'store.db'}"
-    records = demo_records(3000, seed=11)
-    # A tiny facility: 6 vertebroplasties, below the suppression threshold.
-    tiny = records[records.procedure == "vertebroplasty"].head(6).copy()
-    tiny["record_id"] = [f"TINY-{i}" for i in range(6)]
-    tiny["patient_id"] = [f"TINY-P{i}" for i in range(6)]
-    tiny["facility_id"] = "FAC-TINY"
-    tiny["operator_id"] = "OP-TINY"
-    import_dataframe(pd.concat([records, tiny]), "demo", database, synthetic=True)
-    app = create_app(database)
-    from data import load_records
-
-    yield app, load_records(database)
-    store.dispose_engines()
-
-
-def texts(component) -> list[str]:
-    """Every string inside a Dash component tree."""
-    found = []
-
-    def walk(node):
-        if isinstance(node, str):
-            found.append(node)
-        elif isinstance(node, (list, tuple)):
-            for item in node:
-                walk(item)
-        elif hasattr(node, "children"):
-            walk(node.children)
-
-    walk(component)
-    return found
-
-
-def find_by_id(component, wanted):
-    if getattr(component, "id", None) == wanted:
-        return component
-    children = getattr(component, "children", None)
-    for child in children if isinstance(children, (list, tuple)) else [children]:
-        if child is not None and not isinstance(child, str):
-            hit = find_by_id(child, wanted)
-            if hit is not None:
-                return hit
-    return None
+from tests.dash_tree import find_by_id, texts
 
 
 def test_url_round_trip():
@@ -71,10 +18,10 @@ def test_url_round_trip():
     assert filter_from_query("?age=12-13&country=US&from=notadate") == RecordFilter(countries=("US",))
 
 
-def test_sync_filters_directions(app_and_records):
+def test_sync_filters_directions(dashboard_app):
     from dashboard.layout import sync_filters
 
-    app, _records = app_and_records
+    app, _records = dashboard_app
     with app.server.test_request_context():
         import dash._callback_context as cc
 
@@ -89,10 +36,10 @@ def test_sync_filters_directions(app_and_records):
     assert controls[2] == ["US"]  # the country dropdown is set from the link
 
 
-def test_match_count(app_and_records):
+def test_match_count(dashboard_app):
     from dashboard.layout import match_count
 
-    app, records = app_and_records
+    app, records = dashboard_app
     selection = RecordFilter(procedures=("kyphoplasty",), sexes=("M",))
     expected = len(apply_filter(records, selection))
     with app.server.app_context():
@@ -100,10 +47,10 @@ def test_match_count(app_and_records):
     assert text == f"{expected:,} of {len(records):,} records match"
 
 
-def test_overview_numbers_equal_analysis(app_and_records):
+def test_overview_numbers_equal_analysis(dashboard_app):
     from dashboard.pages.overview import update_overview
 
-    app, records = app_and_records
+    app, records = dashboard_app
     selection = RecordFilter(countries=("US",))
     with app.server.app_context():
         page = update_overview(selection.to_dict())
@@ -117,10 +64,10 @@ def test_overview_numbers_equal_analysis(app_and_records):
     assert volume == [f"{(chosen.procedure == 'vertebroplasty').sum():,}"]
 
 
-def test_overview_suppresses_small_cells(app_and_records):
+def test_overview_suppresses_small_cells(dashboard_app):
     from dashboard.pages.overview import update_overview
 
-    app, records = app_and_records
+    app, records = dashboard_app
     tiny = RecordFilter(facilities=("FAC-TINY",))
     n = len(apply_filter(records, tiny))
     assert n == 6
@@ -134,19 +81,19 @@ def test_overview_suppresses_small_cells(app_and_records):
     assert f"n {n}" not in shown
 
 
-def test_overview_empty_selection_is_a_message(app_and_records):
+def test_overview_empty_selection_is_a_message(dashboard_app):
     from dashboard.pages.overview import update_overview
 
-    app, _ = app_and_records
+    app, _ = dashboard_app
     with app.server.app_context():
         page = update_overview(RecordFilter(countries=("ZW",)).to_dict())
     assert "No records match the current filters." in texts(page)
 
 
-def test_callback_errors_become_messages(app_and_records, monkeypatch):
+def test_callback_errors_become_messages(dashboard_app, monkeypatch):
     from dashboard.pages import overview
 
-    app, _ = app_and_records
+    app, _ = dashboard_app
 
     def broken(*_args, **_kwargs):
         raise RuntimeError("boom")
@@ -158,10 +105,10 @@ def test_callback_errors_become_messages(app_and_records, monkeypatch):
     assert "could not be computed" in shown and "boom" not in shown and "Traceback" not in shown
 
 
-def test_report_is_self_contained_and_suppressed(app_and_records):
+def test_report_is_self_contained_and_suppressed(dashboard_app):
     from dashboard.layout import download_report
 
-    app, records = app_and_records
+    app, records = dashboard_app
     with app.server.app_context():
         sent = download_report(1, "/", RecordFilter(countries=("US",)).to_dict())
         tiny = download_report(1, "/", RecordFilter(facilities=("FAC-TINY",)).to_dict())

@@ -13,26 +13,7 @@ from analysis.descriptive import trend_by_period
 from analysis.filters import RecordFilter, apply_filter
 from analysis.outcomes import complication_rates
 from analysis.proportions import compare_proportions
-from dashboard.app_factory import create_app
-from data import import_dataframe, load_records, store
-from data.demo import demo_records
-
-
-@pytest.fixture(scope="module")
-def app_and_records(tmp_path_factory):
-    store.dispose_engines()
-    database = f"sqlite:///{tmp_path_factory.mktemp('complications') / 'store.db'}"
-    records = demo_records(3000, seed=11)
-    # A tiny facility: 6 vertebroplasties, below the suppression threshold.
-    tiny = records[records.procedure == "vertebroplasty"].head(6).copy()
-    tiny["record_id"] = [f"TINY-{i}" for i in range(6)]
-    tiny["patient_id"] = [f"TINY-P{i}" for i in range(6)]
-    tiny["facility_id"] = "FAC-TINY"
-    tiny["operator_id"] = "OP-TINY"
-    import_dataframe(pd.concat([records, tiny]), "demo", database, synthetic=True)
-    app = create_app(database)
-    yield app, load_records(database)
-    store.dispose_engines()
+from tests.dash_tree import graph, grid_rows, texts
 
 
 def page():
@@ -41,48 +22,12 @@ def page():
     return complications
 
 
-def find_by_id(component, wanted):
-    if getattr(component, "id", None) == wanted:
-        return component
-    children = getattr(component, "children", None)
-    for child in children if isinstance(children, (list, tuple)) else [children]:
-        if child is not None and not isinstance(child, str):
-            hit = find_by_id(child, wanted)
-            if hit is not None:
-                return hit
-    return None
-
-
-def texts(component) -> list[str]:
-    found = []
-
-    def walk(node):
-        if isinstance(node, str):
-            found.append(node)
-        elif isinstance(node, (list, tuple)):
-            for item in node:
-                walk(item)
-        elif hasattr(node, "children"):
-            walk(node.children)
-
-    walk(component)
-    return found
-
-
-def grid_rows(component, name: str) -> list[dict]:
-    return find_by_id(component, {"type": "data-grid", "name": name}).rowData
-
-
-def graph(component, graph_id: str):
-    return find_by_id(component, graph_id).figure
-
-
 US = RecordFilter(countries=("US",))
 TINY = RecordFilter(facilities=("FAC-TINY",))
 
 
-def test_rates_equal_analysis(app_and_records):
-    app, records = app_and_records
+def test_rates_equal_analysis(dashboard_app):
+    app, records = dashboard_app
     with app.server.app_context():
         rates, benchmarks, *styles = page().update_rates(US.to_dict())
     assert styles == [None, None]  # the page controls are shown
@@ -107,8 +52,8 @@ def test_rates_equal_analysis(app_and_records):
     assert "World Neurosurg 2017" in figure and "Beall et al. 2018" in figure
 
 
-def test_forest_equals_compare_proportions(app_and_records):
-    app, records = app_and_records
+def test_forest_equals_compare_proportions(dashboard_app):
+    app, records = dashboard_app
     with app.server.app_context():
         ratios = page().update_forest(US.to_dict(), "rr")
         differences = page().update_forest(US.to_dict(), "rd")
@@ -126,8 +71,8 @@ def test_forest_equals_compare_proportions(app_and_records):
     assert points["Cement leakage"] == pytest.approx(100 * expected.risk_difference)
 
 
-def test_trend_equals_trend_by_period(app_and_records):
-    app, records = app_and_records
+def test_trend_equals_trend_by_period(dashboard_app):
+    app, records = dashboard_app
     with app.server.app_context():
         yearly = page().update_trend(US.to_dict(), "Y")
         quarterly = page().update_trend(US.to_dict(), "Q")
@@ -144,8 +89,8 @@ def test_trend_equals_trend_by_period(app_and_records):
         trend_by_period(chosen, ("cement_leakage", "pulmonary_embolism"), freq="Q"))
 
 
-def test_fracture_curves_equal_fracture_survival(app_and_records):
-    app, records = app_and_records
+def test_fracture_curves_equal_fracture_survival(dashboard_app):
+    app, records = dashboard_app
     with app.server.app_context():
         section = page().update_fracture(US.to_dict())
     chosen = apply_filter(records, US)
@@ -174,8 +119,8 @@ def test_fracture_curves_equal_fracture_survival(app_and_records):
         assert y == pytest.approx(100 * kp.loc[x])
 
 
-def test_empty_selection_is_a_message(app_and_records):
-    app, _ = app_and_records
+def test_empty_selection_is_a_message(dashboard_app):
+    app, _ = dashboard_app
     state = RecordFilter(countries=("ZW",)).to_dict()
     with app.server.app_context():
         rates, benchmarks, *styles = page().update_rates(state)
@@ -186,8 +131,8 @@ def test_empty_selection_is_a_message(app_and_records):
     assert styles == [{"display": "none"}] * 2  # no controls without charts
 
 
-def test_tiny_facility_is_suppressed_everywhere(app_and_records):
-    app, records = app_and_records
+def test_tiny_facility_is_suppressed_everywhere(dashboard_app):
+    app, records = dashboard_app
     assert len(apply_filter(records, TINY)) == 6
     state = TINY.to_dict()
     with app.server.app_context():
@@ -213,8 +158,8 @@ def test_tiny_facility_is_suppressed_everywhere(app_and_records):
     assert "n 6" not in shown and "6 / " not in shown
 
 
-def test_callback_errors_become_messages(app_and_records, monkeypatch):
-    app, _ = app_and_records
+def test_callback_errors_become_messages(dashboard_app, monkeypatch):
+    app, _ = dashboard_app
 
     def broken(*_args, **_kwargs):
         raise RuntimeError("boom")
@@ -226,10 +171,10 @@ def test_callback_errors_become_messages(app_and_records, monkeypatch):
     assert "could not be computed" in shown and "boom" not in shown and benchmarks is None
 
 
-def test_report_sections_and_suppression(app_and_records):
+def test_report_sections_and_suppression(dashboard_app):
     from dashboard.layout import download_report
 
-    app, _ = app_and_records
+    app, _ = dashboard_app
     with app.server.app_context():
         sections = page().complications_report(US)
         sent = download_report(1, "/complications", US.to_dict())

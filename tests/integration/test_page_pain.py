@@ -14,73 +14,17 @@ from analysis.outcomes import (
     responder_rates,
 )
 from analysis.proportions import compare_proportions
-from dashboard.app_factory import create_app
-from data import import_dataframe, load_records, store
-from data.demo import demo_records
-
-
-@pytest.fixture(scope="module")
-def app_and_records(tmp_path_factory):
-    store.dispose_engines()
-    database = f"sqlite:///{tmp_path_factory.mktemp('pain') / 'store.db'}"
-    records = demo_records(3000, seed=11)
-    # A tiny facility: 6 vertebroplasties, below the suppression threshold.
-    tiny = records[records.procedure == "vertebroplasty"].head(6).copy()
-    tiny["record_id"] = [f"TINY-{i}" for i in range(6)]
-    tiny["patient_id"] = [f"TINY-P{i}" for i in range(6)]
-    tiny["facility_id"] = "FAC-TINY"
-    tiny["operator_id"] = "OP-TINY"
-    import_dataframe(pd.concat([records, tiny]), "demo", database, synthetic=True)
-    app = create_app(database)
-    yield app, load_records(database)
-    store.dispose_engines()
-
-
-def texts(component) -> list[str]:
-    """Every string inside a Dash component tree."""
-    found = []
-
-    def walk(node):
-        if isinstance(node, str):
-            found.append(node)
-        elif isinstance(node, (list, tuple)):
-            for item in node:
-                walk(item)
-        elif hasattr(node, "children"):
-            walk(node.children)
-
-    walk(component)
-    return found
-
-
-def find_by_id(component, wanted):
-    if getattr(component, "id", None) == wanted:
-        return component
-    children = getattr(component, "children", None)
-    for child in children if isinstance(children, (list, tuple)) else [children]:
-        if child is not None and not isinstance(child, str):
-            hit = find_by_id(child, wanted)
-            if hit is not None:
-                return hit
-    return None
-
-
-def graph(component, graph_id):
-    return find_by_id(component, graph_id).figure
-
-
-def grid_rows(component, name):
-    return find_by_id(component, {"type": "data-grid", "name": name}).rowData
+from tests.dash_tree import find_by_id, graph, grid_rows, texts
 
 
 def by_procedure(table: pd.DataFrame, procedure: str) -> pd.DataFrame:
     return table[table.procedure.astype(str) == procedure]
 
 
-def test_responders_equal_analysis(app_and_records):
+def test_responders_equal_analysis(dashboard_app):
     from dashboard.pages.pain import update_responders
 
-    app, records = app_and_records
+    app, records = dashboard_app
     selection = RecordFilter(countries=("US",))
     with app.server.app_context():
         responders, distribution = update_responders(selection.to_dict(), "month1", "relative",
@@ -102,10 +46,10 @@ def test_responders_equal_analysis(app_and_records):
     assert graph(distribution, "pain-histogram-graph").data  # the histogram has bars
 
 
-def test_definition_controls_change_the_numbers(app_and_records):
+def test_definition_controls_change_the_numbers(dashboard_app):
     from dashboard.pages.pain import update_responders
 
-    app, records = app_and_records
+    app, records = dashboard_app
     selection = RecordFilter(age_bands=("75-84",))
     with app.server.app_context():
         responders, distribution = update_responders(selection.to_dict(), "month3", "absolute",
@@ -123,10 +67,10 @@ def test_definition_controls_change_the_numbers(app_and_records):
     assert "month 3 in points" in summary
 
 
-def test_follow_up_sections_equal_analysis(app_and_records):
+def test_follow_up_sections_equal_analysis(dashboard_app):
     from dashboard.pages.pain import update_followup
 
-    app, records = app_and_records
+    app, records = dashboard_app
     selection = RecordFilter(sexes=("F",))
     with app.server.app_context():
         trajectory, function = update_followup(selection.to_dict())
@@ -144,10 +88,10 @@ def test_follow_up_sections_equal_analysis(app_and_records):
     assert opioid_rows[1]["pct_before"] == round(100 * opioids.rate_before, 1)
 
 
-def test_empty_selection_is_a_message(app_and_records):
+def test_empty_selection_is_a_message(dashboard_app):
     from dashboard.pages.pain import update_followup, update_responders
 
-    app, _ = app_and_records
+    app, _ = dashboard_app
     state = RecordFilter(countries=("ZW",)).to_dict()
     with app.server.app_context():
         responders, distribution = update_responders(state, "month1", "relative", 30.0, 2.0)
@@ -156,10 +100,10 @@ def test_empty_selection_is_a_message(app_and_records):
     assert distribution is None and trajectory is None and function is None
 
 
-def test_tiny_facility_is_suppressed(app_and_records):
+def test_tiny_facility_is_suppressed(dashboard_app):
     from dashboard.pages.pain import update_followup, update_responders
 
-    app, records = app_and_records
+    app, records = dashboard_app
     tiny = RecordFilter(facilities=("FAC-TINY",))
     chosen = apply_filter(records, tiny)
     assert len(chosen) == 6
@@ -188,17 +132,17 @@ def test_tiny_facility_is_suppressed(app_and_records):
             assert row["n" if name == "pain-odi-table" else "n_paired"] in ("<11", "0")
 
 
-def test_threshold_choices_follow_the_kind(app_and_records):
+def test_threshold_choices_follow_the_kind(dashboard_app):
     from dashboard.pages.pain import show_threshold_choices
 
     assert show_threshold_choices("absolute") == ({"display": "none"}, {})
     assert show_threshold_choices("relative") == ({}, {"display": "none"})
 
 
-def test_callback_errors_become_messages(app_and_records, monkeypatch):
+def test_callback_errors_become_messages(dashboard_app, monkeypatch):
     from dashboard.pages import pain
 
-    app, _ = app_and_records
+    app, _ = dashboard_app
 
     def broken(*_args, **_kwargs):
         raise RuntimeError("boom")
@@ -211,11 +155,11 @@ def test_callback_errors_become_messages(app_and_records, monkeypatch):
     assert "could not be computed" in shown and "boom" not in shown and distribution is None
 
 
-def test_report_sections_and_suppression(app_and_records):
+def test_report_sections_and_suppression(dashboard_app):
     from dashboard.layout import download_report
     from dashboard.pages.pain import pain_report
 
-    app, records = app_and_records
+    app, records = dashboard_app
     with app.server.app_context():
         sections = pain_report(RecordFilter(countries=("US",)))
         sent = download_report(1, "/pain", RecordFilter(countries=("US",)).to_dict())
