@@ -20,19 +20,22 @@ log = logging.getLogger(__name__)
 
 def data_grid(frame: pd.DataFrame, grid_id: str, file_name: str, height: int | None = None,
               column_labels: dict[str, str] | None = None,
-              flex: dict[str, float] | None = None, filterable: bool = False) -> html.Div:
+              flex: dict[str, float] | None = None, filterable: bool = False,
+              min_widths: dict[str, int] | None = None) -> html.Div:
     """An AG Grid of a (suppressed) display table with a "Download CSV" button.
 
     The CSV export is done by the grid itself, so it contains exactly what is shown. Long cells
     wrap onto several lines; ``flex`` gives wide columns more room (default 1 each);
-    ``filterable`` adds column filters (useful for long tables such as facilities).
+    ``filterable`` adds column filters (useful for long tables such as facilities);
+    ``min_widths`` sets minimum widths in pixels for wide text columns.
     """
     labels = column_labels or {}
     widths = flex or {}
     columns = [{"field": str(c), "headerName": labels.get(str(c), str(c).replace("_", " ")),
                 "sortable": True, "resizable": True, "filter": filterable,
                 "suppressHeaderMenuButton": not filterable, "flex": widths.get(str(c), 1),
-                "minWidth": 72, "wrapText": True, "autoHeight": True,
+                "minWidth": (min_widths or {}).get(str(c), 72), "wrapText": True,
+                "autoHeight": True,
                 "cellStyle": {"lineHeight": "1.35", "paddingTop": "6px", "paddingBottom": "6px",
                               "wordBreak": "normal"}}
                for c in frame.columns]

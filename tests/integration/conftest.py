@@ -18,7 +18,7 @@ TINY_FACILITY = "FAC-TINY"
 
 def demo_with_tiny_facility(n: int = 3000, seed: int = 11) -> pd.DataFrame:
     records = demo_records(n, seed=seed)
-    tiny = records[records.procedure == "vertebroplasty"].head(6).copy()
+    tiny = records[(records.procedure == "vertebroplasty") & records.cost.notna()].head(6).copy()
     tiny["record_id"] = [f"TINY-{i}" for i in range(6)]
     tiny["patient_id"] = [f"TINY-P{i}" for i in range(6)]
     tiny["facility_id"] = TINY_FACILITY

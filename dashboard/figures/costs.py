@@ -1,0 +1,371 @@
+"""Figures and tables of the Costs page (pure functions: tables in, figures/display tables out).
+
+Small-cell rule: a group with 1–10 costed procedures shows its counts as "<11" and no median,
+quartiles, mean or interval, in tables, figures, hover texts and exports.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from dashboard.figures.common import (
+    OKABE_ITO,
+    PROCEDURE_COLOURS,
+    base_layout,
+    empty_figure,
+    procedure_label,
+)
+from dashboard.suppression import format_count, is_small, label, suppress_table
+
+PROCEDURES = ("vertebroplasty", "kyphoplasty")
+SHORT = {"vertebroplasty": "VP", "kyphoplasty": "KP"}
+TABLE_NAMES = SHORT  # tables have many columns: VP / KP
+CURRENCIES = ("USD", "EUR", "GBP", "INR")
+
+#: Page grouping -> cost_summary ``by`` (always split by procedure, so KP and VP compare).
+GROUPINGS: dict[str, tuple[str, ...]] = {
+    "procedure": ("procedure",),
+    "country": ("country", "procedure"),
+    "region": ("country", "region", "procedure"),
+    "facility": ("country", "facility_id", "procedure"),
+}
+GROUPING_LABELS = {"procedure": "Procedure", "country": "Country", "region": "Region",
+                   "facility": "Facility"}
+COLUMN_LABELS = {"country": "country", "region": "region", "facility_id": "facility"}
+#: At most this many groups (largest first) are drawn; the table lists every group.
+MAX_FIGURE_GROUPS = 30
+
+
+def money(value, currency: str = "") -> str | None:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)) or pd.isna(value):
+        return None
+    return f"{value:,.0f}" + (f" {currency}" if currency else "")
+
+
+def _group_label(row: pd.Series, by: tuple[str, ...]) -> str:
+    parts = [("not recorded" if pd.isna(row[c]) else str(row[c])) for c in by if c != "procedure"]
+    return " · ".join(parts)
+
+
+def summary_display(summary: pd.DataFrame, by: tuple[str, ...], currency: str) -> pd.DataFrame:
+    """Display table of :func:`analysis.costs.cost_summary`; small groups suppressed."""
+    keys = [c for c in by if c != "procedure"]
+    table = pd.DataFrame({COLUMN_LABELS.get(c, c): summary[c].astype(object).where(
+        summary[c].notna(), "not recorded").to_numpy() for c in keys})
+    table["procedure"] = [TABLE_NAMES.get(str(p), str(p)) for p in summary["procedure"]]
+    table["costed"] = summary["n"].astype(int).to_numpy()
+    table["without_converted_cost"] = [format_count(int(v)) for v in summary["missing"]]
+    table["median_iqr"] = [None if pd.isna(m) else f"{money(m)} [{money(a)}–{money(b)}]"
+                           for m, a, b in zip(summary["median"], summary["q1"], summary["q3"],
+                                              strict=True)]
+    table["mean_ci"] = [None if pd.isna(m) else
+                        (f"{money(m)} ({money(a)}–{money(b)})" if pd.notna(a) else money(m))
+                        for m, a, b in zip(summary["mean"], summary["mean_low"],
+                                           summary["mean_high"], strict=True)]
+    shown = suppress_table(table, ["costed"], ["median_iqr", "mean_ci"])
+    return shown.drop(columns="suppressed")
+
+
+#: Minimum widths (px) of the wide text columns of the cost tables.
+WIDE_COLUMNS = {"median_iqr": 170, "mean_ci": 170, "cost_per_responder": 110, "mean_cost": 100}
+
+
+def summary_labels(currency: str) -> dict[str, str]:
+    return {"costed": "costed procedures", "without_converted_cost": "without converted cost",
+            "median_iqr": f"median [IQR] ({currency})", "mean_ci": f"mean (95% CI) ({currency})"}
+
+
+def _figure_rows(summary: pd.DataFrame, by: tuple[str, ...]) -> tuple[pd.DataFrame, int]:
+    """Rows to draw (at most MAX_FIGURE_GROUPS groups, largest first) and the number of groups."""
+    rows = summary.copy()
+    rows["group"] = [_group_label(row, by) for _, row in rows.iterrows()]
+    sizes = rows.groupby("group", sort=False)["n"].sum().sort_values(ascending=False, kind="stable")
+    kept = list(sizes.index[:MAX_FIGURE_GROUPS])
+    rows = rows[rows["group"].isin(kept)]
+    order = {g: i for i, g in enumerate(kept)}
+    rows = rows.assign(_order=rows["group"].map(order)).sort_values(["_order"], kind="stable")
+    return rows.drop(columns="_order"), len(sizes)
+
+
+def cost_figure(summary: pd.DataFrame, by: tuple[str, ...], currency: str) -> go.Figure:
+    """Median with IQR (left) and mean with 95% CI (right) per group and procedure.
+
+    Suppressed groups (1–10 costed procedures) keep their row, with "<11" and no values.
+    """
+    if summary.empty or int(summary["n"].sum()) == 0:
+        return empty_figure("No converted costs in the selection.")
+    rows, n_groups = _figure_rows(summary, by)
+    rows = rows[rows["n"] > 0]
+    rows = rows.assign(y=[(f"{g} · {SHORT.get(str(p), p)}" if g else procedure_label(str(p)))
+                          for g, p in zip(rows["group"], rows["procedure"], strict=True)])
+    figure = make_subplots(rows=1, cols=2, shared_yaxes=True, horizontal_spacing=0.04,
+                           subplot_titles=["Median and interquartile range",
+                                           "Mean and 95% confidence interval"])
+    small = is_small(rows["n"])
+    for procedure in PROCEDURES:
+        mine = (rows["procedure"].astype(str) == procedure).to_numpy()
+        part = rows[mine & ~small]
+        colour = PROCEDURE_COLOURS[procedure]
+        name = procedure_label(procedure)
+        if len(part):
+            counts = [f"{int(n):,}" for n in part["n"]]
+            figure.add_scatter(
+                x=part["median"], y=part["y"], mode="markers", name=name, legendgroup=procedure,
+                marker={"color": colour, "symbol": "diamond", "size": 9},
+                error_x={"type": "data", "symmetric": False, "array": part["q3"] - part["median"],
+                         "arrayminus": part["median"] - part["q1"], "color": colour},
+                customdata=np.column_stack([[money(v) for v in part["q1"]],
+                                            [money(v) for v in part["q3"]], counts]),
+                hovertemplate="%{y}: median %{x:,.0f} " + currency + " (IQR %{customdata[0]}–"
+                              "%{customdata[1]}; n %{customdata[2]})<extra></extra>",
+                row=1, col=1)
+            figure.add_scatter(
+                x=part["mean"], y=part["y"], mode="markers", name=name, legendgroup=procedure,
+                showlegend=False, marker={"color": colour, "symbol": "circle", "size": 8},
+                error_x={"type": "data", "symmetric": False,
+                         "array": part["mean_high"] - part["mean"],
+                         "arrayminus": part["mean"] - part["mean_low"], "color": colour},
+                customdata=np.column_stack([[money(v) for v in part["mean_low"]],
+                                            [money(v) for v in part["mean_high"]], counts]),
+                hovertemplate="%{y}: mean %{x:,.0f} " + currency + " (95% CI %{customdata[0]}–"
+                              "%{customdata[1]}; n %{customdata[2]})<extra></extra>",
+                row=1, col=2)
+        hidden = rows[mine & small]
+        for col in (1, 2):
+            if len(hidden):
+                figure.add_scatter(
+                    x=[0] * len(hidden), y=hidden["y"], mode="text",
+                    text=[f"  {label()}"] * len(hidden),
+                    textposition="middle right", showlegend=False, textfont={"color": "#555"},
+                    hovertemplate="%{y}: " + label() + " costed procedures, values hidden"
+                                  "<extra></extra>", row=1, col=col)
+    figure.update_xaxes(title_text=f"Cost per procedure ({currency})", rangemode="tozero",
+                        tickformat=",.0f")
+    figure.update_yaxes(categoryorder="array", categoryarray=list(rows["y"]),
+                        range=[len(rows) - 0.5, -0.5])  # first group on top, no padding
+    crowded = n_groups > MAX_FIGURE_GROUPS
+    base_layout(figure, height=max(300, 150 + 24 * len(rows)))
+    figure.update_layout(margin={"l": 10, "t": 110 if crowded else 80},
+                         legend={"yref": "container", "y": 0.99, "yanchor": "top"})
+    if crowded:
+        figure.add_annotation(
+            text=f"The {MAX_FIGURE_GROUPS} largest of {n_groups} groups (most costed "
+                 "procedures); the table lists all", showarrow=False, xref="paper", yref="paper",
+            x=0, y=1, yshift=40, xanchor="left", yanchor="bottom", font={"color": "#555"})
+    figure.update_yaxes(automargin=True)
+    return figure
+
+
+def cost_figure_summary(summary: pd.DataFrame, by: tuple[str, ...], currency: str) -> str:
+    """Text alternative of :func:`cost_figure`."""
+    if summary.empty or int(summary["n"].sum()) == 0:
+        return "No converted costs in the selection."
+    shown = summary[~is_small(summary["n"]) & (summary["n"] > 0)]
+    n_hidden = int((is_small(summary["n"])).sum())
+    if by == ("procedure",):
+        parts = [f"{procedure_label(str(r.procedure))}: median {money(r.median, currency)} "
+                 f"(IQR {money(r.q1)}–{money(r.q3)}), mean {money(r.mean, currency)} "
+                 f"(95% CI {money(r.mean_low)}–{money(r.mean_high)}), n {int(r.n):,}"
+                 for r in shown.itertuples()]
+        text = "; ".join(parts) if parts else "every group is suppressed"
+    else:
+        if shown.empty:
+            text = "every group is suppressed"
+        else:
+            low = shown.loc[shown["median"].idxmin()]
+            high = shown.loc[shown["median"].idxmax()]
+            text = (f"{len(shown)} groups shown; lowest median {money(low['median'], currency)} "
+                    f"({_group_label(low, by)}, {SHORT.get(str(low.procedure), '')}), highest "
+                    f"{money(high['median'], currency)} ({_group_label(high, by)}, "
+                    f"{SHORT.get(str(high.procedure), '')})")
+    if n_hidden:
+        text += f"; {n_hidden} group(s) with fewer than 11 costed procedures hidden ({label()})"
+    n_groups = len({_group_label(row, by) for _, row in summary.iterrows()})
+    if n_groups > MAX_FIGURE_GROUPS:
+        text += (f"; the figure draws the {MAX_FIGURE_GROUPS} largest of {n_groups} groups, "
+                 "the table lists all")
+    return text + "."
+
+
+def responder_display(table: pd.DataFrame, by: tuple[str, ...], currency: str) -> pd.DataFrame:
+    """Display table of :func:`analysis.costs.cost_per_responder`; small cells suppressed."""
+    keys = [c for c in by if c != "procedure"]
+    out = pd.DataFrame({COLUMN_LABELS.get(c, c): table[c].astype(object).where(
+        table[c].notna(), "not recorded").to_numpy() for c in keys})
+    out["procedure"] = [TABLE_NAMES.get(str(p), str(p)) for p in table["procedure"]]
+    out["n"] = table["n"].astype(int).to_numpy()
+    out["responders"] = table["responders"].astype(int).to_numpy()
+    out["responder_rate"] = [None if pd.isna(v) else f"{100 * v:.1f}%"
+                             for v in table["responder_rate"]]
+    out["mean_cost"] = [money(v) for v in table["mean_cost"]]
+    out["cost_per_responder"] = [money(v) for v in table["cost_per_responder"]]
+    out["excluded"] = [format_count(int(v)) for v in table["excluded"]]
+    shown = suppress_table(out, ["n", "responders"],
+                           ["responder_rate", "mean_cost", "cost_per_responder"])
+    return shown.drop(columns="suppressed")
+
+
+def responder_labels(currency: str) -> dict[str, str]:
+    return {"n": "patients (cost and status known)", "responder_rate": "responder rate",
+            "mean_cost": f"mean cost ({currency})",
+            "cost_per_responder": f"cost per responder ({currency})",
+            "excluded": "excluded (status or cost missing)"}
+
+
+QUADRANTS = (  # IncrementalCost field, label, colour
+    ("prob_dominant", "KP cheaper, more responders (dominant)", OKABE_ITO["bluish_green"]),
+    ("prob_more_costly_more_effective", "KP costlier, more responders", OKABE_ITO["sky_blue"]),
+    ("prob_less_costly_less_effective", "KP cheaper, fewer responders", OKABE_ITO["yellow"]),
+    ("prob_dominated", "KP costlier, fewer responders (dominated)", OKABE_ITO["vermillion"]),
+)
+
+
+def quadrant_figure(result) -> go.Figure:
+    """Probability of each cost-effectiveness-plane quadrant (bootstrap), KP versus VP."""
+    if result is None:
+        return empty_figure("Not available for this selection.", height=260)
+    values = [100 * getattr(result, field) for field, _, _ in QUADRANTS]
+    figure = go.Figure(go.Bar(
+        x=values, y=[name for _, name, _ in QUADRANTS], orientation="h",
+        marker_color=[colour for _, _, colour in QUADRANTS],
+        marker_line={"color": "#333", "width": 1},
+        text=[f"{v:.0f}%" for v in values], textposition="outside", cliponaxis=False,
+        hovertemplate="%{y}: %{x:.1f}% of bootstrap replicates<extra></extra>"))
+    figure.update_xaxes(title_text="Share of bootstrap replicates, %", range=[0, 110])
+    figure.update_yaxes(autorange="reversed", automargin=True)
+    base_layout(figure, height=260, showlegend=False)
+    figure.update_layout(margin={"l": 10})
+    return figure
+
+
+def quadrant_summary(result) -> str:
+    if result is None:
+        return "Not available for this selection."
+    return ", ".join(f"{name}: {100 * getattr(result, field):.0f}%"
+                     for field, name, _ in QUADRANTS) + " of bootstrap replicates."
+
+
+def icer_table(result) -> pd.DataFrame:
+    """Δcost, Δresponse and the ICER with their 95% intervals."""
+    currency = result.currency
+
+    def interval(low, high, fmt) -> str:
+        if low is None or high is None or (isinstance(low, float) and math.isnan(low)):
+            return "not estimable (Δresponse CI includes 0)"
+        return f"{fmt(low)} to {fmt(high)}"
+
+    def cash(v) -> str:
+        if isinstance(v, float) and math.isinf(v):
+            return "−∞" if v < 0 else "+∞"
+        return f"{v:+,.0f} {currency}"
+
+    def points(v) -> str:
+        return f"{100 * v:+.1f} pp"
+
+    return pd.DataFrame([
+        {"estimate": "Δ mean cost per patient (KP − VP)", "value": cash(result.delta_cost),
+         "ci_95": interval(result.delta_cost_low, result.delta_cost_high, cash)},
+        {"estimate": "Δ responder rate (KP − VP)", "value": points(result.delta_response),
+         "ci_95": interval(result.delta_response_low, result.delta_response_high, points)},
+        {"estimate": "ICER: cost per additional responder",
+         "value": _icer_value(result, cash),
+         "ci_95": interval(result.icer_low, result.icer_high, cash)},
+        {"estimate": "Patients analysed", "value": f"KP {result.n_kp:,}, VP {result.n_vp:,}",
+         "ci_95": ""},
+    ])
+
+
+def _icer_value(result, cash) -> str:
+    """The ICER point estimate, flagged where it must not be read as a cost per responder."""
+    if not math.isfinite(result.icer):
+        return "undefined (no difference in responders)"
+    value = cash(result.icer)
+    if math.isnan(result.icer_low):
+        return f"{value} (unstable)"
+    if result.icer < 0:
+        return f"{value} (negative: not a cost per responder)"
+    return value
+
+
+def conversion_counts(normalised: pd.DataFrame) -> pd.DataFrame:
+    """Records with a converted cost, without a cost, and with an unconvertible cost (by reason).
+
+    ``normalised`` is the output of :func:`analysis.costs.normalise_costs`.
+    """
+    converted = int(normalised["cost_reporting"].notna().sum())
+    no_cost = int(normalised["cost"].isna().sum())
+    unconverted = normalised.attrs.get("unconverted", {})
+    rows = [("Records in the selection", len(normalised)),
+            ("With a cost converted to the reporting currency", converted),
+            ("Without a recorded cost", no_cost),
+            ("With a cost that could not be converted", int(sum(unconverted.values())))]
+    rows += [(f"  of which: {reason}", count) for reason, count in unconverted.items()]
+    return pd.DataFrame({"records": [name for name, _ in rows],
+                         "count": [format_count(count) for _, count in rows]})
+
+
+def rate_table(options, exchange: pd.DataFrame, ppp: pd.DataFrame | None,
+               currencies: list[str], countries: list[str]) -> pd.DataFrame:
+    """The rates the conversion uses for the selection's currencies (countries for PPP): one
+    row per currency (country), one column per year."""
+    if options.method == "ppp":
+        wanted = set(countries) | {options.reporting_country or ""}
+        rows = ppp[ppp["country"].isin(wanted) | ((ppp["currency"] == options.reporting_currency)
+                                                  & (options.reporting_country is None))]
+        table = rows.pivot_table(index=["country", "currency"], columns="year",
+                                 values="ppp_per_usd", aggfunc="first")
+        measure = "LCU per international $"
+    else:
+        wanted = set(currencies) | {options.reporting_currency, "USD"}
+        rows = exchange[exchange["currency"].isin(wanted)]
+        table = rows.pivot_table(index=["currency"], columns="year", values="units_per_usd",
+                                 aggfunc="first")
+        measure = "units per US$"
+    table.columns = [f"{measure} {int(year)}" for year in table.columns]
+    return table.reset_index()
+
+
+def _source_names(table: pd.DataFrame) -> list[str]:
+    names = {str(s).split(";")[0].strip() for s in table["source"]}
+    return sorted(n for n in names if not n.lower().startswith("definition"))
+
+
+def rate_description(options, exchange: pd.DataFrame, ppp: pd.DataFrame | None) -> list[str]:
+    """Sentences: the table in use (source, years, file), the conversion rule and caveats."""
+    xr_years = sorted({int(y) for y in exchange["year"]})
+    xr_text = (f"Market exchange rates: annual averages, national currency units per US dollar, "
+               f"{xr_years[0]}–{xr_years[-1]}, from {'; '.join(_source_names(exchange))} "
+               f"(file {Path(exchange.attrs.get('path', 'exchange_rates.csv')).name}).")
+    if options.method == "ppp":
+        ppp_years = sorted({int(y) for y in ppp["year"]})
+        span = (f"{ppp_years[0]}" if len(ppp_years) == 1 else f"{ppp_years[0]}–{ppp_years[-1]}")
+        return [
+            f"Purchasing power parities: GDP PPP conversion factors, local currency units per "
+            f"international dollar, {span}, from {'; '.join(_source_names(ppp))} (file "
+            f"{Path(ppp.attrs.get('path', 'ppp.csv')).name}).",
+            f"Rule: cost ÷ PPP factor of the facility's country = international dollars; × the "
+            f"factor of {options.reporting_country or 'the reporting country'} = "
+            f"{options.reporting_currency} at that country's price level. A cost recorded in "
+            "another currency than its country's is first exchanged at the market rate. "
+            + xr_text,
+            f"Caveats: records from years missing in the table use the nearest year (PPP "
+            f"{span} for every record year here); no inflation adjustment, so amounts stay in "
+            "the prices of their own year; the factors were transcribed from a secondary copy "
+            "— check them against the publisher before budgets or publication.",
+        ]
+    return [
+        xr_text,
+        f"Rule: cost ÷ rate of the record's currency × rate of {options.reporting_currency}, "
+        "both for the procedure year.",
+        f"Caveats: records from years missing in the table use the nearest year (e.g. "
+        f"{xr_years[-1] + 1} and later use {xr_years[-1]}); no inflation adjustment, so amounts "
+        "stay in the prices of their own year; market rates ignore price-level differences "
+        "between countries (choose PPP for that); the rates were transcribed by hand — check "
+        "them against the publisher before budgets or publication.",
+    ]

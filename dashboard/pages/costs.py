@@ -1,0 +1,293 @@
+"""Costs (for administrators): costs in one reporting currency (market exchange rates or PPP),
+median/IQR and mean with CI by group, cost per responder, the incremental cost per additional
+responder (KP versus VP), and the rate table in use."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import dash
+import dash_bootstrap_components as dbc
+import pandas as pd
+from dash import Input, Output, callback, dcc, html
+
+from analysis.costs import (
+    CostOptions,
+    IncrementalCost,
+    cost_per_responder,
+    cost_summary,
+    exchange_rates,
+    incremental_cost_per_responder,
+    normalise_costs,
+    ppp_factors,
+)
+from analysis.errors import InsufficientDataError
+from analysis.filters import RecordFilter
+from analysis.outcomes import ResponderDefinition
+from dashboard.components import (
+    chart_card,
+    data_grid,
+    empty_state,
+    page_header,
+    safe_callback,
+    stat_card,
+)
+from dashboard.data_access import filtered_records
+from dashboard.figures.costs import (
+    CURRENCIES,
+    GROUPING_LABELS,
+    GROUPINGS,
+    WIDE_COLUMNS,
+    conversion_counts,
+    cost_figure,
+    cost_figure_summary,
+    icer_table,
+    quadrant_figure,
+    quadrant_summary,
+    rate_description,
+    rate_table,
+    responder_display,
+    responder_labels,
+    summary_display,
+    summary_labels,
+)
+from dashboard.report import ReportSection, register_report
+from dashboard.suppression import is_small, label
+
+dash.register_page(__name__, path="/costs", name="Costs", title="Costs", order=4)
+
+DEFAULT_PPP_COUNTRY = "DE"
+#: Many groups (regions, facilities) would each need a bootstrap: above 1,000 costs a group's
+#: mean CI is the t-interval, below it a percentile bootstrap with 1,000 resamples. Grouping by
+#: procedure keeps the analysis defaults (BCa, 2,000 resamples, t-interval above 5,000).
+GROUP_CI = {"clt_min_n": 1000, "ci_method": "percentile", "n_resamples": 1000}
+RESPONDER = ResponderDefinition()
+
+
+def cost_options(currency: str | None, method: str | None, ppp_country: str | None) -> CostOptions:
+    currency = currency if currency in CURRENCIES else "USD"
+    method = method if method in ("exchange", "ppp") else "exchange"
+    country = (ppp_country or DEFAULT_PPP_COUNTRY) if method == "ppp" and currency == "EUR" else None
+    return CostOptions(reporting_currency=currency, method=method, reporting_country=country)
+
+
+def summary_kwargs(grouping: str) -> dict:
+    return {} if grouping == "procedure" else dict(GROUP_CI)
+
+
+class CostResults(NamedTuple):  # not a dataclass: Dash runs page modules outside sys.modules
+    options: CostOptions
+    grouping: str
+    by: tuple[str, ...]
+    counts: pd.DataFrame
+    notes: tuple[str, ...]
+    summary: pd.DataFrame
+    responders: pd.DataFrame
+    icer: IncrementalCost | None
+    icer_message: str
+    rates: pd.DataFrame
+    rate_text: list[str]
+
+
+def incremental(records: pd.DataFrame, options: CostOptions,
+                by_procedure: pd.DataFrame) -> tuple[IncrementalCost | None, str]:
+    """The ICER of KP versus VP, or why it is not shown (small arms are suppressed)."""
+    arms = by_procedure[by_procedure["procedure"].astype(str).isin(("kyphoplasty",
+                                                                     "vertebroplasty"))]
+    if len(arms) < 2:
+        return None, "Not available: the selection does not contain both procedures."
+    if is_small(arms["n"]).any() or is_small(arms["responders"]).any():
+        return None, (f"Not shown: a procedure has fewer than 11 patients or responders with a "
+                      f"known cost ({label()}).")
+    try:
+        return incremental_cost_per_responder(records, RESPONDER, options), ""
+    except InsufficientDataError as error:
+        return None, f"Not estimable: {error}"
+
+
+def compute(records: pd.DataFrame, options: CostOptions, grouping: str) -> CostResults:
+    grouping = grouping if grouping in GROUPINGS else "procedure"
+    by = GROUPINGS[grouping]
+    normalised = normalise_costs(records, options)
+    summary = cost_summary(records, by=by, options=options, **summary_kwargs(grouping))
+    responders = cost_per_responder(records, RESPONDER, by=by, options=options)
+    # Patients and responders per procedure are sums over the groups (each record is in one).
+    by_procedure = responders.groupby(responders["procedure"].astype(str), observed=True)[
+        ["n", "responders"]].sum().reset_index()
+    icer, message = incremental(records, options, by_procedure)
+    exchange = exchange_rates(options.rates_path)
+    ppp = ppp_factors(options.ppp_path) if options.method == "ppp" else None
+    currencies = sorted(str(c) for c in records["currency"].dropna().unique())
+    countries = sorted(str(c) for c in records["country"].dropna().unique())
+    return CostResults(
+        options=options, grouping=grouping, by=by, counts=conversion_counts(normalised),
+        notes=tuple(normalised.attrs.get("notes", ())), summary=summary, responders=responders,
+        icer=icer, icer_message=message,
+        rates=rate_table(options, exchange, ppp, currencies, countries),
+        rate_text=rate_description(options, exchange, ppp),
+    )
+
+
+
+
+def _count_cards(results: CostResults) -> dbc.Row:
+    counts = dict(zip(results.counts["records"], results.counts["count"], strict=True))
+    cards = [
+        ("Records in the selection", "Records in the selection", "costs-count-records"),
+        ("Costed (converted)", "With a cost converted to the reporting currency",
+         "costs-count-costed"),
+        ("Without a recorded cost", "Without a recorded cost", "costs-count-nocost"),
+        ("Cost not convertible", "With a cost that could not be converted",
+         "costs-count-unconverted"),
+    ]
+    details = {
+        "costs-count-records": "after the global filters",
+        "costs-count-costed": f"in {results.options.reporting_currency}"
+                              + (" at PPP" if results.options.method == "ppp" else
+                                 " at market exchange rates"),
+        "costs-count-nocost": "left out of every cost figure",
+        "costs-count-unconverted": "e.g. a currency missing from the rate table",
+    }
+    return dbc.Row([dbc.Col(stat_card(title, counts[key], details[card_id], card_id),
+                            xs=12, sm=6, xl=3, className="mb-2")
+                    for title, key, card_id in cards], className="g-2 mb-1")
+
+
+def _icer_section(results: CostResults) -> html.Div:
+    result = results.icer
+    if result is None:
+        return html.Div([html.H2("Incremental cost per additional responder, KP versus VP",
+                                 className="h6"),
+                         html.P(results.icer_message, id="costs-icer-text")], className="mb-3")
+    return html.Div([
+        html.H2("Incremental cost per additional responder, KP versus VP", className="h6"),
+        dbc.Alert(result.interpretation, id="costs-icer-text", color="light",
+                  className="border"),
+        data_grid(icer_table(result), "costs-icer", "costs-incremental",
+                  column_labels={"ci_95": "95% CI"}),
+        chart_card("Cost-effectiveness plane: where the bootstrap replicates fall",
+                   quadrant_figure(result), quadrant_summary(result), graph_id="costs-quadrants"),
+        html.P(f"Responder: {RESPONDER.label}. Method: {result.method}.",
+               className="small text-muted"),
+    ], className="mb-3")
+
+
+def body(results: CostResults) -> html.Div:
+    currency = results.options.reporting_currency
+    grouping = GROUPING_LABELS[results.grouping].lower()
+    notes = [html.Li(note) for note in results.notes]
+    return html.Div([
+        _count_cards(results),
+        html.Details([html.Summary("Conversion notes"), html.Ul(notes, className="small")],
+                     className="mb-2") if notes else html.Div(),
+        chart_card(f"Cost per procedure by {grouping} ({currency})",
+                   cost_figure(results.summary, results.by, currency),
+                   cost_figure_summary(results.summary, results.by, currency),
+                   graph_id="costs-figure"),
+        html.H2(f"Cost table by {grouping}", className="h6"),
+        html.P("Median [IQR] and mean with 95% CI of the cost per procedure. Groups with 1–10 "
+               f"costed procedures show {label()} and no values. "
+               + ("CIs: BCa bootstrap (2,000 resamples), t-interval above 5,000 costs."
+                  if results.grouping == "procedure" else
+                  "CIs: percentile bootstrap (1,000 resamples) up to 1,000 costs, t-interval "
+                  "above (kept fast for many groups)."), className="small text-muted mb-1"),
+        data_grid(summary_display(results.summary, results.by, currency), "costs-summary",
+                  f"costs-by-{results.grouping}-{currency}",
+                  column_labels=summary_labels(currency), min_widths=WIDE_COLUMNS),
+        html.H2(f"Cost per responder by {grouping}", className="h6"),
+        html.P(f"Total cost ÷ number of responders ({RESPONDER.label}), among patients with a "
+               "known cost and responder status.", className="small text-muted mb-1"),
+        data_grid(responder_display(results.responders, results.by, currency),
+                  "costs-responders", f"costs-per-responder-{currency}",
+                  column_labels=responder_labels(currency), min_widths=WIDE_COLUMNS),
+        _icer_section(results),
+        html.H2("Rates in use", className="h6"),
+        *[html.P(text, className="small") for text in results.rate_text],
+        data_grid(results.rates, "costs-rates", "costs-rate-table"),
+        html.P("The adjusted cost ratio (gamma GLM) is not shown on this page: it takes several "
+               "seconds on large selections.", className="small text-muted"),
+    ])
+
+
+def _radio(control_id: str, options, value) -> dbc.RadioItems:
+    return dbc.RadioItems(id=control_id, options=options, value=value, inline=True,
+                          className="mb-1")
+
+
+def layout(**_query) -> html.Div:
+    ppp = ppp_factors()
+    euro = sorted(ppp.loc[ppp["currency"] == "EUR", "country"].unique())
+    controls = dbc.Card(dbc.CardBody(dbc.Row([
+        dbc.Col([dbc.Label("Reporting currency", html_for="costs-currency", className="small mb-0"),
+                 _radio("costs-currency", [{"label": c, "value": c} for c in CURRENCIES], "USD")],
+                xs=12, md=3),
+        dbc.Col([dbc.Label("Conversion", html_for="costs-method", className="small mb-0"),
+                 _radio("costs-method", [{"label": "Market exchange rates", "value": "exchange"},
+                                         {"label": "PPP", "value": "ppp"}], "exchange")],
+                xs=12, md=3),
+        dbc.Col([dbc.Label("Euro price level (PPP in EUR)", html_for="costs-ppp-country",
+                           className="small mb-0"),
+                 dcc.Dropdown(id="costs-ppp-country", options=[{"label": c, "value": c}
+                                                               for c in euro],
+                              value=DEFAULT_PPP_COUNTRY, clearable=False, disabled=True)],
+                xs=12, md=2),
+        dbc.Col([dbc.Label("Group by", html_for="costs-grouping", className="small mb-0"),
+                 _radio("costs-grouping", [{"label": v, "value": k}
+                                           for k, v in GROUPING_LABELS.items()], "procedure")],
+                xs=12, md=4),
+    ])), className="mb-3")
+    return html.Div([
+        page_header("Costs", "What procedures cost, in one reporting currency, and what an "
+                    "additional responder costs with kyphoplasty (KP) rather than "
+                    "vertebroplasty (VP)."),
+        controls,
+        dcc.Loading(html.Div(id="costs-body"), delay_show=400,
+                    overlay_style={"visibility": "visible", "opacity": 0.5}),
+    ])
+
+
+@callback(Output("costs-ppp-country", "disabled"), Input("costs-currency", "value"),
+          Input("costs-method", "value"))
+def toggle_ppp_country(currency, method):
+    return not (currency == "EUR" and method == "ppp")
+
+
+@callback(Output("costs-body", "children"), Input("filter-state", "data"),
+          Input("costs-currency", "value"), Input("costs-method", "value"),
+          Input("costs-ppp-country", "value"), Input("costs-grouping", "value"))
+@safe_callback()
+def update_costs(state, currency, method, ppp_country, grouping):
+    records = filtered_records(RecordFilter.from_dict(state))
+    if records.empty:
+        return empty_state()
+    return body(compute(records, cost_options(currency, method, ppp_country), grouping))
+
+
+@register_report("/costs", "Costs")
+def costs_report(selection: RecordFilter) -> list[ReportSection]:
+    records = filtered_records(selection)
+    if records.empty:
+        return [ReportSection("No records", "No records match the filters.")]
+    results = compute(records, cost_options("USD", "exchange", None), "country")
+    currency = results.options.reporting_currency
+    icer = results.icer
+    return [
+        ReportSection("Records and conversion",
+                      "Costs in USD at market exchange rates, grouped by country (the page's "
+                      "currency and grouping controls are not part of the report). "
+                      + " ".join(results.notes), table=results.counts),
+        ReportSection("Cost per procedure by country",
+                      cost_figure_summary(results.summary, results.by, currency),
+                      figure=cost_figure(results.summary, results.by, currency),
+                      table=summary_display(results.summary, results.by, currency).rename(
+                          columns=summary_labels(currency))),
+        ReportSection("Cost per responder by country", "",
+                      table=responder_display(results.responders, results.by, currency).rename(
+                          columns=responder_labels(currency))),
+        ReportSection("Incremental cost per additional responder, KP versus VP",
+                      icer.interpretation if icer else results.icer_message,
+                      figure=quadrant_figure(icer) if icer else None,
+                      table=icer_table(icer) if icer else None),
+        ReportSection("Rates in use", " ".join(results.rate_text), table=results.rates),
+    ]
+

@@ -1,0 +1,42 @@
+"""The Costs page in a real headless Chromium."""
+
+from __future__ import annotations
+
+import pytest
+
+from analysis.costs import CostOptions, incremental_cost_per_responder, normalise_costs
+from analysis.filters import RecordFilter, apply_filter
+from analysis.outcomes import ResponderDefinition
+from dashboard.app_factory import create_app
+from data import import_dataframe, load_records, store
+from data.demo import demo_records
+
+
+@pytest.fixture(scope="module")
+def database(tmp_path_factory):
+    store.dispose_engines()
+    url = f"sqlite:///{tmp_path_factory.mktemp('browser-costs') / 'store.db'}"
+    import_dataframe(demo_records(2000, seed=5), "demo", url, synthetic=True)
+    yield url
+    store.dispose_engines()
+
+
+def test_costs_page_with_filter_in_url(dash_duo, database):
+    records = load_records(database)
+    chosen = apply_filter(records, RecordFilter(countries=("US", "GB")))
+    dash_duo.start_server(create_app(database))
+    dash_duo.driver.get(dash_duo.server_url + "/costs?country=GB,US")
+
+    costed = normalise_costs(chosen, CostOptions())["cost_reporting"].notna().sum()
+    dash_duo.wait_for_text_to_equal("#costs-count-costed", f"{int(costed):,}", timeout=30)
+    dash_duo.wait_for_text_to_equal("#costs-count-records", f"{len(chosen):,}")
+
+    # Switch the reporting currency: the ICER text follows analysis in GBP.
+    dash_duo.find_element("label[for='_dbcprivate_radioitems_costs-currency_input_GBP']").click()
+    expected = incremental_cost_per_responder(chosen, ResponderDefinition(),
+                                              CostOptions(reporting_currency="GBP"))
+    dash_duo.wait_for_text_to_equal("#costs-icer-text", expected.interpretation, timeout=30)
+    assert "country=GB,US" in dash_duo.driver.current_url or \
+        "country=GB%2CUS" in dash_duo.driver.current_url
+    dash_duo.wait_for_element(".ag-row", timeout=10)  # the grids have rendered (no warnings)
+    assert dash_duo.get_logs() == []
