@@ -1,0 +1,255 @@
+"""Data: where the records come from and how complete they are.
+
+Import batches and their rejected rows (store-wide: counts of file rows, not patients), the
+completeness of every dictionary field for the filtered records (small cells suppressed), and
+the data dictionary with the command-line import instructions.
+
+The module is imported as ``dashboard.pages.data``; ``data`` below is always the top-level
+data package (absolute imports).
+"""
+
+from __future__ import annotations
+
+import dash
+import dash_bootstrap_components as dbc
+from dash import Input, Output, callback, dcc, html
+
+from analysis.filters import RecordFilter
+from dashboard import data_access
+from dashboard.components import (
+    chart_card,
+    data_grid,
+    empty_state,
+    page_header,
+    safe_callback,
+    stat_card,
+)
+from dashboard.figures import data_quality as dq
+from dashboard.figures.common import PROCEDURE_COLOURS, procedure_label
+from dashboard.report import ReportSection, register_report
+from dashboard.suppression import label, threshold
+
+dash.register_page(__name__, path="/data", name="Data", title="Data", order=8)
+
+LOADING = {"delay_show": 400, "overlay_style": {"visibility": "visible", "opacity": 0.5}}
+BATCH_LABELS = dq.BATCH_COLUMNS
+REJECTION_LABELS = {"batch_id": "Batch", "file_name": "File", "outcome": "Outcome",
+                    "reason": "Reason (field: rule)", "rows": "Rows"}
+
+
+def _columns(grid: html.Div, pinned: tuple[str, ...] = (), **overrides: dict) -> html.Div:
+    """Adjust column definitions of a :func:`data_grid` (widths, wrapping, pinned columns)."""
+    table = grid.children[1]
+    table.columnDefs = [{**column, **({"pinned": "left"} if column["field"] in pinned else {}),
+                         **overrides.get(column["field"], {})} for column in table.columnDefs]
+    return grid
+
+
+WRAP = {"wrapText": True, "autoHeight": True,
+        "cellStyle": {"lineHeight": "1.35", "wordBreak": "normal", "paddingTop": "11px",
+                      "paddingBottom": "11px"}}
+
+
+def _n(count: int, word: str, plural: str | None = None) -> str:
+    return f"{count:,} {word if count == 1 else (plural or word + 's')}"
+
+
+def layout(**_query) -> html.Div:
+    return html.Div([
+        page_header("Data", "Where the records come from: every import batch and the rows it "
+                    "rejected, how complete each field is for the selected records, and the "
+                    "data dictionary."),
+        html.Section([
+            html.Div([
+                html.H2("Imports", id="data-imports-heading", className="h5 mb-0 me-3"),
+                dbc.Button("Refresh", id="data-refresh", size="sm", color="secondary",
+                           outline=True, title="Reload the import history (after a new import)"),
+            ], className="d-flex align-items-center mb-1"),
+            html.P("All imports into this store, newest first. These are counts of rows in the "
+                   "imported files, not of patients, so they are shown in full; the filters on "
+                   "the left do not apply to them.", className="small text-muted"),
+            dcc.Loading(html.Div(id="data-imports"), **LOADING),
+        ], className="mb-4", **{"aria-labelledby": "data-imports-heading"}),
+        html.Section([
+            html.H2("Field completeness of the selected records", id="data-completeness-heading",
+                    className="h5"),
+            html.P(["Share of the filtered records with a value in each of the "
+                    f"{len(dq.FIELDS)} dictionary fields, by procedure. Required fields are "
+                    "checked on import and should be 100%. Counts from 1 to "
+                    f"{threshold()} are shown as {label()} and their percentage is hidden."],
+                   className="small text-muted"),
+            dcc.Loading(html.Div(id="data-completeness"), **LOADING),
+        ], className="mb-4", **{"aria-labelledby": "data-completeness-heading"}),
+        html.Section([
+            html.H2("How to import, and the data dictionary", id="data-dictionary-heading",
+                    className="h5"),
+            import_help(),
+            html.H3("Data dictionary", className="h6 mt-3"),
+            html.P("Every field of a procedure record. Column headings of an export are matched "
+                   "to the field names and their aliases ignoring case, spaces and punctuation.",
+                   className="small text-muted"),
+            _columns(data_grid(dq.dictionary_table(), "data-dictionary", "data-dictionary",
+                               height=560),
+                     pinned=("field",), field={"width": 150, "flex": 0},
+                     type={"minWidth": 95}, unit={"minWidth": 90, **WRAP},
+                     required={"minWidth": 100, **WRAP}, values={"minWidth": 140, **WRAP},
+                     description={"minWidth": 230, "flex": 3, **WRAP},
+                     aliases={"minWidth": 170, "flex": 2, **WRAP}),
+            html.H3("Cross-field rules", className="h6"),
+            html.P("Rules that relate several fields; their names appear as rejection reasons.",
+                   className="small text-muted"),
+            _columns(data_grid(dq.rules_table(), "data-rules", "data-cross-field-rules"),
+                     rule={"minWidth": 230}, fields={"minWidth": 220, **WRAP},
+                     requirement={"flex": 2, "minWidth": 300, **WRAP}),
+        ], **{"aria-labelledby": "data-dictionary-heading"}),
+    ])
+
+
+def import_help() -> dbc.Card:
+    """How to import files: the command line (browser upload comes with sign-in and roles)."""
+    def command(text: str) -> html.Pre:
+        return html.Pre(html.Code(text), className="bg-light border rounded p-2 mb-2 small")
+
+    return dbc.Card(dbc.CardBody([
+        html.P(["Exports are imported on the server with the command line (CSV, TSV, Excel "
+                ".xlsx or Parquet). Each file becomes one batch; a file that is identical to an "
+                "earlier batch changes nothing. The store is the one named by ",
+                html.Code("--database"), " or ", html.Code("DATABASE_URL"), "."],
+               className="mb-2"),
+        command("python -m data import FILE [FILE ...]"),
+        html.P(["Reads, checks and stores the rows. Every row ends as accepted, rejected (a "
+                "rule failed; kept in quarantine with its reasons), duplicate (already stored) "
+                "or conflict (same record_id, different content; never overwritten unless ",
+                html.Code("--replace"), " is given). Exit status 0: all rows accepted or "
+                "duplicates; 1: some rows rejected or in conflict; 2: the file was refused whole "
+                "(for example a column that names a direct identifier)."], className="small"),
+        command("python -m data rejected BATCH --csv OUT"),
+        html.P("Writes the quarantined rows of a batch, with their reasons, to a CSV file: "
+               "correct them in the source system or the file and import that file again.",
+               className="small"),
+        html.P(["Also: ", html.Code("python -m data batches"), " lists the batches, ",
+                html.Code("python -m data dictionary"), " prints this dictionary as Markdown. "
+                "Only de-identified data are accepted; ages above 89 are stored as 90. Upload "
+                "from the browser will come with sign-in and user roles."],
+               className="small mb-0"),
+    ]), className="mb-2")
+
+
+# --------------------------------------------------------------------------------------------
+# Sections
+# --------------------------------------------------------------------------------------------
+
+
+def imports_section(batches, reasons) -> html.Div:
+    """Summary cards, the batch grid and the rejection reasons (chart and grid)."""
+    if batches.empty:
+        return html.Div(dbc.Alert(["No file has been imported into this store yet. Use ",
+                                   html.Code("python -m data import FILE"), " (see below)."],
+                                  color="info"), id="data-no-batches")
+    totals = dq.batch_totals(batches)
+    quarantined = totals["rejected"] + totals["conflicts"]
+    cards = dbc.Row([
+        dbc.Col(stat_card("Import batches", f"{totals['batches']:,}",
+                          f"last import {totals['last_import']}", "data-stat-batches"), xs=6, lg=3),
+        dbc.Col(stat_card("Rows read", f"{totals['rows_read']:,}",
+                          _n(totals["duplicates"], "duplicate"), "data-stat-rows"), xs=6, lg=3),
+        dbc.Col(stat_card("Rows accepted", f"{totals['accepted']:,}",
+                          f"{_n(totals['replaced'], 'stored record')} replaced; "
+                          f"{_n(totals['top_coded_ages'], 'age')} top-coded to 90",
+                          "data-stat-accepted"),
+                xs=6, lg=3),
+        dbc.Col(stat_card("Rows quarantined", f"{quarantined:,}",
+                          f"{totals['rejected']:,} rejected, {_n(totals['conflicts'], 'conflict')}",
+                          "data-stat-quarantined"), xs=6, lg=3),
+    ], className="g-2 mb-3")
+    top = dq.top_reasons(reasons)
+    rejections = dq.rejection_table(reasons, batches)
+    table = (_columns(data_grid(rejections, "data-rejections", "rejection-reasons",
+                                column_labels=REJECTION_LABELS),
+                      batch_id={"maxWidth": 100}, file_name={"minWidth": 170},
+                      reason={"minWidth": 280, "flex": 2})
+             if len(rejections) else html.P("No quarantined rows.", className="small"))
+    return html.Div([
+        cards,
+        html.H3("Import batches", className="h6"),
+        _columns(data_grid(dq.batch_table(batches), "data-batches", "import-batches",
+                           column_labels=BATCH_LABELS),
+                 pinned=("batch_id", "file_name"), batch_id={"minWidth": 80, "maxWidth": 90},
+                 file_name={"minWidth": 180}, started={"minWidth": 170},
+                 finished={"minWidth": 170}, ignored_columns={"minWidth": 160, **WRAP}),
+        chart_card("Most frequent rejection reasons", dq.rejection_figure(top),
+                   dq.rejection_summary(top, reasons), graph_id="data-rejection-chart",
+                   table=table),
+    ])
+
+
+def completeness_section(completeness) -> html.Div:
+    """Records per procedure, the compact chart of optional fields and the full grid."""
+    counts = dq.completeness_counts(completeness)
+    missing = dq.incomplete_required(completeness)
+    badges = html.Div([
+        html.Span([html.Span(procedure_label(p) + ": ", className="fw-semibold",
+                             style={"color": PROCEDURE_COLOURS.get(p)}),
+                   html.Span(counts[p], id=f"data-completeness-n-{p}"), " records"],
+                  className="me-4")
+        for p in dq.PROCEDURES
+    ] + [html.Span(["Required fields: ", html.Strong(
+        "all 100% complete" if not missing else "incomplete: " + ", ".join(missing),
+        id="data-required-check")])], className="mb-2")
+    return html.Div([
+        badges,
+        chart_card("Optional fields: records with a value", dq.completeness_figure(completeness),
+                   dq.completeness_summary(completeness), graph_id="data-completeness-chart"),
+        html.H3("All fields", className="h6"),
+        _columns(data_grid(dq.completeness_table(completeness), "data-completeness-grid",
+                           "field-completeness"),
+                 pinned=("field",), field={"minWidth": 170}, type={"maxWidth": 110},
+                 required={"minWidth": 100}, **{"applies to": {"minWidth": 190, **WRAP}}),
+    ])
+
+
+# --------------------------------------------------------------------------------------------
+# Callbacks and report
+# --------------------------------------------------------------------------------------------
+
+
+@callback(Output("data-imports", "children"), Input("data-refresh", "n_clicks"))
+@safe_callback()
+def update_imports(_clicks):
+    return imports_section(data_access.batches(), data_access.rejection_reasons())
+
+
+@callback(Output("data-completeness", "children"), Input("filter-state", "data"))
+@safe_callback()
+def update_completeness(state):
+    records = data_access.filtered_records(RecordFilter.from_dict(state))
+    if records.empty:
+        return empty_state()
+    return completeness_section(dq.field_completeness(records))
+
+
+@register_report("/data", "Data")
+def data_report(selection: RecordFilter) -> list[ReportSection]:
+    batches = data_access.batches()
+    reasons = data_access.rejection_reasons()
+    top = dq.top_reasons(reasons)
+    sections = [
+        ReportSection("Import batches", "All imports into the store, newest first (counts of "
+                      "file rows, not patients; the filters do not apply).",
+                      table=dq.batch_table(batches).rename(columns=BATCH_LABELS)),
+        ReportSection("Rejection reasons", dq.rejection_summary(top, reasons),
+                      figure=dq.rejection_figure(top),
+                      table=dq.rejection_table(reasons, batches).rename(columns=REJECTION_LABELS)),
+    ]
+    records = data_access.filtered_records(selection)
+    if records.empty:
+        sections.append(ReportSection("Field completeness", "No records match the filters."))
+    else:
+        completeness = dq.field_completeness(records)
+        sections.append(ReportSection(
+            "Field completeness of the selected records", dq.completeness_summary(completeness),
+            figure=dq.completeness_figure(completeness),
+            table=dq.completeness_table(completeness)))
+    sections.append(ReportSection("Data dictionary", "Every field of a procedure record.",
+                                  table=dq.dictionary_table()))
+    return sections
