@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import re
 import uuid
 from collections.abc import Callable, Sequence
 
@@ -85,6 +86,26 @@ def error_state(message: str) -> dbc.Alert:
                      color="warning", className="my-3")
 
 
+_SMALL_COUNT = re.compile(
+    r"\b([1-9]|10)(\s+)(events?|records?|patients?|cases?|values?|procedures?|fractures?|"
+    r"deaths?|responders?|non-events?)\b")
+
+
+def mask_small_counts(text: str) -> str:
+    """Replace counts of 1–10 in a message (e.g. "5 events") by the suppression label.
+
+    Analysis errors name the counts that made a method impossible; shown in the page they
+    would bypass small-cell suppression.
+    """
+    from dashboard.suppression import label, threshold
+
+    def replace(match: re.Match) -> str:
+        return f"{label()}{match.group(2)}{match.group(3)}" if int(match.group(1)) <= threshold() \
+            else match.group(0)
+
+    return _SMALL_COUNT.sub(replace, text)
+
+
 def safe_callback(n_outputs: int = 1, message: str = "Please adjust the filters or try again."
                   ) -> Callable:
     """Decorate a callback so an exception becomes a message in the page, never a traceback.
@@ -101,7 +122,7 @@ def safe_callback(n_outputs: int = 1, message: str = "Please adjust the filters 
                 log.exception("callback %s failed", function.__name__)
                 from analysis.errors import AnalysisError
 
-                detail = str(error) if isinstance(error, AnalysisError) else message
+                detail = mask_small_counts(str(error)) if isinstance(error, AnalysisError) else message
                 alert = error_state(detail)
                 return alert if n_outputs == 1 else (alert, *([None] * (n_outputs - 1)))
         return wrapper

@@ -14,6 +14,7 @@ from dash import ALL, MATCH, Input, Output, State, ctx, dcc, html
 from analysis.filters import AGE_BANDS, LEVEL_GROUPS, RecordFilter, filter_mask
 from dashboard import data_access
 from dashboard.state import filter_from_query, page_parameters, query_from_filter
+from dashboard.suppression import format_count
 from data.dictionary import FIELDS_BY_NAME
 
 FILTER_CONTROLS: dict[str, str] = {  # RecordFilter field -> control id
@@ -128,7 +129,7 @@ def match_count(state):
     selection = RecordFilter.from_dict(state)
     records = data_access.all_records()
     matched = int(filter_mask(records, selection).sum())
-    text = f"{matched:,} of {len(records):,} records match"
+    text = f"{format_count(matched)} of {len(records):,} records match"
     return text if matched else [text, " — no records match these filters; press Reset filters."]
 
 

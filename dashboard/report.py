@@ -71,8 +71,8 @@ def render_report(title: str, sections: list[ReportSection], selection: RecordFi
     parts.append(f"<p class='meta'>{html.escape(suppression_note)}</p>")
     for section in sections:
         parts.append(f"<h2>{html.escape(section.title)}</h2>")
-        if section.text:
-            parts.append(f"<p>{html.escape(section.text)}</p>")
+        for paragraph in (p for p in section.text.split("\n\n") if p.strip()):
+            parts.append(f"<p>{html.escape(paragraph.strip())}</p>")
         if section.figure is not None:
             parts.append(section.figure.to_html(full_html=False, include_plotlyjs=False,
                                                 config={"displaylogo": False}))

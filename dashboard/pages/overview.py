@@ -41,11 +41,18 @@ def layout(**_query) -> html.Div:
 def kpi_rows(records: pd.DataFrame) -> pd.DataFrame:
     """One row per (procedure, measure): value text, detail text, suppressed flag."""
     summary = outcome_summary(records, by=("procedure",), responder=ResponderDefinition())
+    sizes = {p: int((records["procedure"] == p).sum()) for p in PROCEDURES}
+    # Secondary suppression: the match count is shown, so when one procedure's count is hidden
+    # the other's exact count (and the n of its rates) must go too, or subtraction reveals it.
+    protect = bool(is_small(list(sizes.values())).any())
     rows = []
     for procedure in PROCEDURES:
         part = records[records["procedure"] == procedure]
-        rows.append({"procedure": procedure, "measure": "Procedures", "value": format_count(len(part)),
-                     "detail": "records in the selection"})
+        hidden_n = protect and not is_small([sizes[procedure]])[0] and sizes[procedure] > 0
+        rows.append({"procedure": procedure, "measure": "Procedures",
+                     "value": "≥11" if hidden_n else format_count(len(part)),
+                     "detail": "exact count hidden (the other group is small)" if hidden_n
+                     else "records in the selection"})
         for outcome, title in KPI_OUTCOMES.items():
             match = summary[(summary["procedure"].astype(str) == procedure) & (summary["outcome"] == outcome)]
             if match.empty:
@@ -53,12 +60,14 @@ def kpi_rows(records: pd.DataFrame) -> pd.DataFrame:
                 continue
             row = match.iloc[0]
             if is_small_or_complement([row.n], [row.events])[0]:
-                value, detail = label(), f"suppressed (n {format_count(row.n)})"
+                value = label()
+                detail = "suppressed" if hidden_n else f"suppressed (n {format_count(row.n)})"
             elif pd.isna(row.estimate):
-                value, detail = "–", f"n {format_count(row.n)}"
+                value, detail = "–", "" if hidden_n else f"n {format_count(row.n)}"
             else:
                 value = f"{100 * row.estimate:.1f}%"
-                detail = f"95% CI {100 * row.low:.1f}–{100 * row.high:.1f}%, n {int(row.n):,}"
+                detail = f"95% CI {100 * row.low:.1f}–{100 * row.high:.1f}%" + (
+                    "" if hidden_n else f", n {int(row.n):,}")
             rows.append({"procedure": procedure, "measure": title, "value": value, "detail": detail})
         for column, title, unit in (("duration_min", "Median duration", "min"),):
             values = part[column].dropna()
@@ -69,13 +78,13 @@ def kpi_rows(records: pd.DataFrame) -> pd.DataFrame:
                 value, detail = "–", "no durations recorded"
             else:
                 value = f"{median:.0f} {unit}"
-                detail = f"95% CI {low:.0f}–{high:.0f}, n {len(values):,}"
+                detail = f"95% CI {low:.0f}–{high:.0f}" + ("" if hidden_n else f", n {len(values):,}")
             rows.append({"procedure": procedure, "measure": title, "value": value, "detail": detail})
-        rows.append(_median_cost_row(part, procedure))
+        rows.append(_median_cost_row(part, procedure, show_n=not hidden_n))
     return pd.DataFrame(rows)
 
 
-def _median_cost_row(part: pd.DataFrame, procedure: str) -> dict:
+def _median_cost_row(part: pd.DataFrame, procedure: str, show_n: bool = True) -> dict:
     title = "Median cost (USD)"
     try:
         from analysis.costs import CostOptions, normalise_costs
@@ -88,7 +97,7 @@ def _median_cost_row(part: pd.DataFrame, procedure: str) -> dict:
     if np.isnan(median):
         return {"procedure": procedure, "measure": title, "value": "–", "detail": "no costs recorded"}
     return {"procedure": procedure, "measure": title, "value": f"${median:,.0f}",
-            "detail": f"95% CI ${low:,.0f}–${high:,.0f}, n {len(costs):,}"}
+            "detail": f"95% CI ${low:,.0f}–${high:,.0f}" + (f", n {len(costs):,}" if show_n else "")}
 
 
 def kpi_section(kpis: pd.DataFrame) -> dbc.Row:

@@ -119,3 +119,26 @@ def test_report_is_self_contained_and_suppressed(dashboard_app):
     assert "country: US" in document and "data version" in document
     assert "Synthetic demonstration data" in document
     assert "<td>&lt;11</td>" in tiny["content"]  # the tiny facility's counts are suppressed
+
+
+def test_small_group_cannot_be_derived_from_the_total(dashboard_app):
+    """With the match count shown, a hidden KP count must not be derivable as total − VP."""
+    from dashboard.layout import match_count
+    from dashboard.pages.overview import update_overview
+
+    app, records = dashboard_app
+    # A selection with many VP and 1-10 KP procedures.
+    counts = records.groupby(["facility_id", "procedure"], observed=True).size().unstack(fill_value=0)
+    candidates = counts[(counts.kyphoplasty.between(1, 10)) & (counts.vertebroplasty >= 11)]
+    assert len(candidates), "the demo fixture should contain such a facility"
+    facility = str(candidates.index[0])
+    selection = RecordFilter(facilities=(facility,))
+    with app.server.app_context():
+        page = update_overview(selection.to_dict())
+        total = match_count(selection.to_dict())
+    cards = find_by_id(page, "kpi-cards")
+    assert texts(find_by_id(cards, "kpi-0-kyphoplasty")) == ["<11"]
+    assert texts(find_by_id(cards, "kpi-0-vertebroplasty")) == ["≥11"]
+    vp = int(counts.loc[facility, "vertebroplasty"])
+    assert f"n {vp:,}" not in " ".join(texts(cards))
+    assert total.startswith(f"{int(counts.loc[facility].sum()):,} of")

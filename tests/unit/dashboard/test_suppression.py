@@ -30,3 +30,11 @@ def test_table_rows_with_small_counts_lose_their_rates():
 
 def test_complement_rule():
     assert list(is_small_or_complement([100, 100, 100, 5], [50, 95, 0, 0])) == [False, True, False, True]
+
+
+def test_error_messages_do_not_reveal_small_counts():
+    from dashboard.components import mask_small_counts
+
+    text = "Cox model skipped: 3 events in kyphoplasty and 42 events in vertebroplasty; 10 records"
+    assert mask_small_counts(text) == (
+        "Cox model skipped: <11 events in kyphoplasty and 42 events in vertebroplasty; <11 records")
