@@ -1,0 +1,551 @@
+"""Figures, tables and texts of the Quality monitoring page (pure functions, no Dash callbacks).
+
+Every builder takes results of :mod:`analysis.quality` and applies small-cell suppression: a unit
+with 1–10 cases or 1–10 events is not plotted, its counts show as "<11" and its rate, expected
+count, O/E, CI, z and p-value are hidden, in hover texts and tables alike.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from analysis.quality import CusumResult, FunnelResult, RiskModelResult, oe_ratio
+from dashboard.figures.common import OKABE_ITO, base_layout, empty_figure
+from dashboard.suppression import format_count, is_small, label, suppress_table
+
+OUTCOME_LABELS: dict[str, str] = {
+    "cement_leakage": "Cement leakage",
+    "pulmonary_embolism": "Cement embolism",
+    "adjacent_fracture": "New fracture",
+    "non_response": "Non-response (<30% pain relief at 1 month)",
+}
+UNIT_NAMES: dict[str, tuple[str, str]] = {  # column -> (singular, plural)
+    "facility_id": ("facility", "facilities"),
+    "operator_id": ("operator", "operators"),
+}
+# flag -> (legend text, colour, marker symbol): colour AND shape, never colour alone.
+FLAG_STYLES: dict[str, tuple[str, str, str]] = {
+    "alarm_high": ("Alarm: above the 99.8% limit", OKABE_ITO["vermillion"], "diamond"),
+    "alert_high": ("Alert: above the 95% limit", OKABE_ITO["orange"], "triangle-up"),
+    "within": ("Within the limits", OKABE_ITO["blue"], "circle"),
+    "alert_low": ("Alert: below the 95% limit", OKABE_ITO["sky_blue"], "triangle-down"),
+    "alarm_low": ("Alarm: below the 99.8% limit", OKABE_ITO["bluish_green"], "square"),
+    "low_volume": ("Low volume (not tested)", OKABE_ITO["grey"], "circle-open"),
+}
+LIMIT_STYLES = {0.95: ("95% limits (alert)", "dash"), 0.998: ("99.8% limits (alarm)", "solid")}
+#: The CUSUM figure shows at most about this many points per series (peaks and signals kept).
+CUSUM_MAX_POINTS = 3000
+
+
+OUTCOME_SHORT: dict[str, str] = {"non_response": "Non-response"}
+# Short flag texts for the table (the legend and hover use FLAG_STYLES' longer texts).
+TABLE_FLAGS: dict[str, str] = {
+    "alarm_high": "Alarm high", "alert_high": "Alert high", "within": "Within",
+    "alert_low": "Alert low", "alarm_low": "Alarm low", "low_volume": "Low volume",
+}
+
+
+def outcome_label(outcome: str, short: bool = False) -> str:
+    if short and outcome in OUTCOME_SHORT:
+        return OUTCOME_SHORT[outcome]
+    return OUTCOME_LABELS.get(outcome, outcome.replace("_", " "))
+
+
+def unit_name(unit: str, plural: bool = False) -> str:
+    singular, many = UNIT_NAMES.get(unit, (unit.replace("_id", ""), unit.replace("_id", "") + "s"))
+    return many if plural else singular
+
+
+def flag_label(flag: str) -> str:
+    return FLAG_STYLES.get(flag, (str(flag),))[0]
+
+
+def suppressed_units(units: pd.DataFrame, count_columns=("n", "events")) -> np.ndarray:
+    """Units whose case or event count is 1–10 (shown only as "<11")."""
+    hidden = np.zeros(len(units), dtype=bool)
+    for column in count_columns:
+        hidden |= is_small(units[column])
+    return hidden
+
+
+def _pct(value: float, digits: int = 1) -> str:
+    return "–" if value is None or not np.isfinite(value) else f"{100 * value:.{digits}f}%"
+
+
+def _p_text(p: float) -> str:
+    if p is None or not np.isfinite(p):
+        return "–"
+    return "<0.001" if p < 0.001 else f"{p:.3f}"
+
+
+def _hidden_note(count: int, unit: str) -> str:
+    word = unit_name(unit) if count == 1 else unit_name(unit, plural=True)
+    return (f"{count} {word} with fewer than {label()[1:]} cases or events not plotted "
+            "(counts shown as " + label() + " in the table)")
+
+
+# ----------------------------------------------------------------------------------- funnel
+def funnel_figure(result: FunnelResult | None) -> go.Figure:
+    """Each unit's rate (or O/E × target) against volume, with smooth 95%/99.8% limits.
+
+    Suppressed units are omitted (their position would reveal the count); units below the minimum
+    volume are grey open circles; flags use an Okabe–Ito colour and a marker shape each.
+    """
+    if result is None or result.units.empty:
+        return empty_figure()
+    units = result.units
+    hidden = suppressed_units(units)
+    shown = units[~hidden]
+    figure = go.Figure()
+    limits = result.limits
+    for level, (name, dash) in LIMIT_STYLES.items():
+        part = limits[np.isclose(limits["level"], level)]
+        for bound, show in (("high", True), ("low", False)):
+            figure.add_scatter(x=part["n"], y=100 * part[bound], mode="lines", name=name,
+                               legendgroup=name, showlegend=show, hoverinfo="skip",
+                               line={"color": "#444444", "dash": dash, "width": 1.3})
+    x_range = [0.0, float(limits["n"].max())]
+    figure.add_scatter(x=x_range, y=[100 * result.target] * 2, mode="lines",
+                       line={"color": OKABE_ITO["black"], "width": 1.5},
+                       name=f"Target {_pct(result.target)} ({result.target_source} rate)",
+                       hoverinfo="skip")
+    for flag, (name, colour, symbol) in FLAG_STYLES.items():
+        rows = shown[shown["flag"] == flag]
+        if rows.empty:
+            continue
+        figure.add_scatter(
+            x=rows["plot_n"], y=100 * rows["plot_rate"], mode="markers", name=name,
+            marker={"color": colour, "symbol": symbol, "size": 11,
+                    "line": {"width": 1, "color": colour if symbol.endswith("open") else "white"}},
+            hovertext=[_funnel_hover(row, result.adjusted) for row in rows.itertuples()],
+            hovertemplate="%{hovertext}<extra></extra>",
+        )
+    outcome = outcome_label(result.outcome, short=True)
+    if result.adjusted:
+        x_title = "Effective volume: expected events ÷ target (procedures)"
+        y_title = f"Risk-adjusted {outcome.lower()}: O/E × target (%)"
+    else:
+        x_title = "Procedures with the outcome recorded (n)"
+        y_title = f"{outcome} rate (%)"
+    tops = [2.0 * result.target] + list(shown["plot_rate"])
+    y_max = min(100.0, 115.0 * max(tops))
+    base_layout(figure, height=460)
+    figure.update_xaxes(title_text=x_title, rangemode="tozero")
+    figure.update_yaxes(title_text=y_title, range=[0, y_max])
+    if hidden.any():
+        figure.add_annotation(text=_hidden_note(int(hidden.sum()), result.unit), showarrow=False,
+                              xref="paper", yref="paper", x=1, y=0.98, xanchor="right",
+                              font={"size": 12, "color": "#555555"})
+    return figure
+
+
+def _funnel_hover(row, adjusted: bool) -> str:
+    parts = [f"<b>{row.unit}</b>",
+             f"n {format_count(row.n)} · events {format_count(row.events)}"]
+    if is_small([row.n])[0] or is_small([row.events])[0]:
+        parts.append("rate suppressed (" + label() + ")")
+    else:
+        parts.append(f"rate {_pct(row.rate)} · expected {row.expected:,.1f} · O/E {row.oe:.2f}")
+        if adjusted:
+            parts.append(f"risk-adjusted rate {_pct(row.plot_rate)}")
+    parts.append(flag_label(row.flag))
+    return "<br>".join(parts)
+
+
+def funnel_summary(result: FunnelResult | None) -> str:
+    """The funnel plot's text alternative (one sentence)."""
+    if result is None or result.units.empty:
+        return "No units to plot."
+    units = result.units
+    hidden = suppressed_units(units)
+    flags = units.loc[~hidden, "flag"].value_counts()
+    plural = unit_name(result.unit, plural=True)
+    words = {"alarm_high": "alarm(s) above", "alert_high": "alert(s) above",
+             "alert_low": "alert(s) below", "alarm_low": "alarm(s) below"}
+    counts = ", ".join(f"{int(flags.get(f, 0))} {w}" for f, w in words.items())
+    scale = "risk-adjusted rates (O/E × target)" if result.adjusted else "crude rates"
+    text = (f"Funnel plot of {int((~hidden).sum())} {plural}' {scale} of "
+            f"{outcome_label(result.outcome, short=True).lower()} against volume, with the target "
+            f"{_pct(result.target)} and 95% and 99.8% limits: {counts}.")
+    if hidden.any():
+        text += f" {_hidden_note(int(hidden.sum()), result.unit)}."
+    return text
+
+
+# ------------------------------------------------------------------------------ caterpillar
+def caterpillar_figure(table: pd.DataFrame | None, unit: str = "facility_id",
+                       outcome: str = "cement_leakage") -> go.Figure:
+    """O/E with its 95% CI per unit, sorted by O/E, with a reference line at 1.
+
+    ``table`` is :func:`analysis.quality.caterpillar`'s result; suppressed units are omitted.
+    """
+    if table is None or table.empty:
+        return empty_figure()
+    hidden = suppressed_units(table, ("n", "observed"))
+    shown = table[~hidden].reset_index(drop=True)
+    figure = go.Figure()
+    if shown.empty:
+        figure = empty_figure("Every unit has fewer than 11 cases or events: O/E suppressed.")
+        return figure
+    above = shown["low"] > 1.0
+    below = shown["high"] < 1.0
+    groups = (("CI above 1", above, OKABE_ITO["vermillion"], "triangle-up"),
+              ("CI includes 1", ~above & ~below, OKABE_ITO["blue"], "circle"),
+              ("CI below 1", below, OKABE_ITO["bluish_green"], "triangle-down"))
+    for name, mask, colour, symbol in groups:
+        rows = shown[mask]
+        if rows.empty:
+            continue
+        figure.add_scatter(
+            x=rows["unit"], y=rows["oe"], mode="markers", name=name,
+            marker={"color": colour, "symbol": symbol, "size": 9},
+            error_y={"type": "data", "symmetric": False, "array": rows["high"] - rows["oe"],
+                     "arrayminus": rows["oe"] - rows["low"], "color": colour, "thickness": 1.3,
+                     "width": 0},
+            hovertext=[f"<b>{r.unit}</b><br>O/E {r.oe:.2f} (95% CI {r.low:.2f}–{r.high:.2f})"
+                       f"<br>observed {format_count(r.observed)} · expected {r.expected:,.1f}"
+                       f" · n {format_count(r.n)}" for r in rows.itertuples()],
+            hovertemplate="%{hovertext}<extra></extra>",
+        )
+    figure.add_hline(y=1.0, line={"color": OKABE_ITO["black"], "dash": "dash", "width": 1.2})
+    base_layout(figure, height=400)
+    many = len(shown) > 60
+    figure.update_xaxes(categoryorder="array", categoryarray=list(shown["unit"]),
+                        showticklabels=not many, tickangle=-60,
+                        title_text=f"{unit_name(unit, plural=True).capitalize()}, sorted by O/E")
+    name = outcome_label(outcome, short=True).lower()
+    figure.update_yaxes(title_text=f"Observed / expected {name} (ratio)", rangemode="tozero")
+    if hidden.any():
+        figure.add_annotation(text=_hidden_note(int(hidden.sum()), unit), showarrow=False,
+                              xref="paper", yref="paper", x=1, y=0.98, xanchor="right",
+                              font={"size": 12, "color": "#555555"})
+    return figure
+
+
+def caterpillar_summary(table: pd.DataFrame | None, unit: str = "facility_id") -> str:
+    if table is None or table.empty:
+        return "No units to plot."
+    hidden = suppressed_units(table, ("n", "observed"))
+    shown = table[~hidden]
+    plural = unit_name(unit, plural=True)
+    text = (f"Observed/expected ratios with 95% confidence intervals for {len(shown)} {plural}, "
+            f"sorted from lowest to highest: {int((shown['low'] > 1).sum())} with the whole "
+            f"interval above 1 and {int((shown['high'] < 1).sum())} with it below 1.")
+    if hidden.any():
+        text += f" {_hidden_note(int(hidden.sum()), unit)}."
+    return text
+
+
+# ------------------------------------------------------------------------------------ CUSUM
+def _display_index(chart: pd.DataFrame, max_points: int = CUSUM_MAX_POINTS) -> np.ndarray:
+    """Rows to draw: everything for short series, else per-bucket extremes plus every signal."""
+    n = len(chart)
+    if n <= max_points:
+        return np.arange(n)
+    buckets = np.arange(n) * (max_points // 4) // n
+    keep = {0, n - 1}
+    frame = pd.DataFrame({"b": buckets, "upper": chart["upper"].to_numpy(),
+                          "lower": chart["lower"].to_numpy(), "vlad": chart["vlad"].to_numpy()})
+    grouped = frame.groupby("b")
+    for column, how in (("upper", "idxmax"), ("lower", "idxmin"), ("vlad", "idxmax"),
+                        ("vlad", "idxmin")):
+        keep.update(getattr(grouped[column], how)().tolist())
+    signals = np.flatnonzero(chart["signal_upper"].to_numpy() | chart["signal_lower"].to_numpy())
+    keep.update(signals.tolist())
+    return np.array(sorted(keep))
+
+
+def cusum_figure(result: CusumResult | None) -> go.Figure:
+    """Upper and lower risk-adjusted CUSUM with their limits and signals, and the VLAD below.
+
+    Long series are thinned for display (per-bucket extremes and all signals are kept).
+    """
+    if result is None or result.chart.empty:
+        return empty_figure("No unit selected.")
+    chart = result.chart
+    index = _display_index(chart)
+    part = chart.iloc[index]
+    x = pd.to_datetime(part["procedure_date"])
+    case = index + 1
+    # No title above the first panel: the legend sits there and names its lines.
+    figure = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.12,
+                           row_heights=[0.6, 0.4],
+                           subplot_titles=["", "VLAD: cumulative expected − observed events"])
+    hover = "%{x|%Y-%m-%d}, case %{customdata:,}: %{y:.2f}<extra>%{fullData.name}</extra>"
+    figure.add_scatter(x=x, y=part["upper"], mode="lines", name="Upper CUSUM",
+                       line={"color": OKABE_ITO["vermillion"], "width": 1.4}, customdata=case,
+                       hovertemplate=hover, row=1, col=1)
+    figure.add_scatter(x=x, y=part["lower"], mode="lines", name="Lower CUSUM",
+                       line={"color": OKABE_ITO["bluish_green"], "width": 1.4}, customdata=case,
+                       hovertemplate=hover, row=1, col=1)
+    x_span = [x.min(), x.max()]
+    h_up, h_low = result.threshold_upper, result.threshold_lower
+    for value, name in ((h_up, f"Limit h⁺ = {h_up:.2f}"),
+                        (-h_low, f"Limit −h⁻ (h⁻ = {h_low:.2f})")):
+        figure.add_scatter(x=x_span, y=[value, value], mode="lines", name=name,
+                           line={"color": "#444444", "dash": "dash", "width": 1.2},
+                           hoverinfo="skip", row=1, col=1)
+    for column, value, name, colour, symbol in (
+        ("signal_upper", "upper", "Signal: deterioration", OKABE_ITO["vermillion"], "triangle-up"),
+        ("signal_lower", "lower", "Signal: improvement", OKABE_ITO["bluish_green"],
+         "triangle-down"),
+    ):
+        hits = part[part[column].to_numpy()]
+        if hits.empty:
+            continue
+        figure.add_scatter(x=pd.to_datetime(hits["procedure_date"]), y=hits[value], mode="markers",
+                           name=name, marker={"color": colour, "symbol": symbol, "size": 11,
+                                              "line": {"width": 1, "color": "black"}},
+                           customdata=index[part[column].to_numpy()] + 1, hovertemplate=hover,
+                           row=1, col=1)
+    figure.add_scatter(x=x, y=part["vlad"], mode="lines", name="VLAD",
+                       line={"color": OKABE_ITO["blue"], "width": 1.4}, customdata=case,
+                       hovertemplate=hover, row=2, col=1)
+    figure.add_hline(y=0, line={"color": "#888888", "width": 1}, row=2, col=1)
+    base_layout(figure, height=560)
+    figure.update_yaxes(title_text="CUSUM (log-likelihood ratio)", zeroline=True, row=1, col=1)
+    figure.update_yaxes(title_text="Events (expected − observed)", row=2, col=1)
+    figure.update_xaxes(title_text="Procedure date (cases in date order)", row=2, col=1)
+    return figure
+
+
+def cusum_summary(result: CusumResult | None) -> str:
+    if result is None or result.chart.empty:
+        return "No unit selected."
+    signals = result.signals["direction"].value_counts()
+    chart = result.chart
+    first, last = (pd.Timestamp(chart["procedure_date"].iloc[i]).strftime("%Y-%m-%d")
+                   for i in (0, -1))
+    vlad = float(chart["vlad"].iloc[-1])
+    trend = "fewer" if vlad > 0 else "more"
+    return (f"Risk-adjusted CUSUM and VLAD of {unit_name(result.unit)} {result.unit_id} over "
+            f"{result.n:,} cases from {first} to {last}: {int(signals.get('upper', 0))} upper "
+            f"(deterioration) and {int(signals.get('lower', 0))} lower (improvement) signals; the "
+            f"VLAD ends at {vlad:+.1f}, i.e. {abs(vlad):.1f} {trend} events than expected.")
+
+
+def cusum_text(result: CusumResult, arl_capped: bool = False) -> str:
+    """How the CUSUM limits were chosen, in words."""
+    adjusted = ("expected risks from the case-mix model" if result.adjusted
+                else "the pooled rate as every case's expected risk (crude)")
+    text = (f"Each case adds a log-likelihood-ratio weight ({adjusted}); the upper chart looks "
+            f"for a {result.odds_ratio:g}-fold increase in the odds of "
+            f"{outcome_label(result.outcome, short=True).lower()}, the lower chart for a "
+            f"{result.odds_ratio:g}-fold decrease. A chart signals when it crosses its decision "
+            "limit h and then restarts at 0. ")
+    if result.threshold_method == "simulated":
+        text += (f"The limits h⁺ = {result.threshold_upper:.2f} and h⁻ = "
+                 f"{result.threshold_lower:.2f} were simulated from this unit's own case mix to "
+                 f"give an in-control average run length (ARL) of {result.in_control_arl:,.0f} "
+                 f"cases, i.e. about one false signal per {result.in_control_arl:,.0f} cases "
+                 f"when performance is on target (simulated ARLs {result.arl_upper:,.0f} and "
+                 f"{result.arl_lower:,.0f}).")
+        if arl_capped:
+            expected = result.n / result.in_control_arl
+            text += (f" The target ARL (normally 5 × the {result.n:,} cases) is capped at "
+                     f"{result.in_control_arl:,.0f} to keep the simulation fast, so about "
+                     f"{expected:.1f} false signal(s) per chart are expected over this series "
+                     "by chance; narrow the date range to chart fewer cases.")
+    else:
+        text += (f"The limits h⁺ = {result.threshold_upper:.2f} and h⁻ = "
+                 f"{result.threshold_lower:.2f} were given (not simulated), so their in-control "
+                 "ARL is not known.")
+    text += (" The VLAD rises when the unit has fewer events than expected and falls when it "
+             "has more.")
+    return text
+
+
+# ------------------------------------------------------------------------------ choosing units
+def chartable(units: pd.DataFrame) -> np.ndarray:
+    """Units whose case-level CUSUM may be shown (not suppressed and tested)."""
+    return ~suppressed_units(units) & (units["flag"] != "low_volume").to_numpy()
+
+
+def default_cusum_unit(result: FunnelResult | None):
+    """The unit to chart first: the most extreme |z| among alarms, else among all tested units."""
+    if result is None or result.units.empty:
+        return None
+    units = result.units[chartable(result.units)]
+    if units.empty:
+        return None
+    alarms = units[units["flag"].astype(str).str.startswith("alarm")]
+    pool = alarms if not alarms.empty else units
+    return pool.loc[pool["z"].abs().idxmax(), "unit"]
+
+
+def cusum_options(result: FunnelResult | None) -> list[dict]:
+    """Dropdown options: every unit; suppressed or low-volume ones disabled."""
+    if result is None or result.units.empty:
+        return []
+    units = result.units
+    ok = chartable(units)
+    hidden = suppressed_units(units)
+    options = []
+    for row, can, small in zip(units.itertuples(), ok, hidden, strict=True):
+        if can:
+            text = f"{row.unit} — {flag_label(row.flag).lower()}"
+        elif small:
+            text = f"{row.unit} (fewer than {label()[1:]} cases or events: not charted)"
+        else:
+            text = f"{row.unit} (low volume: not charted)"
+        options.append({"label": text, "value": str(row.unit), "disabled": not can})
+    return options
+
+
+# ------------------------------------------------------------------------------------ table
+TABLE_LABELS = {
+    "unit": "Unit", "n": "n", "events": "Events", "rate": "Rate %", "expected": "Expected",
+    "oe": "O/E", "oe_ci": "O/E 95% CI", "z": "z", "flag": "Flag", "p_adjusted": "BH-adj. p",
+}
+
+
+def units_table(result: FunnelResult | None) -> pd.DataFrame:
+    """One row per unit (sorted by name, not ranked) with suppression applied.
+
+    O/E CIs come from :func:`analysis.quality.oe_ratio` (exact below 10 events, Byar from 10),
+    the same as the caterpillar plot.
+    """
+    columns = ["unit", "n", "events", "rate", "expected", "oe", "oe_ci", "z", "flag",
+               "p_adjusted"]
+    if result is None or result.units.empty:
+        return pd.DataFrame(columns=columns)
+    units = result.units.sort_values("unit", kind="mergesort")
+    cis = []
+    for row in units.itertuples():
+        if row.expected > 0:
+            ratio = oe_ratio(int(row.events), float(row.expected))
+            cis.append(f"{ratio.low:.2f}–{ratio.high:.2f}")
+        else:
+            cis.append(None)
+    table = pd.DataFrame({
+        "unit": units["unit"].astype(str).to_numpy(),
+        "n": units["n"].to_numpy(),
+        "events": units["events"].to_numpy(),
+        "rate": (100 * units["rate"]).round(1).to_numpy(),
+        "expected": units["expected"].round(1).to_numpy(),
+        "oe": units["oe"].round(2).to_numpy(),
+        "oe_ci": cis,
+        "z": units["z"].round(2).to_numpy(),
+        "flag": [TABLE_FLAGS.get(f, f) for f in units["flag"]],
+        "p_adjusted": [_p_text(p) for p in units["p_adjusted"]],
+    })
+    shown = suppress_table(table, ["n", "events"],
+                           ["rate", "expected", "oe", "oe_ci", "z", "p_adjusted"])
+    return shown.drop(columns="suppressed")  # "<11" in the count columns says it
+
+
+# ------------------------------------------------------------------------------------ words
+_COUNT_NOTE = re.compile(r"\b(\d[\d,]*)(?= (?:record|missing value|event|non-event))")
+
+
+def _sanitise_note(note: str) -> str:
+    """Model notes may quote small counts (e.g. "3 record(s)"): suppress them."""
+    return _COUNT_NOTE.sub(lambda m: format_count(int(m.group(1).replace(",", ""))), note)
+
+
+def adjustment_text(outcome: str, unit: str, model: RiskModelResult | None = None,
+                    adjustment_failed: str | None = None) -> str:
+    """Which adjustment is active, in words: the case-mix model (c-statistic, calibration) when
+    ``model`` is given, else crude (and why, when adjustment was requested but failed)."""
+    name = outcome_label(outcome, short=True).lower()
+    if model is None:
+        text = (f"Active adjustment: none (crude rates). Every procedure is expected to have "
+                f"the pooled rate, so differences in case mix between "
+                f"{unit_name(unit, plural=True)} are not taken into account.")
+        if adjustment_failed:
+            text += (" Risk adjustment was requested but is not possible for this selection: "
+                     + adjustment_failed)
+        return text
+    cal = model.calibration
+    ratios = cal["observed"] / cal["expected"].where(cal["expected"] > 0)
+    c = model.c_statistic
+    discrimination = ("weak" if c < 0.6 else "moderate" if c < 0.7 else "good" if c < 0.8
+                      else "strong")
+    text = (f"Active adjustment: risk-adjusted (indirect standardisation). Each procedure's "
+            f"expected risk of {name} comes from a logistic case-mix model (age, sex, "
+            f"etiology, levels treated, procedure and prior fractures where recorded) fitted "
+            f"on the {format_count(model.n)} selected procedures with the outcome recorded; "
+            f"a unit's expected count E is the sum of its risks and its plotted value is "
+            f"O/E × target. The model's c-statistic is {c:.2f} "
+            f"({discrimination} discrimination; 0.5 is chance, 1 perfect). Calibration in "
+            f"this data: observed/expected events across tenths of predicted risk range from "
+            f"{np.nanmin(ratios):.2f} to {np.nanmax(ratios):.2f} (1 is perfect; checked on "
+            "the fitting data, so optimistic). Adjustment removes differences in the "
+            "recorded case mix only.")
+    notes = [_sanitise_note(n) for n in model.notes]
+    if notes:
+        text += " Model notes: " + "; ".join(notes) + "."
+    return text
+
+
+def interpretation(result: FunnelResult, model: RiskModelResult | None = None,
+                   adjustment_failed: str | None = None) -> list[str]:
+    """The page's explanation, computed from the results: adjustment (see
+    :func:`adjustment_text`), target, over-dispersion, flags and what an alert or alarm means.
+    One string per paragraph."""
+    return [adjustment_text(result.outcome, result.unit, model if result.adjusted else None,
+                            adjustment_failed)] + funnel_text(result)
+
+
+def funnel_text(result: FunnelResult) -> list[str]:
+    """Target, over-dispersion and flags in words (the paragraphs after the adjustment)."""
+    units = result.units
+    plural = unit_name(result.unit, plural=True)
+    outcome = outcome_label(result.outcome, short=True).lower()
+    paragraphs = []
+    # 2. target and over-dispersion
+    tested = units["flag"] != "low_volume"
+    text = (f"Target: {_pct(result.target)}, the {result.target_source} {outcome} rate of all "
+            f"{format_count(int(units['n'].sum()))} procedures of the {len(units)} {plural} "
+            f"shown. Units with fewer than {result.min_volume} procedures are shown as low "
+            f"volume and not tested. ")
+    if not np.isfinite(result.phi):
+        text += "Over-dispersion cannot be estimated (fewer than 2 tested units). "
+    else:
+        scale = "O/E" if result.adjusted else "proportion"
+        text += (f"Over-dispersion: φ = {result.phi:.2f} (1 means chance variation only; "
+                 f"χ² test p {_p_text(result.phi_p_value)}), between-unit variance "
+                 f"τ² = {result.tau2:.3g} on the {scale} scale. ")
+    significant = (np.isfinite(result.phi) and result.phi > 1
+                   and result.phi_p_value < 0.05)
+    if result.overdispersion == "none":
+        text += "No over-dispersion model is selected: the limits allow for chance alone."
+        if significant:
+            text += (f" The {plural} vary more than chance predicts; the multiplicative or "
+                     "additive model widens the limits for that.")
+    elif result.overdispersion_applied:
+        text += (f"The {result.overdispersion} model is applied: "
+                 + (f"limits widened by √φ = {math.sqrt(result.phi):.2f}."
+                    if result.overdispersion == "multiplicative"
+                    else "τ² is added to each unit's variance (random-effects limits).")
+                 + " Flags then mean \"unusual even allowing for the usual spread between "
+                 f"{plural}\".")
+    else:
+        text += (f"The {result.overdispersion} model was selected but not applied: the "
+                 "over-dispersion is not significant (φ ≤ 1 or p ≥ 0.05).")
+    paragraphs.append(text)
+    # 3. flags and what they mean
+    hidden = suppressed_units(units)
+    n_tested = int(tested.sum())
+    flags = units["flag"].value_counts()
+    count = {f: int(flags.get(f, 0)) for f in FLAG_STYLES}
+    text = (f"Of {n_tested} tested {plural}, {count['alarm_high']} are above and "
+            f"{count['alarm_low']} below the 99.8% limits (alarms), and {count['alert_high']} "
+            f"above and {count['alert_low']} below the 95% limits only (alerts). An alert "
+            "(outside 95%) or alarm (outside 99.8%) is a prompt to look at the data, the case "
+            "mix and the processes of care — not a verdict on quality. With "
+            f"{n_tested} units, about {0.05 * n_tested:.1f} alerts and {0.002 * n_tested:.2f} "
+            "alarms are expected by chance alone even if every unit performed at the target, so "
+            "the table also gives Benjamini–Hochberg adjusted p-values (false discovery rate "
+            "across all tested units).")
+    if hidden.any():
+        text += (f" {int(hidden.sum())} {plural} with fewer than {label()[1:]} cases or events "
+                 "are counted here but not plotted, and their numbers are suppressed.")
+    paragraphs.append(text)
+    return paragraphs

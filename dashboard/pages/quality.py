@@ -1,0 +1,417 @@
+"""Quality monitoring: funnel plot, caterpillar plot, risk-adjusted CUSUM/VLAD and a unit table.
+
+Performance: the case-mix model behind the adjusted views is refitted by each of
+``funnel_data``, ``caterpillar`` and ``cusum`` (the analysis API takes records, not fitted
+risks), which costs a few seconds on 1,000,000 records. Results are therefore cached per (store,
+data version, filter, outcome and the page controls) in small bounded ``functools.lru_cache``
+caches, so going back to a view already seen is instant; the functions get only the columns
+they use.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+
+import dash
+import dash_bootstrap_components as dbc
+from dash import Input, Output, State, callback, dcc, html
+
+from analysis.errors import InsufficientDataError
+from analysis.filters import RecordFilter
+from analysis.quality import (
+    DEFAULT_COVARIATES,
+    OUTCOMES,
+    caterpillar,
+    cusum,
+    funnel_data,
+    outcome_values,
+    risk_model,
+)
+from dashboard import data_access
+from dashboard.components import (
+    chart_card,
+    data_grid,
+    empty_state,
+    page_header,
+    safe_callback,
+    stat_card,
+)
+from dashboard.context import database
+from dashboard.figures.common import OKABE_ITO
+from dashboard.figures.quality import (
+    TABLE_LABELS,
+    adjustment_text,
+    caterpillar_figure,
+    caterpillar_summary,
+    chartable,
+    cusum_figure,
+    cusum_options,
+    cusum_summary,
+    cusum_text,
+    default_cusum_unit,
+    funnel_figure,
+    funnel_summary,
+    funnel_text,
+    interpretation,
+    outcome_label,
+    unit_name,
+    units_table,
+)
+from dashboard.report import ReportSection, register_report
+from dashboard.suppression import is_small, label
+from data import store
+
+PATH = "/quality"
+dash.register_page(__name__, path=PATH, name="Quality", title="Quality monitoring", order=7)
+
+OVERDISPERSION_OPTIONS = {"none": "None", "multiplicative": "Multiplicative (φ)",
+                          "additive": "Additive (τ²)"}
+UNIT_OPTIONS = {"facility_id": "Facilities", "operator_id": "Operators"}
+#: R_A of the CUSUM: the upper chart looks for doubled odds, the lower for halved odds.
+CUSUM_ODDS_RATIO = 2.0
+#: The simulated CUSUM limits target an in-control ARL of max(1,000, 5 × n) cases, capped here:
+#: beyond it the simulation takes tens of seconds and over a gigabyte of memory.
+CUSUM_MAX_ARL = 50_000
+#: Units with fewer cases than this are "low volume" (not tested, no CUSUM), as in funnel_data.
+MIN_VOLUME = 10
+MODEL_FAILED = ("the case-mix model cannot be fitted (too few events or non-events, or the "
+                "covariates separate the outcome completely). Crude rates are shown instead.")
+# Columns the quality functions read (unit, dates, outcomes, the case-mix covariates).
+COLUMNS = ("record_id", "facility_id", "operator_id", "procedure_date", "cement_leakage",
+           "pulmonary_embolism", "adjacent_fracture", "pain_baseline", "pain_month1",
+           *DEFAULT_COVARIATES)
+
+
+# ------------------------------------------------------------------------------------ layout
+def _radio(control_id: str, title: str, options: dict[str, str], value: str) -> html.Fieldset:
+    return html.Fieldset([
+        html.Legend(title, className="form-label small fw-semibold mb-1 fs-6"),
+        dbc.RadioItems(id=control_id, value=value,
+                       options=[{"label": v, "value": k} for k, v in options.items()],
+                       inline=True, persistence=True, persistence_type="session"),
+    ], className="mb-2")
+
+
+def _loading(component_id: str) -> dcc.Loading:
+    return dcc.Loading(html.Div(id=component_id), delay_show=400,
+                       overlay_style={"visibility": "visible", "opacity": 0.5})
+
+
+def layout(**_query) -> html.Div:
+    controls = dbc.Card(dbc.CardBody(dbc.Row([
+        dbc.Col([
+            dbc.Label("Outcome", html_for="quality-outcome", className="small fw-semibold mb-1"),
+            dcc.Dropdown(id="quality-outcome", value="cement_leakage", clearable=False,
+                         options=[{"label": outcome_label(o), "value": o} for o in OUTCOMES],
+                         persistence=True, persistence_type="session"),
+        ], xs=12, lg=4),
+        dbc.Col(_radio("quality-unit", "Compare", UNIT_OPTIONS, "facility_id"), xs=12, lg=2),
+        dbc.Col(_radio("quality-adjust", "Risk adjustment",
+                       {"adjusted": "On (case-mix model)", "crude": "Off (crude)"}, "adjusted"),
+                xs=12, lg=3),
+        dbc.Col(_radio("quality-overdispersion", "Over-dispersion model", OVERDISPERSION_OPTIONS,
+                       "none"), xs=12, lg=3),
+    ], className="g-2")), className="mb-3")
+    cusum_section = dbc.Card([
+        dbc.CardHeader(html.H2("Risk-adjusted CUSUM and VLAD of one unit", className="h6 mb-0")),
+        dbc.CardBody([
+            dbc.Label("Unit to chart", html_for="quality-cusum-unit",
+                      className="small fw-semibold mb-1"),
+            dcc.Dropdown(id="quality-cusum-unit", clearable=False, className="mb-2",
+                         placeholder="Choose a unit", style={"maxWidth": "520px"}),
+            _loading("quality-cusum"),
+        ]),
+    ], className="mb-3")
+    return html.Div([
+        page_header("Quality monitoring", "Facilities or operators compared with the pooled "
+                    "rate: a funnel plot with 95% and 99.8% limits, observed/expected ratios, "
+                    "and a risk-adjusted CUSUM over time. A flag is a prompt to look, not a "
+                    "verdict."),
+        controls,
+        _loading("quality-stats"),
+        _loading("quality-funnel"),
+        dbc.Card([
+            dbc.CardHeader(html.H2("How to read these results", className="h6 mb-0")),
+            dbc.CardBody([_loading("quality-adjustment"), _loading("quality-text")],
+                         id="quality-explanation", className="small"),
+        ], id="quality-explanation-card", className="mb-3"),
+        _loading("quality-caterpillar"),
+        cusum_section,
+        _loading("quality-table"),
+    ])
+
+
+# ------------------------------------------------------------------------ computing (cached)
+def _slim(records):
+    """Only the columns the quality functions read (copying 50 columns costs time at 1M)."""
+    return records[[c for c in COLUMNS if c in records.columns]]
+
+
+def _store_key() -> tuple[str, str]:
+    url = store.database_url(database())
+    return url, data_access.data_version(url)
+
+
+def _records(selection: RecordFilter):
+    return _slim(data_access.filtered_records(selection))
+
+
+def _model_failed(error: InsufficientDataError) -> bool:
+    return getattr(error, "method", "") == "Risk model"
+
+
+def funnel_result(records, unit: str, outcome: str, adjust: bool, overdispersion: str):
+    """``funnel_data`` (adjusted when asked and possible) and why adjustment failed, if it did."""
+    if adjust:
+        try:
+            return funnel_data(records, unit=unit, outcome=outcome, adjust=True,
+                               overdispersion=overdispersion, min_volume=MIN_VOLUME), None
+        except InsufficientDataError as error:
+            if not _model_failed(error):
+                raise
+    return funnel_data(records, unit=unit, outcome=outcome, adjust=False,
+                       overdispersion=overdispersion,
+                       min_volume=MIN_VOLUME), MODEL_FAILED if adjust else None
+
+
+def caterpillar_result(records, unit: str, outcome: str, adjust: bool):
+    if adjust:
+        try:
+            return caterpillar(records, unit=unit, outcome=outcome, adjust=True)
+        except InsufficientDataError as error:
+            if not _model_failed(error):
+                raise
+    return caterpillar(records, unit=unit, outcome=outcome, adjust=False)
+
+
+def cusum_result(records, unit: str, unit_id: str, outcome: str, adjust: bool):
+    """``(CusumResult, arl_capped)``, or ``(None, reason)`` when the unit may not be charted."""
+    y = outcome_values(records[(records[unit] == unit_id).fillna(False).to_numpy(bool)], outcome)
+    n, events = int(y.notna().sum()), int(y.sum())
+    if n == 0:
+        return None, f"{unit_id} has no procedures with this outcome recorded in the selection."
+    if is_small([n])[0] or is_small([events])[0] or n < MIN_VOLUME:
+        return None, (f"{unit_id} has fewer than {label()[1:]} cases or events in the "
+                      "selection: its case-level chart is suppressed.")
+    arl = max(1000.0, 5.0 * n)
+    capped = arl > CUSUM_MAX_ARL
+    kwargs = {"odds_ratio": CUSUM_ODDS_RATIO, "in_control_arl": min(arl, CUSUM_MAX_ARL)}
+    if adjust:
+        try:
+            return cusum(records, unit, unit_id, outcome, adjust=True, **kwargs), capped
+        except InsufficientDataError as error:
+            if not _model_failed(error):
+                raise
+    return cusum(records, unit, unit_id, outcome, adjust=False, **kwargs), capped
+
+
+@functools.lru_cache(maxsize=16)
+def _funnel(url, version, selection, unit, outcome, adjust, overdispersion):
+    records = _records(selection)
+    if records.empty:
+        return None, None
+    return funnel_result(records, unit, outcome, adjust, overdispersion)
+
+
+@functools.lru_cache(maxsize=8)
+def _count(url, version, selection) -> int:
+    return len(data_access.filtered_records(selection))
+
+
+@functools.lru_cache(maxsize=8)
+def _model(url, version, selection, outcome):
+    """The case-mix model's summary (c-statistic, calibration, notes) without per-record risks."""
+    try:
+        fit = risk_model(_records(selection), outcome)
+    except InsufficientDataError:
+        return None
+    return dataclasses.replace(fit, expected=fit.expected.iloc[:0],
+                               linear_predictor=fit.linear_predictor.iloc[:0])
+
+
+@functools.lru_cache(maxsize=16)
+def _caterpillar(url, version, selection, unit, outcome, adjust):
+    records = _records(selection)
+    return None if records.empty else caterpillar_result(records, unit, outcome, adjust)
+
+
+@functools.lru_cache(maxsize=8)  # a chart holds one row per case: keep few
+def _cusum(url, version, selection, unit, unit_id, outcome, adjust):
+    records = _records(selection)
+    if records.empty:
+        return None, "No records match the current filters."
+    return cusum_result(records, unit, unit_id, outcome, adjust)
+
+
+def _selection(state) -> RecordFilter:
+    return RecordFilter.from_dict(state)
+
+
+# ------------------------------------------------------------------------------ components
+def stats_row(result) -> dbc.Row:
+    units = result.units
+    tested = units["flag"] != "low_volume"
+    flags = units["flag"].value_counts()
+    alarms = int(flags.get("alarm_high", 0) + flags.get("alarm_low", 0))
+    alerts = int(flags.get("alert_high", 0) + flags.get("alert_low", 0))
+    od = ("applied" if result.overdispersion_applied else
+          "not applied" if result.overdispersion != "none" else "no model selected")
+    cards = [
+        stat_card("Target (pooled rate)", f"{100 * result.target:.1f}%",
+                  outcome_label(result.outcome), "quality-target", OKABE_ITO["black"]),
+        stat_card(f"{unit_name(result.unit, True).capitalize()} tested", f"{int(tested.sum())}",
+                  f"of {len(units)}; fewer than {result.min_volume} cases: not tested",
+                  "quality-tested"),
+        stat_card("Alarms (beyond 99.8%)", str(alarms), f"{int(flags.get('alarm_high', 0))} high",
+                  "quality-alarms", OKABE_ITO["vermillion"]),
+        stat_card("Alerts (beyond 95% only)", str(alerts),
+                  f"{int(flags.get('alert_high', 0))} high; ~{0.05 * tested.sum():.1f} "
+                  "expected by chance", "quality-alerts", OKABE_ITO["orange"]),
+        stat_card("Over-dispersion φ", "–" if result.phi != result.phi else f"{result.phi:.2f}",
+                  f"τ² {result.tau2:.3g}; {od}", "quality-phi"),
+    ]
+    return dbc.Row([dbc.Col(card, xs=6, md=4, xl=True) for card in cards], className="g-2 mb-3")
+
+
+def funnel_card(result):
+    return chart_card("Funnel plot", funnel_figure(result), funnel_summary(result),
+                      graph_id="quality-funnel-graph")
+
+
+def paragraphs(texts: list[str]) -> list[html.P]:
+    return [html.P(text, className="mb-2") for text in texts]
+
+
+# Column widths of the unit table, so ten columns fit at 1280 px (the grid's default is 90 px).
+GRID_WIDTHS = {"unit": (95, 1.2), "n": (62, 0.8), "events": (72, 0.9), "rate": (72, 0.9),
+               "expected": (92, 1.0), "oe": (62, 0.8), "oe_ci": (100, 1.3), "z": (62, 0.8),
+               "flag": (108, 1.3), "p_adjusted": (84, 1.0)}
+
+
+def _fit_columns(block: html.Div) -> html.Div:
+    """Narrow numeric columns, wider text columns (the grid is the block's last child)."""
+    grid = block.children[-1]
+    for column in getattr(grid, "columnDefs", None) or []:
+        min_width, flex = GRID_WIDTHS.get(column["field"], (80, 1))
+        column.update(minWidth=min_width, flex=flex)
+    return block
+
+
+def table_card(result) -> dbc.Card:
+    table = units_table(result)
+    grid = data_grid(table, "quality-units", f"quality-{result.outcome}-units",
+                     column_labels=TABLE_LABELS)
+    return dbc.Card([
+        dbc.CardHeader(html.H2(f"{unit_name(result.unit, True).capitalize()}: counts, O/E and "
+                               "flags (alphabetical, not a ranking)", className="h6 mb-0")),
+        dbc.CardBody(_fit_columns(grid)),
+    ], className="mb-3")
+
+
+def cusum_card(value, detail):
+    if value is None:
+        return empty_state(detail) if detail else html.Div()
+    return html.Div([
+        chart_card(f"{unit_name(value.unit).capitalize()} {value.unit_id}: "
+                   f"{outcome_label(value.outcome, short=True).lower()}", cusum_figure(value),
+                   cusum_summary(value), graph_id="quality-cusum-graph"),
+        html.P(cusum_text(value, bool(detail)), className="small", id="quality-cusum-text"),
+    ])
+
+
+# ------------------------------------------------------------------------------- callbacks
+@callback(
+    Output("quality-stats", "children"), Output("quality-funnel", "children"),
+    Output("quality-text", "children"), Output("quality-table", "children"),
+    Output("quality-cusum-unit", "options"), Output("quality-cusum-unit", "value"),
+    Output("quality-explanation-card", "style"), Input("filter-state", "data"), Input("quality-outcome", "value"),
+    Input("quality-unit", "value"), Input("quality-adjust", "value"),
+    Input("quality-overdispersion", "value"), State("quality-cusum-unit", "value"),
+)
+@safe_callback(7)
+def update_quality(state, outcome, unit, adjust, overdispersion, current=None):
+    """Funnel plot, statistics, unit table, the funnel's explanation and the CUSUM choices."""
+    selection, adjusted = _selection(state), adjust == "adjusted"
+    result, _failed = _funnel(*_store_key(), selection, unit, outcome, adjusted, overdispersion)
+    if result is None:
+        return empty_state(), None, None, None, [], None, {"display": "none"}
+    options = cusum_options(result)
+    allowed = {o["value"] for o in options if not o["disabled"]}
+    chosen = current if current in allowed else default_cusum_unit(result)
+    return (stats_row(result), funnel_card(result), paragraphs(funnel_text(result)),
+            table_card(result), options, None if chosen is None else str(chosen), {})
+
+
+@callback(Output("quality-adjustment", "children"), Input("filter-state", "data"),
+          Input("quality-outcome", "value"), Input("quality-unit", "value"),
+          Input("quality-adjust", "value"))
+@safe_callback()
+def update_adjustment(state, outcome, unit, adjust):
+    """Which adjustment is active (its own callback: the model fit runs beside the funnel's)."""
+    key, selection = _store_key(), _selection(state)
+    if not _count(*key, selection):
+        return None
+    model = _model(*key, selection, outcome) if adjust == "adjusted" else None
+    failed = MODEL_FAILED if adjust == "adjusted" and model is None else None
+    return paragraphs([adjustment_text(outcome, unit, model, failed)])
+
+
+@callback(Output("quality-caterpillar", "children"), Input("filter-state", "data"),
+          Input("quality-outcome", "value"), Input("quality-unit", "value"),
+          Input("quality-adjust", "value"))
+@safe_callback()
+def update_caterpillar(state, outcome, unit, adjust):
+    table = _caterpillar(*_store_key(), _selection(state), unit, outcome, adjust == "adjusted")
+    if table is None:
+        return html.Div()
+    return chart_card("Observed / expected ratios (caterpillar plot)",
+                      caterpillar_figure(table, unit, outcome), caterpillar_summary(table, unit),
+                      graph_id="quality-caterpillar-graph")
+
+
+@callback(Output("quality-cusum", "children"), Input("quality-cusum-unit", "value"),
+          Input("filter-state", "data"), Input("quality-outcome", "value"),
+          Input("quality-unit", "value"), Input("quality-adjust", "value"))
+@safe_callback()
+def update_cusum(unit_id, state, outcome, unit, adjust):
+    if not unit_id:
+        return empty_state("No unit has enough cases and events to chart.")
+    value, detail = _cusum(*_store_key(), _selection(state), unit, unit_id, outcome,
+                           adjust == "adjusted")
+    if value is None:
+        return empty_state(detail)
+    return cusum_card(value, detail)
+
+
+# ---------------------------------------------------------------------------------- report
+@register_report(PATH, "Quality monitoring")
+def quality_report(selection: RecordFilter) -> list[ReportSection]:
+    """The report with the page's default choices: cement leakage, facilities, risk-adjusted,
+    no over-dispersion model."""
+    outcome, unit = "cement_leakage", "facility_id"
+    key = _store_key()
+    result, failed = _funnel(*key, selection, unit, outcome, True, "none")
+    if result is None:
+        return [ReportSection("No records", "No records match the filters.")]
+    model = _model(*key, selection, outcome) if result.adjusted else None
+    table = units_table(result)
+    table = table.astype(object).where(table.notna(), "–").rename(columns=TABLE_LABELS)
+    sections = [
+        ReportSection("How to read these results", " ".join(interpretation(result, model, failed))),
+        ReportSection("Funnel plot", funnel_summary(result), figure=funnel_figure(result)),
+        ReportSection("Units", "Alphabetical, not a ranking. Counts of 1–10 are shown as "
+                      f"{label()} and the values computed from them are hidden.", table=table),
+    ]
+    cat = _caterpillar(*key, selection, unit, outcome, True)
+    sections.append(ReportSection("Observed / expected ratios", caterpillar_summary(cat, unit),
+                                  figure=caterpillar_figure(cat, unit, outcome)))
+    chosen = default_cusum_unit(result)
+    if chosen is not None and chartable(result.units).any():
+        value, detail = _cusum(*key, selection, unit, str(chosen), outcome, True)
+        if value is not None:
+            sections.append(ReportSection(
+                f"Risk-adjusted CUSUM and VLAD: {chosen}",
+                cusum_summary(value) + " " + cusum_text(value, bool(detail)),
+                figure=cusum_figure(value)))
+    return sections

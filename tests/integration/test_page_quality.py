@@ -1,0 +1,221 @@
+"""Quality monitoring page: callbacks called as functions on a demo store."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import analysis.quality
+from analysis.filters import RecordFilter, apply_filter
+from analysis.quality import cusum, funnel_data, risk_model
+from dashboard.app_factory import create_app
+from dashboard.figures.quality import _p_text
+from data import import_dataframe, load_records, store
+from data.demo import ELEVATED_LEAKAGE_FACILITIES, demo_records
+from tests.integration.conftest import demo_with_tiny_facility
+from tests.integration.test_dashboard_core import find_by_id, texts
+
+
+@pytest.fixture(scope="module")
+def app_and_records(tmp_path_factory):
+    store.dispose_engines()
+    database = f"sqlite:///{tmp_path_factory.mktemp('quality') / 'store.db'}"
+    # 5,000 records: enough volume per facility for the funnel tests.
+    import_dataframe(demo_with_tiny_facility(5000), "demo", database, synthetic=True)
+    app = create_app(database)
+    yield app, load_records(database)
+    store.dispose_engines()
+
+
+ALL = RecordFilter()
+
+
+def run(app, selection=ALL, outcome="cement_leakage", unit="facility_id",
+        adjust="adjusted", overdispersion="none", current=None):
+    from dashboard.pages.quality import update_quality
+
+    with app.server.app_context():
+        return update_quality(selection.to_dict(), outcome, unit, adjust, overdispersion,
+                              current)[:6]
+
+
+def adjustment(app, selection=ALL, outcome="cement_leakage", unit="facility_id",
+               adjust="adjusted"):
+    from dashboard.pages.quality import update_adjustment
+
+    with app.server.app_context():
+        return " ".join(texts(update_adjustment(selection.to_dict(), outcome, unit, adjust)))
+
+
+def grid_rows(component) -> dict:
+    grid = find_by_id(component, {"type": "data-grid", "name": "quality-units"})
+    return {row["unit"]: row for row in grid.rowData}
+
+
+def flagged_high(figure) -> set[str]:
+    units = set()
+    for trace in figure.data:
+        if trace.mode == "markers" and "above" in (trace.name or ""):
+            units |= {text.split("</b>")[0].removeprefix("<b>") for text in trace.hovertext}
+    return units
+
+
+@pytest.mark.parametrize("adjust", ["adjusted", "crude"])
+def test_numbers_equal_analysis(app_and_records, adjust):
+    app, records = app_and_records
+    selection = RecordFilter(countries=("US", "GB"))
+    stats, funnel, text, table, options, chosen = run(app, selection, adjust=adjust,
+                                                      overdispersion="multiplicative")
+    expected = funnel_data(apply_filter(records, selection), "facility_id", "cement_leakage",
+                           adjust=adjust == "adjusted", overdispersion="multiplicative")
+    assert texts(find_by_id(stats, "quality-target")) == [f"{100 * expected.target:.1f}%"]
+    rows = grid_rows(table)
+    units = expected.units.set_index("unit")
+    assert set(rows) == set(units.index.astype(str))
+    for unit in ELEVATED_LEAKAGE_FACILITIES:
+        row, raw = rows[unit], units.loc[unit]
+        assert row["n"] == f"{int(raw.n):,}" and row["events"] == f"{int(raw.events):,}"
+        assert row["rate"] == round(100 * raw.rate, 1) and row["oe"] == round(raw.oe, 2)
+        assert row["z"] == round(raw.z, 2) and row["p_adjusted"] == _p_text(raw.p_adjusted)
+        assert row["flag"].endswith("high")
+    figure = find_by_id(funnel, "quality-funnel-graph").figure
+    assert flagged_high(figure) >= set(ELEVATED_LEAKAGE_FACILITIES)
+    words = " ".join(texts(text)) + " " + adjustment(app, selection, adjust=adjust)
+    if adjust == "adjusted":
+        model = risk_model(apply_filter(records, selection), "cement_leakage")
+        assert "Active adjustment: risk-adjusted" in words
+        assert f"c-statistic is {model.c_statistic:.2f}" in words
+    else:
+        assert "Active adjustment: none (crude rates)" in words
+    assert f"φ = {expected.phi:.2f}" in words
+    assert chosen in {o["value"] for o in options if not o["disabled"]}
+
+
+@pytest.mark.parametrize("seed", [3, 7])
+def test_elevated_facilities_are_flagged_high_on_demo_data(seed):
+    from dashboard.figures.quality import funnel_figure
+    from dashboard.pages.quality import funnel_result
+
+    records = demo_records(5000, seed=seed)
+    for adjust in (True, False):
+        result, failed = funnel_result(records, "facility_id", "cement_leakage", adjust, "none")
+        assert failed is None and result.adjusted == adjust
+        assert flagged_high(funnel_figure(result)) >= set(ELEVATED_LEAKAGE_FACILITIES)
+
+
+def test_tiny_facility_is_suppressed_everywhere(app_and_records):
+    from dashboard.pages.quality import update_caterpillar, update_cusum
+
+    app, records = app_and_records
+    stats, funnel, text, table, options, chosen = run(app)
+    tiny = grid_rows(table)["FAC-TINY"]
+    assert tiny["n"] == "<11" and tiny["events"] in ("<11", "0")
+    assert all(tiny[c] is None for c in ("rate", "expected", "oe", "oe_ci", "z", "p_adjusted"))
+    figure = find_by_id(funnel, "quality-funnel-graph").figure
+    hover = " ".join(str(h) for t in figure.data for h in (t.hovertext or ()))
+    assert "FAC-TINY" not in hover
+    option = next(o for o in options if o["value"] == "FAC-TINY")
+    assert option["disabled"] and "6" not in option["label"]
+    with app.server.app_context():
+        cat = update_caterpillar({}, "cement_leakage", "facility_id", "adjusted")
+        chart = update_cusum("FAC-TINY", {}, "cement_leakage", "facility_id", "adjusted")
+    cat_figure = find_by_id(cat, "quality-caterpillar-graph").figure
+    assert "FAC-TINY" not in " ".join(str(h) for t in cat_figure.data for h in (t.hovertext or ()))
+    assert find_by_id(chart, "quality-cusum-graph") is None
+    assert "suppressed" in " ".join(texts(chart))
+    # The tiny facility alone: six records, nothing reveals the count.
+    only = RecordFilter(facilities=("FAC-TINY",))
+    words = adjustment(app, only)
+    assert "Risk adjustment was requested but is not possible" in words
+    shown = " ".join(texts(list(run(app, only)[:4]))) + " " + words
+    assert " 6 " not in shown and "6 of" not in shown and "6 record" not in shown
+
+
+def test_cusum_equals_analysis(app_and_records):
+    from dashboard.pages.quality import update_cusum
+
+    app, records = app_and_records
+    selection = ALL  # the same view as the report's, which then reuses the cached chart
+    chosen = run(app, selection)[5]
+    with app.server.app_context():
+        card = update_cusum(chosen, selection.to_dict(), "cement_leakage", "facility_id",
+                            "adjusted")
+    chosen_records = apply_filter(records, selection)
+    n = int(chosen_records.loc[chosen_records.facility_id == chosen, "cement_leakage"]
+            .notna().sum())
+    expected = cusum(chosen_records, "facility_id", chosen, "cement_leakage",
+                     in_control_arl=max(1000.0, 5.0 * n))
+    figure = find_by_id(card, "quality-cusum-graph").figure
+    upper = next(t for t in figure.data if t.name == "Upper CUSUM")
+    np.testing.assert_allclose(np.asarray(upper.y, dtype=float), expected.chart["upper"])
+    words = " ".join(texts(card))
+    assert f"h⁺ = {expected.threshold_upper:.2f}" in words and "simulated" in words
+    assert f"in-control average run length (ARL) of {expected.in_control_arl:,.0f}" in words
+
+
+def test_empty_selection_is_a_message(app_and_records):
+    app, _ = app_and_records
+    from dashboard.pages.quality import update_quality
+
+    empty = RecordFilter(countries=("ZW",))
+    stats, funnel, text, table, options, chosen = run(app, empty)
+    assert "No records match the current filters." in texts(stats)
+    assert options == [] and chosen is None
+    assert adjustment(app, empty) == ""
+    with app.server.app_context():
+        style = update_quality(empty.to_dict(), "cement_leakage", "facility_id", "adjusted",
+                               "none", None)[6]
+    assert style == {"display": "none"}
+
+
+def test_failed_adjustment_falls_back_to_crude_and_says_so():
+    from dashboard.figures.quality import interpretation
+    from dashboard.pages.quality import MODEL_FAILED, funnel_result
+
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"facility_id": np.repeat(["A", "B", "C"], 20),
+                          "age": rng.integers(60, 90, 60),
+                          "cement_leakage": [True] * 5 + [False] * 55})
+    result, failed = funnel_result(frame, "facility_id", "cement_leakage", True, "none")
+    assert not result.adjusted and failed == MODEL_FAILED
+    words = " ".join(interpretation(result, None, failed))
+    assert "requested but is not possible" in words and "5 event" not in words
+
+
+def test_results_are_cached(app_and_records, monkeypatch):
+    app, _ = app_and_records
+    calls = []
+    original = analysis.quality.risk_model
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(analysis.quality, "risk_model", counting)
+    selection = RecordFilter(countries=("DE",))
+    run(app, selection, outcome="non_response")
+    fitted = len(calls)
+    assert fitted >= 1
+    run(app, selection, outcome="non_response")  # same view again: no refit
+    assert len(calls) == fitted
+
+
+def test_report_sections_and_download(app_and_records):
+    from dashboard.layout import download_report
+    from dashboard.pages.quality import quality_report
+
+    app, _ = app_and_records
+    with app.server.app_context():
+        sections = quality_report(ALL)  # the download below reuses the cached results
+        sent = download_report(1, "/quality", {})
+    titles = [s.title for s in sections]
+    assert titles[:3] == ["How to read these results", "Funnel plot", "Units"]
+    assert any(t.startswith("Risk-adjusted CUSUM") for t in titles)
+    assert all(s.figure is not None for s in sections[1:2] + sections[3:])
+    document = sent["content"]
+    assert sent["filename"].startswith("quality-monitoring-report-")
+    assert re.search(r"<td>FAC-TINY</td>\s*<td>&lt;11</td>", document)
+    assert "<td>None</td>" not in document
