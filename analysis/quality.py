@@ -749,6 +749,7 @@ def funnel_data(
     adjust: bool = False,
     overdispersion: str = "none",
     min_volume: int = 10,
+    model: RiskModelResult | None = None,
 ) -> FunnelResult:
     """Per-unit rates, z-scores, flags and limit curves for a funnel plot.
 
@@ -778,6 +779,9 @@ def funnel_data(
     min_volume : int
         Units with fewer included records are flagged ``"low_volume"``: they are shown but not
         tested, and excluded from φ, τ² and the BH family (they still count in the pooled target).
+    model : RiskModelResult, optional
+        A :func:`risk_model` fit on these same ``records`` and ``outcome``, reused instead of
+        refitting (so the funnel, caterpillar and CUSUM views share one fit).
 
     Returns
     -------
@@ -835,7 +839,7 @@ def funnel_data(
     if adjust:
         # Fitted on every record with the outcome (also those without a unit), like
         # caterpillar() and cusum(), so the three views share one set of expected risks.
-        model = risk_model(records, outcome)
+        model = _fitted(records, outcome, model)
         notes.extend(model.notes)
         if target_source == "external":
             lin = model.linear_predictor.to_numpy()
@@ -995,13 +999,24 @@ def funnel_data(
 # ---------------------------------------------------------------------------------------------
 # Caterpillar
 # ---------------------------------------------------------------------------------------------
+def _fitted(records: pd.DataFrame, outcome: str,
+            model: RiskModelResult | None) -> RiskModelResult:
+    """``model`` when it was fitted on these records, else a new fit (one fit can then serve
+    the funnel, the caterpillar and every unit's CUSUM)."""
+    if model is None:
+        return risk_model(records, outcome)
+    if not model.expected.index.equals(records.index):
+        raise ValueError("model was fitted on other records: pass the records it was fitted on")
+    return model
+
+
 def _expected_risks(
-    records: pd.DataFrame, outcome: str, adjust: bool
+    records: pd.DataFrame, outcome: str, adjust: bool, model: RiskModelResult | None = None
 ) -> tuple[pd.Series, pd.Series]:
     """Outcome and expected risk per record (pooled model, or the pooled rate)."""
     y = outcome_values(records, outcome)
     if adjust:
-        p = risk_model(records, outcome).expected
+        p = _fitted(records, outcome, model).expected
     else:
         if y.notna().sum() == 0:
             raise InsufficientDataError("Expected risk", f"no records with {outcome}")
@@ -1015,6 +1030,7 @@ def caterpillar(
     outcome: str = "cement_leakage",
     adjust: bool = True,
     level: float = 0.95,
+    model: RiskModelResult | None = None,
 ) -> pd.DataFrame:
     """O/E ratio with a CI for every unit, sorted for a caterpillar plot.
 
@@ -1032,6 +1048,9 @@ def caterpillar(
     level : float
         Confidence level of :func:`oe_ratio` (``method="auto"``: exact Poisson below 10 events,
         Byar from 10).
+    model : RiskModelResult, optional
+        A :func:`risk_model` fit on these same ``records`` and ``outcome``, reused instead of
+        refitting (so the funnel, caterpillar and CUSUM views share one fit).
 
     Returns
     -------
@@ -1048,7 +1067,7 @@ def caterpillar(
     """
     if unit not in records:
         raise KeyError(f"records lack the unit column {unit!r}")
-    y, p = _expected_risks(records, outcome, adjust)
+    y, p = _expected_risks(records, outcome, adjust, model)
     keep = (y.notna() & records[unit].notna()).to_numpy()
     if not keep.any():
         raise InsufficientDataError("Caterpillar plot", f"no records with {unit} and {outcome}")
@@ -1362,6 +1381,7 @@ def cusum(
     in_control_arl: float | None = None,
     seed: int | None = 0,
     adjust: bool = True,
+    model: RiskModelResult | None = None,
 ) -> CusumResult:
     """Risk-adjusted CUSUM (Steiner et al. 2000) and VLAD for one facility or operator.
 
@@ -1411,7 +1431,7 @@ def cusum(
     for column in (unit, "procedure_date"):
         if column not in records:
             raise KeyError(f"records lack column {column!r}")
-    y, p = _expected_risks(records, outcome, adjust)
+    y, p = _expected_risks(records, outcome, adjust, model)
     mask = (records[unit] == unit_id).fillna(False).to_numpy(dtype=bool) & y.notna().to_numpy()
     if not mask.any():
         raise InsufficientDataError("CUSUM", f"no records of {unit}={unit_id!r} with {outcome}")

@@ -161,12 +161,14 @@ def _model_failed(error: InsufficientDataError) -> bool:
     return getattr(error, "method", "") == "Risk model"
 
 
-def funnel_result(records, unit: str, outcome: str, adjust: bool, overdispersion: str):
+def funnel_result(records, unit: str, outcome: str, adjust: bool, overdispersion: str,
+                  model=None):
     """``funnel_data`` (adjusted when asked and possible) and why adjustment failed, if it did."""
     if adjust:
         try:
             return funnel_data(records, unit=unit, outcome=outcome, adjust=True,
-                               overdispersion=overdispersion, min_volume=MIN_VOLUME), None
+                               overdispersion=overdispersion, min_volume=MIN_VOLUME,
+                               model=model), None
         except InsufficientDataError as error:
             if not _model_failed(error):
                 raise
@@ -175,17 +177,17 @@ def funnel_result(records, unit: str, outcome: str, adjust: bool, overdispersion
                        min_volume=MIN_VOLUME), MODEL_FAILED if adjust else None
 
 
-def caterpillar_result(records, unit: str, outcome: str, adjust: bool):
+def caterpillar_result(records, unit: str, outcome: str, adjust: bool, model=None):
     if adjust:
         try:
-            return caterpillar(records, unit=unit, outcome=outcome, adjust=True)
+            return caterpillar(records, unit=unit, outcome=outcome, adjust=True, model=model)
         except InsufficientDataError as error:
             if not _model_failed(error):
                 raise
     return caterpillar(records, unit=unit, outcome=outcome, adjust=False)
 
 
-def cusum_result(records, unit: str, unit_id: str, outcome: str, adjust: bool):
+def cusum_result(records, unit: str, unit_id: str, outcome: str, adjust: bool, model=None):
     """``(CusumResult, arl_capped)``, or ``(None, reason)`` when the unit may not be charted."""
     y = outcome_values(records[(records[unit] == unit_id).fillna(False).to_numpy(bool)], outcome)
     n, events = int(y.notna().sum()), int(y.sum())
@@ -199,11 +201,22 @@ def cusum_result(records, unit: str, unit_id: str, outcome: str, adjust: bool):
     kwargs = {"odds_ratio": CUSUM_ODDS_RATIO, "in_control_arl": min(arl, CUSUM_MAX_ARL)}
     if adjust:
         try:
-            return cusum(records, unit, unit_id, outcome, adjust=True, **kwargs), capped
+            return cusum(records, unit, unit_id, outcome, adjust=True, model=model,
+                         **kwargs), capped
         except InsufficientDataError as error:
             if not _model_failed(error):
                 raise
     return cusum(records, unit, unit_id, outcome, adjust=False, **kwargs), capped
+
+
+@functools.lru_cache(maxsize=4)  # one float per record each: keep few
+def _fit(url, version, selection, outcome):
+    """The case-mix model fitted once per (data version, filter, outcome) and shared by the
+    funnel, caterpillar and CUSUM callbacks (None when it cannot be fitted)."""
+    try:
+        return risk_model(_records(selection), outcome)
+    except InsufficientDataError:
+        return None
 
 
 @functools.lru_cache(maxsize=16)
@@ -211,7 +224,8 @@ def _funnel(url, version, selection, unit, outcome, adjust, overdispersion):
     records = _records(selection)
     if records.empty:
         return None, None
-    return funnel_result(records, unit, outcome, adjust, overdispersion)
+    model = _fit(url, version, selection, outcome) if adjust else None
+    return funnel_result(records, unit, outcome, adjust, overdispersion, model)
 
 
 @functools.lru_cache(maxsize=8)
@@ -222,9 +236,8 @@ def _count(url, version, selection) -> int:
 @functools.lru_cache(maxsize=8)
 def _model(url, version, selection, outcome):
     """The case-mix model's summary (c-statistic, calibration, notes) without per-record risks."""
-    try:
-        fit = risk_model(_records(selection), outcome)
-    except InsufficientDataError:
+    fit = _fit(url, version, selection, outcome)
+    if fit is None:
         return None
     return dataclasses.replace(fit, expected=fit.expected.iloc[:0],
                                linear_predictor=fit.linear_predictor.iloc[:0])
@@ -233,7 +246,10 @@ def _model(url, version, selection, outcome):
 @functools.lru_cache(maxsize=16)
 def _caterpillar(url, version, selection, unit, outcome, adjust):
     records = _records(selection)
-    return None if records.empty else caterpillar_result(records, unit, outcome, adjust)
+    if records.empty:
+        return None
+    model = _fit(url, version, selection, outcome) if adjust else None
+    return caterpillar_result(records, unit, outcome, adjust, model)
 
 
 @functools.lru_cache(maxsize=8)  # a chart holds one row per case: keep few
@@ -241,7 +257,8 @@ def _cusum(url, version, selection, unit, unit_id, outcome, adjust):
     records = _records(selection)
     if records.empty:
         return None, "No records match the current filters."
-    return cusum_result(records, unit, unit_id, outcome, adjust)
+    model = _fit(url, version, selection, outcome) if adjust else None
+    return cusum_result(records, unit, unit_id, outcome, adjust, model)
 
 
 def _selection(state) -> RecordFilter:

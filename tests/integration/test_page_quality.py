@@ -8,7 +8,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import analysis.quality
 from analysis.filters import RecordFilter, apply_filter
 from analysis.quality import cusum, funnel_data, risk_model
 from dashboard.app_factory import create_app
@@ -188,13 +187,15 @@ def test_failed_adjustment_falls_back_to_crude_and_says_so():
 def test_results_are_cached(app_and_records, monkeypatch):
     app, _ = app_and_records
     calls = []
-    original = analysis.quality.risk_model
+    from dashboard.pages import quality
+
+    original = quality.risk_model  # the page fits once through _fit and passes the fit on
 
     def counting(*args, **kwargs):
         calls.append(1)
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(analysis.quality, "risk_model", counting)
+    monkeypatch.setattr(quality, "risk_model", counting)
     selection = RecordFilter(countries=("DE",))
     run(app, selection, outcome="non_response")
     fitted = len(calls)
@@ -219,3 +220,23 @@ def test_report_sections_and_download(app_and_records):
     assert sent["filename"].startswith("quality-monitoring-report-")
     assert re.search(r"<td>FAC-TINY</td>\s*<td>&lt;11</td>", document)
     assert "<td>None</td>" not in document
+
+
+def test_the_risk_model_is_fitted_once_for_all_views(app_and_records, monkeypatch):
+    """Funnel, caterpillar and CUSUM for one filter and outcome share one fit."""
+    from dashboard.pages import quality
+
+    app, _records = app_and_records
+    calls = []
+    real = quality.risk_model
+    monkeypatch.setattr(quality, "risk_model", lambda *a, **k: calls.append(1) or real(*a, **k))
+    for cache in (quality._fit, quality._funnel, quality._caterpillar, quality._cusum, quality._model):
+        cache.cache_clear()
+    selection = RecordFilter(countries=("US",))
+    with app.server.app_context():
+        key = quality._store_key()
+        quality._funnel(*key, selection, "facility_id", "cement_leakage", True, "none")
+        quality._caterpillar(*key, selection, "facility_id", "cement_leakage", True)
+        quality._model(*key, selection, "cement_leakage")
+        quality._cusum(*key, selection, "facility_id", "FAC-009", "cement_leakage", True)
+    assert len(calls) == 1

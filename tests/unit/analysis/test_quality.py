@@ -798,3 +798,21 @@ def test_cusum_default_target_arl():
     assert res.arl_upper == pytest.approx(1500, rel=0.1)
     assert res.arl_lower == pytest.approx(1500, rel=0.1)
     assert 1.0 < res.threshold_upper < 8.0 and 1.0 < res.threshold_lower < 8.0
+
+
+def test_one_fitted_model_serves_every_view():
+    """Passing a fit reuses it (same numbers as refitting); a fit of other records is refused."""
+    records = make_records(seed=21)
+    fit = q.risk_model(records, "cement_leakage")
+    refitted = q.funnel_data(records, "facility_id", "cement_leakage", adjust=True)
+    reused = q.funnel_data(records, "facility_id", "cement_leakage", adjust=True, model=fit)
+    pd.testing.assert_frame_equal(refitted.units, reused.units)
+    pd.testing.assert_frame_equal(
+        q.caterpillar(records, "facility_id", "cement_leakage"),
+        q.caterpillar(records, "facility_id", "cement_leakage", model=fit))
+    unit = str(records["facility_id"].iloc[0])
+    pd.testing.assert_frame_equal(
+        q.cusum(records, "facility_id", unit, "cement_leakage", threshold=4.5).chart,
+        q.cusum(records, "facility_id", unit, "cement_leakage", threshold=4.5, model=fit).chart)
+    with pytest.raises(ValueError, match="fitted on other records"):
+        q.funnel_data(records.iloc[10:], "facility_id", "cement_leakage", adjust=True, model=fit)
