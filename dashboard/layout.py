@@ -71,6 +71,7 @@ def shell() -> html.Div:
     """The whole page frame (a function: options and the demo banner follow the current data)."""
     records = data_access.all_records()
     nav = [dbc.NavItem(dbc.NavLink(page["name"], href=page["relative_path"], active="exact",
+                                   className="px-2 text-nowrap",
                                    id={"type": "nav-link", "path": page["relative_path"]}))
            for page in dash.page_registry.values()]
     banner = dbc.Alert(
@@ -82,10 +83,12 @@ def shell() -> html.Div:
         dcc.Location(id="url", refresh="callback-nav"),
         dcc.Store(id="filter-state"),
         dbc.Navbar(dbc.Container([
-            dbc.NavbarBrand("Vertebral augmentation outcomes", href="/"),
+            dbc.NavbarBrand(html.Span("VA outcomes", title="Vertebral augmentation outcomes"),
+                            href="/"),
             dbc.Nav(nav, navbar=True, className="flex-wrap"),
             dbc.Button("Download report", id="report-button", color="light", size="sm",
-                       className="ms-auto", title="A self-contained HTML report of this page"),
+                       className="ms-auto text-nowrap",
+                       title="A self-contained HTML report of this page"),
         ], fluid=True), color="primary", dark=True, className="mb-2"),
         dbc.Container([
             banner,
