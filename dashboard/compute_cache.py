@@ -1,0 +1,162 @@
+"""On-disk cache of heavy page computations, shared by every worker process of the app.
+
+* :func:`get_cache` — one bounded :class:`diskcache.Cache` per directory (200 MB, least
+  recently used entries evicted first; SQLite-backed, so safe with several processes and
+  after ``fork``). The directory is ``VA_CACHE_DIR`` or ``instance/cache`` of the project
+  (the folder of the default store), falling back to a temporary folder when that is not
+  writable.
+* :func:`data_key` — identifies the stored data: the store (a hash of its URL, never the URL
+  itself), :func:`dashboard.data_access.data_version` and the latest import batch, so a new
+  import — or a store re-created at the same path — never serves old results.
+* :func:`filter_key` — the canonical JSON of a filter state (value order does not matter).
+* :func:`memoised` — ``compute()`` once per key, then from the disk cache;
+  :func:`code_version` makes the code that computes a value part of its key.
+* :func:`background_manager` — a Dash ``DiskcacheManager`` on the same cache whose results
+  are keyed by :func:`data_key` (``cache_by``) as well as the callback inputs.
+* :func:`prepare_forked_job` — call first in a background callback: a job runs in a process
+  forked from the web server, which must not reuse the server's database connections.
+
+Cached values are aggregates (analysis tables, figures, components), never raw records.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+import diskcache
+
+from analysis.filters import RecordFilter
+
+T = TypeVar("T")
+
+#: Upper bound of the cache on disk; least recently used entries are evicted beyond it.
+SIZE_LIMIT = 200 * 2**20
+#: Entries not read for this long are dropped (results of old data versions age out).
+EXPIRE_SECONDS = 14 * 24 * 3600
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+_MISSING = object()
+_CACHES: dict[str, diskcache.Cache] = {}
+_PROCESS_ID = os.getpid()  # the process whose database connections are its own
+
+
+def cache_dir() -> Path:
+    """``VA_CACHE_DIR``, else ``<project>/instance/cache``, else a folder in the temp dir."""
+    configured = os.environ.get("VA_CACHE_DIR", "").strip()
+    candidates = [Path(configured)] if configured else [PROJECT_ROOT / "instance" / "cache"]
+    candidates.append(Path(tempfile.gettempdir()) / "va-dashboard-cache")
+    for path in candidates:
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+        except OSError:
+            continue
+        if os.access(path, os.W_OK):
+            return path
+    raise OSError("no writable cache directory: set VA_CACHE_DIR")
+
+
+def get_cache(directory: str | os.PathLike[str] | None = None) -> diskcache.Cache:
+    """The cache in ``directory`` (default :func:`cache_dir`), one object per process."""
+    path = str(Path(directory) if directory is not None else cache_dir())
+    cache = _CACHES.get(path)
+    if cache is None:
+        cache = diskcache.Cache(path, size_limit=SIZE_LIMIT, eviction_policy="least-recently-used")
+        _CACHES[path] = cache
+    return cache
+
+
+def data_key() -> str:
+    """Identity of the stored data (needs the app context of a request or background job)."""
+    from dashboard import data_access
+    from dashboard.context import database
+    from data import store
+
+    url = store.database_url(database())
+    batches = data_access.batches()
+    latest = (
+        "" if batches.empty else f"{batches.iloc[0]['sha256'][:16]}@{batches.iloc[0]['started_at']}"
+    )
+    store_id = hashlib.sha256(url.encode()).hexdigest()[:16]
+    return f"{store_id}/{data_access.data_version(url)}/{latest}"
+
+
+def code_version(*modules) -> str:
+    """A hash of the source files of ``modules`` (modules or packages): part of a memo key so
+    that an upgraded analysis never serves results computed by the old code."""
+    digest = hashlib.sha256()
+    for module in modules:
+        paths = (
+            [Path(module.__file__)]
+            if not hasattr(module, "__path__")
+            else sorted(p for folder in module.__path__ for p in Path(folder).rglob("*.py"))
+        )
+        for path in paths:
+            digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def filter_key(state: dict | RecordFilter | None) -> str:
+    """Canonical JSON of a filter: sorted keys and values, empty fields left out."""
+    selection = state if isinstance(state, RecordFilter) else RecordFilter.from_dict(state)
+    values = {
+        k: (sorted(v) if isinstance(v, list) else v)
+        for k, v in selection.to_dict().items()
+        if v not in (None, "", [])
+    }
+    return json.dumps(values, sort_keys=True)
+
+
+def memoised(
+    namespace: str,
+    key: Sequence[Any],
+    compute: Callable[[], T],
+    cache: diskcache.Cache | None = None,
+) -> T:
+    """``compute()``, stored under ``namespace`` + ``key``; later calls read the stored value.
+
+    Two processes missing the same key at once both compute it (the last write wins): cheaper
+    than a lock held for the length of an analysis.
+    """
+    cache = cache if cache is not None else get_cache()
+    digest = hashlib.sha256(json.dumps(list(key), sort_keys=True, default=str).encode()).hexdigest()
+    name = f"{namespace}:{digest}"
+    value = cache.get(name, default=_MISSING, retry=True)
+    if value is not _MISSING:
+        return value
+    value = compute()
+    cache.set(name, value, expire=EXPIRE_SECONDS, tag=namespace, retry=True)
+    return value
+
+
+def background_manager(*cache_by: Callable[[], Any]):
+    """A ``DiskcacheManager`` on :func:`get_cache` whose results are cached per data version,
+    suppression threshold (the cached outputs are suppressed displays) and ``cache_by``."""
+    from dash import DiskcacheManager
+
+    from dashboard.suppression import threshold
+
+    return DiskcacheManager(
+        get_cache(), cache_by=[data_key, threshold, *cache_by], expire=EXPIRE_SECONDS
+    )
+
+
+def prepare_forked_job() -> None:
+    """In a process forked from the server (a background job), open fresh database connections.
+
+    The pooled connections inherited from the parent belong to it; ``dispose(close=False)``
+    gives this process a new pool without touching them (SQLAlchemy's recipe for forked
+    processes). Runs once per process; does nothing in the process that imported this module.
+    """
+    global _PROCESS_ID
+    if os.getpid() == _PROCESS_ID:
+        return
+    from dashboard.context import database
+    from data import store
+
+    store.get_engine(database()).dispose(close=False)
+    _PROCESS_ID = os.getpid()
