@@ -12,6 +12,9 @@ OKABE_ITO = {
     "blue": "#0072B2", "vermillion": "#D55E00", "reddish_purple": "#CC79A7", "black": "#000000",
     "grey": "#999999",
 }
+# The procedures in display order (vertebroplasty is the reference group) and their short names.
+PROCEDURES = ("vertebroplasty", "kyphoplasty")
+PROCEDURE_SHORT = {"vertebroplasty": "VP", "kyphoplasty": "KP"}
 PROCEDURE_COLOURS = {"vertebroplasty": OKABE_ITO["blue"], "kyphoplasty": OKABE_ITO["orange"]}
 PROCEDURE_LABELS = {"vertebroplasty": "Vertebroplasty (VP)", "kyphoplasty": "Kyphoplasty (KP)"}
 SEQUENCE = [OKABE_ITO[k] for k in ("blue", "orange", "bluish_green", "vermillion", "sky_blue",

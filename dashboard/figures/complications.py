@@ -18,13 +18,13 @@ from plotly.subplots import make_subplots
 from dashboard.figures.common import (
     OKABE_ITO,
     PROCEDURE_COLOURS,
+    PROCEDURES,
     base_layout,
     empty_figure,
     procedure_label,
 )
 from dashboard.suppression import is_small, label, suppress_table, threshold
 
-PROCEDURES = ("vertebroplasty", "kyphoplasty")
 SHORT = {"vertebroplasty": "VP", "kyphoplasty": "KP", "vp_or_kp": "VP or KP", "kp_vs_vp": "KP vs VP"}
 DASHES = {"vertebroplasty": "solid", "kyphoplasty": "dash"}
 SYMBOLS = {"vertebroplasty": "circle", "kyphoplasty": "square"}

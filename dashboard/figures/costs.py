@@ -17,14 +17,15 @@ from plotly.subplots import make_subplots
 from dashboard.figures.common import (
     OKABE_ITO,
     PROCEDURE_COLOURS,
+    PROCEDURE_SHORT,
+    PROCEDURES,
     base_layout,
     empty_figure,
     procedure_label,
 )
 from dashboard.suppression import format_count, is_small, label, suppress_table
 
-PROCEDURES = ("vertebroplasty", "kyphoplasty")
-SHORT = {"vertebroplasty": "VP", "kyphoplasty": "KP"}
+SHORT = PROCEDURE_SHORT
 TABLE_NAMES = SHORT  # tables have many columns: VP / KP
 CURRENCIES = ("USD", "EUR", "GBP", "INR")
 

@@ -19,6 +19,7 @@ from plotly.subplots import make_subplots
 from dashboard.figures.common import (
     OKABE_ITO,
     PROCEDURE_COLOURS,
+    PROCEDURES,
     base_layout,
     empty_figure,
     procedure_label,
@@ -26,7 +27,6 @@ from dashboard.figures.common import (
 from dashboard.suppression import format_count, is_small, label
 from data.dictionary import CROSS_FIELD_RULES, FIELDS, dictionary
 
-PROCEDURES = ("vertebroplasty", "kyphoplasty")
 ALL = "all"
 SHORT = {"vertebroplasty": "VP", "kyphoplasty": "KP", ALL: "All"}
 

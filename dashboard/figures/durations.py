@@ -17,14 +17,15 @@ from analysis.outcomes import RESOURCE_VARIABLES, resource_summary
 from dashboard.figures.common import (
     OKABE_ITO,
     PROCEDURE_COLOURS,
+    PROCEDURE_SHORT,
+    PROCEDURES,
     base_layout,
     empty_figure,
     procedure_label,
 )
 from dashboard.suppression import format_count, is_small, label, suppress_table
 
-PROCEDURES = ("vertebroplasty", "kyphoplasty")
-SHORT = {"vertebroplasty": "VP", "kyphoplasty": "KP"}
+SHORT = PROCEDURE_SHORT
 TABLE_NAMES = SHORT  # compact tables: VP / KP (spelled out in the page header)
 SHORT_MEASURES = {"duration_min": "Duration (min)", "cement_volume_ml": "Cement (mL)",
                   "length_of_stay_days": "Length of stay (days)"}

@@ -18,6 +18,8 @@ from analysis.proportions import ProportionComparison, compare_proportions
 from dashboard.figures.common import (
     OKABE_ITO,
     PROCEDURE_COLOURS,
+    PROCEDURE_SHORT,
+    PROCEDURES,
     base_layout,
     empty_figure,
     interval_text,
@@ -26,8 +28,7 @@ from dashboard.figures.common import (
 from dashboard.suppression import format_count, is_small, label, suppress_table, threshold
 from data.dictionary import PAIN_VISITS
 
-PROCEDURES = ("vertebroplasty", "kyphoplasty")
-SHORT = {"vertebroplasty": "VP", "kyphoplasty": "KP"}
+SHORT = PROCEDURE_SHORT
 VISIT_LABELS = {"baseline": "Baseline", **{key: value[0] for key, value in PAIN_VISITS.items()}}
 TIME_POINTS = {key: value[0] for key, value in PAIN_VISITS.items()}  # day1 … month12
 KINDS = {"relative": "Relative (% of baseline)", "absolute": "Absolute (points, 0–10 scale)"}

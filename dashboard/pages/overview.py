@@ -13,14 +13,13 @@ from analysis.filters import RecordFilter
 from analysis.outcomes import ResponderDefinition, outcome_summary
 from dashboard.components import chart_card, data_grid, empty_state, page_header, safe_callback
 from dashboard.data_access import filtered_records
-from dashboard.figures.common import PROCEDURE_COLOURS, procedure_label
+from dashboard.figures.common import PROCEDURE_COLOURS, PROCEDURES, procedure_label
 from dashboard.figures.overview import trend_figure, trend_summary
 from dashboard.report import ReportSection, register_report
 from dashboard.suppression import format_count, is_small, is_small_or_complement, label
 
 dash.register_page(__name__, path="/", name="Overview", title="Overview", order=0)
 
-PROCEDURES = ("vertebroplasty", "kyphoplasty")
 KPI_OUTCOMES = {  # outcome_summary outcome -> card title
     "responder": "Pain relief (≥30% at 1 month)",
     "cement_leakage": "Cement leakage",

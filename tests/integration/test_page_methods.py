@@ -14,6 +14,7 @@ from analysis.outcomes import COMPLICATION_OUTCOMES
 from dashboard.app_factory import create_app
 from data import store
 from data.dictionary import PAIN_VISITS
+from tests.dash_tree import texts
 
 ROOT = Path(__file__).resolve().parents[2]
 ANALYSIS_MODULES = ("adjustment", "comparison", "costs", "means", "meta", "multiplicity",
@@ -33,22 +34,6 @@ def methods(app):
     from dashboard.pages import methods
 
     return methods
-
-
-def texts(component) -> list[str]:
-    found = []
-
-    def walk(node):
-        if isinstance(node, str):
-            found.append(node)
-        elif isinstance(node, (list, tuple)):
-            for item in node:
-                walk(item)
-        elif hasattr(node, "children"):
-            walk(node.children)
-
-    walk(component)
-    return found
 
 
 def walk_components(component):
