@@ -38,6 +38,26 @@ def is_small_or_complement(total, part, limit: int | None = None) -> np.ndarray:
     return is_small(parts, limit) | is_small(totals - parts, limit) | is_small(totals, limit)
 
 
+def partition_suppression(counts: dict[str, int | None], limit: int | None = None) -> set[str]:
+    """Which cells of a partition (the levels of one variable in one group) to hide.
+
+    Primary: counts of 1..threshold. Secondary: when exactly one cell is hidden, the smallest
+    other non-zero cell is hidden too, or the hidden one could be recovered as total minus the
+    cells shown (e.g. "F 11 of 12" reveals M = 1).
+
+    >>> sorted(partition_suppression({"F": 11, "M": 1, "X": 0}))
+    ['F', 'M']
+    """
+    known = {key: value for key, value in counts.items() if value is not None}
+    hidden = {key for key, value in known.items() if is_small([value], limit)[0]}
+    if len(hidden) == 1:
+        others = sorted((value, key) for key, value in known.items()
+                        if key not in hidden and value > 0)
+        if others:
+            hidden.add(others[0][1])
+    return hidden
+
+
 def label(limit: int | None = None) -> str:
     """The text shown instead of a small count, e.g. ``"<11"``."""
     return f"<{(limit or threshold()) + 1}"

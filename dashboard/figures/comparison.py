@@ -31,7 +31,7 @@ from analysis.comparison import (
 from analysis.errors import AnalysisError
 from analysis.table_one import table_one
 from dashboard.figures.common import OKABE_ITO, PROCEDURE_COLOURS, base_layout, empty_figure
-from dashboard.suppression import format_count, is_small, label
+from dashboard.suppression import format_count, is_small, label, partition_suppression
 
 VP, KP = "vertebroplasty", "kyphoplasty"
 PROCEDURES = (VP, KP)
@@ -293,6 +293,15 @@ def table_one_display(
     sizes = _group_sizes(unweighted)
     small_group = {name: bool(is_small([sizes[name]])[0]) for name in PROCEDURES}
     any_group_small = small_group[VP] or small_group[KP]
+    # Secondary suppression within each categorical variable: a single hidden level could be
+    # recovered as the group's n minus the levels shown.
+    secondary: set[tuple[str, str, str]] = set()
+    levels = table[table["level"] != ""]
+    for variable, part in levels.groupby("variable", sort=False):
+        for name in PROCEDURES:
+            counts = {level: _leading_count(value) for level, value in zip(part["level"], part[name],
+                                                                            strict=True)}
+            secondary |= {(variable, level, name) for level in partition_suppression(counts)}
     rows = []
     for _, row in table.iterrows():
         variable, level = row["variable"], row["level"]
@@ -309,6 +318,7 @@ def table_one_display(
         hidden = {
             name: small_group[name]
             or (counts[name] is not None and bool(is_small([counts[name]])[0]))
+            or (variable, level, name) in secondary
             for name in PROCEDURES
         }
         out = {

@@ -350,3 +350,18 @@ def test_mdd_table_equals_analysis_and_suppresses(demo):
 
 def test_nice_axis_steps():
     assert [fig._nice_step(v) for v in (0.4, 3, 7, 182, 2600)] == [1, 5, 10, 200, 5000]
+
+
+def test_table_one_hides_a_partner_level_so_the_small_one_cannot_be_derived():
+    """KP with 11 F and 1 M: showing F = 11 and n = 12 would reveal M = 1, so both are hidden."""
+    from analysis.table_one import table_one
+    from dashboard.figures.comparison import table_one_display
+    from data.demo import demo_records
+
+    records = demo_records(400, seed=8)
+    vp = records[records.procedure == "vertebroplasty"].head(40)
+    kp = records[records.procedure == "kyphoplasty"].head(12).copy()
+    kp["sex"] = pd.Categorical(["F"] * 11 + ["M"], categories=["F", "M", "X"])
+    shown = table_one_display(table_one(pd.concat([vp, kp])))
+    sex = shown.set_index("Characteristic").loc[["\u2003F", "\u2003M"], "KP"]
+    assert list(sex) == ["<11", "<11"]

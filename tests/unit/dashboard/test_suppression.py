@@ -38,3 +38,13 @@ def test_error_messages_do_not_reveal_small_counts():
     text = "Cox model skipped: 3 events in kyphoplasty and 42 events in vertebroplasty; 10 records"
     assert mask_small_counts(text) == (
         "Cox model skipped: <11 events in kyphoplasty and 42 events in vertebroplasty; <11 records")
+
+
+def test_a_single_hidden_level_gets_a_partner():
+    from dashboard.suppression import partition_suppression
+
+    assert partition_suppression({"F": 11, "M": 1, "X": 0}) == {"F", "M"}  # M = 12 − 11 otherwise
+    assert partition_suppression({"F": 500, "M": 300, "X": 4}) == {"X", "M"}
+    assert partition_suppression({"a": 3, "b": 5, "c": 900}) == {"a", "b"}  # already two hidden
+    assert partition_suppression({"a": 40, "b": 60}) == set()
+    assert partition_suppression({"a": 0, "b": 60}) == set()  # zero reveals no one
