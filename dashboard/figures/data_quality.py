@@ -24,7 +24,13 @@ from dashboard.figures.common import (
     empty_figure,
     procedure_label,
 )
-from dashboard.suppression import format_count, is_small, label
+from dashboard.suppression import (
+    format_count,
+    is_small,
+    is_small_or_complement,
+    label,
+    threshold,
+)
 from data.dictionary import CROSS_FIELD_RULES, FIELDS, dictionary
 
 ALL = "all"
@@ -181,8 +187,9 @@ def field_completeness(records: pd.DataFrame) -> pd.DataFrame:
 
 
 def _hidden(part: pd.DataFrame) -> np.ndarray:
-    """Cells whose count (or denominator) is a small cell: their percentage is not shown."""
-    return is_small(part["with_value"]) | is_small(part["n"])
+    """Cells whose count, denominator or complement (records without a value, derivable as
+    n − with_value) is a small cell: their count and percentage are not shown."""
+    return is_small_or_complement(part["n"], part["with_value"])
 
 
 def completeness_table(completeness: pd.DataFrame) -> pd.DataFrame:
@@ -200,7 +207,10 @@ def completeness_table(completeness: pd.DataFrame) -> pd.DataFrame:
         part = completeness[completeness["procedure"] == procedure].reset_index(drop=True)
         hidden = _hidden(part)
         short = SHORT[procedure]
-        table[f"{short} with value"] = [format_count(w) for w in part["with_value"]]
+        # A large count whose complement is small is shown as "≥11" (true, and not revealing).
+        table[f"{short} with value"] = [
+            "≥11" if h and w > threshold() else format_count(w)
+            for h, w in zip(hidden, part["with_value"], strict=True)]
         table[f"{short} %"] = [None if h or pd.isna(p) else round(float(p), 1)
                                for h, p in zip(hidden, part["pct"], strict=True)]
     return table

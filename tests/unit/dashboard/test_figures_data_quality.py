@@ -176,3 +176,15 @@ def test_dictionary_and_rules_tables():
     rules = dq.rules_table()
     assert "pain_beyond_followup" in set(rules.rule)
     json.dumps(rules.to_dict("records"))  # plain values for the grid
+
+
+def test_a_small_number_of_missing_values_cannot_be_derived():
+    """100 records, 95 with a value: showing 95 and n would reveal 5 records without it."""
+    from dashboard.figures.data_quality import completeness_table
+
+    rows = []
+    for procedure in ("vertebroplasty", "kyphoplasty", "all"):
+        rows.append({"field": "cost", "kind": "number", "required": False, "procedure": procedure,
+                     "n": 100, "with_value": 95, "pct": 95.0})
+    table = completeness_table(pd.DataFrame(rows))
+    assert table.loc[0, "VP with value"] == "≥11" and pd.isna(table.loc[0, "VP %"])
