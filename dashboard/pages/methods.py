@@ -339,9 +339,14 @@ Centers for Medicare & Medicaid Services (no cell of 1 to 10).
   **{limit}** (default {DEFAULT_THRESHOLD}).
 - Counts of import batches (rows read, accepted, rejected) are counts of file rows, not of
   patients, and are not suppressed.
-- Secondary (complementary) suppression is not applied: a small cell can sometimes be worked
-  out by subtracting shown counts from a shown total. Take care when sharing views of very
-  small selections.
+- Secondary (complementary) suppression protects the common ways a hidden count could be
+  worked out by subtraction: a row is hidden when its total minus its events (for example
+  patients followed minus responders) is 1 to 10; when one level of a categorical variable is
+  hidden in Table 1, the next smallest level is hidden too; on the Overview, when one
+  procedure has 1 to 10 records the other's exact count is hidden (shown as "≥11"), because the
+  number of matching records is shown; counts inside error messages are masked. Combining
+  several different views of a very small selection can still narrow a count down: take care
+  when sharing them.
 """),
         ("methods-data-handling", "Data handling", """
 - **De-identified data only.** Records carry pseudonymous identifiers (record, patient,
