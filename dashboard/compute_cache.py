@@ -15,16 +15,21 @@
   are keyed by :func:`data_key` (``cache_by``) as well as the callback inputs.
 * :func:`prepare_forked_job` — call first in a background callback: a job runs in a process
   forked from the web server, which must not reuse the server's database connections.
+* :func:`cached_output` — a callback decorator: outputs are stored per (code version, data
+  key, suppression threshold, inputs), so a filter state seen before — by any worker —
+  is answered from disk instead of recomputed.
 
 Cached values are aggregates (analysis tables, figures, components), never raw records.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
 import tempfile
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -41,7 +46,9 @@ SIZE_LIMIT = 200 * 2**20
 EXPIRE_SECONDS = 14 * 24 * 3600
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 _MISSING = object()
-_CACHES: dict[str, diskcache.Cache] = {}
+# Per (process, folder): a forked background job must open its own SQLite connection; the
+# parent's, copied by fork() possibly in the middle of a transaction, would wait forever.
+_CACHES: dict[tuple[int, str], diskcache.Cache] = {}
 _PROCESS_ID = os.getpid()  # the process whose database connections are its own
 
 
@@ -63,10 +70,11 @@ def cache_dir() -> Path:
 def get_cache(directory: str | os.PathLike[str] | None = None) -> diskcache.Cache:
     """The cache in ``directory`` (default :func:`cache_dir`), one object per process."""
     path = str(Path(directory) if directory is not None else cache_dir())
-    cache = _CACHES.get(path)
+    key = (os.getpid(), path)
+    cache = _CACHES.get(key)
     if cache is None:
         cache = diskcache.Cache(path, size_limit=SIZE_LIMIT, eviction_policy="least-recently-used")
-        _CACHES[path] = cache
+        _CACHES[key] = cache
     return cache
 
 
@@ -160,3 +168,68 @@ def prepare_forked_job() -> None:
 
     store.get_engine(database()).dispose(close=False)
     _PROCESS_ID = os.getpid()
+
+
+#: How long a process trusts its last reading of the data key: a new import is visible to
+#: cached callbacks within this many seconds (reading it costs a few database queries).
+DATA_KEY_TTL_SECONDS = 2.0
+_DATA_KEYS: dict[str, tuple[float, str]] = {}
+
+
+def recent_data_key() -> str:
+    """:func:`data_key`, re-read at most every :data:`DATA_KEY_TTL_SECONDS` per store."""
+    from dashboard.context import database
+
+    store_name = str(database())
+    now = time.monotonic()
+    cached = _DATA_KEYS.get(store_name)
+    if cached is not None and now - cached[0] < DATA_KEY_TTL_SECONDS:
+        return cached[1]
+    key = data_key()
+    _DATA_KEYS[store_name] = (now, key)
+    return key
+
+
+@functools.cache
+def _source_version() -> str:
+    import analysis
+    import dashboard
+    import data
+
+    return code_version(analysis, dashboard, data)
+
+
+def _holds_no_update(value: Any) -> bool:
+    from dash._callback import NoUpdate
+
+    values = value if isinstance(value, (tuple, list)) else (value,)
+    return any(isinstance(item, NoUpdate) for item in values)
+
+
+def cached_output(function: Callable[..., T]) -> Callable[..., T]:
+    """Decorate a callback (under ``safe_callback``) to serve repeated inputs from the cache.
+
+    The key is the code version, the data key (a new import changes it), the suppression
+    threshold (outputs are suppressed displays) and the callback's inputs. Exceptions and
+    ``no_update`` results are never stored.
+    """
+    namespace = f"output:{function.__module__}.{function.__qualname__}"
+
+    @functools.wraps(function)
+    def wrapper(*args):
+        from dashboard.suppression import threshold
+
+        key = [_source_version(), recent_data_key(), threshold(), list(args)]
+        digest = hashlib.sha256(
+            json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()
+        cache = get_cache()
+        name = f"{namespace}:{digest}"
+        value = cache.get(name, default=_MISSING, retry=True)
+        if value is not _MISSING:
+            return value
+        value = function(*args)
+        if not _holds_no_update(value):
+            cache.set(name, value, expire=EXPIRE_SECONDS, tag=namespace, retry=True)
+        return value
+
+    return wrapper

@@ -13,6 +13,7 @@ from dash import ALL, MATCH, Input, Output, State, ctx, dcc, html
 
 from analysis.filters import AGE_BANDS, LEVEL_GROUPS, RecordFilter, filter_mask
 from dashboard import data_access
+from dashboard.compute_cache import cached_output
 from dashboard.state import filter_from_query, page_parameters, query_from_filter
 from dashboard.suppression import format_count
 from data.dictionary import FIELDS_BY_NAME
@@ -171,7 +172,8 @@ def register_callbacks(app: dash.Dash) -> None:
         Output("url", "search"), Output("filter-state", "data"), *FILTER_OUTPUTS,
         Input("url", "search"), Input("filter-reset", "n_clicks"), *FILTER_INPUTS,
     )(sync_filters)
-    app.callback(Output("match-count", "children"), Input("filter-state", "data"))(match_count)
+    app.callback(Output("match-count", "children"),
+                 Input("filter-state", "data"))(cached_output(match_count))
     app.callback(Output("report-download", "data"), Input("report-button", "n_clicks"),
                  State("url", "pathname"), State("filter-state", "data"),
                  prevent_initial_call=True)(download_report)

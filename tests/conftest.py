@@ -74,3 +74,14 @@ def sqlite_database(tmp_path) -> str:
     store.dispose_engines()
     yield f"sqlite:///{tmp_path / 'store.db'}"
     store.dispose_engines()
+
+
+@pytest.fixture(autouse=True)
+def _isolated_result_cache(tmp_path, monkeypatch):
+    """Each test gets its own on-disk result cache, so no test is answered by another's
+    (unless its module chose a cache folder on purpose, as the comparison page tests do)."""
+    if not os.environ.get("VA_CACHE_DIR"):
+        monkeypatch.setenv("VA_CACHE_DIR", str(tmp_path / "result-cache"))
+    from dashboard import compute_cache
+
+    compute_cache._DATA_KEYS.clear()

@@ -16,6 +16,7 @@ from analysis.filters import RecordFilter
 from analysis.outcomes import COMPLICATION_OUTCOMES, complication_rates
 from analysis.proportions import compare_proportions
 from dashboard.components import chart_card, data_grid, empty_state, page_header, safe_callback
+from dashboard.compute_cache import cached_output
 from dashboard.data_access import filtered_records
 from dashboard.figures.complications import (
     BENCHMARK_CAVEAT,
@@ -222,6 +223,7 @@ HIDDEN = {"display": "none"}
           Output("complications-measure-row", "style"), Output("complications-period-row", "style"),
           Input("filter-state", "data"))
 @safe_callback(4)
+@cached_output
 def update_rates(state):
     records = filtered_records(RecordFilter.from_dict(state))
     if records.empty:
@@ -233,6 +235,7 @@ def update_rates(state):
 @callback(Output("complications-forest", "children"), Input("filter-state", "data"),
           Input("complications-measure", "value"))
 @safe_callback()
+@cached_output
 def update_forest(state, measure):
     records = filtered_records(RecordFilter.from_dict(state))
     if records.empty:
@@ -243,6 +246,7 @@ def update_forest(state, measure):
 @callback(Output("complications-trend", "children"), Input("filter-state", "data"),
           Input("complications-period", "value"))
 @safe_callback()
+@cached_output
 def update_trend(state, freq):
     records = filtered_records(RecordFilter.from_dict(state))
     if records.empty:
@@ -253,6 +257,7 @@ def update_trend(state, freq):
 
 @callback(Output("complications-fracture", "children"), Input("filter-state", "data"))
 @safe_callback()
+@cached_output
 def update_fracture(state):
     records = filtered_records(RecordFilter.from_dict(state))
     if records.empty:

@@ -32,6 +32,7 @@ from dashboard.components import (
     safe_callback,
     stat_card,
 )
+from dashboard.compute_cache import cached_output
 from dashboard.data_access import filtered_records
 from dashboard.figures.costs import (
     CURRENCIES,
@@ -256,6 +257,7 @@ def toggle_ppp_country(currency, method):
           Input("costs-currency", "value"), Input("costs-method", "value"),
           Input("costs-ppp-country", "value"), Input("costs-grouping", "value"))
 @safe_callback()
+@cached_output
 def update_costs(state, currency, method, ppp_country, grouping):
     records = filtered_records(RecordFilter.from_dict(state))
     if records.empty:

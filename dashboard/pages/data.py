@@ -24,6 +24,7 @@ from dashboard.components import (
     safe_callback,
     stat_card,
 )
+from dashboard.compute_cache import cached_output
 from dashboard.figures import data_quality as dq
 from dashboard.figures.common import PROCEDURE_COLOURS, procedure_label
 from dashboard.report import ReportSection, register_report
@@ -221,6 +222,7 @@ def update_imports(_clicks):
 
 @callback(Output("data-completeness", "children"), Input("filter-state", "data"))
 @safe_callback()
+@cached_output
 def update_completeness(state):
     records = data_access.filtered_records(RecordFilter.from_dict(state))
     if records.empty:

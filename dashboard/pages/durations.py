@@ -22,6 +22,7 @@ from dashboard.components import (
     safe_callback,
     stat_card,
 )
+from dashboard.compute_cache import cached_output
 from dashboard.data_access import filtered_records
 from dashboard.figures.common import PROCEDURE_COLOURS
 from dashboard.figures.durations import (
@@ -191,6 +192,7 @@ def layout(**_query) -> html.Div:
 
 @callback(Output("durations-body", "children"), Input("filter-state", "data"))
 @safe_callback()
+@cached_output
 def update_durations(state):
     records = filtered_records(RecordFilter.from_dict(state))
     if records.empty:

@@ -12,6 +12,7 @@ from analysis.descriptive import median_ci, trend_by_period
 from analysis.filters import RecordFilter
 from analysis.outcomes import ResponderDefinition, outcome_summary
 from dashboard.components import chart_card, data_grid, empty_state, page_header, safe_callback
+from dashboard.compute_cache import cached_output
 from dashboard.data_access import filtered_records
 from dashboard.figures.common import PROCEDURE_COLOURS, PROCEDURES, procedure_label
 from dashboard.figures.overview import trend_figure, trend_summary
@@ -142,6 +143,7 @@ def _trend(records: pd.DataFrame) -> pd.DataFrame:
 
 @callback(Output("overview-body", "children"), Input("filter-state", "data"))
 @safe_callback()
+@cached_output
 def update_overview(state):
     records = filtered_records(RecordFilter.from_dict(state))
     if records.empty:

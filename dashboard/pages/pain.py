@@ -24,6 +24,7 @@ from dashboard.components import (
     safe_callback,
     stat_card,
 )
+from dashboard.compute_cache import cached_output
 from dashboard.data_access import filtered_records
 from dashboard.figures.common import PROCEDURE_COLOURS, procedure_label
 from dashboard.figures.pain import (
@@ -227,6 +228,7 @@ def show_threshold_choices(kind):
           Input("pain-kind", "value"), Input("pain-threshold-relative", "value"),
           Input("pain-threshold-absolute", "value"))
 @safe_callback(2)
+@cached_output
 def update_responders(state, time_point, kind, relative, absolute):
     records = filtered_records(RecordFilter.from_dict(state))
     if records.empty:
@@ -240,6 +242,7 @@ def update_responders(state, time_point, kind, relative, absolute):
 @callback(Output("pain-trajectory", "children"), Output("pain-function", "children"),
           Input("filter-state", "data"))
 @safe_callback(2)
+@cached_output
 def update_followup(state):
     records = filtered_records(RecordFilter.from_dict(state))
     if records.empty:

@@ -37,6 +37,7 @@ from dashboard.components import (
     safe_callback,
     stat_card,
 )
+from dashboard.compute_cache import cached_output
 from dashboard.context import database
 from dashboard.figures.common import OKABE_ITO
 from dashboard.figures.quality import (
@@ -347,6 +348,7 @@ def cusum_card(value, detail):
     Input("quality-overdispersion", "value"), State("quality-cusum-unit", "value"),
 )
 @safe_callback(7)
+@cached_output
 def update_quality(state, outcome, unit, adjust, overdispersion, current=None):
     """Funnel plot, statistics, unit table, the funnel's explanation and the CUSUM choices."""
     selection, adjusted = _selection(state), adjust == "adjusted"
@@ -364,6 +366,7 @@ def update_quality(state, outcome, unit, adjust, overdispersion, current=None):
           Input("quality-outcome", "value"), Input("quality-unit", "value"),
           Input("quality-adjust", "value"))
 @safe_callback()
+@cached_output
 def update_adjustment(state, outcome, unit, adjust):
     """Which adjustment is active (its own callback: the model fit runs beside the funnel's)."""
     key, selection = _store_key(), _selection(state)
@@ -378,6 +381,7 @@ def update_adjustment(state, outcome, unit, adjust):
           Input("quality-outcome", "value"), Input("quality-unit", "value"),
           Input("quality-adjust", "value"))
 @safe_callback()
+@cached_output
 def update_caterpillar(state, outcome, unit, adjust):
     table = _caterpillar(*_store_key(), _selection(state), unit, outcome, adjust == "adjusted")
     if table is None:
@@ -391,6 +395,7 @@ def update_caterpillar(state, outcome, unit, adjust):
           Input("filter-state", "data"), Input("quality-outcome", "value"),
           Input("quality-unit", "value"), Input("quality-adjust", "value"))
 @safe_callback()
+@cached_output
 def update_cusum(unit_id, state, outcome, unit, adjust):
     if not unit_id:
         return empty_state("No unit has enough cases and events to chart.")

@@ -142,3 +142,32 @@ def test_small_group_cannot_be_derived_from_the_total(dashboard_app):
     vp = int(counts.loc[facility, "vertebroplasty"])
     assert f"n {vp:,}" not in " ".join(texts(cards))
     assert total.startswith(f"{int(counts.loc[facility].sum()):,} of")
+
+
+def test_repeated_filter_states_are_served_from_the_cache(monkeypatch, tmp_path):
+    """The same filter state is computed once; a new import (new data key) recomputes."""
+    from dashboard import compute_cache
+    from dashboard.app_factory import create_app
+    from dashboard.pages import overview
+    from data import import_dataframe
+    from data.demo import demo_records
+
+    database = f"sqlite:///{tmp_path / 'own.db'}"
+    import_dataframe(demo_records(800, seed=12), "demo", database, synthetic=True)
+    app = create_app(database)
+    calls = []
+    real = overview.kpi_rows
+    monkeypatch.setattr(overview, "kpi_rows", lambda records: calls.append(1) or real(records))
+    state = RecordFilter(countries=("GB",)).to_dict()
+    with app.server.app_context():
+        first = overview.update_overview(state)
+        second = overview.update_overview(dict(state))
+        assert len(calls) == 1
+        assert texts(second) == texts(first)
+        extra = demo_records(50, seed=99)
+        extra["record_id"] = [f"NEW-{i}" for i in range(len(extra))]
+        extra["patient_id"] = [f"NEW-P{i}" for i in range(len(extra))]
+        import_dataframe(extra, "later", database, synthetic=True)
+        compute_cache._DATA_KEYS.clear()  # as after DATA_KEY_TTL_SECONDS
+        overview.update_overview(state)
+    assert len(calls) == 2
