@@ -450,6 +450,23 @@ def _binary_row(
     return row
 
 
+def _by_procedure(
+    row: dict[str, Any], values: NDArray[np.float64], t_all: NDArray, what: str
+) -> tuple[NDArray[np.float64], NDArray[np.float64]] | None:
+    """KP and VP values (missing dropped), with n and means recorded in ``row``; ``None`` (and
+    a note) when either group has fewer than 2 values."""
+    have = ~np.isnan(values)
+    a, b = values[have & (t_all == 1)], values[have & (t_all == 0)]
+    row.update(n_vp=int(b.size), n_kp=int(a.size),
+               estimate_vp=float(b.mean()) if b.size else math.nan,
+               estimate_kp=float(a.mean()) if a.size else math.nan)
+    if min(a.size, b.size) < 2:
+        _add_note(row, f"comparison skipped: {a.size} kyphoplasty and {b.size} vertebroplasty "
+                  f"{what}, at least 2 each needed")
+        return None
+    return a, b
+
+
 def _continuous_row(
     records: pd.DataFrame,
     name: str,
@@ -465,15 +482,10 @@ def _continuous_row(
     row = _nan_row(name, "continuous", definition)
     row["effect_measure"] = row["unadjusted_measure"] = "MD"
     y_all = _floats(records[name])
-    have = ~np.isnan(y_all)
-    a, b = y_all[have & (t_all == 1)], y_all[have & (t_all == 0)]
-    row.update(n_vp=int(b.size), n_kp=int(a.size),
-               estimate_vp=float(b.mean()) if b.size else math.nan,
-               estimate_kp=float(a.mean()) if a.size else math.nan)
-    if min(a.size, b.size) < 2:
-        _add_note(row, f"comparison skipped: {a.size} kyphoplasty and {b.size} vertebroplasty "
-                  "values, at least 2 each needed")
+    groups = _by_procedure(row, y_all, t_all, "values")
+    if groups is None:
         return row
+    a, b = groups
     if is_pain:
         # Welch t on the follow-up score (scipy; the adjusted ANCOVA is the primary analysis).
         with warnings.catch_warnings():
@@ -629,15 +641,10 @@ def _cost_row(
     cost = converted["cost_reporting"].to_numpy(dtype=float)
     for text in converted.attrs.get("notes", ()):
         _add_note(row, text)
-    have = ~np.isnan(cost)
-    a, b = cost[have & (t_all == 1)], cost[have & (t_all == 0)]
-    row.update(n_vp=int(b.size), n_kp=int(a.size),
-               estimate_vp=float(b.mean()) if b.size else math.nan,
-               estimate_kp=float(a.mean()) if a.size else math.nan)
-    if min(a.size, b.size) < 2:
-        _add_note(row, f"comparison skipped: {a.size} kyphoplasty and {b.size} vertebroplasty "
-                  "costs, at least 2 each needed")
+    groups = _by_procedure(row, cost, t_all, "costs")
+    if groups is None:
         return row
+    a, b = groups
     low, high, how = _cost_difference_ci(a, b, level, seed)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", "Precision loss", RuntimeWarning)
