@@ -159,15 +159,21 @@ def test_second_call_is_served_from_the_cache(dashboard_app, monkeypatch):
         fig, "compare_procedures", lambda *a, **k: calls.append(1) or original(*a, **k)
     )
     state = RecordFilter(countries=("DE",)).to_dict()
+    selection = RecordFilter.from_dict(state)
     with app.server.app_context():
-        start = time.perf_counter()
         first = page().update_effects(state, 0.95)
+        second = page().update_effects(dict(reversed(list(state.items()))), 0.95)
+        page().update_effects(state, 0.99)  # another level is another result
+        assert len(calls) == 2
+        # Time the cached analysis itself (building the figures is not cached and, for a small
+        # selection, costs about as much as the analysis, so whole-callback times mislead).
+        start = time.perf_counter()
+        page().comparison(RecordFilter(countries=("GB",)), 0.95)
         cold = time.perf_counter() - start
         start = time.perf_counter()
-        second = page().update_effects(dict(reversed(list(state.items()))), 0.95)
+        page().comparison(selection, 0.95)
         warm = time.perf_counter() - start
-        page().update_effects(state, 0.99)  # another level is another result
-    assert len(calls) == 2
+    assert len(calls) == 3
     assert grid_rows(first, "comparison-effects") == grid_rows(second, "comparison-effects")
     assert warm < cold / 3
 
