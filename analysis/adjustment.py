@@ -944,7 +944,9 @@ def smd_categorical(
     >>> round(smd_categorical(["a", "b", "b", "a", "a", "b"], [1, 1, 1, 0, 0, 0]), 4)
     0.7071
     """
-    labels = pd.Series(np.asarray(codes, dtype=object))
+    array = np.asarray(codes)
+    # Numbers (e.g. integer level codes with NaN for missing) need no object conversion.
+    labels = pd.Series(array if array.dtype.kind in "fiu" else np.asarray(codes, dtype=object))
     tv = np.asarray(treated, dtype=float)
     wv = np.ones(tv.size) if weights is None else np.asarray(weights, dtype=float)
     ok = labels.notna().to_numpy() & ~np.isnan(tv) & ~np.isnan(wv)

@@ -78,6 +78,7 @@ __all__ = [
     "IncrementalCost",
     "RateTableError",
     "adjusted_cost_ratio",
+    "converted_costs",
     "cost_per_responder",
     "cost_summary",
     "exchange_rates",
@@ -558,10 +559,17 @@ def _convert(records: pd.DataFrame, options: CostOptions) -> _Conversion:
     else:
         if "procedure_date" not in records.columns:
             raise ValueError("records have no 'procedure_date' column: pass CostOptions(year=...)")
-        year_float = pd.to_datetime(records["procedure_date"], errors="coerce").dt.year
-        year_float = year_float.to_numpy(dtype=float, na_value=np.nan)
-        has_year = ~np.isnan(year_float)
-        years = np.where(has_year, year_float, 0).astype(np.int64)
+        dates = records["procedure_date"]
+        if dates.dtype.kind == "M" and getattr(dates.dtype, "tz", None) is None:
+            # datetime64 already: calendar years straight from numpy (no pandas accessor).
+            stamps = dates.to_numpy()
+            has_year = ~np.isnat(stamps)
+            years = np.where(has_year, stamps.astype("datetime64[Y]").astype(np.int64) + 1970, 0)
+        else:
+            year_float = pd.to_datetime(dates, errors="coerce").dt.year
+            year_float = year_float.to_numpy(dtype=float, na_value=np.nan)
+            has_year = ~np.isnan(year_float)
+            years = np.where(has_year, year_float, 0).astype(np.int64)
     ppp = options.method == "ppp"
     if ppp:
         if "country" not in records.columns:
@@ -626,6 +634,21 @@ def _convert(records: pd.DataFrame, options: CostOptions) -> _Conversion:
         notes.append(f"year(s) missing from the {kind} table, nearest available year used: "
                      f"{detail}")
     return _Conversion(values, note_codes, tuple(labels), unconverted, tuple(notes))
+
+
+def converted_costs(records: pd.DataFrame, options: CostOptions | None = None) -> NDArray[np.float64]:
+    """Each record's cost in the reporting currency as an array (NaN when missing or not
+    convertible): the ``cost_reporting`` column of :func:`normalise_costs` without building
+    a new frame, for callers that only need the numbers.
+
+    Examples
+    --------
+    >>> rows = pd.DataFrame({"cost": [1000.0, None], "currency": ["USD", None],
+    ...                      "procedure_date": pd.to_datetime(["2023-05-01"] * 2)})
+    >>> converted_costs(rows).tolist()
+    [1000.0, nan]
+    """
+    return _convert(records, options or CostOptions()).values
 
 
 def normalise_costs(records: pd.DataFrame, options: CostOptions | None = None) -> pd.DataFrame:

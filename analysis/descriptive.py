@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
 PROCEDURES = ("vertebroplasty", "kyphoplasty")
@@ -63,7 +64,10 @@ def median_ci(values, level: float = 0.95) -> tuple[float, float, float]:
     import numpy as np
     from scipy import stats
 
-    data = np.sort(pd.to_numeric(pd.Series(values), errors="coerce").dropna().to_numpy(dtype=float))
+    if isinstance(values, np.ndarray) and values.dtype.kind == "f":
+        data = values[~np.isnan(values)]  # the common case: no pandas round trip
+    else:
+        data = pd.to_numeric(pd.Series(values), errors="coerce").dropna().to_numpy(dtype=float)
     n = len(data)
     if n == 0:
         return (float("nan"),) * 3
@@ -73,7 +77,11 @@ def median_ci(values, level: float = 0.95) -> tuple[float, float, float]:
     if stats.binom.cdf(r, n, 0.5) <= alpha / 2:
         r += 1
     r = max(r, 1)
-    return float(np.median(data)), float(data[r - 1]), float(data[n - r])
+    # Only four order statistics are needed: a partition instead of a full sort.
+    middle = ((n - 1) // 2, n // 2)
+    part = np.partition(data, sorted({r - 1, n - r, *middle}))
+    median = (part[middle[0]] + part[middle[1]]) / 2.0
+    return float(median), float(part[r - 1]), float(part[n - r])
 
 
 def trend_by_period(records: pd.DataFrame, outcomes: tuple[str, ...] = ("cement_leakage",),
@@ -104,26 +112,59 @@ def trend_by_period(records: pd.DataFrame, outcomes: tuple[str, ...] = ("cement_
                "rate", "low", "high"]
     if records.empty:
         return pd.DataFrame(columns=columns)
-    period = records["procedure_date"].dt.to_period(freq)
+    # Counts by integer keys (period ordinal x procedure code) with bincount: one pass per
+    # outcome instead of a pandas groupby over a million rows.
+    ordinals, valid_period = _period_ordinals(records["procedure_date"], freq)
+    procedure = records["procedure"]
+    if isinstance(procedure.dtype, pd.CategoricalDtype):
+        proc_codes = procedure.cat.codes.to_numpy().astype(np.int64)
+        proc_labels = np.asarray(procedure.cat.categories.astype(object))
+    else:
+        proc_codes, proc_labels = pd.factorize(procedure, use_na_sentinel=True)
+        proc_codes = proc_codes.astype(np.int64)
+        proc_labels = np.asarray(proc_labels, dtype=object)
+    rows = valid_period & (proc_codes >= 0)
+    if not rows.any():
+        return pd.DataFrame(columns=columns)
+    first = int(ordinals[rows].min())
+    n_proc = max(len(proc_labels), 1)
+    key = (ordinals[rows] - first) * n_proc + proc_codes[rows]
+    size = int(key.max()) + 1
+    volume = np.bincount(key, minlength=size)
+    present = np.flatnonzero(volume)  # observed (period, procedure) groups only
+    periods = pd.PeriodIndex.from_ordinals(present // n_proc + first, freq=freq)
+    labels = [str(proc_labels[code]) for code in present % n_proc]
     frames = []
-    grouped = records.assign(_period=period).groupby(["_period", "procedure"], observed=True)
-    volume = grouped.size().rename("procedures")
     for outcome in outcomes:
         values = records[outcome].astype("boolean")
-        summary = pd.DataFrame({
-            "n": values.notna().groupby([period, records["procedure"]], observed=True).sum(),
-            "events": values.fillna(False).astype(int).groupby([period, records["procedure"]],
-                                                                observed=True).sum(),
-        })
-        summary.index.names = ["_period", "procedure"]
-        summary = summary.join(volume).reset_index()
-        low, high = proportion_ci(summary["events"].to_numpy(), summary["n"].to_numpy(), level=level)
-        summary["rate"] = summary["events"] / summary["n"].where(summary["n"] > 0)
-        summary["low"], summary["high"] = low, high
-        summary["outcome"] = outcome
-        frames.append(summary)
+        known = values.notna().to_numpy(dtype=bool)[rows]
+        events = values.fillna(False).to_numpy(dtype=bool)[rows]
+        n = np.bincount(key, weights=known, minlength=size)[present].astype(np.int64)
+        k = np.bincount(key, weights=events, minlength=size)[present].astype(np.int64)
+        low, high = proportion_ci(k, n, level=level)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            rate = np.where(n > 0, k / np.where(n > 0, n, 1), np.nan)
+        frames.append(pd.DataFrame({
+            "period": periods.astype(str), "period_start": periods.start_time,
+            "procedure": labels, "procedures": volume[present].astype(np.int64),
+            "outcome": outcome, "n": n, "events": k, "rate": rate, "low": low, "high": high,
+        }))
     table = pd.concat(frames, ignore_index=True)
-    table["period_start"] = table["_period"].dt.start_time
-    table["period"] = table["_period"].astype(str)
-    table["procedure"] = table["procedure"].astype(str)
     return table[columns].sort_values(["outcome", "period_start", "procedure"]).reset_index(drop=True)
+
+
+def _period_ordinals(dates: pd.Series, freq: str) -> tuple[np.ndarray, np.ndarray]:
+    """Period ordinals (pandas' numbering) of each date, and which dates are not missing."""
+    if dates.dtype.kind != "M":  # to_datetime on a datetime column is slow (it inspects values)
+        dates = pd.to_datetime(dates)
+    values = dates.to_numpy(dtype="datetime64[ns]")
+    valid = ~np.isnat(values)
+    months = values.astype("datetime64[M]").astype(np.int64)  # months since 1970-01
+    if freq in ("M", "ME"):
+        return months, valid
+    if freq in ("Q", "QE", "Q-DEC", "QE-DEC"):
+        return months // 3, valid
+    if freq in ("Y", "YE", "A", "Y-DEC", "YE-DEC"):
+        return months // 12, valid
+    periods = pd.Series(values).dt.to_period(freq)  # other frequencies: pandas does it
+    return periods.array.asi8.astype(np.int64), valid

@@ -11,6 +11,9 @@ False
 from __future__ import annotations
 
 import dataclasses
+import functools
+import threading
+import weakref
 from collections.abc import Iterable
 
 import numpy as np
@@ -117,30 +120,135 @@ def _as_list(value) -> list[str]:
     return [str(value)]
 
 
-def filter_mask(records: pd.DataFrame, selection: RecordFilter) -> np.ndarray:
-    """Boolean array: which rows of ``records`` the filter keeps."""
-    keep = np.ones(len(records), dtype=bool)
-    if selection.date_from:
-        keep &= (records["procedure_date"] >= pd.Timestamp(selection.date_from)).to_numpy(dtype=bool)
-    if selection.date_to:
-        keep &= (records["procedure_date"] <= pd.Timestamp(selection.date_to)).to_numpy(dtype=bool)
-    for name, column in MEMBERSHIP_COLUMNS.items():
-        allowed = getattr(selection, name)
-        if allowed:
-            keep &= records[column].astype(object).isin(allowed).to_numpy(dtype=bool)
-    for name, bands, column in (("age_bands", AGE_BANDS, "age"), ("levels", LEVEL_GROUPS, "levels_treated")):
-        chosen = getattr(selection, name)
-        if chosen:
-            values = records[column].astype("float64").to_numpy()
-            inside = np.zeros(len(records), dtype=bool)
-            for key in chosen:
-                low, high = bands[key]
-                inside |= (values >= low) & (values <= high)
-            keep &= inside
-    return keep
+class FilterIndex:
+    """The filter columns of one frame as small arrays, built once, so that a mask is a few
+    look-ups and comparisons instead of string comparisons over every row.
+
+    Built for frames that are not modified afterwards (the dashboard's shared, read-only
+    records); :func:`frame_index` keeps one per such frame. Masks are identical to those of
+    :func:`filter_mask` without an index.
+
+    Examples
+    --------
+    >>> frame = pd.DataFrame({"country": ["US", "DE", None], "age": [70, 80, None]})
+    >>> index = FilterIndex(frame)
+    >>> index.mask(RecordFilter(countries=("US", "DE"), age_bands=("65-74",))).tolist()
+    [True, False, False]
+    """
+
+    def __init__(self, records: pd.DataFrame) -> None:
+        self.n = len(records)
+        self._records = records
+        self._dates: np.ndarray | None = None
+        self._codes: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        self._numbers: dict[str, np.ndarray] = {}
+
+    def _date_ns(self) -> np.ndarray:
+        # int64 nanoseconds; NaT is the smallest int64 and is excluded explicitly below.
+        if self._dates is None:
+            dates = self._records["procedure_date"]
+            if dates.dtype.kind != "M":
+                dates = pd.to_datetime(dates)
+            self._dates = dates.to_numpy(dtype="datetime64[ns]").view(np.int64)
+        return self._dates
+
+    def _membership(self, column: str, allowed: tuple[str, ...]) -> np.ndarray:
+        if column not in self._codes:
+            values = self._records[column]
+            if isinstance(values.dtype, pd.CategoricalDtype):
+                codes = values.cat.codes.to_numpy()
+                uniques = np.asarray(values.cat.categories.astype(object))
+            else:
+                codes, uniques = pd.factorize(values.astype(object), use_na_sentinel=True)
+                uniques = np.asarray(uniques, dtype=object)
+            self._codes[column] = (np.asarray(codes), uniques)
+        codes, uniques = self._codes[column]
+        wanted = set(allowed)
+        # One slot per distinct value plus a last, always-False slot for missing (code -1).
+        lookup = np.zeros(len(uniques) + 1, dtype=bool)
+        lookup[:-1] = [value in wanted for value in uniques]
+        return lookup[codes]
+
+    def _number(self, column: str) -> np.ndarray:
+        if column not in self._numbers:
+            self._numbers[column] = self._records[column].astype("float64").to_numpy()
+        return self._numbers[column]
+
+    def mask(self, selection: RecordFilter) -> np.ndarray:
+        """Boolean array: which rows the filter keeps (the same as :func:`filter_mask`)."""
+        keep = np.ones(self.n, dtype=bool)
+        if selection.date_from or selection.date_to:
+            dates = self._date_ns()
+            keep &= dates != np.iinfo(np.int64).min  # NaT never matches a date bound
+            if selection.date_from:
+                keep &= dates >= pd.Timestamp(selection.date_from).as_unit("ns").value
+            if selection.date_to:
+                keep &= dates <= pd.Timestamp(selection.date_to).as_unit("ns").value
+        for name, column in MEMBERSHIP_COLUMNS.items():
+            allowed = getattr(selection, name)
+            if allowed:
+                keep &= self._membership(column, allowed)
+        for name, bands, column in (("age_bands", AGE_BANDS, "age"),
+                                    ("levels", LEVEL_GROUPS, "levels_treated")):
+            chosen = getattr(selection, name)
+            if chosen:
+                values = self._number(column)
+                inside = np.zeros(self.n, dtype=bool)
+                for key in chosen:
+                    low, high = bands[key]
+                    inside |= (values >= low) & (values <= high)
+                keep &= inside
+        return keep
 
 
-def apply_filter(records: pd.DataFrame, selection: RecordFilter) -> pd.DataFrame:
+_INDEXES: dict[int, tuple[weakref.ref, FilterIndex]] = {}
+_INDEX_LOCK = threading.Lock()
+
+
+def _forget(key: int, _ref: weakref.ref) -> None:
+    indexes = _INDEXES  # may already be gone at interpreter exit
+    if indexes is not None:
+        indexes.pop(key, None)
+
+
+def frame_index(records: pd.DataFrame) -> FilterIndex:
+    """The :class:`FilterIndex` of a frame that is never modified, built on first use and
+    dropped with the frame. Use it only for such frames (a frame changed in place after its
+    index was built would be filtered on its old values)."""
+    key = id(records)
+    with _INDEX_LOCK:
+        entry = _INDEXES.get(key)
+        if entry is not None and entry[0]() is records:
+            return entry[1]
+        index = FilterIndex(records)
+        _INDEXES[key] = (weakref.ref(records, functools.partial(_forget, key)), index)
+        return index
+
+
+def filter_mask(records: pd.DataFrame, selection: RecordFilter,
+                index: FilterIndex | None = None) -> np.ndarray:
+    """Boolean array: which rows of ``records`` the filter keeps.
+
+    Parameters
+    ----------
+    records : pandas.DataFrame
+        Records with data-dictionary columns.
+    selection : RecordFilter
+        The selection.
+    index : FilterIndex, optional
+        A prebuilt index of ``records`` (see :func:`frame_index`): the same mask, faster.
+
+    Examples
+    --------
+    >>> frame = pd.DataFrame({"procedure": ["kyphoplasty", "vertebroplasty"]})
+    >>> filter_mask(frame, RecordFilter(procedures=("kyphoplasty",))).tolist()
+    [True, False]
+    """
+    return (index if index is not None else FilterIndex(records)).mask(selection)
+
+
+def apply_filter(records: pd.DataFrame, selection: RecordFilter,
+                 index: FilterIndex | None = None) -> pd.DataFrame:
     """The records the filter keeps (the same frame when the filter is empty).
 
     Parameters
@@ -149,14 +257,25 @@ def apply_filter(records: pd.DataFrame, selection: RecordFilter) -> pd.DataFrame
         Records with data-dictionary columns.
     selection : RecordFilter
         The selection.
+    index : FilterIndex, optional
+        A prebuilt index of ``records`` (see :func:`frame_index`).
 
     Returns
     -------
     pandas.DataFrame
+
+    Examples
+    --------
+    >>> frame = pd.DataFrame({"sex": ["F", "M", "F"]})
+    >>> len(apply_filter(frame, RecordFilter(sexes=("F",))))
+    2
     """
     if selection.is_empty:
         return records
-    return records[filter_mask(records, selection)]
+    keep = filter_mask(records, selection, index)
+    if keep.all():
+        return records
+    return records[keep]
 
 
 def age_band(ages: pd.Series) -> pd.Series:

@@ -125,6 +125,8 @@ _TOLERANCE = 1e-9
 # Up to this many groups, quantiles are computed group by group with np.quantile (fast when
 # there are few large groups); above it by one lexicographic sort of all values.
 _QUANTILE_LOOP_MAX_GROUPS = 2000
+#: Up to this many groups the quartiles select each group with a boolean mask (no sort).
+_QUANTILE_MASK_MAX_GROUPS = 8
 
 _RESPONDER_KINDS = ("relative", "absolute")
 
@@ -280,7 +282,9 @@ class _Groups:
         return np.bincount(codes, minlength=self.size).astype(np.int64)
 
     def total(self, values: np.ndarray, mask: np.ndarray) -> np.ndarray:
-        return np.bincount(self.codes[mask], weights=values[mask], minlength=self.size)
+        # Zeros outside the mask instead of compacting both arrays: the same sums (adding 0.0
+        # changes nothing and the order of the other terms is kept), one pass fewer.
+        return np.bincount(self.codes, weights=np.where(mask, values, 0.0), minlength=self.size)
 
 
 def _normalise_by(by: By) -> tuple[str, ...]:
@@ -439,6 +443,14 @@ def _quantiles(groups: _Groups, values: np.ndarray) -> dict[str, np.ndarray]:
     v, codes = values[ok], groups.codes[ok]
     n = np.bincount(codes, minlength=size)
     if v.size == 0:
+        return out
+    if size <= _QUANTILE_MASK_MAX_GROUPS:
+        # Few groups (VP and KP): one boolean selection per group beats sorting the codes.
+        for g in np.flatnonzero(n):
+            segment = v if size == 1 else v[codes == g]
+            q1, median, q3 = np.quantile(segment, _QUANTILES)
+            out["q1"][g], out["median"][g], out["q3"][g] = q1, median, q3
+            out["min"][g], out["max"][g] = segment.min(), segment.max()
         return out
     if size <= _QUANTILE_LOOP_MAX_GROUPS:
         order = np.argsort(codes, kind="stable")

@@ -70,7 +70,11 @@ def index_region(index_level: pd.Series) -> pd.Series:
     mapping.update({"T11": "thoracolumbar", "T12": "thoracolumbar", "L1": "thoracolumbar",
                     "L2": "thoracolumbar", "L3": "lumbar", "L4": "lumbar", "L5": "lumbar",
                     "S1": "lumbar"})
-    values = text.map(lambda v: mapping.get(str(v).strip().upper()) if pd.notna(v) else None)
+    # Map each distinct level once (not every row): a million rows have ~20 distinct levels.
+    codes, uniques = pd.factorize(text, use_na_sentinel=True)
+    regions = np.array([mapping.get(str(v).strip().upper()) for v in uniques] + [None],
+                       dtype=object)
+    values = regions[codes]  # code -1 (missing) picks the trailing None
     return pd.Series(pd.Categorical(values, categories=list(_REGION_ORDER)),
                      index=index_level.index, name="index_region")
 
@@ -249,39 +253,52 @@ def table_one(
         present = column.notna().to_numpy()
         miss_vp, miss_kp = int((~present & g0).sum()), int((~present & g1).sum())
         if style == "categorical":
-            labels = column.astype(object).where(column.notna(), None).map(
-                lambda v: None if v is None else str(v))
+            # Levels as small integers (text of each distinct value, computed once), so the
+            # counts are bincounts and the comparisons integer ones, not a pass over a
+            # million Python strings per level.
+            codes, uniques = pd.factorize(column, use_na_sentinel=True)
+            texts = [str(v) for v in np.asarray(uniques, dtype=object)]
             if isinstance(column.dtype, pd.CategoricalDtype):
                 order = [str(c) for c in column.cat.categories]
             else:
-                order = sorted(labels.dropna().unique())
-            values = labels.to_numpy(dtype=object)
-            observed = [lv for lv in order if np.any(values == lv)]
-            counts = np.array([[int(((values == lv) & g0).sum()), int(((values == lv) & g1)
-                                                                         .sum())]
-                               for lv in observed]).reshape(-1, 2)
+                order = sorted(set(texts))
+            position = {lv: i for i, lv in enumerate(order)}
+            level = np.append(np.array([position[x] for x in texts], dtype=np.int64), -1)[codes]
+            present = level >= 0
+            totals = np.bincount(level[present], minlength=len(order))
+            observed_index = [i for i in range(len(order)) if totals[i] > 0]
+            observed = [order[i] for i in observed_index]
+            by_group = [np.bincount(level[present & g], minlength=len(order))
+                        for g in (g0, g1)]
+            counts = np.array([[int(by_group[0][i]), int(by_group[1][i])]
+                               for i in observed_index]).reshape(-1, 2)
+            # smd_categorical orders levels by their text: rank codes in that order.
+            text_rank = {lv: r for r, lv in enumerate(sorted(order))}
+            ranked = np.array([text_rank[lv] for lv in order], dtype=float)
+            rank_values = np.where(present, ranked[np.maximum(level, 0)], np.nan)
             var_row = base(name, "")
             var_row.update(missing_vp=miss_vp, missing_kp=miss_kp)
             if not weighted:
                 var_row["p_value"], var_row["test"] = _categorical_test(counts)
-            var_row["smd"] = smd_categorical(np.where(present, values, None), t)
+            var_row["smd"] = smd_categorical(rank_values, t)
             if weighted:
                 var_row["smd_weighted"] = smd_categorical(
-                    np.where(present & wok, values, None), t, np.nan_to_num(w))
+                    np.where(present & wok, rank_values, np.nan), t, np.nan_to_num(w))
             rows.append(var_row)
             n0, n1 = counts.sum(axis=0) if counts.size else (0, 0)
-            for i, lv in enumerate(observed):
+            for i, lv in zip(observed_index, observed, strict=True):
                 row = base(name, lv)
-                c0, c1 = counts[i]
+                c0, c1 = by_group[0][i], by_group[1][i]
                 row[VP] = f"{c0} ({100 * c0 / n0:.1f})" if n0 else "–"
                 row[KP] = f"{c1} ({100 * c1 / n1:.1f})" if n1 else "–"
-                indicator = np.where(present, (values == lv).astype(float), np.nan)
+                is_level = level == i
+                indicator = np.where(present, is_level.astype(float), np.nan)
                 row["smd"] = standardised_difference(indicator, t, binary=True)
                 if weighted:
                     for key, sel in ((f"{VP}_weighted", g0), (f"{KP}_weighted", g1)):
                         use = sel & present & wok
                         total = float(w[use].sum())
-                        part = float(w[use & (values == lv)].sum())
+                        part = float(w[use & is_level].sum())
                         row[key] = f"{part:.1f} ({100 * part / total:.1f})" if total > 0 \
                             else "–"
                     row["smd_weighted"] = standardised_difference(

@@ -101,6 +101,8 @@ def page_callbacks(app, page: dict) -> list[tuple[str, dict]]:
     ids |= SHELL_OUTPUTS
     chosen = []
     for key, entry in app.callback_map.items():
+        if "callback" not in entry:
+            continue  # a clientside callback: runs in the browser, never on the server
         if not any((i["id"], i["property"]) == FILTER for i in entry["inputs"]):
             continue
         if any(o.component_id in ids for o in _outputs(entry)):

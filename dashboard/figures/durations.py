@@ -79,18 +79,34 @@ def box_statistics(frame: pd.DataFrame, by: tuple[str, ...], variable: str,
     if stats.empty:
         return stats.assign(lowerfence=pd.Series(dtype=float), upperfence=pd.Series(dtype=float))
     iqr = stats["q3"] - stats["q1"]
-    limits = stats[list(by)].assign(lo=stats["q1"] - WHISKER * iqr, hi=stats["q3"] + WHISKER * iqr)
-    # Number the groups once (categorical keys: fast), then take the whisker ends per group.
-    grouped = frame.groupby(list(by), observed=True, sort=True, dropna=False)
-    codes = grouped.ngroup().to_numpy()
-    keys = grouped.size().index.to_frame(index=False).merge(limits, on=list(by), how="left")
+    lows = (stats["q1"] - WHISKER * iqr).to_numpy()
+    highs = (stats["q3"] + WHISKER * iqr).to_numpy()
     values = frame[variable].to_numpy(dtype="float64", na_value=np.nan)
-    lo, hi = keys["lo"].to_numpy()[codes], keys["hi"].to_numpy()[codes]
-    inside_low = pd.Series(np.where(values >= lo, values, np.nan))
-    inside_high = pd.Series(np.where(values <= hi, values, np.nan))
-    keys["lowerfence"] = inside_low.groupby(codes).min().reindex(range(len(keys))).to_numpy()
-    keys["upperfence"] = inside_high.groupby(codes).max().reindex(range(len(keys))).to_numpy()
-    return stats.merge(keys[[*by, "lowerfence", "upperfence"]], on=list(by), how="left")
+    lower, upper = np.full(len(stats), np.nan), np.full(len(stats), np.nan)
+    # One row mask per group of the summary (a handful: procedure x levels or anaesthesia),
+    # then the whisker ends within it: no groupby over every record.
+    for i in range(len(stats)):
+        rows = np.ones(len(frame), dtype=bool)
+        for column in by:
+            rows &= _matches(frame[column], stats[column].iloc[i])
+        group = values[rows]
+        inside = group[group >= lows[i]]
+        lower[i] = inside.min() if inside.size else np.nan
+        inside = group[group <= highs[i]]
+        upper[i] = inside.max() if inside.size else np.nan
+    return stats.assign(lowerfence=lower, upperfence=upper)
+
+
+def _matches(column: pd.Series, key) -> np.ndarray:
+    """Rows of ``column`` equal to ``key`` (a missing key matches the missing rows)."""
+    if pd.isna(key):
+        return column.isna().to_numpy()
+    if isinstance(column.dtype, pd.CategoricalDtype):
+        categories = column.cat.categories
+        if key not in categories:
+            return np.zeros(len(column), dtype=bool)
+        return column.cat.codes.to_numpy() == categories.get_loc(key)
+    return (column == key).fillna(False).to_numpy(dtype=bool)
 
 
 def _visible(stats: pd.DataFrame) -> np.ndarray:

@@ -261,6 +261,10 @@ def _display_index(chart: pd.DataFrame, max_points: int = CUSUM_MAX_POINTS) -> n
     return np.array(sorted(keep))
 
 
+def _day_text(dates: pd.Series) -> np.ndarray:
+    return pd.to_datetime(dates).dt.strftime("%Y-%m-%d").to_numpy(dtype=object)
+
+
 def cusum_figure(result: CusumResult | None) -> go.Figure:
     """Upper and lower risk-adjusted CUSUM with their limits and signals, and the VLAD below.
 
@@ -271,7 +275,9 @@ def cusum_figure(result: CusumResult | None) -> go.Figure:
     chart = result.chart
     index = _display_index(chart)
     part = chart.iloc[index]
-    x = pd.to_datetime(part["procedure_date"])
+    # Dates as "YYYY-MM-DD" text: half the bytes of ISO timestamps in the JSON response (three
+    # traces share the x values; a long series sends thousands of them).
+    x = _day_text(part["procedure_date"])
     case = index + 1
     # No title above the first panel: the legend sits there and names its lines.
     figure = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.12,
@@ -284,7 +290,7 @@ def cusum_figure(result: CusumResult | None) -> go.Figure:
     figure.add_scatter(x=x, y=part["lower"], mode="lines", name="Lower CUSUM",
                        line={"color": OKABE_ITO["bluish_green"], "width": 1.4}, customdata=case,
                        hovertemplate=hover, row=1, col=1)
-    x_span = [x.min(), x.max()]
+    x_span = [x[0], x[-1]] if len(x) else []
     h_up, h_low = result.threshold_upper, result.threshold_lower
     for value, name in ((h_up, f"Limit h⁺ = {h_up:.2f}"),
                         (-h_low, f"Limit −h⁻ (h⁻ = {h_low:.2f})")):
@@ -299,7 +305,7 @@ def cusum_figure(result: CusumResult | None) -> go.Figure:
         hits = part[part[column].to_numpy()]
         if hits.empty:
             continue
-        figure.add_scatter(x=pd.to_datetime(hits["procedure_date"]), y=hits[value], mode="markers",
+        figure.add_scatter(x=_day_text(hits["procedure_date"]), y=hits[value], mode="markers",
                            name=name, marker={"color": colour, "symbol": symbol, "size": 11,
                                               "line": {"width": 1, "color": "black"}},
                            customdata=index[part[column].to_numpy()] + 1, hovertemplate=hover,
@@ -467,10 +473,17 @@ def adjustment_text(outcome: str, unit: str, model: RiskModelResult | None = Non
     c = model.c_statistic
     discrimination = ("weak" if c < 0.6 else "moderate" if c < 0.7 else "good" if c < 0.8
                       else "strong")
+    if model.reference_n is None:
+        fitted = f"on the {format_count(model.n)} selected procedures with the outcome recorded"
+    else:
+        fitted = (f"once on all {format_count(model.reference_n)} procedures with the outcome "
+                  f"recorded (the reference population) and applied to the "
+                  f"{format_count(model.n)} selected ones, its intercept shifted so that their "
+                  "expected events equal their observed events")
     text = (f"Active adjustment: risk-adjusted (indirect standardisation). Each procedure's "
             f"expected risk of {name} comes from a logistic case-mix model (age, sex, "
             f"etiology, levels treated, procedure and prior fractures where recorded) fitted "
-            f"on the {format_count(model.n)} selected procedures with the outcome recorded; "
+            f"{fitted}; "
             f"a unit's expected count E is the sum of its risks and its plotted value is "
             f"O/E × target. The model's c-statistic is {c:.2f} "
             f"({discrimination} discrimination; 0.5 is chance, 1 perfect). Calibration in "

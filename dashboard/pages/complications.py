@@ -15,6 +15,7 @@ from analysis.descriptive import trend_by_period
 from analysis.filters import RecordFilter
 from analysis.outcomes import COMPLICATION_OUTCOMES, complication_rates
 from analysis.proportions import compare_proportions
+from dashboard import data_access
 from dashboard.components import chart_card, data_grid, empty_state, page_header, safe_callback
 from dashboard.compute_cache import cached_output
 from dashboard.data_access import filtered_records
@@ -41,6 +42,15 @@ from dashboard.suppression import label, threshold
 
 dash.register_page(__name__, path="/complications", name="Complications", title="Complications",
                    order=2)
+
+#: The record columns this page reads: only these are copied for a selection, which at a
+#: million records is most of a filter change's time (found by tracing every callback).
+RECORD_COLUMNS = (
+    "procedure_date", "procedure", "cement_leakage", "leakage_symptomatic",
+    "pulmonary_embolism", "embolism_symptomatic", "adjacent_fracture",
+    "adjacent_fracture_days", "followup_days", "died", "death_days", "infection",
+    "new_neurologic_deficit",
+)
 
 LOADING = {"delay_show": 400, "overlay_style": {"visibility": "visible", "opacity": 0.5}}
 MEASURES = [{"label": "Risk ratio (KP/VP)", "value": "rr"},
@@ -225,11 +235,29 @@ HIDDEN = {"display": "none"}
 @safe_callback(4)
 @cached_output
 def update_rates(state):
-    records = filtered_records(RecordFilter.from_dict(state))
+    records = filtered_records(RecordFilter.from_dict(state), RECORD_COLUMNS)
     if records.empty:
         return empty_state(), None, HIDDEN, HIDDEN
-    comparison = comparison_frame(records)
+    comparison = shared_comparison(RecordFilter.from_dict(state))
     return rates_section(comparison), benchmark_section(comparison), None, None
+
+
+_COMPARISON: dict[tuple, tuple[pd.DataFrame, pd.DataFrame]] = {}
+
+
+def shared_comparison(selection: RecordFilter) -> pd.DataFrame:
+    """:func:`comparison_frame` of a selection, computed once for the rates and the forest
+    callbacks of one filter change (the last selection per process; keyed by the records
+    frame, so a new import or another user scope never shares it)."""
+    everything = data_access.all_records()
+    key = (id(everything), selection)
+    hit = _COMPARISON.get(key)
+    if hit is not None and hit[0] is everything:
+        return hit[1]
+    comparison = comparison_frame(filtered_records(selection, RECORD_COLUMNS))
+    _COMPARISON.clear()
+    _COMPARISON[key] = (everything, comparison)  # holding the frame keeps its id unique
+    return comparison
 
 
 @callback(Output("complications-forest", "children"), Input("filter-state", "data"),
@@ -237,10 +265,10 @@ def update_rates(state):
 @safe_callback()
 @cached_output
 def update_forest(state, measure):
-    records = filtered_records(RecordFilter.from_dict(state))
+    records = filtered_records(RecordFilter.from_dict(state), RECORD_COLUMNS)
     if records.empty:
         return None
-    return forest_section(comparison_frame(records), measure or "rr")
+    return forest_section(shared_comparison(RecordFilter.from_dict(state)), measure or "rr")
 
 
 @callback(Output("complications-trend", "children"), Input("filter-state", "data"),
@@ -248,7 +276,7 @@ def update_forest(state, measure):
 @safe_callback()
 @cached_output
 def update_trend(state, freq):
-    records = filtered_records(RecordFilter.from_dict(state))
+    records = filtered_records(RecordFilter.from_dict(state), RECORD_COLUMNS)
     if records.empty:
         return None
     freq = freq or "Y"
@@ -259,7 +287,7 @@ def update_trend(state, freq):
 @safe_callback()
 @cached_output
 def update_fracture(state):
-    records = filtered_records(RecordFilter.from_dict(state))
+    records = filtered_records(RecordFilter.from_dict(state), RECORD_COLUMNS)
     if records.empty:
         return None
     return fracture_section(fracture_curves(records))
@@ -272,7 +300,7 @@ def update_fracture(state):
 
 @register_report("/complications", "Complications")
 def complications_report(selection: RecordFilter) -> list[ReportSection]:
-    records = filtered_records(selection)
+    records = filtered_records(selection, RECORD_COLUMNS)
     if records.empty:
         return [ReportSection("No records", "No records match the filters.")]
     comparison = comparison_frame(records)

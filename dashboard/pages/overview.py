@@ -21,6 +21,16 @@ from dashboard.suppression import format_count, is_small, is_small_or_complement
 
 dash.register_page(__name__, path="/", name="Overview", title="Overview", order=0)
 
+#: The record columns this page reads: only these are copied for a selection, which at a
+#: million records is most of a filter change's time (found by tracing every callback).
+RECORD_COLUMNS = (
+    "procedure_date", "procedure", "cement_volume_ml", "duration_min",
+    "length_of_stay_days", "pain_baseline", "pain_month1", "cement_leakage",
+    "leakage_symptomatic", "pulmonary_embolism", "embolism_symptomatic",
+    "adjacent_fracture", "adjacent_fracture_days", "followup_days", "died", "death_days",
+    "infection", "new_neurologic_deficit", "cost", "currency",
+)
+
 KPI_OUTCOMES = {  # outcome_summary outcome -> card title
     "responder": "Pain relief (≥30% at 1 month)",
     "cement_leakage": "Cement leakage",
@@ -41,16 +51,27 @@ def layout(**_query) -> html.Div:
 def kpi_rows(records: pd.DataFrame) -> pd.DataFrame:
     """One row per (procedure, measure): value text, detail text, suppressed flag."""
     summary = outcome_summary(records, by=("procedure",), responder=ResponderDefinition())
-    sizes = {p: int((records["procedure"] == p).sum()) for p in PROCEDURES}
+    # Per-procedure row masks and the two numeric columns as arrays, once: slicing whole
+    # frames per procedure costs more than every statistic on this page at a million rows.
+    procedure = records["procedure"]
+    if isinstance(procedure.dtype, pd.CategoricalDtype):  # integer codes: no string compares
+        codes, categories = procedure.cat.codes.to_numpy(), list(procedure.cat.categories)
+        masks = {p: (codes == categories.index(p)) if p in categories
+                 else np.zeros(len(records), dtype=bool) for p in PROCEDURES}
+    else:
+        procedure_values = procedure.astype(object).to_numpy()
+        masks = {p: procedure_values == p for p in PROCEDURES}
+    sizes = {p: int(masks[p].sum()) for p in PROCEDURES}
+    durations = records["duration_min"].to_numpy(dtype=float, na_value=np.nan)
+    costs_usd = _costs_usd(records)
     # Secondary suppression: the match count is shown, so when one procedure's count is hidden
     # the other's exact count (and the n of its rates) must go too, or subtraction reveals it.
     protect = bool(is_small(list(sizes.values())).any())
     rows = []
     for procedure in PROCEDURES:
-        part = records[records["procedure"] == procedure]
         hidden_n = protect and not is_small([sizes[procedure]])[0] and sizes[procedure] > 0
         rows.append({"procedure": procedure, "measure": "Procedures",
-                     "value": "≥11" if hidden_n else format_count(len(part)),
+                     "value": "≥11" if hidden_n else format_count(sizes[procedure]),
                      "detail": "exact count hidden (the other group is small)" if hidden_n
                      else "records in the selection"})
         for outcome, title in KPI_OUTCOMES.items():
@@ -69,8 +90,9 @@ def kpi_rows(records: pd.DataFrame) -> pd.DataFrame:
                 detail = f"95% CI {100 * row.low:.1f}–{100 * row.high:.1f}%" + (
                     "" if hidden_n else f", n {int(row.n):,}")
             rows.append({"procedure": procedure, "measure": title, "value": value, "detail": detail})
-        for column, title, unit in (("duration_min", "Median duration", "min"),):
-            values = part[column].dropna()
+        for values, title, unit in ((durations, "Median duration", "min"),):
+            values = values[masks[procedure]]
+            values = values[~np.isnan(values)]
             median, low, high = median_ci(values)
             if is_small([len(values)])[0]:
                 value, detail = label(), "suppressed"
@@ -80,17 +102,26 @@ def kpi_rows(records: pd.DataFrame) -> pd.DataFrame:
                 value = f"{median:.0f} {unit}"
                 detail = f"95% CI {low:.0f}–{high:.0f}" + ("" if hidden_n else f", n {len(values):,}")
             rows.append({"procedure": procedure, "measure": title, "value": value, "detail": detail})
-        rows.append(_median_cost_row(part, procedure, show_n=not hidden_n))
+        rows.append(_median_cost_row(None if costs_usd is None else costs_usd[masks[procedure]],
+                                     procedure, show_n=not hidden_n))
     return pd.DataFrame(rows)
 
 
-def _median_cost_row(part: pd.DataFrame, procedure: str, show_n: bool = True) -> dict:
-    title = "Median cost (USD)"
+def _costs_usd(records: pd.DataFrame) -> np.ndarray | None:
+    """Every record's cost in USD (NaN when missing or not convertible); None without the
+    costs module."""
     try:
-        from analysis.costs import CostOptions, normalise_costs
+        from analysis.costs import CostOptions, converted_costs
     except ImportError:  # the costs module is optional for this card
+        return None
+    return converted_costs(records, CostOptions(reporting_currency="USD"))
+
+
+def _median_cost_row(costs: np.ndarray | None, procedure: str, show_n: bool = True) -> dict:
+    title = "Median cost (USD)"
+    if costs is None:
         return {"procedure": procedure, "measure": title, "value": "–", "detail": "not available"}
-    costs = normalise_costs(part, CostOptions(reporting_currency="USD"))["cost_reporting"].dropna()
+    costs = costs[~np.isnan(costs)]
     median, low, high = median_ci(costs)
     if is_small([len(costs)])[0]:
         return {"procedure": procedure, "measure": title, "value": label(), "detail": "suppressed"}
@@ -121,7 +152,7 @@ def kpi_section(kpis: pd.DataFrame) -> dbc.Row:
 
 @register_report("/", "Overview")
 def overview_report(selection: RecordFilter) -> list[ReportSection]:
-    records = filtered_records(selection)
+    records = filtered_records(selection, RECORD_COLUMNS)
     if records.empty:
         return [ReportSection("No records", "No records match the filters.")]
     kpis = kpi_rows(records)
@@ -137,7 +168,9 @@ def overview_report(selection: RecordFilter) -> list[ReportSection]:
 
 
 def _trend(records: pd.DataFrame) -> pd.DataFrame:
-    with_responder = records.assign(responder=ResponderDefinition().is_responder(records))
+    # Only the columns the trend reads: assign() on the whole frame would copy every column.
+    columns = ["procedure_date", "procedure", "cement_leakage", "pulmonary_embolism"]
+    with_responder = records[columns].assign(responder=ResponderDefinition().is_responder(records))
     return trend_by_period(with_responder, ("responder", "cement_leakage", "pulmonary_embolism"))
 
 
@@ -145,7 +178,7 @@ def _trend(records: pd.DataFrame) -> pd.DataFrame:
 @safe_callback()
 @cached_output
 def update_overview(state):
-    records = filtered_records(RecordFilter.from_dict(state))
+    records = filtered_records(RecordFilter.from_dict(state), RECORD_COLUMNS)
     if records.empty:
         return empty_state()
     kpis = kpi_rows(records)

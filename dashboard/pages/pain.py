@@ -60,6 +60,14 @@ from dashboard.report import ReportSection, register_report
 
 dash.register_page(__name__, path="/pain", name="Pain relief", title="Pain relief", order=1)
 
+#: The record columns this page reads: only these are copied for a selection, which at a
+#: million records is most of a filter change's time (found by tracing every callback).
+RECORD_COLUMNS = (
+    "procedure", "pain_baseline", "pain_day1", "pain_week1", "pain_month1", "pain_month3",
+    "pain_month6", "pain_month12", "odi_baseline", "odi_month1", "odi_month12",
+    "opioid_baseline", "opioid_month1",
+)
+
 # Page controls keep their values when the shell re-renders the page after a filter change.
 PERSIST = {"persistence": True, "persistence_type": "session"}
 COLUMN_LABELS = {
@@ -230,7 +238,7 @@ def show_threshold_choices(kind):
 @safe_callback(2)
 @cached_output
 def update_responders(state, time_point, kind, relative, absolute):
-    records = filtered_records(RecordFilter.from_dict(state))
+    records = filtered_records(RecordFilter.from_dict(state), RECORD_COLUMNS)
     if records.empty:
         return empty_state(), None
     definition = definition_from_controls(time_point, kind, relative, absolute)
@@ -244,7 +252,7 @@ def update_responders(state, time_point, kind, relative, absolute):
 @safe_callback(2)
 @cached_output
 def update_followup(state):
-    records = filtered_records(RecordFilter.from_dict(state))
+    records = filtered_records(RecordFilter.from_dict(state), RECORD_COLUMNS)
     if records.empty:
         return None, None
     return (trajectory_section(pain_trajectory(records, by=("procedure",))),
@@ -265,7 +273,7 @@ def _report_table(table: pd.DataFrame) -> pd.DataFrame:
 @register_report("/pain", "Pain relief")
 def pain_report(selection: RecordFilter) -> list[ReportSection]:
     """The page's report, with the default responder definition (≥30% at month 1)."""
-    records = filtered_records(selection)
+    records = filtered_records(selection, RECORD_COLUMNS)
     if records.empty:
         return [ReportSection("No records", "No records match the filters.")]
     definition = ResponderDefinition()
