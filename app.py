@@ -1,16 +1,25 @@
-"""Run the dashboard: ``python app.py [--host H] [--port P] [--database URL_OR_PATH]``.
+"""Run the dashboard: ``python app.py [--host H] [--port P] [--database URL_OR_PATH]
+[--auth-config PATH]``.
 
 When the store is empty it is first filled with the synthetic demo dataset.
-``app.server`` is the WSGI application for production servers (e.g. gunicorn ``app:server``).
+``app.server`` is the WSGI application for production servers (e.g. gunicorn ``app:server``),
+configured by the environment: ``DATABASE_URL`` and ``VA_AUTH_CONFIG``.
+
+Sign-in (docs/security.md): listening on anything but loopback needs an auth configuration;
+``python app.py --host 0.0.0.0`` without one refuses to start (exit status 2). Without one the
+app answers loopback clients only, as the local admin.
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 
 from dashboard.app_factory import create_app
+from dashboard.auth.config import AuthConfig, AuthConfigError, config_path_from_env, load_config
+from dashboard.auth.web import is_loopback
 from data import store
 from data.importer import import_dataframe
 
@@ -42,22 +51,68 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"SQLAlchemy URL or SQLite file (default {store.DEFAULT_SQLITE_PATH})")
     parser.add_argument("--demo-records", type=int, default=DEFAULT_DEMO_RECORDS,
                         help="demo records added when the store is empty")
+    parser.add_argument("--auth-config", default=config_path_from_env(), metavar="PATH",
+                        help="sign-in configuration (TOML; default VA_AUTH_CONFIG); required "
+                             "to listen on anything but loopback")
     args = parser.parse_args(argv)
+    try:
+        auth_config = load_config(args.auth_config) if args.auth_config else None
+    except AuthConfigError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    if auth_config is None and not is_loopback(args.host):
+        print(f"error: refusing to listen on {args.host} without sign-in: anyone who can reach "
+              "this address would see the data. Create an auth configuration "
+              "(python -m dashboard.auth init DIR) and pass --auth-config DIR/auth.toml "
+              "(or set VA_AUTH_CONFIG), or listen on 127.0.0.1. See docs/security.md.",
+              file=sys.stderr)
+        return 2
     try:
         ensure_data(args.database, args.demo_records)
     except store.StoreError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    app = create_app(args.database)
-    print(f"dashboard on http://{args.host}:{args.port}/", flush=True)
-    app.run(host=args.host, port=args.port, debug=False)
+    app = create_app(args.database, auth_config)
+    print(f"dashboard on http://{args.host}:{args.port}/"
+          + (" (sign-in required)" if auth_config else " (no sign-in: this computer only)"),
+          flush=True)
+    app.run(host=args.host, port=args.port, debug=False)  # never debug, whatever DASH_DEBUG says
     return 0
 
 
+def wsgi_auth_config() -> AuthConfig | None:
+    """The auth configuration of the WSGI app (``VA_AUTH_CONFIG``), or None with a warning."""
+    path = config_path_from_env()
+    if path is None:
+        logging.getLogger("dashboard").warning(
+            "VA_AUTH_CONFIG is not set: sign-in is disabled and only loopback clients "
+            "(127.0.0.1, ::1, not through a proxy) are answered; others get 403")
+        return None
+    return load_config(path)  # an invalid configuration stops the server with its message
+
+
+def wsgi_server():
+    """The Flask server of the WSGI app, after opening the store.
+
+    The store is opened before any request is served, so a worker over an unreachable or
+    foreign database fails to boot with the store's message (gunicorn then stops) instead of
+    answering every request with an error.
+    """
+    database = os.environ.get("DATABASE_URL")
+    auth_config = wsgi_auth_config()
+    try:
+        store.record_count(database)
+    except store.StoreError as error:
+        logging.getLogger("dashboard").error("error: %s", error)
+        raise RuntimeError(str(error)) from None  # the message only: no driver chain
+    return create_app(database, auth_config).server
+
+
 def __getattr__(name: str):
-    # ``app.server`` for WSGI servers, built on first access; the store comes from DATABASE_URL.
+    # ``app.server`` for WSGI servers, built on first access; the store comes from DATABASE_URL,
+    # sign-in from VA_AUTH_CONFIG.
     if name == "server":
-        return create_app(os.environ.get("DATABASE_URL")).server
+        return wsgi_server()
     raise AttributeError(f"module 'app' has no attribute {name!r}")
 
 

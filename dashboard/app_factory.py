@@ -8,6 +8,12 @@ from pathlib import Path
 import dash
 import flask
 
+from dashboard import security
+from dashboard.auth import web as auth_web
+from dashboard.auth.config import AuthConfig
+from dashboard.auth.gate import gate_pages
+from dashboard.availability import guard_layout
+from dashboard.exports import register_export_callbacks
 from dashboard.layout import register_callbacks, shell
 
 PAGES_FOLDER = Path(__file__).parent / "pages"
@@ -16,11 +22,19 @@ BOOTSTRAP_CSS_DIR = resources.files("flask_bootstrap") / "static" / "bootstrap5"
 BOOTSTRAP_ROUTE = "/vendor/bootstrap/"
 
 
-def create_app(database: str | None = None) -> dash.Dash:
+def create_app(database: str | None = None, auth_config: AuthConfig | None = None) -> dash.Dash:
     """A Dash app reading the store named by ``database`` (URL or SQLite path).
 
     The store location travels in the Flask config rather than a module global, so several
-    apps (tests, workers) can each have their own.
+    apps (tests, workers) can each have their own. With ``auth_config``
+    (:func:`dashboard.auth.config.load_config`) every request needs a signed-in user; without
+    it the app answers loopback clients only, as the local admin.
+
+    Examples
+    --------
+    >>> app = create_app("sqlite:///instance/vertebral_augmentation.db")  # doctest: +SKIP
+    >>> app.server.test_client().get("/").status_code  # doctest: +SKIP
+    200
     """
     server = flask.Flask(__name__)
     server.add_url_rule(f"{BOOTSTRAP_ROUTE}<path:name>", "bootstrap_css",
@@ -37,6 +51,16 @@ def create_app(database: str | None = None) -> dash.Dash:
         suppress_callback_exceptions=True,
     )
     app.server.config["VA_DATABASE"] = database
-    app.layout = shell  # a function: filter options and the demo banner follow the data
+    # Never the Dash dev tools or Flask debugger, whatever DASH_DEBUG says: tracebacks would
+    # reach the browser.
+    app.server.config["DEBUG"] = False
+    gate_pages()  # pages declaring required_role show "not permitted" to lower roles
+    auth_web.install(app, auth_config)
+    security.install(app, [auth_config.oidc.issuer_origin]
+                     if auth_config is not None and auth_config.oidc is not None else [])
+    # A function: filter options and the demo banner follow the data; during a database
+    # outage it is the outage page instead (dashboard.availability).
+    app.layout = guard_layout(shell)
     register_callbacks(app)
+    register_export_callbacks(app)  # server-side CSV downloads (dashboard.exports)
     return app

@@ -25,10 +25,19 @@ def data_grid(frame: pd.DataFrame, grid_id: str, file_name: str, height: int | N
               min_widths: dict[str, int] | None = None) -> html.Div:
     """An AG Grid of a (suppressed) display table with a "Download CSV" button.
 
-    The CSV export is done by the grid itself, so it contains exactly what is shown. Long cells
-    wrap onto several lines; ``flex`` gives wide columns more room (default 1 each);
-    ``filterable`` adds column filters (useful for long tables such as facilities);
-    ``min_widths`` sets minimum widths in pixels for wide text columns.
+    The CSV is written on the server (:mod:`dashboard.exports`) from the rows the grid shows:
+    neutralised against formula injection, suppressed again, audited, and only for analysts
+    and admins; the grid never exports by itself. The button is shown only to those roles (the
+    callback's role check is what enforces it). Long cells wrap onto several lines; ``flex``
+    gives wide columns more room (default 1 each); ``filterable`` adds column filters (useful
+    for long tables such as facilities); ``min_widths`` sets minimum widths in pixels for wide
+    text columns. The grid is the returned block's second and last child.
+
+    Examples
+    --------
+    >>> block = data_grid(pd.DataFrame({"n": [12]}), "demo", "demo-table")  # doctest: +SKIP
+    >>> block.children[-1].id  # doctest: +SKIP
+    {'type': 'data-grid', 'name': 'demo'}
     """
     labels = column_labels or {}
     widths = flex or {}
@@ -52,10 +61,24 @@ def data_grid(frame: pd.DataFrame, grid_id: str, file_name: str, height: int | N
         style={"height": f"{height or 420}px"} if not (height is None and rows_shown < 12) else {},
         className="ag-theme-alpine",
     )
-    button = dbc.Button("Download CSV", id={"type": "csv-download", "name": grid_id}, size="sm",
-                        color="secondary", outline=True, className="mb-2",
-                        title=f"Download this table as {file_name}.csv")
-    return html.Div([button, grid], className="mb-3")
+    from werkzeug.exceptions import Forbidden
+
+    from dashboard.auth import current_user
+
+    try:  # the button only for analysts and admins; nobody signed in: no button
+        may_download = current_user().has_role("analyst")
+    except Forbidden:
+        may_download = False
+    if may_download:
+        controls = html.Div([
+            dbc.Button("Download CSV", id={"type": "csv-export", "name": grid_id}, size="sm",
+                       color="secondary", outline=True, className="mb-2",
+                       title=f"Download this table as {file_name}.csv"),
+            dcc.Download(id={"type": "csv-file", "name": grid_id}),
+        ])
+    else:
+        controls = html.Div()
+    return html.Div([controls, grid], className="mb-3")
 
 
 def chart_card(title: str, figure, summary: str, graph_id: str | None = None,
@@ -111,7 +134,9 @@ def safe_callback(n_outputs: int = 1, message: str = "Please adjust the filters 
     """Decorate a callback so an exception becomes a message in the page, never a traceback.
 
     The first output receives an :func:`error_state` alert; the other outputs receive ``None``.
-    The error is logged server-side (without record data).
+    The error is logged server-side (without record data). A lost database connection shows
+    :func:`dashboard.availability.database_unavailable_alert` instead: the same callback works
+    again, unchanged, once the database is back.
     """
     def decorate(function: Callable) -> Callable:
         @functools.wraps(function)
@@ -119,11 +144,22 @@ def safe_callback(n_outputs: int = 1, message: str = "Please adjust the filters 
             try:
                 return function(*args, **kwargs)
             except Exception as error:  # noqa: BLE001 - the page must keep working
-                log.exception("callback %s failed", function.__name__)
                 from analysis.errors import AnalysisError
+                from dashboard.availability import (
+                    database_unavailable_alert,
+                    is_database_unavailable,
+                    log_unavailable,
+                )
 
-                detail = mask_small_counts(str(error)) if isinstance(error, AnalysisError) else message
-                alert = error_state(detail)
+                if is_database_unavailable(error):
+                    # An outage, not a bug: no traceback (nor SQL parameters) in the log.
+                    log_unavailable(error, f"callback {function.__name__}")
+                    alert = database_unavailable_alert()
+                else:
+                    log.exception("callback %s failed", function.__name__)
+                    detail = (mask_small_counts(str(error)) if isinstance(error, AnalysisError)
+                              else message)
+                    alert = error_state(detail)
                 return alert if n_outputs == 1 else (alert, *([None] * (n_outputs - 1)))
         return wrapper
     return decorate

@@ -15,9 +15,12 @@
   are keyed by :func:`data_key` (``cache_by``) as well as the callback inputs.
 * :func:`prepare_forked_job` — call first in a background callback: a job runs in a process
   forked from the web server, which must not reuse the server's database connections.
-* :func:`cached_output` — a callback decorator: outputs are stored per (code version, data
-  key, suppression threshold, inputs), so a filter state seen before — by any worker —
-  is answered from disk instead of recomputed.
+* :func:`cached_output` — a callback decorator: outputs are stored per (user scope, code
+  version, data key, suppression threshold, inputs), so a filter state seen before — by any
+  worker — is answered from disk instead of recomputed.
+
+Every key includes :func:`dashboard.auth.scope_key` (the user's role and facilities): a
+facility-restricted user's results never reach another user, and vice versa.
 
 Cached values are aggregates (analysis tables, figures, components), never raw records.
 """
@@ -130,8 +133,13 @@ def memoised(
     Two processes missing the same key at once both compute it (the last write wins): cheaper
     than a lock held for the length of an analysis.
     """
+    from dashboard.auth import scope_key
+
     cache = cache if cache is not None else get_cache()
-    digest = hashlib.sha256(json.dumps(list(key), sort_keys=True, default=str).encode()).hexdigest()
+    # The user's scope (role, facilities) is always part of the key: a facility-restricted
+    # user's results are computed from their rows only and must never be served to others.
+    scoped = [scope_key(), *key]
+    digest = hashlib.sha256(json.dumps(scoped, sort_keys=True, default=str).encode()).hexdigest()
     name = f"{namespace}:{digest}"
     value = cache.get(name, default=_MISSING, retry=True)
     if value is not _MISSING:
@@ -143,13 +151,15 @@ def memoised(
 
 def background_manager(*cache_by: Callable[[], Any]):
     """A ``DiskcacheManager`` on :func:`get_cache` whose results are cached per data version,
-    suppression threshold (the cached outputs are suppressed displays) and ``cache_by``."""
+    suppression threshold (the cached outputs are suppressed displays), the user's scope
+    (:func:`dashboard.auth.scope_key`: role and facilities) and ``cache_by``."""
     from dash import DiskcacheManager
 
+    from dashboard.auth import scope_key
     from dashboard.suppression import threshold
 
     return DiskcacheManager(
-        get_cache(), cache_by=[data_key, threshold, *cache_by], expire=EXPIRE_SECONDS
+        get_cache(), cache_by=[data_key, threshold, scope_key, *cache_by], expire=EXPIRE_SECONDS
     )
 
 
@@ -209,17 +219,20 @@ def _holds_no_update(value: Any) -> bool:
 def cached_output(function: Callable[..., T]) -> Callable[..., T]:
     """Decorate a callback (under ``safe_callback``) to serve repeated inputs from the cache.
 
-    The key is the code version, the data key (a new import changes it), the suppression
-    threshold (outputs are suppressed displays) and the callback's inputs. Exceptions and
+    The key is the user's scope (role and facilities), the code version, the data key (a new
+    import changes it), the suppression threshold (outputs are suppressed displays) and the
+    callback's inputs. Exceptions and
     ``no_update`` results are never stored.
     """
     namespace = f"output:{function.__module__}.{function.__qualname__}"
 
     @functools.wraps(function)
     def wrapper(*args):
+        from dashboard.auth import scope_key
         from dashboard.suppression import threshold
 
-        key = [_source_version(), recent_data_key(), threshold(), list(args)]
+        # scope_key first: it refuses (403) when nobody is signed in, before any cache read.
+        key = [scope_key(), _source_version(), recent_data_key(), threshold(), list(args)]
         digest = hashlib.sha256(
             json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()
         cache = get_cache()

@@ -3,18 +3,33 @@
 The loaded frame is cached per process and keyed by (store, data version), so a new import
 invalidates it; the cache holds at most two versions (the current one and the one being
 replaced), which bounds memory.
+
+**Facility restriction.** :func:`all_records` returns only the facilities of the signed-in
+user (:func:`dashboard.auth.current_user`), so every page, filter option, total, report and
+background job that reads records through this module sees nothing else. Restricted frames
+are cached per (store, data version, facilities), at most :data:`RESTRICTED_CACHE_SIZE`.
 """
 
 from __future__ import annotations
 
+import collections
+import dataclasses
 import functools
+import threading
+from collections.abc import Sequence
 
+import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
-from analysis.filters import RecordFilter, apply_filter
+from analysis.filters import RecordFilter, filter_mask, frame_index
+from dashboard.auth import current_user
 from dashboard.context import database
 from data import load_records, store
+from data.load import restrict_to_facilities
+
+#: Restricted frames kept per process (distinct facility sets in use at once).
+RESTRICTED_CACHE_SIZE = 8
 
 
 @functools.lru_cache(maxsize=2)
@@ -22,23 +37,112 @@ def _records(url: str, version: str) -> pd.DataFrame:  # version is part of the 
     return load_records(url)
 
 
+@functools.lru_cache(maxsize=RESTRICTED_CACHE_SIZE)
+def _restricted(url: str, version: str, facilities: tuple[str, ...]) -> pd.DataFrame:
+    return restrict_to_facilities(_records(url, version), facilities)
+
+
 def data_version(url: str | None = None) -> str:
     return store.data_version(url if url is not None else database())
 
 
 def all_records() -> pd.DataFrame:
-    """Every stored record (shared, read-only: never modify the returned frame)."""
+    """Every stored record the current user may see (shared, read-only: never modify it).
+
+    A user restricted to facilities gets only their rows; nobody signed in gets
+    ``werkzeug.exceptions.Forbidden`` (from :func:`dashboard.auth.current_user`).
+    """
+    facilities = current_user().facilities  # first: deny before touching the store
     url = store.database_url(database())
-    return _records(url, store.data_version(url))
+    version = store.data_version(url)
+    if facilities is None:
+        return _records(url, version)
+    return _restricted(url, version, tuple(facilities))
 
 
-def filtered_records(selection: RecordFilter) -> pd.DataFrame:
-    """The records a filter selects."""
-    return apply_filter(all_records(), selection)
+@dataclasses.dataclass(eq=False)
+class _Selected:
+    """One selection of one records frame: its row positions and the columns taken so far."""
+
+    records: pd.DataFrame  # held so that its id() cannot be reused by another frame
+    positions: np.ndarray | None  # None: every row
+    index: pd.Index
+    columns: dict[str, object] = dataclasses.field(default_factory=dict)
+
+
+_SELECTED: collections.OrderedDict[tuple, _Selected] = collections.OrderedDict()
+_SELECTED_LOCK = threading.Lock()
+#: Selections kept per process. All callbacks of one filter change ask for the same
+#: selection, so one entry shares it among them; an entry can hold as much as the records.
+FILTERED_CACHE_SIZE = 1
+
+
+def filtered_records(selection: RecordFilter, columns: Sequence[str] | None = None) -> pd.DataFrame:
+    """The records a filter selects (shared data, read-only: never modify the returned frame).
+
+    Parameters
+    ----------
+    selection : RecordFilter
+        The filter.
+    columns : sequence of str, optional
+        Only these columns (in the records' column order); default all. At a million records
+        copying the selected rows of every column costs more than a page's statistics, so
+        pages ask for the columns they read.
+
+    Notes
+    -----
+    The last selection is kept per process, keyed by the records frame (store, data version
+    and the user's facility scope each give a different frame) and the filter: the mask is
+    computed once (with a :class:`analysis.filters.FilterIndex` built once per records frame)
+    and each column's selected rows are copied once, however many callbacks of one filter
+    change ask for them.
+
+    Examples
+    --------
+    >>> frame = filtered_records(RecordFilter(countries=("US",)), ["procedure", "cost"])  # doctest: +SKIP
+    """
+    records = all_records()
+    key = (id(records), selection)
+    with _SELECTED_LOCK:
+        entry = _SELECTED.get(key)
+        if entry is not None and entry.records is records:
+            _SELECTED.move_to_end(key)
+        else:
+            entry = None
+    if entry is None:
+        keep = None if selection.is_empty else filter_mask(records, selection, frame_index(records))
+        if keep is not None and keep.all():
+            keep = None
+        positions = None if keep is None else np.flatnonzero(keep)
+        entry = _Selected(records, positions,
+                          records.index if positions is None else records.index[positions])
+        with _SELECTED_LOCK:
+            _SELECTED[key] = entry
+            while len(_SELECTED) > FILTERED_CACHE_SIZE:
+                _SELECTED.popitem(last=False)
+    if columns is None and entry.positions is None:
+        return records
+    asked = None if columns is None else set(columns)
+    wanted = [c for c in records.columns if asked is None or c in asked]
+    arrays = {}
+    for column in wanted:
+        array = entry.columns.get(column)
+        if array is None:
+            source = records[column].array
+            array = source if entry.positions is None else source.take(entry.positions)
+            entry.columns[column] = array  # a dict item write: atomic under the GIL
+        arrays[column] = array
+    return pd.DataFrame(arrays, index=entry.index, columns=wanted, copy=False)
+
+
+def store_wide_visible() -> bool:
+    """True when the current user may see store-wide figures (the import history: rows per
+    batch count every facility); False for a user restricted to some facilities."""
+    return current_user().facilities is None
 
 
 def batches() -> pd.DataFrame:
-    """Import batches, newest first."""
+    """Import batches, newest first (store-wide: show them only if :func:`store_wide_visible`)."""
     engine = store.get_engine(database())
     with engine.connect() as connection:
         return pd.read_sql_query(

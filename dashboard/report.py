@@ -1,7 +1,7 @@
 """Self-contained HTML reports of a page: figures, tables, the filter summary, data version
 and date, in one file that opens offline (plotly.js is embedded once).
 
-Each page registers a builder with :func:`register_report`; the shell's "Download report"
+Each page registers a builder with :func:`register_report`; the shell's "Report"
 button calls the builder of the page being viewed with the current filters.
 """
 
@@ -17,6 +17,7 @@ import plotly.graph_objects as go
 from plotly.offline import get_plotlyjs
 
 from analysis.filters import RecordFilter
+from dashboard.exports import safe_frame
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,7 +56,16 @@ th,td{border:1px solid #ccc;padding:.25rem .5rem;text-align:left}th{background:#
 
 def render_report(title: str, sections: list[ReportSection], selection: RecordFilter,
                   data_version: str, synthetic: bool, suppression_note: str) -> str:
-    """The report as one HTML document (text from data is escaped, never rendered as HTML)."""
+    """The report as one HTML document (text from data is escaped, never rendered as HTML;
+    table cells that a spreadsheet would run as a formula get a leading apostrophe).
+
+    Examples
+    --------
+    >>> document = render_report("Data", [ReportSection("T", table=pd.DataFrame(
+    ...     {"region": ["<script>x</script>"]}))], RecordFilter(), "b1", False, "")
+    >>> "<script>x" in document, "&lt;script&gt;x" in document
+    (False, True)
+    """
     created = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     parts = [
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
@@ -78,6 +88,8 @@ def render_report(title: str, sections: list[ReportSection], selection: RecordFi
                                                 config={"displaylogo": False}))
         if section.table is not None:
             shown = section.table.astype(object).where(section.table.notna(), "–")
-            parts.append(shown.to_html(index=False, escape=True, border=0))
+            # Escaped for the browser, and neutralised for spreadsheets: Excel opens an HTML
+            # table as a sheet and would evaluate a cell such as "=HYPERLINK(...)".
+            parts.append(safe_frame(shown).to_html(index=False, escape=True, border=0))
     parts.append("</body></html>")
     return "".join(parts)

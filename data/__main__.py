@@ -29,7 +29,13 @@ import sqlalchemy as sa
 
 from data import store
 from data.dictionary import dictionary_markdown
-from data.importer import ImportRefused, ImportResult, import_dataframe, import_file
+from data.importer import (
+    ImportRefused,
+    ImportResult,
+    default_actor,
+    import_dataframe,
+    import_file,
+)
 
 
 def _summary(result: ImportResult) -> str:
@@ -64,15 +70,26 @@ def _summary(result: ImportResult) -> str:
 def cmd_import(args: argparse.Namespace) -> int:
     status = 0
     results = []
+    actor = default_actor("cli")
     for path in args.paths:
         try:
-            result = import_file(path, args.database, replace=args.replace)
-        except ImportRefused as refused:
+            result = import_file(path, args.database, replace=args.replace, actor=actor)
+        except (ImportRefused, store.StoreError) as refused:
             status = 2
             if args.json:
                 results.append({"file": path, "refused": True, "error": str(refused)})
             else:
                 print(f"error: {refused}", file=sys.stderr)
+            continue
+        except Exception as error:  # noqa: BLE001 - a last resort: a message, never a traceback
+            # The batch's transaction was rolled back, so nothing of this file was stored.
+            status = 2
+            message = (f"{path}: the import failed unexpectedly ({type(error).__name__}: "
+                       f"{str(error)[:300]}). Nothing of this file was stored; please report it.")
+            if args.json:
+                results.append({"file": path, "refused": True, "error": message})
+            else:
+                print(f"error: {message}", file=sys.stderr)
             continue
         if result.rejected or result.conflicts:
             status = max(status, 1)
@@ -139,7 +156,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         print(f"{len(frame)} synthetic records (seed {args.seed}) written to {output}")
         return 0
     result = import_dataframe(frame, f"demo-{args.records}-seed{args.seed}", args.database,
-                              synthetic=True)
+                              synthetic=True, actor=default_actor("cli"))
     print(_summary(result))
     return 0 if result.rejected == 0 else 1
 

@@ -20,6 +20,7 @@ import codecs
 import csv
 import dataclasses
 import datetime as dt
+import getpass
 import hashlib
 import json
 import os
@@ -34,12 +35,17 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import sqlalchemy as sa
 
-from data import phi, store
+from data import audit, phi, store
 from data.dictionary import FIELDS, FIELDS_BY_NAME, REQUIRED_FIELDS, alias_map, normalise_heading
 from data.normalise import TEXT_DTYPE, TYPE_RULES, ReadOptions, normalise_column
 from data.validation import find_violations
 
 CHUNK_ROWS = 50_000
+# Longest text per field, from the store's column types (id 64, text 120 characters).
+MAX_TEXT_CHARS: dict[str, int] = {
+    column.name: column.type.length for column in store.records.columns
+    if column.name in FIELDS_BY_NAME and isinstance(column.type, sa.String) and column.type.length
+}
 SUPPORTED_SUFFIXES = (".csv", ".txt", ".tsv", ".xlsx", ".parquet")
 REDACTED = "[redacted]"
 
@@ -51,6 +57,7 @@ class ImportRefused(Exception):
 
     def __init__(self, path: str, message: str) -> None:
         self.path = path
+        self.reason = message  # without the path, so a caller can name the file differently
         super().__init__(f"{path}: {message}")
 
 
@@ -137,7 +144,18 @@ def file_sha256(path: Path) -> str:
 
 
 def detect_encoding(path: Path) -> str:
-    """``utf-8-sig`` when the whole file decodes as UTF-8 (BOM or not), else ``latin-1``."""
+    """``utf-16``/``utf-32`` when the file starts with their byte-order mark, ``utf-8-sig`` when
+    the whole file decodes as UTF-8 (BOM or not), else ``latin-1``.
+
+    A UTF-16 export without a byte-order mark is read as Latin-1; its NUL bytes then make the
+    heading row unreadable and the file is refused with that reason.
+    """
+    with path.open("rb") as handle:
+        start = handle.read(4)
+    if start.startswith((codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE)):
+        return "utf-32"
+    if start.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return "utf-16"
     incremental = codecs.getincrementaldecoder("utf-8")()
     try:
         with path.open("rb") as handle:
@@ -162,19 +180,38 @@ def read_chunks(path: Path, chunk_rows: int = CHUNK_ROWS) -> tuple[list[str], It
     options = ReadOptions()
     if suffix in (".csv", ".txt", ".tsv"):
         encoding = detect_encoding(path)
-        with path.open(encoding=encoding, newline="") as handle:
-            sample = handle.read(64 * 1024)
+        try:
+            with path.open(encoding=encoding, newline="") as handle:
+                sample = handle.read(64 * 1024)
+        except UnicodeError as error:
+            raise ImportRefused(str(path), f"is not readable text in {encoding}: {error.reason} "
+                                "(save it as UTF-8 CSV and try again)") from error
         if not sample.strip():
             raise ImportRefused(str(path), "the file is empty")
+        if "\x00" in sample:
+            # NUL characters never occur in a text export: this is a binary file or a UTF-16
+            # file without a byte-order mark.
+            raise ImportRefused(str(path), "is not a text (CSV) file: it contains NUL bytes. "
+                                "Save it as UTF-8 CSV, or give an .xlsx/.parquet file its own "
+                                "extension.")
         delimiter = "\t" if suffix == ".tsv" else sniff_delimiter(sample)
         options.decimal_comma = delimiter == ";"
+        csv.field_size_limit(FIELD_SIZE_LIMIT)
         handle = path.open(encoding=encoding, newline="")
         reader = csv.reader(handle, delimiter=delimiter, skipinitialspace=True)
         try:
             headings = [h.strip() for h in next(reader)]
-        except (StopIteration, csv.Error) as error:
+        except StopIteration as error:
+            handle.close()
+            raise ImportRefused(str(path), "the file has no heading row") from error
+        except (csv.Error, UnicodeError) as error:
             handle.close()
             raise ImportRefused(str(path), f"cannot read the heading row: {error}") from error
+        if any(len(h) > MAX_HEADING_CHARS for h in headings):
+            handle.close()
+            raise ImportRefused(str(path), f"the heading row has a heading longer than "
+                                f"{MAX_HEADING_CHARS} characters: is the first line really the "
+                                "heading row?")
         return headings, _csv_chunks(str(path), handle, reader, headings, chunk_rows), options
     if suffix == ".xlsx":
         try:
@@ -193,25 +230,54 @@ def read_chunks(path: Path, chunk_rows: int = CHUNK_ROWS) -> tuple[list[str], It
         headings = list(parquet.schema_arrow.names)
 
         def parquet_chunks() -> Iterator[pd.DataFrame]:
-            for batch in parquet.iter_batches(batch_size=chunk_rows):
-                frame = batch.to_pandas()
-                for column in frame:
-                    if pd.api.types.is_datetime64_any_dtype(frame[column]):
-                        frame[column] = frame[column].dt.strftime("%Y-%m-%d")
-                yield frame.astype("string").fillna("")
+            try:
+                for batch in parquet.iter_batches(batch_size=chunk_rows):
+                    yield _parquet_text(batch)
+            except (OSError, pa.ArrowException) as error:  # a damaged row group midway
+                raise ImportRefused(str(path), f"cannot be read as Parquet: {error}") from error
 
         return headings, parquet_chunks(), options
     raise ImportRefused(str(path), f"unsupported file type {suffix!r}; use one of {', '.join(SUPPORTED_SUFFIXES)}")
 
 
+def _parquet_text(batch: pa.RecordBatch) -> pd.DataFrame:
+    """One Parquet record batch as text cells (blank for null), column by column and by
+    position, so that binary, nested and repeated-name columns cannot break the import."""
+    columns = []
+    for column in batch.columns:
+        kind = column.type
+        if pa.types.is_timestamp(kind) or pa.types.is_date(kind):
+            # Arrow formats any date (year 1 too; a zoned timestamp in its own zone), where
+            # pandas' nanosecond datetimes would overflow.
+            text = pc.strftime(column, format="%Y-%m-%d").to_pandas()
+            columns.append(pd.Series(text, dtype="string"))
+            continue
+        if pa.types.is_binary(kind) or pa.types.is_large_binary(kind) \
+                or pa.types.is_fixed_size_binary(kind):
+            values = [None if v is None else v.decode("utf-8", "replace")
+                      for v in column.to_pylist()]
+        elif pa.types.is_nested(kind):
+            values = [None if v is None else json.dumps(v, default=str) for v in column.to_pylist()]
+        else:
+            columns.append(pd.Series(column.to_pandas(), dtype=object).astype("string"))
+            continue
+        columns.append(pd.Series(values, dtype="string"))
+    frame = pd.concat(columns, axis=1, ignore_index=True) if columns else pd.DataFrame()
+    frame.columns = list(batch.schema.names)
+    return frame.fillna("")
+
+
 FIELD_COUNT = "__field_count__"  # hidden column: how many cells the CSV row really had
+# Python's csv module refuses cells over 131,072 characters; real exports can carry long free
+# text, so the limit is raised; a longer cell is a damaged file, refused with its line number.
+FIELD_SIZE_LIMIT = 16 * 1024 * 1024
+MAX_HEADING_CHARS = 1000
 
 
 def _csv_chunks(path: str, handle, reader, headings: list[str], chunk_rows: int) -> Iterator[pd.DataFrame]:
     """Rows as text chunks; a ragged row is padded or cut to the headings and tagged with its
     true cell count so that it is rejected (never silently realigned)."""
     width = len(headings)
-    csv.field_size_limit(16 * 1024 * 1024)  # a longer cell is a damaged file, refused with its line
     with handle:
         rows: list[list[str]] = []
         counts: list[int] = []
@@ -226,6 +292,9 @@ def _csv_chunks(path: str, handle, reader, headings: list[str], chunk_rows: int)
                     rows, counts = [], []
         except csv.Error as error:
             raise ImportRefused(path, f"line {reader.line_num} cannot be read: {error}") from error
+        except UnicodeError as error:
+            raise ImportRefused(path, f"after line {reader.line_num} the text cannot be decoded "
+                                f"({error.reason}); save the file as UTF-8 CSV") from error
         if rows:
             yield _text_frame(rows, counts, headings)
 
@@ -313,6 +382,20 @@ def process_chunk(raw_chunk: pd.DataFrame, mapping: ColumnMapping, options: Read
                                   f"{name} must be {_expected_text(name)}"))
             unreadable.add((int(row), name))
 
+    # A value longer than its store column is rejected here: PostgreSQL would refuse the whole
+    # batch ("value too long") and SQLite would store it silently. The value itself is not
+    # repeated in the reason (it may be megabytes long).
+    for name in raw.columns:
+        limit = MAX_TEXT_CHARS.get(name)
+        if limit is None:
+            continue
+        lengths = typed[name].astype(TEXT_DTYPE).str.len()
+        for row in typed.index[(lengths > limit).fillna(False).to_numpy(dtype=bool)]:
+            reasons.append(Reason(int(row), name, "max_length", f"{int(lengths[row])} characters",
+                                  f"{name} must be at most {limit} characters"))
+            typed.at[row, name] = pd.NA
+            unreadable.add((int(row), name))
+
     # The procedure may be given only as a CPT code.
     if "cpt_code" in typed:
         is_vp = (typed["cpt_code"] <= 22512).fillna(False).to_numpy(dtype=bool)
@@ -394,8 +477,37 @@ def to_store_rows(typed: pd.DataFrame) -> tuple[list[str], pd.DataFrame]:
 # The batch
 
 
+def default_actor(prefix: str = "python") -> str:
+    """``<prefix>:<OS user>``: who runs an import outside the dashboard (e.g. ``cli:alice``)."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):  # no user name in the environment or the password database
+        user = f"uid{os.getuid()}" if hasattr(os, "getuid") else "unknown"
+    return f"{prefix}:{user}"
+
+
+def _audit_detail(file_name: str, sha256: str | None, status: str, **counts) -> dict:
+    return {"file": file_name, "sha256_prefix": (sha256 or "")[:12], "status": status, **counts}
+
+
+def _write_import_event(connection, actor: str, detail: dict) -> None:
+    """The ``import`` audit event, in the caller's transaction. A file name that itself looks
+    like an identifier (an e-mail address, say) is recorded as redacted rather than failing."""
+    try:
+        audit.write_event(connection, actor, "import", detail)
+    except audit.AuditError:
+        audit.write_event(connection, actor, "import", {**detail, "file": REDACTED})
+
+
+def _log_refusal(database: str | None, actor: str, file_name: str) -> None:
+    """Audit a refused file (nothing was stored; the reason is not logged: it names columns)."""
+    with store.get_engine(database).begin() as connection:
+        _write_import_event(connection, actor, _audit_detail(file_name, None, "refused"))
+
+
 def import_file(path: str | os.PathLike[str], database: str | None = None, *, replace: bool = False,
-                synthetic: bool = False, progress: bool | None = None) -> ImportResult:
+                synthetic: bool = False, progress: bool | None = None, actor: str | None = None,
+                file_name: str | None = None) -> ImportResult:
     """Import one export file (CSV, Excel .xlsx or Parquet) into the store as one batch.
 
     Parameters
@@ -411,6 +523,11 @@ def import_file(path: str | os.PathLike[str], database: str | None = None, *, re
         Mark the batch as synthetic (demo) data.
     progress : bool, optional
         Show a progress bar (default: when standard error is a terminal).
+    actor : str, optional
+        Who imports, for the audit log (``cli:<OS user>``, a signed-in user's name); default
+        ``python:<OS user>``.
+    file_name : str, optional
+        The name to record and show instead of ``path``'s (an upload saved to a temporary file).
 
     Returns
     -------
@@ -430,17 +547,35 @@ def import_file(path: str | os.PathLike[str], database: str | None = None, *, re
     True
     """
     path = Path(path)
-    if not path.is_file():
-        raise ImportRefused(str(path), "no such file")
-    headings, chunks, options = read_chunks(path)
-    mapping = map_headings(str(path), headings)
-    return _import(path.name, file_sha256(path), mapping, chunks, options, database,
-                   replace=replace, synthetic=synthetic, progress=progress, size_hint=path.stat().st_size)
+    actor = actor or default_actor()
+    name = file_name or path.name
+    try:
+        if not path.is_file():
+            raise ImportRefused(str(path), "no such file")
+        headings, chunks, options = read_chunks(path)
+        mapping = map_headings(str(path), headings)
+        return _import(name, file_sha256(path), mapping, chunks, options, database,
+                       replace=replace, synthetic=synthetic, progress=progress,
+                       size_hint=path.stat().st_size, actor=actor)
+    except ImportRefused as refused:
+        _log_refusal(database, actor, name)
+        if file_name is not None and refused.path != file_name:
+            raise ImportRefused(file_name, refused.reason) from refused
+        raise
 
 
 def import_dataframe(frame: pd.DataFrame, name: str, database: str | None = None, *,
-                     replace: bool = False, synthetic: bool = False) -> ImportResult:
-    """Import a DataFrame through the same pipeline as a file (used for the demo data)."""
+                     replace: bool = False, synthetic: bool = False,
+                     actor: str | None = None) -> ImportResult:
+    """Import a DataFrame through the same pipeline as a file (used for the demo data).
+
+    Examples
+    --------
+    >>> from data import demo_records, import_dataframe
+    >>> import_dataframe(demo_records(100, seed=1), "demo", "sqlite:///demo.db",
+    ...                  synthetic=True).accepted  # doctest: +SKIP
+    100
+    """
     text = frame.copy()
     for column in text:
         if pd.api.types.is_datetime64_any_dtype(text[column]):
@@ -451,12 +586,13 @@ def import_dataframe(frame: pd.DataFrame, name: str, database: str | None = None
     digest = hashlib.sha256(pd.util.hash_pandas_object(text, index=False).to_numpy().tobytes()).hexdigest()
     chunks = (text.iloc[i:i + CHUNK_ROWS] for i in range(0, len(text), CHUNK_ROWS))
     return _import(name, digest, mapping, chunks, ReadOptions(), database, replace=replace,
-                   synthetic=synthetic, progress=False, size_hint=None)
+                   synthetic=synthetic, progress=False, size_hint=None,
+                   actor=actor or default_actor())
 
 
 def _import(file_name: str, sha256: str, mapping: ColumnMapping, chunks: Iterator[pd.DataFrame],
             options: ReadOptions, database: str | None, *, replace: bool, synthetic: bool,
-            progress: bool | None, size_hint: int | None) -> ImportResult:
+            progress: bool | None, size_hint: int | None, actor: str) -> ImportResult:
     engine = store.get_engine(database)
     started = dt.datetime.now(dt.UTC).replace(tzinfo=None)
     counts = Counter()
@@ -495,15 +631,25 @@ def _import(file_name: str, sha256: str, mapping: ColumnMapping, chunks: Iterato
                 store.import_batches.c.status == "complete",
             ).order_by(store.import_batches.c.batch_id).limit(1)).scalar()
         result_batch: int | None = batch_id
+        totals = {key: counts[key] for key in ("rows_read", "accepted", "rejected", "duplicates",
+                                               "conflicts", "replaced", "top_coded_ages")}
         if identical is not None and counts["accepted"] == 0:
             connection.rollback()  # a re-import of the same file: leave the store exactly as it was
             result_batch = None
+            # The audit row of an unchanged re-import goes in a transaction of its own (below).
         else:
             connection.execute(store.import_batches.update().where(
                 store.import_batches.c.batch_id == batch_id).values(
                     status="complete", finished_at=dt.datetime.now(dt.UTC).replace(tzinfo=None),
-                    **{key: counts[key] for key in ("rows_read", "accepted", "rejected", "duplicates",
-                                                     "conflicts", "replaced", "top_coded_ages")}))
+                    **totals))
+            # Same transaction as the batch: a killed import leaves neither batch nor audit row.
+            _write_import_event(connection, actor, _audit_detail(
+                file_name, sha256, "complete", batch_id=batch_id, synthetic=synthetic, **totals))
+    if result_batch is None:
+        with engine.begin() as connection:
+            _write_import_event(connection, actor, _audit_detail(
+                file_name, sha256, "unchanged", batch_id=None, identical_to_batch=identical,
+                synthetic=synthetic, **totals))
     return ImportResult(
         batch_id=result_batch, file_name=file_name, rows_read=counts["rows_read"],
         accepted=counts["accepted"], rejected=counts["rejected"], duplicates=counts["duplicates"],

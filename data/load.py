@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -137,7 +138,8 @@ def _read_dbapi(url: str) -> pd.DataFrame:
     return apply_dtypes(frame)
 
 
-def load_records(database: str | None = None, *, fast: bool = True) -> pd.DataFrame:
+def load_records(database: str | None = None, *, fast: bool = True,
+                 facilities: Sequence[str] | None = None) -> pd.DataFrame:
     """All stored procedure records, one row per procedure, with dictionary columns and dtypes.
 
     Parameters
@@ -146,6 +148,10 @@ def load_records(database: str | None = None, *, fast: bool = True) -> pd.DataFr
         SQLAlchemy URL or SQLite path; default ``DATABASE_URL`` or the embedded SQLite store.
     fast : bool
         Use the Arrow (ADBC) reader when it is available; ``False`` forces the DB-API reader.
+    facilities : sequence of str, optional
+        Only the records of these facility ids (``facility_id``); ``None`` reads every
+        facility, an empty sequence none. The dashboard passes a restricted user's facilities
+        here, so their other rows never reach a page.
 
     Returns
     -------
@@ -159,7 +165,28 @@ def load_records(database: str | None = None, *, fast: bool = True) -> pd.DataFr
     >>> from data import load_records
     >>> records = load_records()  # doctest: +SKIP
     >>> records.groupby("procedure", observed=True).size()  # doctest: +SKIP
+    >>> north = load_records(facilities=["F01", "F02"])  # doctest: +SKIP
     """
+    frame = _load_all(database, fast=fast)
+    return frame if facilities is None else restrict_to_facilities(frame, facilities)
+
+
+def restrict_to_facilities(frame: pd.DataFrame, facilities: Sequence[str]) -> pd.DataFrame:
+    """The rows of ``frame`` whose ``facility_id`` is one of ``facilities`` (a new frame with
+    a fresh ``RangeIndex``; the order of the rows is kept).
+
+    >>> frame = pd.DataFrame({"facility_id": ["A", "B", "A"], "x": [1, 2, 3]})
+    >>> restrict_to_facilities(frame, ["A"]).x.tolist()
+    [1, 3]
+    """
+    if isinstance(facilities, str):  # a lone id would otherwise be read as its characters
+        raise TypeError("facilities must be a sequence of facility ids, not a string")
+    wanted = {str(f) for f in facilities}
+    mask = frame["facility_id"].isin(wanted).fillna(False).to_numpy(dtype=bool)
+    return frame.loc[mask].reset_index(drop=True)
+
+
+def _load_all(database: str | None, *, fast: bool) -> pd.DataFrame:
     url = store.database_url(database)
     engine = store.get_engine(url)  # creates or upgrades the schema, refuses a foreign database
     if not fast:

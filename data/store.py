@@ -13,6 +13,9 @@ Tables
     it had, so it can be exported, corrected and imported again.
 ``store_meta``
     Key/value facts about the store, including ``schema_version``.
+``audit_log``
+    Append-only (database triggers refuse UPDATE and DELETE): who did what and when (sign-ins,
+    imports, downloads, role changes), with filters, file names and counts only (schema 2).
 
 The database is named by ``--database`` / ``DATABASE_URL``: a SQLAlchemy URL
 (``postgresql+psycopg://user@host/db``) or a path to a SQLite file.
@@ -30,7 +33,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from data.dictionary import FIELDS, Field
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 DEFAULT_SQLITE_PATH = Path("instance") / "vertebral_augmentation.db"
 
 metadata = sa.MetaData()
@@ -96,11 +99,84 @@ store_meta = sa.Table(
     sa.Column("value", sa.String(255), nullable=False),
 )
 
+audit_log = sa.Table(
+    "audit_log", metadata,
+    sa.Column("event_id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("occurred_at", sa.DateTime, nullable=False),  # UTC, naive
+    sa.Column("actor", sa.String(255), nullable=False),
+    sa.Column("action", sa.String(32), nullable=False, index=True),
+    sa.Column("detail", sa.Text, nullable=False),  # JSON object: filters, file names, counts
+)
+
+# The audit log is append-only, enforced by the database itself: no statement of any code path
+# can change or remove an event; that takes dropping the triggers on purpose (and a database
+# role without that right, in deployments that need it). The triggers are created with the
+# table, by create_all or by the migration.
+_SQLITE_AUDIT_TRIGGERS = (
+    "CREATE TRIGGER audit_log_no_update BEFORE UPDATE ON audit_log "
+    "BEGIN SELECT RAISE(ABORT, 'audit_log is append-only: UPDATE refused'); END",
+    "CREATE TRIGGER audit_log_no_delete BEFORE DELETE ON audit_log "
+    "BEGIN SELECT RAISE(ABORT, 'audit_log is append-only: DELETE refused'); END",
+)
+_POSTGRES_AUDIT_TRIGGERS = (
+    "CREATE OR REPLACE FUNCTION audit_log_append_only() RETURNS trigger LANGUAGE plpgsql AS "
+    "$body$ BEGIN RAISE EXCEPTION 'audit_log is append-only: % refused', TG_OP; END $body$",
+    "CREATE TRIGGER audit_log_no_change BEFORE UPDATE OR DELETE ON audit_log "
+    "FOR EACH ROW EXECUTE FUNCTION audit_log_append_only()",
+    "CREATE TRIGGER audit_log_no_truncate BEFORE TRUNCATE ON audit_log "
+    "FOR EACH STATEMENT EXECUTE FUNCTION audit_log_append_only()",
+)
+for _statement in _SQLITE_AUDIT_TRIGGERS:
+    sa.event.listen(audit_log, "after_create", sa.DDL(_statement).execute_if(dialect="sqlite"))
+for _statement in _POSTGRES_AUDIT_TRIGGERS:
+    # DDL text is %-formatted by SQLAlchemy: the literal % of RAISE must be doubled.
+    sa.event.listen(audit_log, "after_create",
+                    sa.DDL(_statement.replace("%", "%%")).execute_if(dialect="postgresql"))
+
 RECORD_COLUMNS: tuple[str, ...] = tuple(field.name for field in FIELDS)
 
 
 class StoreError(RuntimeError):
     """The store cannot be opened or used; the message says what to do."""
+
+
+class DatabaseUnavailable(StoreError):
+    """The database server cannot be reached (stopped, wrong host or port, network, refused
+    login). Unlike other store errors it may go away by itself: callers retry later."""
+
+
+#: Seconds to wait for a PostgreSQL server before giving up (an unroutable host would otherwise
+#: block start-up, or a page request, for the operating system's TCP timeout of minutes).
+CONNECT_TIMEOUT_SECONDS = 10
+
+
+def unavailable_error(url: str, error: BaseException) -> DatabaseUnavailable:
+    """A :class:`DatabaseUnavailable` naming host, port, database and the driver's reason.
+
+    The password never appears: the URL is rendered with it hidden, and it is masked in the
+    driver's message too, in case a driver ever echoes its connection string.
+
+    Examples
+    --------
+    >>> import sqlalchemy as sa
+    >>> str(unavailable_error("postgresql+psycopg://u:pw@db.example:5433/va",
+    ...                       OSError("Connection refused")))  # doctest: +NORMALIZE_WHITESPACE
+    "cannot open the database postgresql+psycopg://u:***@db.example:5433/va (server db.example,
+    port 5433, database 'va'): Connection refused. Check that the server is running and
+    reachable from this machine, and the --database / DATABASE_URL setting."
+    """
+    parsed = sa.make_url(url)
+    # The driver's first line says what failed; its hint lines repeat the advice given below.
+    lines = [line.strip() for line in str(getattr(error, "orig", None) or error).splitlines()]
+    reason = next((line for line in lines if line), type(error).__name__)
+    if parsed.password:
+        reason = reason.replace(str(parsed.password), "***")
+    where = (f"server {parsed.host or 'localhost (socket)'}, port {parsed.port or 5432}, "
+             f"database {parsed.database!r}")
+    return DatabaseUnavailable(
+        f"cannot open the database {describe(url)} ({where}): {reason.rstrip('.')}. Check that "
+        "the server is running and reachable from this machine, and the --database / "
+        "DATABASE_URL setting.")
 
 
 def database_url(database: str | os.PathLike[str] | None = None) -> str:
@@ -141,6 +217,8 @@ def get_engine(database: str | os.PathLike[str] | None = None) -> Engine:
         kwargs["connect_args"] = {"timeout": 60}
     else:
         kwargs["pool_pre_ping"] = True  # recover when the server restarted under a running app
+        if url.startswith("postgresql") and "connect_timeout" not in sa.make_url(url).query:
+            kwargs["connect_args"] = {"connect_timeout": CONNECT_TIMEOUT_SECONDS}
     engine = sa.create_engine(url, **kwargs)
     if url.startswith("sqlite"):
         sa.event.listen(engine, "connect", _sqlite_pragmas)
@@ -148,7 +226,9 @@ def get_engine(database: str | os.PathLike[str] | None = None) -> Engine:
         _ensure_schema(engine)
     except sa.exc.OperationalError as error:
         engine.dispose()
-        raise StoreError(f"cannot open the database {describe(url)}: {error.orig}") from error
+        if url.startswith("sqlite"):
+            raise StoreError(f"cannot open the database {describe(url)}: {error.orig}") from error
+        raise unavailable_error(url, error) from error
     _ENGINES[url] = engine
     return engine
 
@@ -192,8 +272,13 @@ def _ensure_schema(engine: Engine) -> None:
                                .values(value=str(target)))
 
 
+def _add_audit_log(connection: Connection) -> None:
+    """Version 2: the append-only ``audit_log`` table with its triggers."""
+    audit_log.create(connection, checkfirst=True)
+
+
 # schema version -> function that upgrades a store from the version before it, in one transaction.
-MIGRATIONS: dict[int, callable] = {}
+MIGRATIONS: dict[int, callable] = {2: _add_audit_log}
 
 
 def schema_version(database: str | None = None) -> int:

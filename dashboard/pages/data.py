@@ -2,7 +2,8 @@
 
 Import batches and their rejected rows (store-wide: counts of file rows, not patients), the
 completeness of every dictionary field for the filtered records (small cells suppressed), and
-the data dictionary with the command-line import instructions.
+the data dictionary with the command-line import instructions. Admins can upload an export:
+it goes through the same import pipeline as ``python -m data import`` (:func:`handle_upload`).
 
 The module is imported as ``dashboard.pages.data``; ``data`` below is always the top-level
 data package (absolute imports).
@@ -10,12 +11,19 @@ data package (absolute imports).
 
 from __future__ import annotations
 
+import base64
+import binascii
+import os
+import tempfile
+from pathlib import Path, PurePosixPath, PureWindowsPath
+
 import dash
 import dash_bootstrap_components as dbc
-from dash import Input, Output, callback, dcc, html
+from dash import Input, Output, State, callback, dcc, html
 
 from analysis.filters import RecordFilter
 from dashboard import data_access
+from dashboard.auth import current_user, requires_role
 from dashboard.components import (
     chart_card,
     data_grid,
@@ -25,6 +33,8 @@ from dashboard.components import (
     stat_card,
 )
 from dashboard.compute_cache import cached_output
+from dashboard.context import database
+from dashboard.exports import upload_limit_bytes, upload_limit_mb
 from dashboard.figures import data_quality as dq
 from dashboard.figures.common import PROCEDURE_COLOURS, procedure_label
 from dashboard.report import ReportSection, register_report
@@ -60,17 +70,8 @@ def layout(**_query) -> html.Div:
         page_header("Data", "Where the records come from: every import batch and the rows it "
                     "rejected, how complete each field is for the selected records, and the "
                     "data dictionary."),
-        html.Section([
-            html.Div([
-                html.H2("Imports", id="data-imports-heading", className="h5 mb-0 me-3"),
-                dbc.Button("Refresh", id="data-refresh", size="sm", color="secondary",
-                           outline=True, title="Reload the import history (after a new import)"),
-            ], className="d-flex align-items-center mb-1"),
-            html.P("All imports into this store, newest first. These are counts of rows in the "
-                   "imported files, not of patients, so they are shown in full; the filters on "
-                   "the left do not apply to them.", className="small text-muted"),
-            dcc.Loading(html.Div(id="data-imports"), **LOADING),
-        ], className="mb-4", **{"aria-labelledby": "data-imports-heading"}),
+        upload_section() if current_user().has_role("admin") else html.Div(id="data-upload-off"),
+        imports_panel(data_access.store_wide_visible()),
         html.Section([
             html.H2("Field completeness of the selected records", id="data-completeness-heading",
                     className="h5"),
@@ -106,6 +107,33 @@ def layout(**_query) -> html.Div:
     ])
 
 
+STORE_WIDE_HIDDEN = ("The import history counts the rows of every facility's files, so it is shown "
+                     "only to users who may see all facilities.")
+
+
+def imports_panel(visible: bool = True) -> html.Section:
+    """The import history; store-wide, so only for users not restricted to some facilities
+    (``visible`` False: the section says why, and its callback returns nothing either)."""
+    if not visible:
+        return html.Section([
+            html.H2("Imports", id="data-imports-heading", className="h5"),
+            html.P(STORE_WIDE_HIDDEN, id="data-imports-hidden", className="small text-muted"),
+            html.Button(id="data-refresh", hidden=True),  # the upload callback's output
+            html.Div(id="data-imports"),
+        ], className="mb-4", **{"aria-labelledby": "data-imports-heading"})
+    return html.Section([
+        html.Div([
+            html.H2("Imports", id="data-imports-heading", className="h5 mb-0 me-3"),
+            dbc.Button("Refresh", id="data-refresh", size="sm", color="secondary",
+                       outline=True, title="Reload the import history (after a new import)"),
+        ], className="d-flex align-items-center mb-1"),
+        html.P("All imports into this store, newest first. These are counts of rows in the "
+               "imported files, not of patients, so they are shown in full; the filters on "
+               "the left do not apply to them.", className="small text-muted"),
+        dcc.Loading(html.Div(id="data-imports"), **LOADING),
+    ], className="mb-4", **{"aria-labelledby": "data-imports-heading"})
+
+
 def import_help() -> dbc.Card:
     """How to import files: the command line (browser upload comes with sign-in and roles)."""
     def command(text: str) -> html.Pre:
@@ -130,10 +158,137 @@ def import_help() -> dbc.Card:
                className="small"),
         html.P(["Also: ", html.Code("python -m data batches"), " lists the batches, ",
                 html.Code("python -m data dictionary"), " prints this dictionary as Markdown. "
-                "Only de-identified data are accepted; ages above 89 are stored as 90. Upload "
-                "from the browser will come with sign-in and user roles."],
+                "Only de-identified data are accepted; ages above 89 are stored as 90. Admins "
+                "can also upload a file on this page (same checks, same accounting)."],
                className="small mb-0"),
     ]), className="mb-2")
+
+
+# --------------------------------------------------------------------------------------------
+# Upload (admins)
+# --------------------------------------------------------------------------------------------
+
+UPLOAD_SUFFIXES = (".csv", ".tsv", ".txt", ".xlsx", ".parquet")
+
+
+def upload_section() -> html.Section:
+    """The admin's upload box: one file at a time, through the command line's pipeline."""
+    return html.Section([
+        html.H2("Upload an export", id="data-upload-heading", className="h5"),
+        html.P(f"CSV, TSV, TXT, Excel .xlsx or Parquet, up to {upload_limit_mb():g} MB. The file "
+               "is checked and imported exactly as by python -m data import: files with "
+               "identifier columns are refused whole, and every row is accounted for.",
+               className="small text-muted"),
+        dcc.Upload(
+            id="data-upload", multiple=False, accept=",".join(UPLOAD_SUFFIXES),
+            children=html.Div(["Drop a file here or ", html.A("choose a file", href="#")]),
+            className="border border-2 border-secondary-subtle rounded p-3 text-center mb-2",
+            style={"borderStyle": "dashed", "cursor": "pointer"},
+        ),
+        dcc.Loading(html.Div(id="data-upload-result", role="status"), **LOADING),
+    ], className="mb-4", **{"aria-labelledby": "data-upload-heading"})
+
+
+def _upload_name(filename: str | None) -> str:
+    """The file's own name (no folders from either path convention), at most 255 characters."""
+    text = str(filename or "").strip()
+    name = PureWindowsPath(PurePosixPath(text).name).name
+    return name[:255] or "upload"
+
+
+def handle_upload(contents: str | None, filename: str | None, database_url: str | None,
+                  actor: str) -> html.Div:
+    """Import an uploaded file through :func:`data.import_file` and describe the outcome.
+
+    The file is written to a private temporary folder (mode 0700, file 0600), imported as one
+    batch with the upload's name and ``actor`` in the audit log, and deleted. Returns the same
+    accounting as the command line (``rows read = accepted + rejected + duplicates +
+    conflicts``), the refusal message of a refused file (it names columns, never values), or a
+    message for a wrong type, an oversized or an unreadable upload.
+
+    Examples
+    --------
+    >>> handle_upload("data:text/csv;base64,", "x.exe", None, "admin").id  # doctest: +SKIP
+    'data-upload-refused'
+    """
+    from data import store
+    from data.importer import ImportRefused, import_file
+
+    name = _upload_name(filename)
+    suffix = Path(name).suffix.lower()
+    if suffix not in UPLOAD_SUFFIXES:
+        return _upload_refused(name, f"files of type {suffix or '(none)'!r} are not accepted; "
+                               f"upload one of {', '.join(UPLOAD_SUFFIXES)}.")
+    _header, _comma, encoded = str(contents or "").partition(",")
+    limit = upload_limit_bytes()
+    if len(encoded) * 3 // 4 > limit + 2:
+        return _upload_refused(name, f"the file is larger than the upload limit of "
+                               f"{upload_limit_mb():g} MB (VA_UPLOAD_MAX_MB). Import it on the "
+                               "server with python -m data import instead.")
+    try:
+        payload = base64.b64decode(encoded, validate=True)
+    except (binascii.Error, ValueError):
+        return _upload_refused(name, "the upload arrived damaged (not valid base64); try again.")
+    if len(payload) > limit:
+        return _upload_refused(name, f"the file is larger than the upload limit of "
+                               f"{upload_limit_mb():g} MB (VA_UPLOAD_MAX_MB).")
+    with tempfile.TemporaryDirectory(prefix="va-upload-") as folder:  # created with mode 0700
+        path = Path(folder) / f"upload{suffix}"
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "wb") as handle:
+            handle.write(payload)
+        try:
+            result = import_file(path, database_url, actor=actor, file_name=name, progress=False)
+        except ImportRefused as refused:
+            return _upload_refused(name, refused.reason)
+        except store.StoreError as error:
+            return _upload_refused(name, f"the store cannot be used: {error}")
+    return upload_summary(result)
+
+
+def _upload_refused(name: str, message: str) -> html.Div:
+    return html.Div(dbc.Alert([html.Strong(f"{name} was not imported. "), message,
+                               " Nothing was stored."], color="danger", className="mb-0"),
+                    id="data-upload-refused")
+
+
+def upload_summary(result) -> html.Div:
+    """The accounting of an uploaded file, as the command line prints it."""
+    balanced = result.rows_read == (result.accepted + result.rejected + result.duplicates
+                                    + result.conflicts)
+    equation = (f"{result.rows_read:,} rows read = {result.accepted:,} accepted + "
+                f"{result.rejected:,} rejected + {result.duplicates:,} duplicates + "
+                f"{result.conflicts:,} conflicts")
+    items = [html.Li(equation, id="data-upload-accounting")]
+    if result.batch_id is not None:
+        items.append(html.Li(f"Stored as batch {result.batch_id}."))
+    if result.identical_to_batch is not None:
+        items.append(html.Li(f"Identical to batch {result.identical_to_batch}: nothing changed."))
+    if result.replaced:
+        items.append(html.Li(f"{result.replaced:,} stored records replaced."))
+    if result.top_coded_ages:
+        items.append(html.Li(f"{result.top_coded_ages:,} ages above 89 recorded as 90."))
+    if result.ignored_columns:
+        items.append(html.Li("Columns not in the data dictionary (not stored): "
+                             + ", ".join(result.ignored_columns)))
+    body = [html.Ul(items, className="mb-2")]
+    if result.reasons:
+        body += [html.Div("Rejection reasons (field: rule, rows):", className="fw-semibold"),
+                 html.Ul([html.Li(f"{reason}: {count:,}") for reason, count in
+                          list(result.reasons.items())[:10]], id="data-upload-reasons")]
+        body.append(html.Div("First rejected rows:", className="fw-semibold"))
+        body.append(html.Ul([html.Li(f"row {r.row}, column {r.field}, rule {r.rule}: {r.message}")
+                             for r in result.sample_reasons[:8]], id="data-upload-rows"))
+        if result.batch_id is not None:
+            body.append(html.P(["Every quarantined row with its values: ",
+                                html.Code(f"python -m data rejected {result.batch_id} --csv "
+                                          f"rejected_{result.batch_id}.csv"),
+                                "; the reasons of all batches are listed under Imports below."],
+                               className="small mb-0"))
+    colour = "success" if not (result.rejected or result.conflicts) else "warning"
+    title = f"{result.file_name} imported" if balanced else f"{result.file_name}: accounting error"
+    return html.Div(dbc.Alert([html.Strong(title), *body], color=colour, className="mb-0"),
+                    id="data-upload-summary")
 
 
 # --------------------------------------------------------------------------------------------
@@ -214,9 +369,28 @@ def completeness_section(completeness) -> html.Div:
 # --------------------------------------------------------------------------------------------
 
 
+@callback(Output("data-upload-result", "children"), Output("data-refresh", "n_clicks"),
+          Input("data-upload", "contents"), State("data-upload", "filename"),
+          State("data-refresh", "n_clicks"), prevent_initial_call=True)
+@requires_role("admin")
+@safe_callback(n_outputs=2, message="The upload could not be imported; nothing was stored.")
+def upload_export(contents, filename, refreshes):
+    """Import an uploaded file (admins only), then refresh the import history.
+
+    A regular callback, not a background one: an upload is at most ``VA_UPLOAD_MAX_MB``
+    (50 MB by default), which the pipeline imports in seconds, and the request carries the
+    file anyway; the user sees a spinner meanwhile.
+    """
+    if not contents:
+        return dash.no_update, dash.no_update
+    return handle_upload(contents, filename, database(), current_user().name), (refreshes or 0) + 1
+
+
 @callback(Output("data-imports", "children"), Input("data-refresh", "n_clicks"))
 @safe_callback()
 def update_imports(_clicks):
+    if not data_access.store_wide_visible():  # checked here too: the layout is not the gate
+        return html.P(STORE_WIDE_HIDDEN, className="small text-muted")
     return imports_section(data_access.batches(), data_access.rejection_reasons())
 
 
@@ -232,6 +406,8 @@ def update_completeness(state):
 
 @register_report("/data", "Data")
 def data_report(selection: RecordFilter) -> list[ReportSection]:
+    if not data_access.store_wide_visible():
+        return _selected_records_sections(selection)
     batches = data_access.batches()
     reasons = data_access.rejection_reasons()
     top = dq.top_reasons(reasons)
@@ -243,6 +419,12 @@ def data_report(selection: RecordFilter) -> list[ReportSection]:
                       figure=dq.rejection_figure(top),
                       table=dq.rejection_table(reasons, batches).rename(columns=REJECTION_LABELS)),
     ]
+    return sections + _selected_records_sections(selection)
+
+
+def _selected_records_sections(selection: RecordFilter) -> list[ReportSection]:
+    """The report's sections about the selected records (completeness, dictionary)."""
+    sections = []
     records = data_access.filtered_records(selection)
     if records.empty:
         sections.append(ReportSection("Field completeness", "No records match the filters."))

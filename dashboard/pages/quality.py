@@ -1,11 +1,12 @@
 """Quality monitoring: funnel plot, caterpillar plot, risk-adjusted CUSUM/VLAD and a unit table.
 
-Performance: the case-mix model behind the adjusted views is refitted by each of
-``funnel_data``, ``caterpillar`` and ``cusum`` (the analysis API takes records, not fitted
-risks), which costs a few seconds on 1,000,000 records. Results are therefore cached per (store,
-data version, filter, outcome and the page controls) in small bounded ``functools.lru_cache``
-caches, so going back to a view already seen is instant; the functions get only the columns
-they use.
+Performance: the case-mix model behind the adjusted views is fitted once per (store, data
+version, user scope, outcome) on all records (the reference population; a few seconds on
+1,000,000 records) and applied to each selection with ``analysis.quality.apply_risk_model``
+(intercept recalibrated to the selection's rate); the fit is passed to ``funnel_data``,
+``caterpillar`` and ``cusum``. Results are cached per (store, data version, filter, outcome
+and the page controls) in small bounded ``functools.lru_cache`` caches, so going back to a
+view already seen is instant; the functions get only the columns they use.
 """
 
 from __future__ import annotations
@@ -21,7 +22,9 @@ from analysis.errors import InsufficientDataError
 from analysis.filters import RecordFilter
 from analysis.quality import (
     DEFAULT_COVARIATES,
+    MIN_EVENTS,
     OUTCOMES,
+    apply_risk_model,
     caterpillar,
     cusum,
     funnel_data,
@@ -150,12 +153,16 @@ def _slim(records):
 
 
 def _store_key() -> tuple[str, str]:
+    from dashboard.auth import scope_key
+
+    # The user's scope (role, facilities) is part of every lru_cache key below: a restricted
+    # user's results are computed from their facilities' rows only.
     url = store.database_url(database())
-    return url, data_access.data_version(url)
+    return url, f"{data_access.data_version(url)}|{scope_key()}"
 
 
 def _records(selection: RecordFilter):
-    return _slim(data_access.filtered_records(selection))
+    return data_access.filtered_records(selection, COLUMNS)
 
 
 def _model_failed(error: InsufficientDataError) -> bool:
@@ -211,13 +218,29 @@ def cusum_result(records, unit: str, unit_id: str, outcome: str, adjust: bool, m
 
 
 @functools.lru_cache(maxsize=4)  # one float per record each: keep few
-def _fit(url, version, selection, outcome):
-    """The case-mix model fitted once per (data version, filter, outcome) and shared by the
-    funnel, caterpillar and CUSUM callbacks (None when it cannot be fitted)."""
+def _reference_fit(url, version, outcome):
+    """The case-mix model fitted once per (data version, user scope, outcome) on all the
+    records the user may see: the reference population (None when it cannot be fitted)."""
     try:
-        return risk_model(_records(selection), outcome)
+        return risk_model(_slim(data_access.all_records()), outcome)
     except InsufficientDataError:
         return None
+
+
+@functools.lru_cache(maxsize=4)  # one float per record each: keep few
+def _fit(url, version, selection, outcome):
+    """The reference model applied to the selection (intercept recalibrated to its rate),
+    shared by the funnel, caterpillar and CUSUM callbacks (None when it cannot be used).
+    Fitting once per data version instead of per filter is what keeps a filter change fast
+    at a million records; ``docs/quality-monitoring.md`` says so to the user."""
+    reference = _reference_fit(url, version, outcome)
+    records = _records(selection)
+    if reference is None or records.empty:
+        return None
+    fit = apply_risk_model(reference, records)
+    if min(fit.events, fit.n - fit.events) < MIN_EVENTS:  # as risk_model requires of a fit
+        return None
+    return fit
 
 
 @functools.lru_cache(maxsize=16)
@@ -231,7 +254,7 @@ def _funnel(url, version, selection, unit, outcome, adjust, overdispersion):
 
 @functools.lru_cache(maxsize=8)
 def _count(url, version, selection) -> int:
-    return len(data_access.filtered_records(selection))
+    return len(data_access.filtered_records(selection, COLUMNS))
 
 
 @functools.lru_cache(maxsize=8)
