@@ -104,6 +104,13 @@ def empty_state(message: str = "No records match the current filters.") -> dbc.A
                       " Widen the filters or press Reset."], color="info", className="my-3")
 
 
+def limitation_state(message: str) -> dbc.Alert:
+    """An analysis that the selection cannot support (too few records or events): expected,
+    not a failure, so it reads as information and says what is missing."""
+    return dbc.Alert([html.Strong("Not enough data for this part of the page. "), message],
+                     color="info", className="my-3")
+
+
 def error_state(message: str) -> dbc.Alert:
     return dbc.Alert([html.Strong("This part of the page could not be computed. "), message],
                      color="warning", className="my-3")
@@ -133,7 +140,8 @@ def safe_callback(n_outputs: int = 1, message: str = "Please adjust the filters 
                   ) -> Callable:
     """Decorate a callback so an exception becomes a message in the page, never a traceback.
 
-    The first output receives an :func:`error_state` alert; the other outputs receive ``None``.
+    The first output receives an :func:`error_state` alert (a :func:`limitation_state` one
+    when an analysis says the selection cannot support it); the other outputs receive ``None``.
     The error is logged server-side (without record data). A lost database connection shows
     :func:`dashboard.availability.database_unavailable_alert` instead: the same callback works
     again, unchanged, once the database is back.
@@ -155,11 +163,13 @@ def safe_callback(n_outputs: int = 1, message: str = "Please adjust the filters 
                     # An outage, not a bug: no traceback (nor SQL parameters) in the log.
                     log_unavailable(error, f"callback {function.__name__}")
                     alert = database_unavailable_alert()
+                elif isinstance(error, AnalysisError):
+                    # A method the selection cannot support: expected, so no traceback either.
+                    log.info("callback %s: %s", function.__name__, type(error).__name__)
+                    alert = limitation_state(mask_small_counts(str(error)))
                 else:
                     log.exception("callback %s failed", function.__name__)
-                    detail = (mask_small_counts(str(error)) if isinstance(error, AnalysisError)
-                              else message)
-                    alert = error_state(detail)
+                    alert = error_state(message)
                 return alert if n_outputs == 1 else (alert, *([None] * (n_outputs - 1)))
         return wrapper
     return decorate

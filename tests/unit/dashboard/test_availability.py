@@ -99,3 +99,16 @@ def test_unavailable_error_names_the_server_and_hides_the_password():
     assert "server db.example, port 6543, database 'va_prod'" in text
     assert "Hunter2!" not in text and "password=***" in text
     assert "hint line" not in text  # the driver's first line only
+
+
+def test_an_analysis_limitation_is_information_not_a_failure():
+    from analysis.errors import InsufficientDataError
+    from dashboard.components import safe_callback
+
+    @safe_callback()
+    def too_few():
+        raise InsufficientDataError("Funnel plot", "5 events are too few")
+
+    shown = str(too_few())
+    assert "Not enough data" in shown and "could not be computed" not in shown
+    assert "5 events" not in shown  # small counts in the message are still suppressed
