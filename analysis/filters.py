@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import os
 import threading
 import weakref
 from collections.abc import Iterable
@@ -203,6 +204,16 @@ class FilterIndex:
 
 _INDEXES: dict[int, tuple[weakref.ref, FilterIndex]] = {}
 _INDEX_LOCK = threading.Lock()
+
+
+def _new_lock_after_fork() -> None:
+    # A process forked (a Dash background job) while another thread built an index would
+    # inherit the lock held, and wait for it forever: the child gets a fresh one.
+    global _INDEX_LOCK
+    _INDEX_LOCK = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_new_lock_after_fork)
 
 
 def _forget(key: int, _ref: weakref.ref) -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import functools
+import os
 import threading
 from collections.abc import Sequence
 
@@ -72,6 +73,15 @@ class _Selected:
 
 _SELECTED: collections.OrderedDict[tuple, _Selected] = collections.OrderedDict()
 _SELECTED_LOCK = threading.Lock()
+
+
+def _new_lock_after_fork() -> None:
+    # A background job forked while another request thread held the lock would wait forever.
+    global _SELECTED_LOCK
+    _SELECTED_LOCK = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_new_lock_after_fork)
 #: Selections kept per process. All callbacks of one filter change ask for the same
 #: selection, so one entry shares it among them; an entry can hold as much as the records.
 FILTERED_CACHE_SIZE = 1
