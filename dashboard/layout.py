@@ -75,16 +75,27 @@ def filter_panel(records: pd.DataFrame) -> html.Div:
     ], id="filter-panel")
 
 
+def _nav_link(page: dict, class_name: str = "px-1 px-xxl-2 text-nowrap") -> dbc.NavLink:
+    return dbc.NavLink(page["name"], href=page["relative_path"], active="exact",
+                       className=class_name,
+                       id={"type": "nav-link", "path": page["relative_path"]})
+
+
 def user_menu(user: User) -> html.Div:
-    """Who is signed in, their role, and "Sign out" (a note instead when sign-in is off)."""
+    """Who is signed in, their role, the administration pages they may open (registered with
+    ``user_menu=True``) and "Sign out" (a note instead of the user when sign-in is off)."""
+    tools = [_nav_link(page, "ms-2 p-0 text-nowrap link-light")
+             for page in dash.page_registry.values() if page.get("user_menu") and may_see(page)]
     if not auth_enabled():
-        return html.Div(html.Span("Local use (no sign-in)", className="small text-white-50"),
-                        id="user-menu", className="ms-2 text-nowrap")
+        return html.Div([html.Span("Local use (no sign-in)", className="small text-white-50"),
+                         *tools], id="user-menu",
+                        className="ms-2 text-nowrap d-flex align-items-center")
     scope = (f" · {len(user.facilities)} facilit{'y' if len(user.facilities) == 1 else 'ies'}"
              if user.facilities is not None else "")
     return html.Div([
         html.Span(user.name, id="user-name", className="small text-white fw-semibold"),
         html.Span(f"({user.role}{scope})", id="user-role", className="small text-white-50 ms-1"),
+        *tools,
         html.A("Sign out", href="/logout", id="sign-out", className="btn btn-sm btn-light ms-2"),
     ], id="user-menu", className="ms-2 text-nowrap d-flex align-items-center")
 
@@ -102,10 +113,8 @@ def shell() -> html.Div:
         return html.Div([dcc.Location(id="url"), html.P("Sign-in required.", id="signed-out"),
                          dash.page_container])
     records = data_access.all_records()
-    nav = [dbc.NavItem(dbc.NavLink(page["name"], href=page["relative_path"], active="exact",
-                                   className="px-2 text-nowrap",
-                                   id={"type": "nav-link", "path": page["relative_path"]}))
-           for page in dash.page_registry.values() if may_see(page)]
+    nav = [dbc.NavItem(_nav_link(page)) for page in dash.page_registry.values()
+           if may_see(page) and not page.get("user_menu")]
     report_button = dbc.Button(
         "Report", id="report-button", color="light", size="sm",
         className="ms-auto text-nowrap", title="Download a self-contained HTML report of this page",

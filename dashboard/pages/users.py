@@ -24,6 +24,7 @@ from dashboard.components import page_header
 from dashboard.context import database
 
 dash.register_page(__name__, path="/users", name="Users", title="Users", order=90,
+                   user_menu=True,  # linked beside the user name, not in the page navigation
                    required_role="admin")
 
 AUDIT_ROWS = 50
