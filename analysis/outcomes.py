@@ -1100,6 +1100,7 @@ def outcome_summary(
     by: By = ("procedure",),
     responder: ResponderDefinition | None = None,
     level: float = 0.95,
+    outcomes: Sequence[str] | None = None,
 ) -> pd.DataFrame:
     """One tidy table of the key outcomes per group: responders, complications, resources.
 
@@ -1113,6 +1114,9 @@ def outcome_summary(
         Default ``ResponderDefinition()`` (≥30% pain reduction at month 1).
     level : float, default 0.95
         Confidence level.
+    outcomes : sequence of str, optional
+        Only these outcomes (names as in the ``outcome`` column), in the usual row order;
+        default all. The others are not computed (a page showing a few saves the rest).
 
     Returns
     -------
@@ -1145,35 +1149,23 @@ def outcome_summary(
         raise TypeError("responder must be a ResponderDefinition")
     by = _normalise_by(by)
     level = _check_level(level)
-    _require(records, tuple(RESOURCE_VARIABLES))
+    known = ("responder", *COMPLICATION_OUTCOMES, *RESOURCE_VARIABLES)
+    wanted = set(known) if outcomes is None else {str(o) for o in outcomes}
+    unknown = sorted(wanted - set(known))
+    if unknown:
+        raise ValueError(f"unknown outcomes {unknown}: expected some of {list(known)}")
+    resources = tuple(v for v in RESOURCE_VARIABLES if v in wanted)
+    complications = tuple(o for o in COMPLICATION_OUTCOMES if o in wanted)
+    _require(records, resources)
     groups = _groups(records, by)
     blocks: list[dict[str, Any]] = []
 
-    block = _responder_block(records, groups, responder, level)
-    blocks.append({
-        "outcome": "responder",
-        "n": block["n_followed"],
-        "events": block["responders"].astype(float),
-        "estimate": block["rate"],
-        "low": block["low"],
-        "high": block["high"],
-        "method": block["method"],
-        "label": responder.label,
-        "unit": "proportion",
-    })
-    for block in _complication_blocks(records, groups, tuple(COMPLICATION_OUTCOMES), level):
-        blocks.append({
-            "outcome": block["outcome"],
-            "n": block["n"],
-            "events": block["events"].astype(float),
-            "estimate": block["rate"],
-            "low": block["low"],
-            "high": block["high"],
-            "method": block["method"],
-            "label": COMPLICATION_OUTCOMES[block["outcome"]],
-            "unit": "proportion",
-        })
-    for variable, (label, unit) in RESOURCE_VARIABLES.items():
+    if "responder" in wanted:
+        blocks.append(_responder_summary(records, groups, responder, level))
+    if complications:
+        blocks.extend(_complication_summaries(records, groups, complications, level))
+    for variable in resources:
+        label, unit = RESOURCE_VARIABLES[variable]
         n, mean, sd = _moments(groups, _floats(records, variable))
         low, high = _t_interval(mean, sd, n, level)
         blocks.append({
@@ -1188,3 +1180,32 @@ def outcome_summary(
             "unit": unit,
         })
     return _long(groups.keys, blocks)
+
+
+def _responder_summary(records, groups, responder, level) -> dict[str, Any]:
+    block = _responder_block(records, groups, responder, level)
+    return {
+        "outcome": "responder",
+        "n": block["n_followed"],
+        "events": block["responders"].astype(float),
+        "estimate": block["rate"],
+        "low": block["low"],
+        "high": block["high"],
+        "method": block["method"],
+        "label": responder.label,
+        "unit": "proportion",
+    }
+
+
+def _complication_summaries(records, groups, complications, level) -> list[dict[str, Any]]:
+    return [{
+        "outcome": block["outcome"],
+        "n": block["n"],
+        "events": block["events"].astype(float),
+        "estimate": block["rate"],
+        "low": block["low"],
+        "high": block["high"],
+        "method": block["method"],
+        "label": COMPLICATION_OUTCOMES[block["outcome"]],
+        "unit": "proportion",
+    } for block in _complication_blocks(records, groups, complications, level)]

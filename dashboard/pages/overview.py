@@ -50,7 +50,8 @@ def layout(**_query) -> html.Div:
 
 def kpi_rows(records: pd.DataFrame) -> pd.DataFrame:
     """One row per (procedure, measure): value text, detail text, suppressed flag."""
-    summary = outcome_summary(records, by=("procedure",), responder=ResponderDefinition())
+    summary = outcome_summary(records, by=("procedure",), responder=ResponderDefinition(),
+                              outcomes=tuple(KPI_OUTCOMES))
     # Per-procedure row masks and the two numeric columns as arrays, once: slicing whole
     # frames per procedure costs more than every statistic on this page at a million rows.
     procedure = records["procedure"]

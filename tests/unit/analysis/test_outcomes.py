@@ -621,6 +621,20 @@ def test_outcome_summary_on_demo_records_matches_pandas():
         assert (got.n, got.events) == (values["count"], values["sum"])
 
 
+
+def test_outcome_summary_of_some_outcomes_is_those_rows_of_the_full_table():
+    from data import demo_records
+
+    records = demo_records(3000, seed=8)
+    full = outcome_summary(records)
+    wanted = ("pulmonary_embolism", "responder", "duration_min", "cement_leakage")
+    some = outcome_summary(records, outcomes=wanted)
+    expected = full[full.outcome.isin(wanted)].reset_index(drop=True)
+    assert some.outcome.tolist() == expected.outcome.tolist()  # the usual order, not the asked
+    pd.testing.assert_frame_equal(some, expected)
+    with pytest.raises(ValueError, match="unknown outcomes"):
+        outcome_summary(records, outcomes=("leakage",))
+
 # --- empty input ----------------------------------------------------------------------------
 
 EXPECTED_COLUMNS = {
