@@ -322,39 +322,26 @@ def test_restricted_user_sees_only_their_facilities(app, site):
     assert format_count(len(mine[mine.procedure == "vertebroplasty"])) in body
 
 
+def _props(layout):
+    """Every component's props in a ``/_dash-layout`` JSON tree."""
+    if isinstance(layout, dict):
+        if isinstance(layout.get("props"), dict):
+            yield layout["props"]
+        for value in layout.values():
+            yield from _props(value)
+    elif isinstance(layout, list):
+        for value in layout:
+            yield from _props(value)
+
+
 def _nav_paths(layout) -> list[str]:
-    found = []
-
-    def walk(node):
-        if isinstance(node, dict):
-            ident = node.get("props", {}).get("id")
-            if isinstance(ident, dict) and ident.get("type") == "nav-link":
-                found.append(ident["path"])
-            for value in node.values():
-                walk(value)
-        elif isinstance(node, list):
-            for value in node:
-                walk(value)
-
-    walk(layout)
-    return found
+    return [props["id"]["path"] for props in _props(layout)
+            if isinstance(props.get("id"), dict) and props["id"].get("type") == "nav-link"]
 
 
 def _dropdown_options(layout, control_id) -> list[str]:
-    found = []
-
-    def walk(node):
-        if isinstance(node, dict):
-            if node.get("props", {}).get("id") == control_id:
-                found.extend(o["value"] for o in node["props"].get("options", []))
-            for value in node.values():
-                walk(value)
-        elif isinstance(node, list):
-            for value in node:
-                walk(value)
-
-    walk(layout)
-    return found
+    return [option["value"] for props in _props(layout) if props.get("id") == control_id
+            for option in props.get("options", [])]
 
 
 def test_cached_results_are_never_shared_across_scopes(app, site):
