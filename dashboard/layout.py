@@ -12,7 +12,7 @@ import pandas as pd
 from dash import ALL, Input, Output, State, ctx, dcc, html
 from werkzeug.exceptions import Forbidden
 
-from analysis.filters import AGE_BANDS, LEVEL_GROUPS, RecordFilter, filter_mask
+from analysis.filters import AGE_BANDS, LEVEL_GROUPS, RecordFilter, filter_mask, frame_index
 from dashboard import data_access
 from dashboard.auth import User, auth_enabled, current_user, requires_role
 from dashboard.auth.gate import may_see
@@ -178,7 +178,8 @@ def sync_filters(search, _reset, start, end, *values):
 def match_count(state):
     selection = RecordFilter.from_dict(state)
     records = data_access.all_records()
-    matched = int(filter_mask(records, selection).sum())
+    # The records' shared filter index (built once per frame), as filtered_records uses.
+    matched = int(filter_mask(records, selection, frame_index(records)).sum())
     text = f"{format_count(matched)} of {len(records):,} records match"
     return text if matched else [text, " — no records match these filters; press Reset filters."]
 

@@ -26,7 +26,7 @@ from dash import Input, Output, State, callback, clientside_callback, dcc, html
 
 from analysis.filters import RecordFilter
 from dashboard import data_access
-from dashboard.auth import current_user, requires_role, scope_key
+from dashboard.auth import requires_role, scope_key
 from dashboard.components import page_header
 from dashboard.exports import log_download, safe_csv
 from data.dictionary import FIELDS, FIELDS_BY_NAME
@@ -56,10 +56,7 @@ def column_defs() -> list[dict]:
 
 
 def layout(**_query) -> html.Div:
-    if not current_user().has_role("analyst"):  # the page gate does this too; belt and braces
-        from dashboard.auth.gate import not_permitted
-
-        return not_permitted("analyst")
+    # required_role above: dashboard.auth.gate shows "not permitted" to lower roles.
     return html.Div([
         page_header("Records", "The de-identified procedure records that match the filters, "
                     "100 at a time: sort by a column heading, filter with a column's menu. "
