@@ -114,36 +114,19 @@ def get_cache(directory: str | os.PathLike[str] | None = None) -> diskcache.Cach
 def data_key() -> str:
     """Identity of the stored data (needs the app context of a request or background job).
 
-    A hash of the store's URL, then the number of import batches, the newest batch's id and
-    its file hash and start time. Records change only through import batches (the importer
-    inserts, replaces and deletes them in the batch's own transaction), so this identifies
-    the content without counting the records, which at 1,000,000 rows costs ~9 ms a read.
+    A hash of the store's URL, then :func:`data.store.data_version` (import batches only:
+    records change only inside them).
 
     Examples
     --------
     >>> data_key()  # doctest: +SKIP
-    '3f2a9c0d1e4b5a6c/b2-n2/9e1c0f2a7b3d4e5f@2026-11-21T10:32:05.123456'
+    '3f2a9c0d1e4b5a6c/b2-n2-9e1c0f2a7b3d-20261121T103205123456'
     """
-    import sqlalchemy as sa
-
     from dashboard.context import database
     from data import store
 
     url = store.database_url(database())
-    table = store.import_batches
-    count = sa.select(sa.func.count()).select_from(table).scalar_subquery()
-    # Only the import_batches table (a few rows), through SQLAlchemy: reading every batch with
-    # pandas cost ~10 ms, most of it pandas' own checks, and a cached callback pays this read
-    # every DATA_KEY_TTL_SECONDS.
-    with store.get_engine(url).connect() as connection:
-        newest = connection.execute(
-            sa.select(table.c.batch_id, table.c.sha256, table.c.started_at, count.label("n"))
-            .order_by(table.c.batch_id.desc()).limit(1)).first()
-    store_id = hashlib.sha256(url.encode()).hexdigest()[:16]
-    if newest is None:
-        return f"{store_id}/b0-n0/"
-    return (f"{store_id}/b{newest.batch_id}-n{newest.n}/"
-            f"{newest.sha256[:16]}@{newest.started_at.isoformat()}")
+    return f"{hashlib.sha256(url.encode()).hexdigest()[:16]}/{store.data_version(url)}"
 
 
 def code_version(*modules) -> str:

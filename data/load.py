@@ -167,8 +167,22 @@ def load_records(database: str | None = None, *, fast: bool = True,
     >>> records.groupby("procedure", observed=True).size()  # doctest: +SKIP
     >>> north = load_records(facilities=["F01", "F02"])  # doctest: +SKIP
     """
-    frame = _load_all(database, fast=fast)
+    try:
+        frame = _load_all(database, fast=fast)
+    finally:
+        _release_arrow_memory()
     return frame if facilities is None else restrict_to_facilities(frame, facilities)
+
+
+def _release_arrow_memory() -> None:
+    """Give Arrow's freed buffers back to the operating system.
+
+    Arrow's allocator (mimalloc or jemalloc) keeps the pages of freed buffers for reuse. After
+    a load every Arrow buffer has been converted to pandas, so at 1,000,000 records the process
+    would otherwise keep about 330 MB of resident memory it no longer uses (1.09 GB resident
+    instead of 0.77 GB after reading the Parquet snapshot; issue 6's memory target).
+    """
+    pa.default_memory_pool().release_unused()
 
 
 def restrict_to_facilities(frame: pd.DataFrame, facilities: Sequence[str]) -> pd.DataFrame:
