@@ -136,6 +136,7 @@ BOOTSTRAP_MAX_N = 5_000
 _CHUNK = 512
 _CHUNK_MV = 384
 _DIRECT_MV = 8192  # below this many rows one call is faster than the blocks
+_GROUP_BLOCK = 65536  # rows of x per sparse block in _fit_cox_efron (8 MB at 16 columns)
 _WARM_START_N = 200_000
 
 
@@ -492,50 +493,66 @@ def _fit_cox_efron(
     u = np.unique(t[e])
     k_count = u.size
     a = np.searchsorted(u, t, side="right")  # event times <= t: risk sets 1..a
-    order = np.argsort(a, kind="stable")
-    t, e, a = t[order], e[order], a[order]
-    xs = np.ascontiguousarray(x[keep[order]])  # the only copy of the design
-    ev_idx = np.flatnonzero(e)
-    a_ev = a[ev_idx]
-    x_ev = xs[ev_idx]
+    # The design is never copied (at 1,000,000 x 16 a copy was 128 MB of the adjusted
+    # comparison's peak memory): records stay in their own order, and the sums over each
+    # risk-set group are sparse products over blocks of rows. Only the events' rows are
+    # gathered, ordered by event time.
+    ev_keep = np.flatnonzero(e)
+    ev_keep = ev_keep[np.argsort(a[ev_keep], kind="stable")]
+    a_ev = a[ev_keep]
+    x_ev = np.ascontiguousarray(x[keep[ev_keep]])
     d = np.bincount(a_ev, minlength=k_count + 1)[1:].astype(float)
     step_k = np.repeat(np.arange(k_count), d.astype(int))
     l_step = np.arange(step_k.size) - np.repeat(np.cumsum(d) - d, d.astype(int))
     frac = l_step / d[step_k]
-    n_ev = ev_idx.size
+    n_ev = ev_keep.size
     sum_x_ev = x_ev.sum(axis=0)
-    p = xs.shape[1]
-    # Sums over the records of each risk-set group (and over the events of each event
-    # time) as sparse-matrix products: rows = event times, one entry r_i per record. This
-    # is about 20 times faster than forming r * x and reducing it.
-    group_ptr = np.concatenate([[0], np.cumsum(np.bincount(a - 1, minlength=k_count))])
-    by_group = sp.csr_matrix((np.ones(a.size), np.arange(a.size), group_ptr),
-                             shape=(k_count, a.size))
+    p = x.shape[1]
+    n_all = x.shape[0]
+    # One CSC block per _GROUP_BLOCK rows of x: column j (a record) holds its risk-set group
+    # (a - 1) with the value r_j, set on each iteration; rows of x not kept are empty columns.
+    kept = np.zeros(n_all, dtype=bool)
+    kept[keep] = True
+    blocks = []
+    for start in range(0, n_all, _GROUP_BLOCK):
+        stop = min(start + _GROUP_BLOCK, n_all)
+        lo, hi = np.searchsorted(keep, [start, stop])
+        indptr = np.concatenate([[0], np.cumsum(kept[start:stop])])
+        blocks.append((start, stop, lo, hi, a[lo:hi] - 1, indptr))
     event_ptr = np.concatenate([[0], np.cumsum(d.astype(np.intp))])
-    by_event = sp.csr_matrix((np.ones(n_ev_all := ev_idx.size), np.arange(n_ev_all),
-                              event_ptr), shape=(k_count, n_ev_all))
+    by_event = sp.csr_matrix((np.ones(n_ev), np.arange(n_ev), event_ptr),
+                             shape=(k_count, n_ev))
+
+    def group_sums(r: NDArray) -> NDArray:
+        total = np.zeros((k_count, p))
+        for start, stop, lo, hi, groups, indptr in blocks:
+            if hi > lo:
+                block = sp.csc_matrix((r[lo:hi], groups, indptr), shape=(k_count, stop - start))
+                total += block @ x[start:stop]
+        return total
 
     def pieces(beta: NDArray) -> tuple[float, NDArray, NDArray]:
-        eta = _xb(xs, beta)
+        eta = _xb(x, beta)[keep]
         shift = float(eta.max())
         r = np.exp(eta - shift)
-        by_group.data = r
         seg0 = np.bincount(a - 1, weights=r, minlength=k_count)
-        seg1 = by_group @ xs
+        seg1 = group_sums(r)
         s0 = np.cumsum(seg0[::-1])[::-1]  # Σ over a >= k
         s1 = np.cumsum(seg1[::-1], axis=0)[::-1]
-        r_ev = r[ev_idx]
+        r_ev = r[ev_keep]
         by_event.data = r_ev
         s0d = np.bincount(a_ev - 1, weights=r_ev, minlength=k_count)
         s1d = by_event @ x_ev
         den = s0[step_k] - frac * s0d[step_k]
         mean = (s1[step_k] - frac[:, None] * s1d[step_k]) / den[:, None]
-        loglik = float((eta[ev_idx]).sum() - np.log(den).sum() - n_ev * shift)
+        loglik = float((eta[ev_keep]).sum() - np.log(den).sum() - n_ev * shift)
         score = sum_x_ev - mean.sum(axis=0)
         c = np.bincount(step_k, weights=1.0 / den, minlength=k_count)
         g = np.bincount(step_k, weights=frac / den, minlength=k_count)
         cum_c = np.cumsum(c)
-        info = _gram(xs, r * cum_c[a - 1]) - _gram(x_ev, r_ev * g[a_ev - 1]) - _gram(mean)
+        weight = np.zeros(n_all)
+        weight[keep] = r * cum_c[a - 1]
+        info = _gram(x, weight) - _gram(x_ev, r_ev * g[a_ev - 1]) - _gram(mean)
         return loglik, score, info
 
     beta = np.zeros(p)
