@@ -66,7 +66,10 @@ def label(limit: int | None = None) -> str:
 def is_small(counts, limit: int | None = None) -> np.ndarray:
     """Which counts must be suppressed (1 ≤ count ≤ threshold)."""
     limit = limit or threshold()
-    values = pd.to_numeric(pd.Series(counts), errors="coerce").to_numpy(dtype="float64")
+    try:  # numbers (the usual case) without building a Series: this runs once per figure trace
+        values = np.asarray(counts, dtype="float64")
+    except (TypeError, ValueError):
+        values = pd.to_numeric(pd.Series(counts), errors="coerce").to_numpy(dtype="float64")
     return (values >= 1) & (values <= limit)
 
 

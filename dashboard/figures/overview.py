@@ -39,7 +39,8 @@ def trend_figure(trend: pd.DataFrame) -> go.Figure:
                        row=1, col=1)
         for index, outcome in enumerate(outcomes, start=2):
             part = trend[(trend.procedure == procedure) & (trend.outcome == outcome)]
-            hidden = is_small(part.events) | is_small(part.n)
+            small_events, small_n = is_small(part.events), is_small(part.n)
+            hidden = small_events | small_n
             rate = (100 * part.rate).where(~hidden, None)
             figure.add_scatter(
                 x=part.period_start, y=rate, mode="lines+markers", line={"color": colour},
@@ -48,9 +49,10 @@ def trend_figure(trend: pd.DataFrame) -> go.Figure:
                          "array": (100 * (part.high - part.rate)).where(~hidden, None),
                          "arrayminus": (100 * (part.rate - part.low)).where(~hidden, None),
                          "thickness": 1, "width": 2},
-                customdata=[[label() if h else f"{100 * r:.1f}%", label() if is_small([e])[0] else f"{int(e):,}",
-                             f"{int(n):,}" if not is_small([n])[0] else label()]
-                            for h, r, e, n in zip(hidden, part.rate.fillna(0), part.events, part.n, strict=True)],
+                customdata=[[label() if h else f"{100 * r:.1f}%", label() if se else f"{int(e):,}",
+                             label() if sn else f"{int(n):,}"]
+                            for h, r, e, n, se, sn in zip(hidden, part.rate.fillna(0), part.events, part.n,
+                                                          small_events, small_n, strict=True)],
                 hovertemplate="%{x|%Y Q%q}: %{customdata[0]} (%{customdata[1]} of %{customdata[2]})"
                               "<extra>" + procedure + "</extra>",
                 row=index, col=1)
