@@ -58,3 +58,24 @@ def test_a_new_selection_replaces_the_old_one(dashboard_app):
     assert set(first["sex"].astype(str)) == {"F"} and set(second["sex"].astype(str)) == {"M"}
     assert len(first) + len(second) == int(records["sex"].isin(["F", "M"]).sum())
     assert len(data_access._SELECTED) <= data_access.FILTERED_CACHE_SIZE
+
+
+def test_a_date_window_is_served_as_views_of_the_records(dashboard_app):
+    """Records are sorted by procedure date, so a date window alone is one run of rows: its
+    columns are views of the records (no copy), with the rows of ``apply_filter``."""
+    from dashboard import data_access
+
+    app, records = dashboard_app
+    dates = records["procedure_date"]
+    selection = RecordFilter(date_from=str(dates.quantile(0.3).date()),
+                             date_to=str(dates.quantile(0.8).date()))
+    expected = apply_filter(records, selection)
+    assert 0 < len(expected) < len(records)
+    with app.server.app_context():
+        stored = data_access.all_records()
+        window = data_access.filtered_records(selection, ["procedure", "cost", "pain_baseline"])
+    assert sorted(window.columns) == ["cost", "pain_baseline", "procedure"]
+    pd.testing.assert_frame_equal(window, expected[list(window.columns)])
+    assert np.shares_memory(np.asarray(window["procedure"].cat.codes),
+                            np.asarray(stored["procedure"].cat.codes))
+    assert np.shares_memory(window["cost"].array._data, stored["cost"].array._data)
