@@ -21,6 +21,7 @@ Methods
 * O/E ratios: exact Poisson limits from the chi-square relation (Ulm K. AJE 1990;131:373) and
   Byar's approximation (Breslow NE, Day NE. Statistical Methods in Cancer Research II, 1987).
 * Risk-adjusted CUSUM: Steiner SH, Cook RJ, Farewell VT, Treasure T. Biostatistics 2000;1:441;
+  its decision limits from the Markov-chain ARL: Brook D, Evans DA. Biometrika 1972;59:539;
   VLAD: Lovegrove J et al. Lancet 1997;350:1128.
 * p-chart and Laney p': Laney DB. Quality Engineering 2002;14:531.
 """
@@ -52,6 +53,7 @@ __all__ = [
     "alternative_risk",
     "caterpillar",
     "cusum",
+    "cusum_arl",
     "cusum_chart",
     "cusum_threshold",
     "estimate_overdispersion",
@@ -97,6 +99,13 @@ OVERDISPERSION_ALPHA = 0.05
 # ---------------------------------------------------------------------------------------------
 def _as_float(values: pd.Series) -> np.ndarray:
     """Numbers (nullable dtypes included) as a float array with NaN for missing values."""
+    dtype = values.dtype
+    if pd.api.types.is_numeric_dtype(dtype) and not isinstance(dtype, pd.CategoricalDtype):
+        # Numeric and boolean dtypes (numpy or nullable) convert directly: at a million rows
+        # the object round trip below costs ~60 ms, this ~2 ms, with the same values.
+        if isinstance(dtype, np.dtype):
+            return values.to_numpy(dtype=float)
+        return values.to_numpy(dtype=float, na_value=np.nan)
     return pd.to_numeric(values.astype("object"), errors="coerce").to_numpy(dtype=float)
 
 
@@ -142,6 +151,33 @@ def outcome_values(records: pd.DataFrame, outcome: str) -> pd.Series:
             raise KeyError(f"records lack column {outcome!r}")
         values = _as_float(records[outcome])
     return pd.Series(values, index=records.index, name=outcome)
+
+
+def _unit_groups(units: pd.Series, keep: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Group number (0..k-1) of each kept row, and the k unit names in sorted order.
+
+    The same groups and order as ``groupby(units[keep], sort=True)`` on the unit values as
+    objects, without hashing strings when ``units`` is categorical (the dashboard passes
+    categorical unit columns: grouping a million string ids costs ~40 ms, codes ~2 ms).
+    """
+    if isinstance(units.dtype, pd.CategoricalDtype):
+        codes = units.cat.codes.to_numpy()[keep].astype(np.intp)
+        names = np.asarray(units.cat.categories.astype(object), dtype=object)
+    else:
+        codes, uniques = pd.factorize(units.to_numpy(dtype=object)[keep])
+        names = np.asarray(uniques, dtype=object)
+    present = np.flatnonzero(np.bincount(codes, minlength=names.size) > 0)
+    order = present[np.argsort(names[present], kind="stable")]
+    group = np.empty(names.size, dtype=np.intp)
+    group[order] = np.arange(order.size)
+    return group[codes], names[order]
+
+
+def _group_sums(group: np.ndarray, k: int, *values: np.ndarray) -> list[np.ndarray]:
+    """Per-group sums of each array (``np.bincount`` with weights), NaN skipped as
+    ``groupby(...).sum()`` skips it."""
+    return [np.bincount(group, weights=np.where(np.isnan(v), 0.0, v), minlength=k)
+            for v in values]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -457,6 +493,35 @@ def oe_ratio(observed: int, expected: float, level: float = 0.95, method: str = 
         raise ValueError("method must be 'auto', 'exact' or 'byar'")
     e = float(expected)
     return OERatio(observed, e, observed / e, float(o_low) / e, float(o_high) / e, method, level)
+
+
+def _oe_limits(
+    observed: np.ndarray, expected: np.ndarray, level: float = 0.95
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`oe_ratio` with ``method="auto"`` for many units at once (same formulas).
+
+    Returns ``ratio, low, high, method`` arrays; ``expected`` must be positive.
+    """
+    if not 0.0 < level < 1.0:
+        raise ValueError("level must be between 0 and 1")
+    o = np.asarray(observed, dtype=np.int64)
+    e = np.asarray(expected, dtype=float)
+    alpha = 1.0 - level
+    byar = o >= 10
+    o_low = np.zeros(o.size)
+    o_high = np.empty(o.size)
+    exact = ~byar
+    some = exact & (o > 0)
+    o_low[some] = st.chi2.ppf(alpha / 2.0, 2 * o[some]) / 2.0
+    o_high[exact] = st.chi2.ppf(1.0 - alpha / 2.0, 2 * o[exact] + 2) / 2.0
+    if byar.any():
+        z = _z(level)
+        ob = o[byar].astype(float)
+        o1 = ob + 1.0
+        o_low[byar] = ob * (1.0 - 1.0 / (9.0 * ob) - z / (3.0 * np.sqrt(ob))) ** 3
+        o_high[byar] = o1 * (1.0 - 1.0 / (9.0 * o1) + z / (3.0 * np.sqrt(o1))) ** 3
+    method = np.where(byar, "byar", "exact").astype(object)
+    return o / e, o_low / e, o_high / e, method
 
 
 # ---------------------------------------------------------------------------------------------
@@ -972,7 +1037,7 @@ def funnel_data(
     if not keep.any():
         raise InsufficientDataError(method, f"no records with both {unit} and {outcome}")
     y = y_all.to_numpy()[keep]
-    units = records[unit].to_numpy(dtype=object)[keep]
+    group, names = _unit_groups(records[unit], keep)
     notes: list[str] = []
     pooled = float(y.mean())
     if target is None:
@@ -1002,13 +1067,15 @@ def funnel_data(
     else:
         p = np.full(y.size, theta)
 
-    frame = pd.DataFrame({"unit": units, "y": y, "p": p, "v": p * (1.0 - p)})
-    table = (
-        frame.groupby("unit", sort=True)
-        .agg(n=("y", "size"), events=("y", "sum"), expected=("p", "sum"), var=("v", "sum"))
-        .reset_index()
-    )
-    table["events"] = table["events"].astype(int)
+    k = names.size
+    events, expected, var = _group_sums(group, k, y, p, p * (1.0 - p))
+    table = pd.DataFrame({
+        "unit": names,
+        "n": np.bincount(group, minlength=k).astype(np.int64),
+        "events": np.rint(events).astype(int),
+        "expected": expected,
+        "var": var,
+    })
     n_u = table["n"].to_numpy(dtype=float)
     o_u = table["events"].to_numpy(dtype=float)
     e_u = table["expected"].to_numpy()
@@ -1220,31 +1287,25 @@ def caterpillar(
     keep = (y.notna() & records[unit].notna()).to_numpy()
     if not keep.any():
         raise InsufficientDataError("Caterpillar plot", f"no records with {unit} and {outcome}")
-    frame = pd.DataFrame(
-        {
-            "unit": records[unit].to_numpy(dtype=object)[keep],
-            "y": y.to_numpy()[keep],
-            "p": p.to_numpy()[keep],
-        }
-    )
-    grouped = frame.groupby("unit", sort=True).agg(
-        n=("y", "size"), observed=("y", "sum"), expected=("p", "sum")
-    )
-    rows = []
-    for name, row in grouped.iterrows():
-        r = oe_ratio(int(row["observed"]), float(row["expected"]), level=level)
-        rows.append(
-            {
-                "unit": name,
-                "n": int(row["n"]),
-                "observed": r.observed,
-                "expected": r.expected,
-                "oe": r.ratio,
-                "low": r.low,
-                "high": r.high,
-                "method": r.method,
-            }
-        )
+    group, names = _unit_groups(records[unit], keep)
+    k = names.size
+    observed, expected = _group_sums(group, k, y.to_numpy()[keep], p.to_numpy()[keep])
+    observed = np.rint(observed).astype(np.int64)
+    bad = ~np.isfinite(expected) | (expected <= 0)
+    if bad.any():  # the error oe_ratio gives for that unit
+        i = int(np.flatnonzero(bad)[0])
+        oe_ratio(int(observed[i]), float(expected[i]), level=level)
+    ratio, low, high, method = _oe_limits(observed, expected, level)
+    rows = {
+        "unit": names,
+        "n": np.bincount(group, minlength=k).astype(np.int64),
+        "observed": observed,
+        "expected": expected,
+        "oe": ratio,
+        "low": low,
+        "high": high,
+        "method": method,
+    }
     out = pd.DataFrame(rows)
     return out.sort_values(["oe", "unit"], kind="mergesort").reset_index(drop=True)
 
@@ -1281,6 +1342,42 @@ def _check_odds_ratio(odds_ratio: float) -> float:
             "the lower chart R_A = 1/odds_ratio)"
         )
     return odds_ratio
+
+
+def _cusum_path(
+    weights: np.ndarray, h: float, block: int = 2048
+) -> tuple[np.ndarray, np.ndarray]:
+    """``X_t = max(0, X_{t-1} + W_t)`` restarted at 0 after each ``X_t >= h``, and the signals.
+
+    Vectorised by blocks through the Lindley form ``X_t = S_t - min(0, min_{u<=t} S_u)``
+    (S the running sum from the block's start value), restarting a block after each signal,
+    instead of a Python loop over the cases (~1 µs per case). The values equal the loop's up
+    to floating-point rounding (the sums are kept short by the blocks).
+
+    Examples
+    --------
+    >>> x, signal = _cusum_path(np.array([1.0, -2.0, 1.5, 1.0, 0.5]), 2.0)
+    >>> x.tolist(), signal.tolist()
+    ([1.0, 0.0, 1.5, 2.5, 0.5], [False, False, False, True, False])
+    """
+    n = weights.size
+    values = np.empty(n)
+    signal = np.zeros(n, dtype=bool)
+    start, x0 = 0, 0.0
+    while start < n:
+        stop = min(n, start + block)
+        s = np.cumsum(np.concatenate(([x0], weights[start:stop])))[1:]
+        x = s - np.minimum(np.minimum.accumulate(s), 0.0)
+        hits = np.flatnonzero(x >= h)
+        if hits.size:
+            end = start + int(hits[0]) + 1
+            values[start:end] = x[: hits[0] + 1]
+            signal[end - 1] = True
+            start, x0 = end, 0.0
+        else:
+            values[start:stop] = x
+            start, x0 = stop, float(x[-1])
+    return values, signal
 
 
 def cusum_chart(
@@ -1338,21 +1435,10 @@ def cusum_chart(
         raise ValueError("thresholds must be positive")
     w_up = _cusum_weights(y, p, odds_ratio)
     w_low = _cusum_weights(y, p, 1.0 / odds_ratio)
-    upper = np.empty(y.size)
-    lower = np.empty(y.size)
-    sig_up = np.zeros(y.size, dtype=bool)
-    sig_low = np.zeros(y.size, dtype=bool)
-    x = z = 0.0
-    for t in range(y.size):
-        x = max(0.0, x + w_up[t])
-        z = min(0.0, z - w_low[t])
-        upper[t], lower[t] = x, z
-        if x >= h_up:
-            sig_up[t] = True
-            x = 0.0
-        if z <= -h_low:
-            sig_low[t] = True
-            z = 0.0
+    upper, sig_up = _cusum_path(w_up, h_up)
+    # Z = min(0, Z - W) is -X of the chart X = max(0, X + W); 0.0 - X keeps +0.0 at zero.
+    x_low, sig_low = _cusum_path(w_low, h_low)
+    lower = 0.0 - x_low
     return pd.DataFrame(
         {
             "observed": y.astype(int),
@@ -1370,7 +1456,12 @@ def cusum_chart(
 
 @dataclasses.dataclass(frozen=True)
 class CusumThreshold(Result):
-    """Decision limit chosen by simulating the in-control run length."""
+    """Decision limit h of a CUSUM and its in-control average run length (ARL).
+
+    ``method`` is ``"markov"`` (Markov-chain approximation on ``n_states`` grid points;
+    ``n_sim`` and ``horizon`` are 0) or ``"simulation"`` (``n_sim`` charts over ``horizon``
+    cases; ``n_states`` is 0).
+    """
 
     h: float
     arl: float
@@ -1378,6 +1469,254 @@ class CusumThreshold(Result):
     direction: str
     n_sim: int
     horizon: int
+    method: str = "markov"
+    n_states: int = 0
+
+
+#: Grid points of the Markov-chain ARL (:func:`cusum_arl`). Against 4,000 points the ARL
+#: differs by about 0.1% up to h = 6 (ARL ~ 10^4) and by under 0.6% at h = 9 (ARL ~ 10^5 to
+#: 10^6, less than 0.005 on h); it lies within the 99% CI of long simulations and within 0.5%
+#: of exact Bernoulli-CUSUM ARLs (``tests/unit/analysis/test_cusum_markov.py``). The
+#: simulation it replaces had a Monte-Carlo error of 2-3% on the ARL.
+MARKOV_STATES = 1000
+#: Grid of the first, coarse search for h; the fine grid then moves h by a few thousandths.
+_COARSE_STATES = 200
+#: Smallest decision limit considered, and the resolution h is reported at.
+_H_STEP = 1e-3
+
+
+def _weight_atoms(expected: np.ndarray, ratio: float) -> tuple[np.ndarray, np.ndarray]:
+    """Support and probabilities of the in-control weight W of one case.
+
+    The case's risk p is one of ``expected`` with equal probability and y ~ Bernoulli(p), so
+    W = -log(1 - p + R·p) with probability (1 - p)/n and W + log R with probability p/n.
+    Repeated risks are merged first (a case-mix model gives many ties).
+    """
+    values, counts = np.unique(expected, return_counts=True)
+    share = counts / float(expected.size)
+    w0 = -np.log1p(-values + ratio * values)
+    atoms = np.concatenate([w0, w0 + math.log(ratio)])
+    prob = np.concatenate([share * (1.0 - values), share * values])
+    keep = prob > 0.0
+    return atoms[keep], prob[keep]
+
+
+def _markov_arl(atoms: np.ndarray, prob: np.ndarray, h: float, n_states: int) -> float:
+    """In-control ARL from 0 of ``X = max(0, X + W)`` signalling at ``X >= h``.
+
+    Brook & Evans (1972) discretisation with linear interpolation between grid points: the
+    ARL function ``L(x) = 1 + E[L(max(0, x + W)); x + W < h]`` is evaluated at the nodes
+    ``x_i = i·h/(M-1)``, ``i = 0..M-1`` (the last node stands for the left limit at h), and a
+    move from ``x_i`` to ``v = x_i + w`` inside ``[x_j, x_j+1)`` is split between nodes j and
+    j+1 so that its mean is kept. (Rounding each move to the nearest node instead biases the
+    drift of the chart, which is small, and makes the ARL of a chart with few distinct
+    weights, e.g. the unadjusted Bernoulli CUSUM, jump by tens of percent between grid sizes.)
+    ``v <= 0`` goes to node 0 and ``v >= h`` is the signal. The transition matrix R is then a
+    Toeplitz matrix T (the node offset of a move) corrected in its first and last columns, so
+    ``(I - R) L = 1`` is solved by Levinson recursion on ``I - T`` plus a rank-2 Woodbury
+    correction: O(M²) time and O(M) memory instead of a dense O(M³) solve (about 2 ms for
+    M = 1,000).
+    """
+    from scipy import linalg
+
+    m = int(n_states)
+    step = h / (m - 1)
+    scaled = atoms / step
+    k = np.floor(scaled)
+    frac = scaled - k
+    # Moves beyond +-m nodes only matter through their totals (clamped or absorbed).
+    off = m + 1
+    idx = (np.clip(k, -off, m) + off).astype(np.intp)
+    size = 2 * m + 3
+    lower = np.bincount(idx, prob * (1.0 - frac), size)  # share landing on the node below v
+    upper = np.bincount(idx, prob * frac, size)  # ... and on the node above v
+    g = lower.copy()
+    g[1:] += upper[:-1]  # g[off + e]: probability of moving e nodes
+    i = np.arange(m)
+    col = -g[off - i]
+    col[0] += 1.0
+    row = -g[off + i]
+    row[0] += 1.0
+    # Corrections of T: node 0 also takes the moves to nodes < 0 (the chart's floor at 0), and
+    # the share T puts on the last node from v in [h, h + step) is a signal, not a stay.
+    below = np.cumsum(g)[off - 1 - i]
+    over = lower[off + m - 1 - i]
+    # Woodbury needs only rows 0 and m-1 of (I - T)^-1; a Toeplitz matrix is persymmetric
+    # (J A J = A'), so those rows are its last and first columns reversed: two Levinson
+    # solves instead of three.
+    unit = np.zeros((m, 2))
+    unit[0, 0] = unit[m - 1, 1] = 1.0
+    first, last = linalg.solve_toeplitz((col, row), unit, check_finite=False).T
+    ends = np.stack([last[::-1], first[::-1]])  # rows 0 and m-1 of the inverse
+    base = ends.sum(axis=1)  # (I - T)^-1 1 at the two ends
+    corr = ends @ np.column_stack([below, -over])
+    coef = np.linalg.solve(np.eye(2) - corr, base)
+    return float(base[0] + corr[0] @ coef)
+
+
+def cusum_arl(
+    expected: Sequence[float] | np.ndarray,
+    h: float,
+    odds_ratio: float = 2.0,
+    direction: str = "upper",
+    n_states: int = MARKOV_STATES,
+) -> float:
+    """In-control average run length of a risk-adjusted CUSUM with decision limit h.
+
+    Markov-chain approximation (Brook DS, Evans DA. Biometrika 1972;59:539), as Steiner, Cook,
+    Farewell & Treasure (Biostatistics 2000;1:441) used for the risk-adjusted CUSUM: the chart
+    is discretised on ``n_states`` grid points of [0, h], the transition probabilities come
+    from the distribution of the weight W under the unit's own case mix (each case's risk p
+    with equal probability, y ~ Bernoulli(p)), and the ARL from a start at 0 is the first
+    entry of ``(I - R)⁻¹ 1``. It is the quantity a simulation of the in-control run length
+    estimates, without Monte-Carlo error. See :func:`_markov_arl` for the grid.
+
+    Parameters
+    ----------
+    expected : array_like
+        Predicted risks of the unit's cases (NaN ignored).
+    h : float
+        Decision limit (> 0).
+    odds_ratio : float
+        R_A > 1 of the upper chart; the lower chart uses 1/R_A.
+    direction : {"upper", "lower"}
+        Which chart (the lower chart ``Z = min(0, Z - W)`` is the upper chart of -Z).
+    n_states : int
+        Grid points (at least 10).
+
+    Returns
+    -------
+    float
+        The ARL (cases to a signal, the signalling case included); ``inf`` when no case can
+        move the chart up.
+
+    Examples
+    --------
+    >>> round(cusum_arl(np.full(50, 0.1), 3.0), -1)
+    840.0
+    """
+    odds_ratio = _check_odds_ratio(odds_ratio)
+    if direction not in ("upper", "lower"):
+        raise ValueError("direction must be 'upper' or 'lower'")
+    if not h > 0:
+        raise ValueError("h must be positive")
+    if int(n_states) < 10:
+        raise ValueError("n_states must be at least 10")
+    p = np.asarray(expected, dtype=float)
+    p = p[np.isfinite(p)]
+    if p.size == 0:
+        raise InsufficientDataError("CUSUM ARL", "no expected risks")
+    if np.any((p < 0) | (p > 1)):
+        raise ValueError("expected risks must lie in [0, 1]")
+    atoms, prob = _weight_atoms(p, odds_ratio if direction == "upper" else 1.0 / odds_ratio)
+    if not np.any(atoms[prob > 0] > 0):
+        return math.inf
+    return _markov_arl(atoms, prob, float(h), int(n_states))
+
+
+def _markov_threshold(
+    atoms: np.ndarray, prob: np.ndarray, target: float, n_states: int
+) -> tuple[float, float]:
+    """Smallest h on a 0.001 grid whose Markov-chain ARL reaches ``target``, and that ARL.
+
+    A root search on log ARL(h) (nearly linear in h) on a coarse grid first, then a few chord
+    steps with the coarse slope on the fine grid (typically 4-7 coarse and 3-7 fine solves,
+    10-30 ms in all).
+    """
+    log_target = math.log(target)
+
+    def gap(h: float, m: int) -> float:
+        arl = _markov_arl(atoms, prob, h, m)
+        if not arl >= 1.0:  # NaN or below one case: the solve broke down
+            raise InsufficientDataError("CUSUM threshold", f"the ARL at h = {h:g} is {arl:g}")
+        return math.log(min(arl, 1e300)) - log_target  # an overflow counts as "far above"
+
+    coarse = min(_COARSE_STATES, n_states)
+    settled = False
+    # Bracket the root on the coarse grid (typical limits lie between 2 and 10) ...
+    lo, hi = 2.0, 4.0
+    f_hi = gap(hi, coarse)
+    if f_hi < 0.0:
+        while f_hi < 0.0:
+            if hi > 1e3:
+                raise InsufficientDataError("CUSUM threshold",
+                                            f"no h < 1000 reaches ARL {target:g}")
+            lo, f_lo = hi, f_hi
+            hi *= 2.0
+            f_hi = gap(hi, coarse)
+    else:
+        f_lo = gap(lo, coarse)
+        while f_lo > 0.0:
+            if lo <= _H_STEP:  # one case can signal and that is already rare enough
+                return _H_STEP, _markov_arl(atoms, prob, _H_STEP, n_states)
+            hi, f_hi = lo, f_lo
+            lo = max(lo / 2.0, _H_STEP)
+            f_lo = gap(lo, coarse)
+    # ... and close in with the Illinois variant of regula falsi (log ARL is nearly linear in
+    # h, so a few steps reach 0.1% of the target), keeping the last secant slope.
+    points = [(lo, f_lo), (hi, f_hi)]
+    side = 0
+    for _ in range(60):
+        h = (lo * f_hi - hi * f_lo) / (f_hi - f_lo)
+        f = gap(h, coarse)
+        points.append((h, f))
+        if abs(f) < 1e-3 or hi - lo < 1e-6:
+            break
+        if f > 0.0:
+            hi, f_hi = h, f
+            if side == 1:
+                f_lo /= 2.0
+            side = 1
+        else:
+            lo, f_lo = h, f
+            if side == -1:
+                f_hi /= 2.0
+            side = -1
+    (h_a, f_a), (h_b, f_b) = points[-2], points[-1]
+    slope = (f_b - f_a) / (h_b - h_a) if h_b != h_a else 0.0
+    if n_states != coarse:
+        if not slope > 0.0 or abs(h_b - h_a) > 1.0:  # no usable secant: a central difference
+            width = min(0.05, h / 4.0)
+            slope = (gap(h + width, coarse) - gap(h - width, coarse)) / (2.0 * width)
+        below, above = 0.0, math.inf  # fine-grid limits known to fall short of / reach it
+        for _ in range(24 if slope > 0 else 0):
+            f = gap(h, n_states)
+            if f < 0.0:
+                below = max(below, h)
+            else:
+                above = min(above, h)
+            if above - below < _H_STEP:
+                # Settled to within the reporting step (a chart with few distinct weights has
+                # a step-like ARL, on which chord steps alone would hop to and fro).
+                h, settled = above, True
+                break
+            move = f / slope
+            if abs(move) < 1e-5:
+                h -= move
+                break
+            step_to = h - move
+            if math.isfinite(above) and not below + 1e-9 < step_to < above - 1e-9:
+                step_to = (below + above) / 2.0  # bisect when the chord leaves the bracket
+            h = max(step_to, _H_STEP)
+        else:  # the chord steps did not settle: bracket on the fine grid instead
+            h = optimize.brentq(gap, max(h / 2.0, _H_STEP), 2.0 * h + 1.0,
+                                args=(n_states,), xtol=1e-6)
+    # Report h on a 0.001 grid, rounded up so its ARL reaches the target (the discretised
+    # ARL is monotone in h up to tiny steps, hence the short loop).
+    h = round(math.ceil(h / _H_STEP - 1e-6) * _H_STEP, 3)
+    arl = _markov_arl(atoms, prob, h, n_states)
+    for _ in range(20):
+        if arl >= target:
+            break
+        h = round(h + _H_STEP, 3)
+        arl = _markov_arl(atoms, prob, h, n_states)
+    for _ in range(3 if settled else 0):  # a step-like ARL may reach the target a step lower
+        lower_h = round(h - _H_STEP, 3)
+        lower_arl = _markov_arl(atoms, prob, lower_h, n_states) if lower_h > 0 else 0.0
+        if lower_arl < target:
+            break
+        h, arl = lower_h, lower_arl
+    return h, arl
 
 
 def _arl_estimate(running_max: np.ndarray, h: float) -> float:
@@ -1410,15 +1749,25 @@ def cusum_threshold(
     direction: str = "upper",
     seed: int | np.random.Generator | None = 0,
     n_sim: int | None = None,
+    method: str = "markov",
+    n_states: int = MARKOV_STATES,
 ) -> CusumThreshold:
-    """Choose a CUSUM decision limit h whose in-control ARL is close to a target.
+    """Choose a CUSUM decision limit h whose in-control ARL reaches a target.
 
-    The in-control run length is simulated from the unit's own case mix (Steiner et al. 2000,
-    Biostatistics 1:441): each simulated case draws a risk p from ``expected`` with replacement
-    and an outcome y ~ Bernoulli(p). ``n_sim`` charts are run for a horizon of 3× the target
-    (vectorised through the Lindley form ``X_t = S_t - min_{s≤t} S_s`` of the CUSUM, S the
-    cumulative weight), and h is found by bisection on the simulated ARL (see
-    :func:`_arl_estimate` for the censoring correction).
+    The in-control run length comes from the unit's own case mix (Steiner et al. 2000,
+    Biostatistics 1:441): each case's risk p is one of ``expected`` with equal probability and
+    its outcome y ~ Bernoulli(p).
+
+    * ``method="markov"`` (default): the ARL is computed with the Markov-chain approximation
+      of Brook & Evans (1972, Biometrika 59:539) on ``n_states`` grid points
+      (:func:`cusum_arl`), which Steiner et al. used for the risk-adjusted CUSUM; h is found
+      by a root search on that ARL and reported as the smallest h on a 0.001 grid whose ARL
+      reaches the target. No Monte-Carlo error, and the cost (a few milliseconds per ARL)
+      does not grow with the target.
+    * ``method="simulation"``: ``n_sim`` charts are simulated for a horizon of 3× the target
+      (vectorised through the Lindley form ``X_t = S_t - min_{s≤t} S_s`` of the CUSUM, S the
+      cumulative weight) and h is found by bisection on the simulated ARL (see
+      :func:`_arl_estimate` for the censoring correction).
 
     Parameters
     ----------
@@ -1431,21 +1780,31 @@ def cusum_threshold(
     direction : {"upper", "lower"}
         Which chart.
     seed : int or Generator, optional
-        Seed of :func:`numpy.random.default_rng`.
+        Seed of :func:`numpy.random.default_rng` (simulation only).
     n_sim : int, optional
-        Number of simulated charts; default ``clip(4e6 / horizon, 200, 2000)`` (about 4 million
-        simulated cases; the relative Monte-Carlo error of the ARL is about 1/√n_sim).
+        Number of simulated charts (simulation only); default ``clip(4e6 / horizon, 200,
+        2000)`` (about 4 million simulated cases; the relative Monte-Carlo error of the ARL is
+        about 1/√n_sim).
+    method : {"markov", "simulation"}
+        How the ARL is computed.
+    n_states : int
+        Grid points of the Markov chain (``method="markov"`` only).
 
     Returns
     -------
     CusumThreshold
-        ``h``, its simulated ``arl``, ``target_arl``, ``direction``, ``n_sim``, ``horizon``.
+        ``h``, its ``arl``, ``target_arl``, ``direction``, ``method``, and ``n_states`` (Markov)
+        or ``n_sim`` and ``horizon`` (simulation).
 
     Examples
     --------
-    >>> th = cusum_threshold(np.full(50, 0.1), in_control_arl=500, n_sim=300)
-    >>> 1.0 < th.h < 6.0
-    True
+    >>> th = cusum_threshold(np.full(50, 0.1), in_control_arl=500)
+    >>> th.method, 1.0 < th.h < 6.0, th.arl >= 500
+    ('markov', True, True)
+    >>> sim = cusum_threshold(np.full(50, 0.1), in_control_arl=500, method="simulation",
+    ...                       n_sim=300)
+    >>> sim.method, 1.0 < sim.h < 6.0
+    ('simulation', True)
     """
     odds_ratio = _check_odds_ratio(odds_ratio)
     p = np.asarray(expected, dtype=float)
@@ -1456,8 +1815,24 @@ def cusum_threshold(
         raise ValueError("direction must be 'upper' or 'lower'")
     if not in_control_arl > 1:
         raise ValueError("in_control_arl must be > 1")
-    rng = np.random.default_rng(seed)
+    if method not in ("markov", "simulation"):
+        raise ValueError("method must be 'markov' or 'simulation'")
     ratio = odds_ratio if direction == "upper" else 1.0 / odds_ratio
+    if method == "markov":
+        if int(n_states) < 10:
+            raise ValueError("n_states must be at least 10")
+        if np.any((p < 0) | (p > 1)):
+            raise ValueError("expected risks must lie in [0, 1]")
+        atoms, prob = _weight_atoms(p, ratio)
+        if not np.any(atoms > 0):
+            raise InsufficientDataError(
+                "CUSUM threshold", "no case can move the chart up (all expected risks are 0)"
+            )
+        h, arl = _markov_threshold(atoms, prob, float(in_control_arl), int(n_states))
+        return CusumThreshold(h=h, arl=arl, target_arl=float(in_control_arl),
+                              direction=direction, n_sim=0, horizon=0, method="markov",
+                              n_states=int(n_states))
+    rng = np.random.default_rng(seed)
     w0 = _cusum_weights(np.zeros(p.size), p, ratio)
     w1 = _cusum_weights(np.ones(p.size), p, ratio)
     weights = np.stack([w0, w1])
@@ -1499,7 +1874,31 @@ def cusum_threshold(
         direction=direction,
         n_sim=int(n_sim),
         horizon=horizon,
+        method="simulation",
+        n_states=0,
     )
+
+
+def _in_order(dates: np.ndarray, ids: np.ndarray) -> bool:
+    """True when rows are already sorted by (date, id), as the store returns them: the
+    sort of a large unit's cases (~25 ms at 100,000) can then be skipped."""
+    if dates.size < 2:
+        return True
+    if dates.dtype.kind != "M":
+        return False
+    stamp = dates.astype("datetime64[ns]").view(np.int64)
+    if (stamp == np.iinfo(np.int64).min).any():  # NaT: let the sort place it
+        return False
+    step = np.diff(stamp)
+    if (step < 0).any():
+        return False
+    tied = np.flatnonzero(step == 0)
+    if tied.size == 0:
+        return True
+    try:
+        return bool(np.all(ids[tied] <= ids[tied + 1]))
+    except TypeError:  # ids that do not compare (missing values, mixed types)
+        return False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -1533,6 +1932,7 @@ def cusum(
     seed: int | None = 0,
     adjust: bool = True,
     model: RiskModelResult | None = None,
+    arl_method: str = "markov",
 ) -> CusumResult:
     """Risk-adjusted CUSUM (Steiner et al. 2000) and VLAD for one facility or operator.
 
@@ -1549,16 +1949,22 @@ def cusum(
     odds_ratio : float
         R_A of the upper chart (deterioration); the lower chart detects 1/R_A.
     threshold : float or (float, float), optional
-        Given decision limits (h⁺, h⁻), or one value for both. Default: simulated by
-        :func:`cusum_threshold` for each chart from the unit's own expected risks.
+        Given decision limits (h⁺, h⁻), or one value for both. Default: chosen by
+        :func:`cusum_threshold` for each chart from the unit's own expected risks, with the
+        Markov-chain ARL (or a simulation, see ``arl_method``).
     in_control_arl : float, optional
-        Target in-control ARL for the simulated limits; default ``max(1000, 5 × n)`` where n is
+        Target in-control ARL of the chosen limits; default ``max(1000, 5 × n)`` where n is
         the unit's number of charted cases.
     seed : int, optional
-        Seed of the simulation.
+        Seed of the simulation (``arl_method="simulation"`` only).
     adjust : bool
         Expected risks from :func:`risk_model` on the pooled records (default); otherwise the
         pooled rate for every case (unadjusted Bernoulli CUSUM).
+    model : RiskModelResult, optional
+        A :func:`risk_model` fit on these same ``records`` and ``outcome``, reused instead of
+        refitting.
+    arl_method : {"markov", "simulation"}
+        ``method`` of :func:`cusum_threshold` when the limits are chosen here.
 
     Returns
     -------
@@ -1566,7 +1972,8 @@ def cusum(
         ``chart`` in ``procedure_date`` order (ties by ``record_id``) with ``record_index,
         record_id, procedure_date`` and the columns of :func:`cusum_chart`; ``signals`` with
         ``position, record_index, record_id, procedure_date, direction, value``; the limits and
-        ``threshold_method`` (``"given"`` or ``"simulated"``).
+        ``threshold_method``: ``"markov"`` (Markov-chain ARL, the default), ``"simulated"``
+        (``arl_method="simulation"``) or ``"given"``.
 
     Examples
     --------
@@ -1579,6 +1986,8 @@ def cusum(
     ('given', 60)
     """
     odds_ratio = _check_odds_ratio(odds_ratio)
+    if arl_method not in ("markov", "simulation"):
+        raise ValueError("arl_method must be 'markov' or 'simulation'")
     for column in (unit, "procedure_date"):
         if column not in records:
             raise KeyError(f"records lack column {column!r}")
@@ -1586,28 +1995,31 @@ def cusum(
     mask = (records[unit] == unit_id).fillna(False).to_numpy(dtype=bool) & y.notna().to_numpy()
     if not mask.any():
         raise InsufficientDataError("CUSUM", f"no records of {unit}={unit_id!r} with {outcome}")
+    rows = np.flatnonzero(mask)  # gather the unit's rows only (not a million ids first)
     sub = pd.DataFrame(
         {
-            "record_index": records.index[mask],
+            "record_index": records.index[rows],
             "record_id": (
-                records["record_id"].to_numpy()[mask]
+                records["record_id"].iloc[rows].to_numpy()
                 if "record_id" in records
-                else records.index[mask]
+                else records.index[rows]
             ),
-            "procedure_date": records["procedure_date"].to_numpy()[mask],
-            "y": y.to_numpy()[mask],
-            "p": p.to_numpy()[mask],
+            "procedure_date": records["procedure_date"].iloc[rows].to_numpy(),
+            "y": y.to_numpy()[rows],
+            "p": p.to_numpy()[rows],
         }
     )
-    sub = sub.sort_values(["procedure_date", "record_id"], kind="mergesort").reset_index(drop=True)
+    if not _in_order(sub["procedure_date"].to_numpy(), sub["record_id"].to_numpy()):
+        sub = sub.sort_values(["procedure_date", "record_id"], kind="mergesort")
+        sub = sub.reset_index(drop=True)
     n = len(sub)
     if threshold is None:
         target = float(in_control_arl) if in_control_arl is not None else max(1000.0, 5.0 * n)
         rng = np.random.default_rng(seed)
-        th_up = cusum_threshold(sub["p"], odds_ratio, target, "upper", rng)
-        th_low = cusum_threshold(sub["p"], odds_ratio, target, "lower", rng)
+        th_up = cusum_threshold(sub["p"], odds_ratio, target, "upper", rng, method=arl_method)
+        th_low = cusum_threshold(sub["p"], odds_ratio, target, "lower", rng, method=arl_method)
         h_up, h_low, arl_up, arl_low = th_up.h, th_low.h, th_up.arl, th_low.arl
-        method = "simulated"
+        method = "markov" if arl_method == "markov" else "simulated"
     else:
         h_up, h_low = (threshold, threshold) if np.isscalar(threshold) else threshold
         h_up, h_low = float(h_up), float(h_low)
@@ -1617,26 +2029,20 @@ def cusum(
     chart.insert(0, "procedure_date", sub["procedure_date"])
     chart.insert(0, "record_id", sub["record_id"])
     chart.insert(0, "record_index", sub["record_index"])
-    rows = []
-    for direction, sig, col in (
-        ("upper", "signal_upper", "upper"),
-        ("lower", "signal_lower", "lower"),
-    ):
-        for i in np.flatnonzero(chart[sig].to_numpy()):
-            rows.append(
-                {
-                    "position": int(i) + 1,
-                    "record_index": chart.at[i, "record_index"],
-                    "record_id": chart.at[i, "record_id"],
-                    "procedure_date": chart.at[i, "procedure_date"],
-                    "direction": direction,
-                    "value": float(chart.at[i, col]),
-                }
-            )
-    signals = pd.DataFrame(
-        rows,
-        columns=["position", "record_index", "record_id", "procedure_date", "direction", "value"],
-    )
+    columns = ["position", "record_index", "record_id", "procedure_date", "direction", "value"]
+    hits = [(d, np.flatnonzero(chart[f"signal_{d}"].to_numpy())) for d in ("upper", "lower")]
+    at = np.concatenate([i for _, i in hits])
+    if at.size:
+        signals = pd.DataFrame({
+            "position": at + 1,
+            "record_index": chart["record_index"].to_numpy()[at],
+            "record_id": chart["record_id"].to_numpy()[at],
+            "procedure_date": chart["procedure_date"].to_numpy()[at],
+            "direction": np.concatenate([[d] * i.size for d, i in hits]).astype(object),
+            "value": np.concatenate([chart[d].to_numpy()[i] for d, i in hits]),
+        }, columns=columns)
+    else:
+        signals = pd.DataFrame([], columns=columns)
     signals = signals.sort_values(["position", "direction"], kind="mergesort").reset_index(
         drop=True
     )

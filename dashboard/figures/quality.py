@@ -345,17 +345,20 @@ def cusum_text(result: CusumResult, arl_capped: bool = False) -> str:
             f"{outcome_label(result.outcome, short=True).lower()}, the lower chart for a "
             f"{result.odds_ratio:g}-fold decrease. A chart signals when it crosses its decision "
             "limit h and then restarts at 0. ")
-    if result.threshold_method == "simulated":
+    if result.threshold_method in ("markov", "simulated"):
+        how = ("computed" if result.threshold_method == "markov" else "simulated")
+        arls = ("ARLs by a Markov-chain approximation of the run length, Brook & Evans 1972"
+                if result.threshold_method == "markov" else "simulated ARLs")
         text += (f"The limits h⁺ = {result.threshold_upper:.2f} and h⁻ = "
-                 f"{result.threshold_lower:.2f} were simulated from this unit's own case mix to "
+                 f"{result.threshold_lower:.2f} were {how} from this unit's own case mix to "
                  f"give an in-control average run length (ARL) of {result.in_control_arl:,.0f} "
                  f"cases, i.e. about one false signal per {result.in_control_arl:,.0f} cases "
-                 f"when performance is on target (simulated ARLs {result.arl_upper:,.0f} and "
+                 f"when performance is on target ({arls}: {result.arl_upper:,.0f} and "
                  f"{result.arl_lower:,.0f}).")
         if arl_capped:
             expected = result.n / result.in_control_arl
             text += (f" The target ARL (normally 5 × the {result.n:,} cases) is capped at "
-                     f"{result.in_control_arl:,.0f} to keep the simulation fast, so about "
+                     f"{result.in_control_arl:,.0f}, so about "
                      f"{expected:.1f} false signal(s) per chart are expected over this series "
                      "by chance; narrow the date range to chart fewer cases.")
     else:

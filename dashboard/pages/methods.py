@@ -276,10 +276,16 @@ Cases are taken in procedure order. Each adds the log-likelihood-ratio weight
 W = y·log(R_A) − log(1 − p + R_A·p), where p is the case's predicted risk and y the outcome
 (Steiner, Cook, Farewell & Treasure 2000). The upper chart (R_A = 2, a doubling of the odds)
 signals deterioration, the lower chart (R_A = 0.5) improvement; a chart restarts at 0 after a
-signal. The decision limit h is found by **simulating the in-control run length** from the
-unit's own case mix. The VLAD curve (cumulative expected minus observed events; Lovegrove et
-al. 1997) is a display only; the unadjusted Bernoulli CUSUM is the case of a constant p
-(Reynolds & Stoumbos 1999).
+signal. The decision limit h is chosen from the unit's own case mix so that the **in-control
+average run length** (ARL: cases to a false signal when the unit performs as expected)
+reaches max(1,000, 5 × the unit's cases). The ARL is computed with the **Markov-chain
+approximation** of Brook & Evans (1972, Biometrika 59:539), as Steiner et al. did: the chart
+is discretised on 1,000 grid points of [0, h], the transitions follow the distribution of W
+when a case's risk is drawn from the unit's cases and its outcome from that risk, and the ARL
+is the first entry of (I − R)⁻¹1. This is the quantity a simulation of the in-control run
+length estimates, without Monte-Carlo error. The VLAD curve (cumulative expected minus
+observed events; Lovegrove et al. 1997) is a display only; the unadjusted Bernoulli CUSUM is
+the case of a constant p (Reynolds & Stoumbos 1999).
 
 ### Observed / expected ratios and control charts
 

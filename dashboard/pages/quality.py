@@ -6,7 +6,10 @@ version, user scope, outcome) on all records (the reference population; a few se
 (intercept recalibrated to the selection's rate); the fit is passed to ``funnel_data``,
 ``caterpillar`` and ``cusum``. Results are cached per (store, data version, filter, outcome
 and the page controls) in small bounded ``functools.lru_cache`` caches, so going back to a
-view already seen is instant; the functions get only the columns they use.
+view already seen is instant; the functions get only the columns they use, with facility and
+operator as categoricals coded once per data version (:func:`_frame`), so grouping and
+picking a unit compare integer codes, not a million strings. The CUSUM limits come from the
+Markov-chain ARL (milliseconds) instead of a simulation (seconds at large targets).
 """
 
 from __future__ import annotations
@@ -16,6 +19,8 @@ import functools
 
 import dash
 import dash_bootstrap_components as dbc
+import numpy as np
+import pandas as pd
 from dash import Input, Output, State, callback, dcc, html
 
 from analysis.errors import InsufficientDataError
@@ -74,9 +79,10 @@ OVERDISPERSION_OPTIONS = {"none": "None", "multiplicative": "Multiplicative (φ)
 UNIT_OPTIONS = {"facility_id": "Facilities", "operator_id": "Operators"}
 #: R_A of the CUSUM: the upper chart looks for doubled odds, the lower for halved odds.
 CUSUM_ODDS_RATIO = 2.0
-#: The simulated CUSUM limits target an in-control ARL of max(1,000, 5 × n) cases, capped here:
-#: beyond it the simulation takes tens of seconds and over a gigabyte of memory.
-CUSUM_MAX_ARL = 50_000
+#: The CUSUM limits target an in-control ARL of max(1,000, 5 × n) cases, capped here. The
+#: Markov-chain ARL costs the same whatever the target (the former simulation needed a cap of
+#: 50,000 to stay fast), so the cap only bounds h for units of more than 200,000 cases.
+CUSUM_MAX_ARL = 1_000_000
 #: Units with fewer cases than this are "low volume" (not tested, no CUSUM), as in funnel_data.
 MIN_VOLUME = 10
 MODEL_FAILED = ("the case-mix model cannot be fitted (too few events or non-events, or the "
@@ -85,6 +91,12 @@ MODEL_FAILED = ("the case-mix model cannot be fitted (too few events or non-even
 COLUMNS = ("record_id", "facility_id", "operator_id", "procedure_date", "cement_leakage",
            "pulmonary_embolism", "adjacent_fracture", "pain_baseline", "pain_month1",
            *DEFAULT_COVARIATES)
+#: Units compared on the page: taken per selection as categoricals (see :func:`_frame`).
+UNIT_COLUMNS = tuple(UNIT_OPTIONS)
+#: Columns taken from the selected records (the covariates are read only by the reference
+#: fit, on all records; the units come from :func:`_unit_categories`).
+SELECTION_COLUMNS = tuple(c for c in COLUMNS
+                          if c not in DEFAULT_COVARIATES and c not in UNIT_COLUMNS)
 
 
 # ------------------------------------------------------------------------------------ layout
@@ -161,8 +173,37 @@ def _store_key() -> tuple[str, str]:
     return url, f"{data_access.data_version(url)}|{scope_key()}"
 
 
-def _records(selection: RecordFilter):
-    return data_access.filtered_records(selection, COLUMNS)
+@functools.lru_cache(maxsize=2)
+def _unit_categories(url, version) -> dict[str, pd.Categorical]:
+    """Facility and operator of every record the user may see, as categoricals (sorted
+    categories), once per (data version, user scope): grouping and comparing codes instead
+    of a million strings is what keeps the funnel, caterpillar and CUSUM fast."""
+    records = data_access.all_records()
+    return {column: pd.Categorical(records[column]) for column in UNIT_COLUMNS
+            if column in records.columns}
+
+
+def _positions(index: pd.Index) -> np.ndarray:
+    """Row positions in :func:`data_access.all_records` of the selected records' labels."""
+    labels = data_access.all_records().index
+    if isinstance(labels, pd.RangeIndex) and labels.step == 1:
+        return index.to_numpy(dtype=np.int64, copy=False) - labels.start
+    positions = labels.get_indexer(index)
+    if (positions < 0).any():  # never expected: the selection is a subset of all records
+        raise RuntimeError("selected records are not among the records the user may see")
+    return positions
+
+
+@functools.lru_cache(maxsize=2)  # one frame per filter change; it can hold ~40 MB at 1M rows
+def _frame(url, version, selection):
+    """The selected records with the columns the quality functions read, facility and
+    operator as categoricals: one frame per filter change, shared by the page's callbacks."""
+    records = data_access.filtered_records(selection, SELECTION_COLUMNS)
+    columns = {column: records[column].array for column in records.columns}
+    positions = _positions(records.index)
+    for column, values in _unit_categories(url, version).items():
+        columns[column] = pd.Categorical.from_codes(values.codes[positions], dtype=values.dtype)
+    return pd.DataFrame(columns, index=records.index, copy=False)
 
 
 def _model_failed(error: InsufficientDataError) -> bool:
@@ -234,7 +275,7 @@ def _fit(url, version, selection, outcome):
     Fitting once per data version instead of per filter is what keeps a filter change fast
     at a million records; ``docs/quality-monitoring.md`` says so to the user."""
     reference = _reference_fit(url, version, outcome)
-    records = _records(selection)
+    records = _frame(url, version, selection)
     if reference is None or records.empty:
         return None
     fit = apply_risk_model(reference, records)
@@ -245,7 +286,7 @@ def _fit(url, version, selection, outcome):
 
 @functools.lru_cache(maxsize=16)
 def _funnel(url, version, selection, unit, outcome, adjust, overdispersion):
-    records = _records(selection)
+    records = _frame(url, version, selection)
     if records.empty:
         return None, None
     model = _fit(url, version, selection, outcome) if adjust else None
@@ -254,7 +295,7 @@ def _funnel(url, version, selection, unit, outcome, adjust, overdispersion):
 
 @functools.lru_cache(maxsize=8)
 def _count(url, version, selection) -> int:
-    return len(data_access.filtered_records(selection, COLUMNS))
+    return len(_frame(url, version, selection))
 
 
 @functools.lru_cache(maxsize=8)
@@ -269,7 +310,7 @@ def _model(url, version, selection, outcome):
 
 @functools.lru_cache(maxsize=16)
 def _caterpillar(url, version, selection, unit, outcome, adjust):
-    records = _records(selection)
+    records = _frame(url, version, selection)
     if records.empty:
         return None
     model = _fit(url, version, selection, outcome) if adjust else None
@@ -278,7 +319,7 @@ def _caterpillar(url, version, selection, unit, outcome, adjust):
 
 @functools.lru_cache(maxsize=8)  # a chart holds one row per case: keep few
 def _cusum(url, version, selection, unit, unit_id, outcome, adjust):
-    records = _records(selection)
+    records = _frame(url, version, selection)
     if records.empty:
         return None, "No records match the current filters."
     model = _fit(url, version, selection, outcome) if adjust else None

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from analysis.filters import RecordFilter, apply_filter
-from analysis.quality import apply_risk_model, cusum, funnel_data, risk_model
+from analysis.quality import apply_risk_model, caterpillar, cusum, funnel_data, risk_model
 from dashboard.app_factory import create_app
 from dashboard.figures.quality import _p_text
 from data import import_dataframe, load_records, store
@@ -97,6 +97,44 @@ def test_numbers_equal_analysis(app_and_records, adjust):
     assert chosen in {o["value"] for o in options if not o["disabled"]}
 
 
+@pytest.mark.parametrize("unit", ["facility_id", "operator_id"])
+@pytest.mark.parametrize("adjusted", [True, False])
+def test_page_frame_gives_the_analysis_numbers(app_and_records, unit, adjusted):
+    """The page's per-selection frame (units as categoricals coded once per data version)
+    gives exactly the funnel, caterpillar and CUSUM of the plain selected records."""
+    from dashboard.pages import quality
+
+    app, records = app_and_records
+    selection = RecordFilter(countries=("US", "GB"))
+    selected = apply_filter(records, selection)
+    model = apply_risk_model(risk_model(records, "cement_leakage"), selected) if adjusted else None
+    with app.server.app_context():
+        key = quality._store_key()
+        frame = quality._frame(*key, selection)
+        result, _ = quality._funnel(*key, selection, unit, "cement_leakage", adjusted, "none")
+        table = quality._caterpillar(*key, selection, unit, "cement_leakage", adjusted)
+        chosen = str(result.units.sort_values("n").iloc[-1]["unit"])
+        chart, _ = quality._cusum(*key, selection, unit, chosen, "cement_leakage", adjusted)
+    assert isinstance(frame[unit].dtype, pd.CategoricalDtype)
+    assert frame.index.equals(selected.index)
+    assert frame[unit].astype(object).where(frame[unit].notna(), None).tolist() == \
+        selected[unit].astype(object).where(selected[unit].notna(), None).tolist()
+    expected = funnel_data(selected, unit, "cement_leakage", adjust=adjusted, model=model,
+                           min_volume=quality.MIN_VOLUME)
+    pd.testing.assert_frame_equal(result.units, expected.units, rtol=1e-12)
+    pd.testing.assert_frame_equal(result.limits, expected.limits, rtol=1e-12)
+    pd.testing.assert_frame_equal(table, caterpillar(selected, unit, "cement_leakage",
+                                                     adjust=adjusted, model=model), rtol=1e-12)
+    n = int(selected.loc[selected[unit] == chosen, "cement_leakage"].notna().sum())
+    plain = cusum(selected, unit, chosen, "cement_leakage", adjust=adjusted, model=model,
+                  in_control_arl=max(1000.0, 5.0 * n))
+    assert (chart.threshold_upper, chart.threshold_lower) == (plain.threshold_upper,
+                                                              plain.threshold_lower)
+    assert chart.chart["record_id"].tolist() == plain.chart["record_id"].tolist()
+    np.testing.assert_allclose(chart.chart["upper"], plain.chart["upper"], rtol=1e-12)
+    pd.testing.assert_frame_equal(chart.signals, plain.signals)
+
+
 @pytest.mark.parametrize("seed", [3, 7])
 def test_elevated_facilities_are_flagged_high_on_demo_data(seed):
     from dashboard.figures.quality import funnel_figure
@@ -155,7 +193,8 @@ def test_cusum_equals_analysis(app_and_records):
     upper = next(t for t in figure.data if t.name == "Upper CUSUM")
     np.testing.assert_allclose(np.asarray(upper.y, dtype=float), expected.chart["upper"])
     words = " ".join(texts(card))
-    assert f"h⁺ = {expected.threshold_upper:.2f}" in words and "simulated" in words
+    assert expected.threshold_method == "markov"
+    assert f"h⁺ = {expected.threshold_upper:.2f}" in words and "Markov-chain" in words
     assert f"in-control average run length (ARL) of {expected.in_control_arl:,.0f}" in words
 
 

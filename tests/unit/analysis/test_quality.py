@@ -702,11 +702,13 @@ def _first_passage_arl(p_pool, odds_ratio, h, seed, n_charts=4000, max_len=6000)
     return float(np.mean(rl)), int(alive.sum())
 
 
+@pytest.mark.parametrize("method", ["markov", "simulation"])
 @pytest.mark.parametrize("direction", ["upper", "lower"])
-def test_simulated_threshold_gives_target_arl(direction):
+def test_simulated_threshold_gives_target_arl(direction, method):
     p_pool = np.random.default_rng(7).beta(2.0, 9.0, 300)  # a unit's case mix, mean ~0.18
-    th = q.cusum_threshold(p_pool, 2.0, in_control_arl=500, direction=direction, seed=0)
-    assert th.direction == direction and th.target_arl == 500
+    th = q.cusum_threshold(p_pool, 2.0, in_control_arl=500, direction=direction, seed=0,
+                           method=method)
+    assert th.direction == direction and th.target_arl == 500 and th.method == method
     ratio = 2.0 if direction == "upper" else 0.5
     arl, censored = _first_passage_arl(p_pool, ratio, th.h, seed=98765)
     assert censored < 5
@@ -751,7 +753,7 @@ def test_cusum_detects_planted_deterioration():
     delays = []
     for k, fac in enumerate(planted):
         res = q.cusum(rec, "facility_id", fac, "cement_leakage", in_control_arl=5000, seed=k)
-        assert res.threshold_method == "simulated" and res.n == 400
+        assert res.threshold_method == "markov" and res.n == 400
         chart = res.chart
         assert chart["procedure_date"].is_monotonic_increasing
         up = np.flatnonzero(chart["signal_upper"].to_numpy()) + 1
