@@ -978,7 +978,7 @@ class FractureSurvival(Result):
     cumulative_incidence : pandas.DataFrame
         Aalen–Johansen cumulative incidence of a new fracture per procedure, with death as
         a competing risk when deaths are recorded: ``procedure, time, cumulative_incidence,
-        low, high``.
+        low, high, at_risk`` (``at_risk``: still followed just before the time).
     competing_risk : bool
         Whether deaths were treated as a competing event.
     n_vp, n_kp, events_vp, events_kp : int
@@ -1001,6 +1001,48 @@ class FractureSurvival(Result):
     events_kp: int
     notes: tuple[str, ...]
     level: float
+
+
+def _fracture_arrays(records: pd.DataFrame) -> dict[str, NDArray[np.float64]]:
+    """The columns of :func:`fracture_time_event` as arrays (the same values), without
+    building its frame: stacking four million-row columns into one block costs more than
+    computing them."""
+    for column in ("adjacent_fracture", "followup_days"):
+        if column not in records.columns:
+            raise ValueError(f"records need a {column!r} column")
+    size = len(records)
+    fracture = _floats(records["adjacent_fracture"])
+    fdays = (_floats(records["adjacent_fracture_days"])
+             if "adjacent_fracture_days" in records.columns else np.full(size, np.nan))
+    followup = _floats(records["followup_days"])
+    time = np.where(fracture == 1, fdays, followup)
+    time[np.isnan(fracture)] = np.nan
+    event = np.where(np.isnan(time), np.nan, (fracture == 1).astype(float))
+    cr_time, cr_code = time, event
+    if "died" in records.columns:
+        died = _floats(records["died"]) == 1
+        ddays = (_floats(records["death_days"]) if "death_days" in records.columns
+                 else np.full(size, np.nan))
+        dead = died & (event == 0)
+        cr_time = np.where(dead, np.where(np.isnan(ddays), followup, ddays), time)
+        cr_code = np.where(dead, 2.0, event)
+    return {"time": time, "event": event, "cr_time": cr_time, "cr_code": cr_code}
+
+
+def _at_risk_rows(label: str, km: pd.DataFrame) -> list[dict[str, Any]]:
+    """The :data:`AT_RISK_DAYS` rows of one arm from its Kaplan–Meier table (one row per
+    distinct time, ``at_risk`` = times at least that time): the same counts as comparing every
+    record's time with each day, without another pass over the records."""
+    times = km["time"].to_numpy()
+    at_risk = km["at_risk"].to_numpy()
+    events = np.concatenate([[0], np.cumsum(km["events"].to_numpy())])
+    rows = []
+    for day in AT_RISK_DAYS:
+        first = int(np.searchsorted(times, day, side="left"))  # first time >= day
+        rows.append({"procedure": label, "time": day,
+                     "at_risk": int(at_risk[first]) if first < len(times) else 0,
+                     "cumulative_events": int(events[np.searchsorted(times, day, side="right")])})
+    return rows
 
 
 def fracture_survival(
@@ -1032,7 +1074,8 @@ def fracture_survival(
 
     Notes
     -----
-    Event times as :func:`fracture_time_event`. Kaplan–Meier with Greenwood SEs and
+    Event times as :func:`fracture_time_event` (its arrays, from ``_fracture_arrays``).
+    Kaplan–Meier with Greenwood SEs and
     log(-log) intervals; log-rank test (Mantel 1966); Cox proportional hazards with Efron
     ties (Efron 1977), deaths censored, i.e. a cause-specific hazard ratio; Aalen–Johansen
     cumulative incidence (Aalen & Johansen 1978) with codes 0 censored at
@@ -1049,36 +1092,37 @@ def fracture_survival(
     """
     level = _check_level(level)
     t_all = treatment_indicator(records)
-    te = fracture_time_event(records)
-    time, event = te["time"].to_numpy(), te["event"].to_numpy()
+    te = _fracture_arrays(records)
+    time, event = te["time"], te["event"]
     have = ~np.isnan(time) & ~np.isnan(t_all)
     competing = "died" in records.columns
     notes: list[str] = []
     km_parts, risk_rows, cif_parts = [], [], []
     counts = {}
+    cr_time, cr_code = te["cr_time"], te["cr_code"]
     for label, code in ((VP, 0.0), (KP, 1.0)):
-        sel = have & (t_all == code)
-        counts[label] = (int(sel.sum()), int(event[sel].sum()))
-        for day in AT_RISK_DAYS:
-            risk_rows.append({"procedure": label, "time": day,
-                              "at_risk": int((time[sel] >= day).sum()),
-                              "cumulative_events": int(((time[sel] <= day)
-                                                        & (event[sel] == 1)).sum())})
-        if not sel.any():
+        # Row numbers, then take: far faster than a boolean mask per array at 1M records.
+        rows = np.flatnonzero(have & (t_all == code))
+        if rows.size == 0:
+            counts[label] = (0, 0)
+            risk_rows += [{"procedure": label, "time": day, "at_risk": 0, "cumulative_events": 0}
+                          for day in AT_RISK_DAYS]
             notes.append(f"no {label} records with a follow-up time")
             continue
-        km = kaplan_meier(time[sel], event[sel], level=level)
+        km = kaplan_meier(time.take(rows), event.take(rows), level=level)
+        counts[label] = (int(rows.size), int(km["events"].sum()))
+        risk_rows += _at_risk_rows(label, km)
         km.insert(0, "procedure", label)
         km_parts.append(km)
-        cif = cumulative_incidence(te["cr_time"].to_numpy()[sel], te["cr_code"].to_numpy()[sel],
-                                   level=level)
+        cif = cumulative_incidence(cr_time.take(rows), cr_code.take(rows), level=level,
+                                   at_risk=True)
         cif.insert(0, "procedure", label)
         cif_parts.append(cif)
     km_frame = pd.concat(km_parts, ignore_index=True) if km_parts else pd.DataFrame(
         columns=["procedure", "time", "at_risk", "events", "censored", "survival", "se", "low",
                  "high"])
     cif_frame = pd.concat(cif_parts, ignore_index=True) if cif_parts else pd.DataFrame(
-        columns=["procedure", "time", "cumulative_incidence", "low", "high"])
+        columns=["procedure", "time", "cumulative_incidence", "low", "high", "at_risk"])
     logrank = None
     cox = pd.DataFrame(columns=["term", "hazard_ratio", "low", "high", "p_value", "coef", "se"])
     if not models:

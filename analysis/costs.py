@@ -3,7 +3,9 @@
 Costs are recorded in each record's own currency (``cost`` in ``currency``, ISO 4217). Every
 function here first converts them to one reporting currency (:func:`normalise_costs`), either at
 annual-average market exchange rates or at purchasing power parities (PPP), from rate tables
-that ship with the project (``data/reference/``) and that the user can replace.
+that ship with the project (``data/reference/``) and that the user can replace. To run several
+analyses on one selection, convert once with :func:`convert_costs` and pass the result as
+``conversion=`` (the dashboard does; at a million records a conversion takes ~30 ms).
 
 Conventions
 -----------
@@ -74,10 +76,12 @@ from analysis.errors import AnalysisError, InsufficientDataError
 
 __all__ = [
     "AdjustedCostRatio",
+    "CostConversion",
     "CostOptions",
     "IncrementalCost",
     "RateTableError",
     "adjusted_cost_ratio",
+    "convert_costs",
     "converted_costs",
     "cost_per_responder",
     "cost_summary",
@@ -394,19 +398,76 @@ class CostOptions:
             object.__setattr__(self, "reporting_country", country)
 
 
-@dataclasses.dataclass(frozen=True)
-class _Conversion:
-    """Converted costs of a frame (internal; :func:`normalise_costs` publishes it)."""
+@dataclasses.dataclass(frozen=True, eq=False)
+class CostConversion:
+    """The costs of one records frame converted to one reporting currency.
+
+    Made by :func:`convert_costs`. Pass it as ``conversion=`` to :func:`normalise_costs`,
+    :func:`cost_summary`, :func:`cost_per_responder`, :func:`incremental_cost_per_responder`
+    and :func:`adjusted_cost_ratio` to convert a selection once for several analyses. It
+    belongs to the frame it was made from: after changing that frame's costs, currencies,
+    dates or countries, convert again.
+
+    Attributes
+    ----------
+    values : numpy.ndarray
+        Each record's cost in the reporting currency (NaN when missing or not convertible).
+    note_codes : numpy.ndarray
+        Per record, the position in ``note_labels`` of how it was converted (or why not).
+    note_labels : tuple of str
+        The conversion notes, e.g. ``"EUR→USD exchange rate 2023"`` or ``"no cost"``.
+    unconverted : dict
+        Reason -> number of records that have a cost but no converted cost.
+    notes : tuple of str
+        Sentences for the user: unconverted rows and nearest-year substitutions.
+    options : CostOptions
+        The options it was converted with.
+    index : pandas.Index
+        The index of the records it was converted from (checked when it is passed back).
+
+    Examples
+    --------
+    >>> rows = pd.DataFrame({"cost": [1000.0, None], "currency": ["USD", None],
+    ...                      "procedure_date": pd.to_datetime(["2023-05-01"] * 2)})
+    >>> conversion = convert_costs(rows)
+    >>> conversion.values.tolist(), conversion.n_unconverted
+    ([1000.0, nan], 0)
+    """
 
     values: NDArray[np.float64]
     note_codes: NDArray[np.intp]
     note_labels: tuple[str, ...]
     unconverted: dict[str, int]
     notes: tuple[str, ...]
+    options: CostOptions = dataclasses.field(default_factory=lambda: CostOptions())
+    index: pd.Index | None = None
 
     @property
     def n_unconverted(self) -> int:
+        """Records that have a cost but no converted cost."""
         return int(sum(self.unconverted.values()))
+
+
+def _use_conversion(records: pd.DataFrame, options: CostOptions | None,
+                    conversion: CostConversion | None) -> tuple[CostOptions, CostConversion]:
+    """The options and converted costs of ``records``: ``conversion`` when given (checked to
+    belong to these records and options), else a new conversion."""
+    if conversion is None:
+        options = options or CostOptions()
+        return options, _convert(records, options)
+    if not isinstance(conversion, CostConversion):
+        raise TypeError(f"conversion must be a CostConversion from convert_costs(), got "
+                        f"{type(conversion).__name__}")
+    if options is not None and options != conversion.options:
+        raise ValueError(f"options {options} differ from the options the costs were converted "
+                         f"with ({conversion.options}): pass one of them, or convert again")
+    index = conversion.index
+    if len(conversion.values) != len(records) or (
+            index is not None and index is not records.index and not index.equals(records.index)):
+        raise ValueError(f"conversion was made from other records ({len(conversion.values)} "
+                         f"rows) than the {len(records)} records given: call "
+                         "convert_costs(records, options) for these records")
+    return conversion.options, conversion
 
 
 def _nearest(available: Sequence[int], year: int) -> int | None:
@@ -531,13 +592,32 @@ def _codes(series: pd.Series) -> tuple[NDArray[np.intp], list[str]]:
     return np.asarray(codes, dtype=np.intp), labels
 
 
+def _calendar_years(stamps: NDArray[np.datetime64], valid: NDArray[np.bool_]) -> NDArray[np.int64]:
+    """Calendar year of each timestamp (0 where not ``valid``).
+
+    Equal to ``stamps.astype("datetime64[Y]")`` but a binary search among the few year
+    boundaries of the data, several times faster than numpy's calendar conversion.
+    """
+    if not valid.any():
+        return np.zeros(stamps.size, dtype=np.int64)
+    ticks = stamps.view(np.int64)
+    first = int(np.min(ticks, where=valid, initial=np.iinfo(np.int64).max))
+    last = int(np.max(ticks, where=valid, initial=np.iinfo(np.int64).min))
+    unit = stamps.dtype
+    low = int(np.array(first).view(unit).astype("datetime64[Y]").astype(np.int64))
+    high = int(np.array(last).view(unit).astype("datetime64[Y]").astype(np.int64))
+    starts = np.arange(low, high + 2).astype("datetime64[Y]").astype(unit).view(np.int64)
+    years = low + 1970 - 1 + np.searchsorted(starts, ticks, side="right")
+    return np.where(valid, years, 0).astype(np.int64)
+
+
 _NO_COST = "no cost"
 _NO_CURRENCY = "cost without currency"
 _NO_DATE = "no procedure date (rate year unknown)"
 _NO_COUNTRY = "no country (PPP needs the facility country)"
 
 
-def _convert(records: pd.DataFrame, options: CostOptions) -> _Conversion:
+def _convert(records: pd.DataFrame, options: CostOptions) -> CostConversion:
     """Convert ``records.cost`` to the reporting currency (vectorised over unique cases)."""
     if "cost" not in records.columns:
         raise ValueError("records have no 'cost' column")
@@ -564,7 +644,7 @@ def _convert(records: pd.DataFrame, options: CostOptions) -> _Conversion:
             # datetime64 already: calendar years straight from numpy (no pandas accessor).
             stamps = dates.to_numpy()
             has_year = ~np.isnat(stamps)
-            years = np.where(has_year, stamps.astype("datetime64[Y]").astype(np.int64) + 1970, 0)
+            years = _calendar_years(stamps, has_year)
         else:
             year_float = pd.to_datetime(dates, errors="coerce").dt.year
             year_float = year_float.to_numpy(dtype=float, na_value=np.nan)
@@ -588,17 +668,19 @@ def _convert(records: pd.DataFrame, options: CostOptions) -> _Conversion:
 
     substituted: dict[tuple[int, int], set[str]] = {}
     if ok.any():
-        rows = np.flatnonzero(ok)
-        y0 = int(years[rows].min())
-        span = int(years[rows].max()) - y0 + 1
+        # Whole-array arithmetic with one sentinel key (-1) for the rows that cannot be
+        # converted, rather than gathering the convertible rows first: fewer passes at 1M.
+        y0 = int(np.min(years, where=ok, initial=np.iinfo(np.int64).max))
+        span = int(np.max(years, where=ok, initial=np.iinfo(np.int64).min)) - y0 + 1
         n_countries = max(len(country_labels), 1)
-        key = (cur_codes[rows].astype(np.int64) * n_countries + country_codes[rows]) * span \
-            + (years[rows] - y0)
-        combo, uniques = pd.factorize(key)
-        factors = np.empty(len(uniques))
-        combo_labels = np.empty(len(uniques), dtype=np.intp)
+        key = (cur_codes.astype(np.int64) * n_countries + country_codes) * span + (years - y0)
+        combo, uniques = pd.factorize(np.where(ok, key, -1))
+        factors = np.full(len(uniques), np.nan)
+        combo_labels = np.zeros(len(uniques), dtype=np.intp)
         label_index = {label: i for i, label in enumerate(labels)}
         for i, k in enumerate(np.asarray(uniques, dtype=np.int64)):
+            if k < 0:  # the sentinel: rows without a cost, currency, date or country
+                continue
             year = int(k % span) + y0
             rest = int(k // span)
             currency = cur_labels[rest // n_countries]
@@ -614,8 +696,8 @@ def _convert(records: pd.DataFrame, options: CostOptions) -> _Conversion:
             if used is not None:
                 substituted.setdefault((year, used), set()).add(what)
         labels = list(label_index)
-        values[rows] = cost[rows] * factors[combo]
-        note_codes[rows] = combo_labels[combo]
+        values = cost * factors[combo]  # NaN for the sentinel rows
+        note_codes = np.where(ok, combo_labels[combo], note_codes)
 
     failed = has_cost & np.isnan(values)
     unconverted: dict[str, int] = {}
@@ -633,7 +715,39 @@ def _convert(records: pd.DataFrame, options: CostOptions) -> _Conversion:
                            for (year, used), what in sorted(substituted.items()))
         notes.append(f"year(s) missing from the {kind} table, nearest available year used: "
                      f"{detail}")
-    return _Conversion(values, note_codes, tuple(labels), unconverted, tuple(notes))
+    return CostConversion(values, note_codes, tuple(labels), unconverted, tuple(notes),
+                          options=options, index=records.index)
+
+
+def convert_costs(records: pd.DataFrame, options: CostOptions | None = None) -> CostConversion:
+    """Convert every record's cost to the reporting currency once, for several analyses.
+
+    Parameters
+    ----------
+    records : pandas.DataFrame
+        Procedure records (see :func:`normalise_costs` for the columns needed).
+    options : CostOptions, optional
+        Reporting currency, method (market exchange rates or PPP), rate year and tables.
+
+    Returns
+    -------
+    CostConversion
+        The converted costs, how each record was converted, and the notes. Pass it as
+        ``conversion=`` to the other functions of this module together with the same
+        ``records``: at a million records the conversion is a good part of each analysis's
+        run time. It is not kept anywhere else, so a changed frame is never matched with a
+        stale conversion unless it is passed explicitly.
+
+    Examples
+    --------
+    >>> rows = pd.DataFrame({"procedure": ["kyphoplasty", "vertebroplasty"] * 2,
+    ...                      "cost": [9000.0, 4000.0, 11000.0, 6000.0], "currency": "USD",
+    ...                      "procedure_date": pd.Timestamp("2023-05-01")})
+    >>> conversion = convert_costs(rows)
+    >>> cost_summary(rows, conversion=conversion, n_resamples=200)["mean"].tolist()
+    [10000.0, 5000.0]
+    """
+    return _convert(records, options or CostOptions())
 
 
 def converted_costs(records: pd.DataFrame, options: CostOptions | None = None) -> NDArray[np.float64]:
@@ -651,7 +765,8 @@ def converted_costs(records: pd.DataFrame, options: CostOptions | None = None) -
     return _convert(records, options or CostOptions()).values
 
 
-def normalise_costs(records: pd.DataFrame, options: CostOptions | None = None) -> pd.DataFrame:
+def normalise_costs(records: pd.DataFrame, options: CostOptions | None = None, *,
+                    conversion: CostConversion | None = None) -> pd.DataFrame:
     """Add each record's cost in the reporting currency.
 
     Parameters
@@ -661,6 +776,9 @@ def normalise_costs(records: pd.DataFrame, options: CostOptions | None = None) -
         ``options.year`` is set) and ``country`` (PPP only).
     options : CostOptions, optional
         Reporting currency, method (market exchange rates or PPP), rate year and tables.
+    conversion : CostConversion, optional
+        The costs of these ``records`` already converted by :func:`convert_costs` (then
+        ``options`` may be left out; if given it must be the conversion's options).
 
     Returns
     -------
@@ -701,8 +819,7 @@ def normalise_costs(records: pd.DataFrame, options: CostOptions | None = None) -
     >>> out.attrs["n_unconverted"]
     0
     """
-    options = options or CostOptions()
-    conversion = _convert(records, options)
+    options, conversion = _use_conversion(records, options, conversion)
     out = records.copy(deep=False)
     out["cost_reporting"] = conversion.values
     out["conversion_note"] = pd.Categorical.from_codes(
@@ -738,15 +855,66 @@ def _groups(records: pd.DataFrame, by: tuple[str, ...]) -> tuple[NDArray[np.intp
         raise ValueError(f"records have no column(s) {', '.join(missing)} to group by")
     if not by:
         return np.zeros(len(records), dtype=np.intp), pd.DataFrame(index=[0])
+    fast = _coded_groups(records, by)
+    if fast is not None:
+        return fast
     grouped = records.groupby(list(by), observed=True, dropna=False, sort=True)
     codes = grouped.ngroup().to_numpy(dtype=np.intp)
     keys = grouped.size().index.to_frame(index=False)
     return codes, keys
 
 
+def _coded_groups(records: pd.DataFrame,
+                  by: tuple[str, ...]) -> tuple[NDArray[np.intp], pd.DataFrame] | None:
+    """:func:`_groups` for categorical and text columns from integer codes, without a pandas
+    groupby (several times faster at a million records); None for other column types.
+
+    Groups are numbered in the order of ``groupby(sort=True, dropna=False, observed=True)``:
+    by category order (categorical) or sorted values (text), missing values last.
+    """
+    n = len(records)
+    if n == 0:
+        return None
+    combined = np.zeros(n, dtype=np.int64)
+    radix = 1
+    for name in by:
+        column = records[name]
+        if isinstance(column.dtype, pd.CategoricalDtype):
+            codes = column.cat.codes.to_numpy().astype(np.int64)
+            k = len(column.cat.categories)
+        elif isinstance(column.dtype, pd.StringDtype):
+            codes, uniques = pd.factorize(column, sort=True)
+            codes, k = codes.astype(np.int64), len(uniques)
+        else:
+            return None
+        codes[codes < 0] = k  # missing last
+        combined = combined * (k + 1) + codes
+        radix *= k + 1
+        if radix > 2**31:  # keep the codes small; np.unique keeps their order
+            _, combined = np.unique(combined, return_inverse=True)
+            combined = combined.astype(np.int64)
+            radix = int(combined.max()) + 1
+    if radix <= max(4 * n, 1 << 20):
+        present = np.bincount(combined, minlength=radix) > 0
+        group = (np.cumsum(present) - 1)[combined]
+    else:
+        _, group = np.unique(combined, return_inverse=True)
+    group = group.astype(np.intp)
+    representative = np.empty(int(group.max()) + 1, dtype=np.intp)
+    representative[group] = np.arange(n)  # any row of a group carries its keys
+    return group, records.iloc[representative][list(by)].reset_index(drop=True)
+
+
+#: Up to this many groups :func:`_split` selects each group with a mask instead of sorting.
+_SPLIT_MASK_MAX_GROUPS = 8
+
+
 def _split(values: NDArray, codes: NDArray[np.intp], n_groups: int) -> list[NDArray]:
+    """Each group's values, in record order."""
     if n_groups == 0:
         return []
+    if n_groups <= _SPLIT_MASK_MAX_GROUPS:
+        return [values[codes == g] for g in range(n_groups)]
     order = np.argsort(codes, kind="stable")
     bounds = np.cumsum(np.bincount(codes, minlength=n_groups))[:-1]
     return np.split(values[order], bounds)
@@ -755,6 +923,24 @@ def _split(values: NDArray, codes: NDArray[np.intp], n_groups: int) -> list[NDAr
 # --------------------------------------------------------------------------------------------
 # Cost summary
 # --------------------------------------------------------------------------------------------
+
+
+def _quartiles(values: NDArray[np.float64]) -> tuple[float, float, float]:
+    """``np.quantile(values, [0.25, 0.5, 0.75])`` (linear), from one sort of the values.
+
+    numpy's SIMD sort is faster than the selection :func:`numpy.quantile` runs; the order
+    statistics are interpolated with numpy's own formula, so the numbers are identical.
+    """
+    ordered = np.sort(values)
+    out = []
+    for q in (0.25, 0.5, 0.75):
+        position = (ordered.size - 1) * q
+        below = math.floor(position)
+        t = position - below
+        a, b = ordered[below], ordered[min(below + 1, ordered.size - 1)]
+        diff = b - a
+        out.append(float(b - diff * (1 - t)) if t >= 0.5 else float(a + diff * t))
+    return out[0], out[1], out[2]
 
 
 def _batch(n: int) -> int:
@@ -801,6 +987,7 @@ def cost_summary(
     *,
     ci_method: Literal["BCa", "percentile", "basic"] = "BCa",
     clt_min_n: int = CLT_MIN_N,
+    conversion: CostConversion | None = None,
 ) -> pd.DataFrame:
     """Mean cost per group with its confidence interval, and median / quartiles.
 
@@ -825,6 +1012,9 @@ def cost_summary(
         it is undefined.
     clt_min_n : int, default 5000
         Above this many costs in a group the t-interval replaces the bootstrap.
+    conversion : CostConversion, optional
+        The costs of these ``records`` already converted by :func:`convert_costs` (then
+        ``options`` may be left out; if given it must be the conversion's options).
 
     Returns
     -------
@@ -854,12 +1044,11 @@ def cost_summary(
     >>> table[["procedure", "n", "mean", "median"]].values.tolist()
     [['kyphoplasty', 3, 8000.0, 8000.0], ['vertebroplasty', 3, 3500.0, 3500.0]]
     """
-    options = options or CostOptions()
     if not 0.0 < float(level) < 1.0:
         raise ValueError(f"level must be between 0 and 1 (exclusive), got {level}")
     by = _as_tuple(by)
     codes, keys = _groups(records, by)
-    conversion = _convert(records, options)
+    options, conversion = _use_conversion(records, options, conversion)
     groups = _split(conversion.values, codes, len(keys))
     rows: list[dict[str, Any]] = []
     for values in groups:
@@ -867,7 +1056,7 @@ def cost_summary(
         low, high, method = _mean_ci(finite, float(level), int(n_resamples), int(seed),
                                      ci_method, int(clt_min_n))
         if finite.size:
-            q1, median, q3 = np.quantile(finite, [0.25, 0.5, 0.75])
+            q1, median, q3 = _quartiles(finite)
             mean = float(finite.mean())
         else:
             q1 = median = q3 = mean = math.nan
@@ -933,6 +1122,7 @@ def cost_per_responder(
     options: CostOptions | None = None,
     *,
     responders: pd.Series | Sequence[bool | None] | None = None,
+    conversion: CostConversion | None = None,
 ) -> pd.DataFrame:
     """Cost per responder by group: mean cost divided by the responder rate.
 
@@ -950,6 +1140,9 @@ def cost_per_responder(
     responders : pandas.Series or sequence, optional
         Responder status given directly (nullable boolean, aligned to ``records``) instead of
         ``responder``.
+    conversion : CostConversion, optional
+        The costs of these ``records`` already converted by :func:`convert_costs` (then
+        ``options`` may be left out; if given it must be the conversion's options).
 
     Returns
     -------
@@ -977,13 +1170,12 @@ def cost_per_responder(
     >>> int(row.n), int(row.responders), float(row.total_cost), float(row.cost_per_responder)
     (3, 2, 3000.0, 1500.0)
     """
-    options = options or CostOptions()
     by = _as_tuple(by)
     status = _responder_status(records, responder, responders)
     codes, keys = _groups(records, by)
-    conversion = _convert(records, options)
+    options, conversion = _use_conversion(records, options, conversion)
     known = status.notna().to_numpy() & ~np.isnan(conversion.values)
-    is_resp = status.fillna(False).to_numpy(dtype=bool) & known
+    is_resp = status.to_numpy(dtype=bool, na_value=False) & known
     n_groups = len(keys)
     n = np.bincount(codes, weights=known, minlength=n_groups).astype(np.int64)
     size = np.bincount(codes, minlength=n_groups)
@@ -1055,6 +1247,17 @@ class IncrementalCost(Result):
     prob_more_costly_more_effective: float
     prob_less_costly_less_effective: float
     currency: str
+
+
+def _equals(column: pd.Series, value: str) -> NDArray[np.bool_]:
+    """``column.astype(object) == value`` as a boolean array; a categorical column compares
+    its integer codes instead of a million labels."""
+    if isinstance(column.dtype, pd.CategoricalDtype):
+        categories = column.cat.categories
+        if value not in categories:
+            return np.zeros(len(column), dtype=bool)
+        return column.cat.codes.to_numpy() == categories.get_loc(value)
+    return column.astype(object).to_numpy() == value
 
 
 def _arm_means(rng: np.random.Generator, cost: NDArray, resp: NDArray, n_resamples: int,
@@ -1137,6 +1340,7 @@ def incremental_cost_per_responder(
     level: float = 0.95,
     *,
     responders: pd.Series | Sequence[bool | None] | None = None,
+    conversion: CostConversion | None = None,
 ) -> IncrementalCost:
     """Incremental cost per additional responder of KP versus VP, with bootstrap CIs.
 
@@ -1156,6 +1360,9 @@ def incremental_cost_per_responder(
         Confidence level.
     responders : pandas.Series or sequence, optional
         Responder status given directly instead of ``responder``.
+    conversion : CostConversion, optional
+        The costs of these ``records`` already converted by :func:`convert_costs` (then
+        ``options`` may be left out; if given it must be the conversion's options).
 
     Returns
     -------
@@ -1194,19 +1401,17 @@ def incremental_cost_per_responder(
     >>> round(result.delta_cost), round(result.delta_response, 2), round(result.icer)
     (1000, 0.2, 5000)
     """
-    options = options or CostOptions()
     level = float(level)
     if not 0.0 < level < 1.0:
         raise ValueError(f"level must be between 0 and 1 (exclusive), got {level}")
     if "procedure" not in records.columns:
         raise ValueError("records have no 'procedure' column")
     status = _responder_status(records, responder, responders)
-    conversion = _convert(records, options)
-    procedure = records["procedure"].astype(object).to_numpy()
+    options, conversion = _use_conversion(records, options, conversion)
     complete = status.notna().to_numpy() & ~np.isnan(conversion.values)
-    resp = status.fillna(False).to_numpy(dtype=bool).astype(float)
-    kp = complete & (procedure == KP)
-    vp = complete & (procedure == VP)
+    resp = status.to_numpy(dtype=bool, na_value=False).astype(float)
+    kp = complete & _equals(records["procedure"], KP)
+    vp = complete & _equals(records["procedure"], VP)
     method_name = "incremental cost per responder"
     for label, mask in (("kyphoplasty", kp), ("vertebroplasty", vp)):
         if mask.sum() < 2:
@@ -1358,6 +1563,7 @@ def adjusted_cost_ratio(
     level: float = 0.95,
     *,
     cluster: str | None = None,
+    conversion: CostConversion | None = None,
 ) -> AdjustedCostRatio:
     """Adjusted ratio of mean costs, KP / VP, from a gamma GLM with log link.
 
@@ -1375,6 +1581,9 @@ def adjusted_cost_ratio(
         Confidence level.
     cluster : str, optional
         Column of clusters (e.g. ``"facility_id"``) for cluster-robust standard errors.
+    conversion : CostConversion, optional
+        The costs of these ``records`` already converted by :func:`convert_costs` (then
+        ``options`` may be left out; if given it must be the conversion's options).
 
     Returns
     -------
@@ -1409,7 +1618,6 @@ def adjusted_cost_ratio(
     import statsmodels.api as sm
     from statsmodels.tools.sm_exceptions import DomainWarning
 
-    options = options or CostOptions()
     level = float(level)
     if not 0.0 < level < 1.0:
         raise ValueError(f"level must be between 0 and 1 (exclusive), got {level}")
@@ -1418,7 +1626,7 @@ def adjusted_cost_ratio(
     missing = [column for column in needed if column not in records.columns]
     if missing:
         raise ValueError(f"records have no column(s) {', '.join(missing)}")
-    conversion = _convert(records, options)
+    options, conversion = _use_conversion(records, options, conversion)
     procedure = records["procedure"].astype(object).to_numpy()
     in_arms = (procedure == KP) | (procedure == VP)
     frame = pd.DataFrame({"cost": conversion.values,

@@ -126,21 +126,27 @@ def trend_by_period(records: pd.DataFrame, outcomes: tuple[str, ...] = ("cement_
     rows = valid_period & (proc_codes >= 0)
     if not rows.any():
         return pd.DataFrame(columns=columns)
-    first = int(ordinals[rows].min())
+    # Every record keeps its place (no boolean selection: slow on a random mask of a million
+    # rows); the rest get the key `size`, one past the groups, by arithmetic.
+    outside = ~rows
+    first = int((ordinals * rows + np.iinfo(np.int64).max * outside).min())
     n_proc = max(len(proc_labels), 1)
-    key = (ordinals[rows] - first) * n_proc + proc_codes[rows]
+    key = ((ordinals - first) * n_proc + proc_codes) * rows
     size = int(key.max()) + 1
-    volume = np.bincount(key, minlength=size)
+    key += size * outside
+    volume = np.bincount(key, minlength=size + 1)[:size]
     present = np.flatnonzero(volume)  # observed (period, procedure) groups only
     periods = pd.PeriodIndex.from_ordinals(present // n_proc + first, freq=freq)
     labels = [str(proc_labels[code]) for code in present % n_proc]
     frames = []
     for outcome in outcomes:
         values = records[outcome].astype("boolean")
-        known = values.notna().to_numpy(dtype=bool)[rows]
-        events = values.fillna(False).to_numpy(dtype=bool)[rows]
-        n = np.bincount(key, weights=known, minlength=size)[present].astype(np.int64)
-        k = np.bincount(key, weights=events, minlength=size)[present].astype(np.int64)
+        # 0 known false, 1 known true, 2 missing: one bincount gives n and events.
+        status = (values.to_numpy(dtype=bool, na_value=False).view(np.uint8)
+                  + 2 * values.isna().to_numpy(dtype=bool).view(np.uint8))
+        table = np.bincount(3 * key + status, minlength=3 * (size + 1)).reshape(-1, 3)
+        n = (table[present, 0] + table[present, 1]).astype(np.int64)
+        k = table[present, 1].astype(np.int64)
         low, high = proportion_ci(k, n, level=level)
         with np.errstate(divide="ignore", invalid="ignore"):
             rate = np.where(n > 0, k / np.where(n > 0, n, 1), np.nan)
@@ -153,13 +159,33 @@ def trend_by_period(records: pd.DataFrame, outcomes: tuple[str, ...] = ("cement_
     return table[columns].sort_values(["outcome", "period_start", "procedure"]).reset_index(drop=True)
 
 
+def _months(values: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """Months since 1970-01 of datetime64 values (anything where not `valid`).
+
+    Through the day number and a table of the few thousand days spanned: numpy's own
+    conversion to months works out the calendar for each of a million dates.
+    """
+    days = values.astype("datetime64[D]").astype(np.int64)
+    if not valid.any():
+        return days
+    invalid = ~valid
+    days *= valid  # NaT (the least int64) becomes 0, then the first day
+    low = int((days + np.iinfo(np.int64).max * invalid).min())
+    days += low * invalid
+    high = int(days.max())
+    if high - low > 1_000_000:  # dates spread over millennia: the direct conversion
+        return values.astype("datetime64[M]").astype(np.int64)
+    table = np.arange(low, high + 1).astype("datetime64[D]").astype("datetime64[M]")
+    return table.astype(np.int64)[days - low]
+
+
 def _period_ordinals(dates: pd.Series, freq: str) -> tuple[np.ndarray, np.ndarray]:
     """Period ordinals (pandas' numbering) of each date, and which dates are not missing."""
     if dates.dtype.kind != "M":  # to_datetime on a datetime column is slow (it inspects values)
         dates = pd.to_datetime(dates)
     values = dates.to_numpy(dtype="datetime64[ns]")
     valid = ~np.isnat(values)
-    months = values.astype("datetime64[M]").astype(np.int64)  # months since 1970-01
+    months = _months(values, valid)  # months since 1970-01
     if freq in ("M", "ME"):
         return months, valid
     if freq in ("Q", "QE", "Q-DEC", "QE-DEC"):

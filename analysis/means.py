@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import dataclasses
 import warnings
+from collections.abc import Callable
 from functools import lru_cache
 
 import numpy as np
@@ -138,6 +139,29 @@ def _kth_difference(
             return float(pivot)
 
 
+def _difference_selector(
+    x: NDArray, y: NDArray, rng: np.random.Generator, max_block: int = _MAX_BLOCK
+) -> Callable[[int], float]:
+    """A function k -> k-th smallest (1-based) of the m*n differences ``x_i - y_j``.
+
+    Tied data (durations in whole minutes) has few distinct values: the differences then
+    take at most (distinct x) * (distinct y) values, which are computed and sorted once with
+    their multiplicities, and every order statistic is read from the running count. The
+    numbers are the same floats the full matrix would hold. Otherwise
+    :func:`_kth_difference` selects each order statistic.
+    """
+    if x.size * y.size > max_block:
+        values_x, counts_x = np.unique(x, return_counts=True)
+        values_y, counts_y = np.unique(y, return_counts=True)
+        if values_x.size * values_y.size <= max_block:
+            differences = np.subtract.outer(values_x, values_y).ravel()
+            order = np.argsort(differences, kind="stable")
+            differences = differences[order]
+            running = np.cumsum(np.multiply.outer(counts_x, counts_y).ravel()[order])
+            return lambda k: float(differences[np.searchsorted(running, k, side="left")])
+    return lambda k: _kth_difference(x, y, k, rng)
+
+
 @lru_cache(maxsize=64)
 def _mann_whitney_counts(m: int, n: int) -> tuple[int, ...]:
     """Exact null frequencies of U = #{x_i > y_j}, u = 0..mn, for untied samples.
@@ -212,7 +236,9 @@ def _hodges_lehmann(
     ``sigma^2 = mn/12 * (N + 1 - sum(t^3 - t) / (N(N - 1)))``. R inverts the asymptotic
     test by root finding instead, so its normal-approximation limits can differ slightly.
     Order statistics are found without building the m x n matrix when it would exceed
-    one million entries (randomised selection, Monahan 1984), so memory stays O(m + n).
+    one million entries: from the distinct differences with their multiplicities when the
+    data have many ties, else by randomised selection (Monahan 1984), so memory stays
+    O(m + n).
 
     Examples
     --------
@@ -241,9 +267,7 @@ def _hodges_lehmann(
         raise ValueError(f"unknown method {method!r}")
 
     rng = np.random.default_rng(20240601)  # the result does not depend on the seed
-
-    def kth(k: int) -> float:
-        return _kth_difference(x, y, k, rng)
+    kth = _difference_selector(x, y, rng)
 
     estimate = kth((mn + 1) // 2) if mn % 2 else 0.5 * (kth(mn // 2) + kth(mn // 2 + 1))
     if exact:

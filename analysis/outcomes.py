@@ -503,6 +503,120 @@ def _long(keys: pd.DataFrame, blocks: list[dict[str, Any]]) -> pd.DataFrame:
 
 
 # --------------------------------------------------------------------------------------------
+# Fast paths (issue 6): histograms of scores and status codes, one bincount per column
+# --------------------------------------------------------------------------------------------
+
+#: Scores are recorded to one decimal (pain 0–10, ODI 0–100), so a column holds few distinct
+#: values and its per-group counts, means, SDs and quartiles follow exactly from one histogram
+#: per group, instead of per-record sums and a partition of each group's values.
+_DISCRETE_STEP = 10.0
+#: Most bins (distinct multiples of 0.1 from the least to the largest value) a histogram may
+#: have; a column spread wider takes the general path.
+_DISCRETE_MAX_BINS = 4096
+
+
+@dataclasses.dataclass(frozen=True)
+class _Discrete:
+    """A column of multiples of 0.1 as bin numbers: bin j holds the value ``(low + j) / 10``
+    and ``bins[i]`` is record i's bin, ``size`` (one past the last bin) when it is missing."""
+
+    bins: np.ndarray
+    low: float
+    size: int
+
+    @property
+    def grid(self) -> np.ndarray:
+        """The value of each bin, increasing."""
+        return (self.low + np.arange(self.size)) / _DISCRETE_STEP
+
+    def histogram(self, groups: _Groups, mask: np.ndarray | None = None) -> np.ndarray:
+        """Records per group (rows) and bin (columns), only those in `mask` when given."""
+        width = self.size + 1
+        bins = self.bins if mask is None else _blend(self.bins, mask, self.size)
+        flat = np.bincount(groups.codes * width + bins, minlength=groups.size * width)
+        return flat.reshape(groups.size, width)[:, :self.size]
+
+
+def _blend(values: np.ndarray, keep: np.ndarray, fill: int) -> np.ndarray:
+    """``np.where(keep, values, fill)`` for integers, by arithmetic: where a random tenth of
+    a million records is missing, the branch-free form is several times faster."""
+    out = values * keep
+    out += (~keep).view(np.uint8) * values.dtype.type(fill)
+    return out
+
+
+def _discrete(values: np.ndarray, groups: _Groups) -> _Discrete | None:
+    """`values` as :class:`_Discrete`, or None (use the general path) unless every present
+    value is a multiple of 0.1 that ``k / 10`` gives back exactly (so each statistic read from
+    the bins is the recorded value itself), they span at most :data:`_DISCRETE_MAX_BINS` bins
+    and the histogram of every group stays small beside the records."""
+    ok = ~np.isnan(values)
+    if not ok.any():
+        return None
+    scaled = values * _DISCRETE_STEP
+    np.rint(scaled, out=scaled)
+    if not np.array_equal(scaled / _DISCRETE_STEP == values, ok):  # NaN == NaN is False
+        return None
+    low, high = float(np.fmin.reduce(scaled)), float(np.fmax.reduce(scaled))  # NaN ignored
+    if not (abs(low) < 2**31 and abs(high) < 2**31) or high - low >= _DISCRETE_MAX_BINS:
+        return None
+    size = int(high - low) + 1
+    if groups.size * (size + 1) > max(2 * values.size, 1 << 16):
+        return None
+    scaled -= low
+    with np.errstate(invalid="ignore"):  # NaN casts to an arbitrary integer, replaced next
+        bins = scaled.astype(np.int32)
+    return _Discrete(_blend(bins, ok, size), low, size)
+
+
+def _lerp(lower: np.ndarray, upper: np.ndarray, fraction: np.ndarray) -> np.ndarray:
+    """Linear interpolation exactly as :func:`numpy.quantile` does it (from the upper value
+    when ``fraction >= 0.5``), so histogram quartiles equal ``np.quantile`` bit for bit."""
+    difference = upper - lower
+    return np.where(fraction >= 0.5, upper - difference * (1 - fraction),
+                    lower + difference * fraction)
+
+
+def _histogram_stats(counts: np.ndarray, grid: np.ndarray) -> dict[str, np.ndarray]:
+    """``n, mean, sd`` (ddof 1, two-pass) and ``q1, median, q3, min, max`` per row of a
+    histogram (groups × bins with values `grid`). Counts, quartiles, minimum and maximum are
+    those of the records exactly; the sums are the same terms added in another order."""
+    n = counts.sum(axis=1)
+    weights = counts.astype(float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = weights @ grid / n
+        squares = (weights * (grid[None, :] - mean[:, None]) ** 2).sum(axis=1)
+        sd = np.where(n >= 2, np.sqrt(squares / np.maximum(n - 1, 1)), np.nan)
+    out = {"n": n, "mean": mean, "sd": sd}
+    out.update({name: np.full(len(n), np.nan) for name in ("q1", "median", "q3", "min", "max")})
+    has = n > 0
+    if not has.any():
+        return out
+    cumulative = counts[has].cumsum(axis=1)
+    m = n[has]
+
+    def ranked(rank: np.ndarray) -> np.ndarray:
+        # The rank-th smallest value (0-based) lies in the first bin whose cumulative count
+        # exceeds the rank.
+        return grid[(cumulative <= rank[:, None]).sum(axis=1)]
+
+    for name, q in zip(("q1", "median", "q3"), _QUANTILES, strict=True):
+        position = (m - 1) * q  # numpy's "linear" virtual index
+        below = np.floor(position)
+        above = np.minimum(below + 1, m - 1)
+        out[name][has] = _lerp(ranked(below), ranked(above), position - below)
+    out["min"][has] = ranked(np.zeros(len(m)))
+    out["max"][has] = ranked(m - 1)
+    return out
+
+
+def _status_counts(groups: _Groups, status: np.ndarray, states: int) -> np.ndarray:
+    """Records per group (rows) and status (columns 0 … states-1): one bincount."""
+    flat = np.bincount(groups.codes * states + status, minlength=groups.size * states)
+    return flat.reshape(groups.size, states)
+
+
+# --------------------------------------------------------------------------------------------
 # Responders
 # --------------------------------------------------------------------------------------------
 
@@ -515,6 +629,31 @@ def _responder_block(
     n_eligible = groups.count(eligible)
     n_followed = groups.count(followed)
     responders = groups.count(is_responder)
+    rate, low, high, method = _proportions(responders, n_followed, level)
+    return {
+        "n_eligible": n_eligible,
+        "n_followed": n_followed,
+        "n_missing": n_eligible - n_followed,
+        "responders": responders,
+        "rate": rate,
+        "low": low,
+        "high": high,
+        "method": method,
+    }
+
+
+def _responder_rates_block(
+    records: pd.DataFrame, groups: _Groups, responder: ResponderDefinition, level: float
+) -> dict[str, Any]:
+    """:func:`_responder_block` from one bincount: eligible ⊇ followed ⊇ responder, so their
+    sum (0 … 3) is one status per record and the three counts are tail sums of its table."""
+    _require(records, ("pain_baseline", responder.column))
+    eligible, followed, is_responder = responder._arrays(records)
+    status = eligible.view(np.uint8) + followed.view(np.uint8) + is_responder.view(np.uint8)
+    table = _status_counts(groups, status, 4)
+    n_eligible = table[:, 1:].sum(axis=1)
+    n_followed = table[:, 2:].sum(axis=1)
+    responders = table[:, 3].copy()
     rate, low, high, method = _proportions(responders, n_followed, level)
     return {
         "n_eligible": n_eligible,
@@ -585,7 +724,7 @@ def responder_rates(
     by = _normalise_by(by)
     level = _check_level(level)
     groups = _groups(records, by)
-    block = _responder_block(records, groups, responder, level)
+    block = _responder_rates_block(records, groups, responder, level)
     block["definition"] = responder.label
     return _long(groups.keys, [block])
 
@@ -652,7 +791,14 @@ def pain_trajectory(
     groups = _groups(records, by)
     blocks = []
     for visit, nominal_day, column in visits:
-        stats = _describe_block(groups, _floats(records, column), level)
+        values = _floats(records, column)
+        discrete = _discrete(values, groups)
+        if discrete is None:
+            stats = _describe_block(groups, values, level)
+        else:  # scores to one decimal: one histogram per visit, no per-group partition
+            stats = _histogram_stats(discrete.histogram(groups), discrete.grid)
+            stats["low"], stats["high"] = _t_interval(stats["mean"], stats["sd"], stats["n"],
+                                                      level)
         blocks.append({
             "visit": visit,
             "nominal_day": np.full(groups.size, nominal_day, dtype=np.int64),
@@ -660,6 +806,14 @@ def pain_trajectory(
                ("n", "mean", "sd", "low", "high", "median", "q1", "q3")},
         })
     return _long(groups.keys, blocks)
+
+
+def _paired_change(baseline: _Discrete, followup: _Discrete, paired: np.ndarray) -> _Discrete:
+    """Follow-up minus baseline of the `paired` records as bins of 0.1 (the rest missing)."""
+    offset = baseline.size - 1  # the largest baseline value gives the smallest change
+    size = followup.size + offset
+    bins = _blend(followup.bins - baseline.bins + offset, paired, size)
+    return _Discrete(bins, followup.low - (baseline.low + offset), size)
 
 
 def odi_change(
@@ -701,15 +855,27 @@ def odi_change(
     _require(records, ["odi_baseline", *(f"odi_{tp}" for tp in ODI_TIME_POINTS)])
     groups = _groups(records, by)
     baseline = _floats(records, "odi_baseline")
+    baseline_bins = _discrete(baseline, groups)
     blocks = []
     for time_point in ODI_TIME_POINTS:
         followup = _floats(records, f"odi_{time_point}")
         paired = ~np.isnan(baseline) & ~np.isnan(followup)
-        change = np.where(paired, followup - baseline, np.nan)
-        n, mean_change, sd_change = _moments(groups, change)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            mean_baseline = groups.total(baseline, paired) / n
-            mean_followup = groups.total(followup, paired) / n
+        followup_bins = None if baseline_bins is None else _discrete(followup, groups)
+        change = None if followup_bins is None else _paired_change(baseline_bins,
+                                                                   followup_bins, paired)
+        if change is not None and groups.size * change.size <= max(2 * paired.size, 1 << 16):
+            # Scores to one decimal: three histograms instead of per-record sums.
+            stats = _histogram_stats(change.histogram(groups), change.grid)
+            n, mean_change, sd_change = stats["n"], stats["mean"], stats["sd"]
+            with np.errstate(invalid="ignore", divide="ignore"):
+                mean_baseline = baseline_bins.histogram(groups, paired) @ baseline_bins.grid / n
+                mean_followup = followup_bins.histogram(groups, paired) @ followup_bins.grid / n
+        else:
+            change = np.where(paired, followup - baseline, np.nan)
+            n, mean_change, sd_change = _moments(groups, change)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                mean_baseline = groups.total(baseline, paired) / n
+                mean_followup = groups.total(followup, paired) / n
         low, high = _t_interval(mean_change, sd_change, n, level)
         blocks.append({
             "time_point": time_point,
@@ -771,12 +937,16 @@ def opioid_use(
     groups = _groups(records, by)
     before_known, before = _flags(records, "opioid_baseline")
     after_known, after = _flags(records, "opioid_month1")
-    paired = before_known & after_known
-    n = groups.count(paired)
-    on_before = groups.count(paired & before)
-    on_after = groups.count(paired & after)
-    stopped = groups.count(paired & before & ~after)
-    started = groups.count(paired & ~before & after)
+    # One status per record, 3 × before (off, on, unknown) + after: one bincount for all
+    # the counts, the paired ones in the top-left 2 × 2 block of each group's 3 × 3 table.
+    status = (3 * np.where(before_known, before.view(np.uint8), np.uint8(2))
+              + np.where(after_known, after.view(np.uint8), np.uint8(2)))
+    table = _status_counts(groups, status, 9).reshape(groups.size, 3, 3)[:, :2, :2]
+    n = table.sum(axis=(1, 2))
+    on_before = table[:, 1, :].sum(axis=1)
+    on_after = table[:, :, 1].sum(axis=1)
+    stopped = table[:, 1, 0].copy()
+    started = table[:, 0, 1].copy()
     rate_before, low_before, high_before, _ = _proportions(on_before, n, level, False)
     rate_after, low_after, high_after, _ = _proportions(on_after, n, level, False)
     p_value = np.full(groups.size, np.nan)
@@ -900,6 +1070,51 @@ def _complication_blocks(
     return blocks
 
 
+def _complication_rate_blocks(
+    records: pd.DataFrame, groups: _Groups, outcomes: tuple[str, ...], level: float
+) -> list[dict[str, Any]]:
+    """:func:`_complication_blocks` from status counts: event, non-event and censored are
+    disjoint, so ``3 - 3 event - 2 non-event - censored`` is one status per record (0 event,
+    1 non-event, 2 censored, 3 unknown), and the statuses of all outcomes together are one
+    base-4 number, counted with a single bincount (one per outcome when that table would be
+    large beside the records)."""
+    _require(records, sorted({c for o in outcomes for c in _COMPLICATION_COLUMNS[o]}))
+    statuses = []
+    for outcome in outcomes:
+        event, non_event, censored = _complication_status(records, outcome)
+        statuses.append(3 - (3 * event.view(np.uint8) + 2 * non_event.view(np.uint8)
+                             + censored.view(np.uint8)))
+    k = len(outcomes)
+    tables = []
+    if groups.size * 4**k <= max(2 * len(records), 1 << 20):
+        combined = np.zeros(len(records), dtype=np.int32)
+        for i, status in enumerate(statuses):
+            combined += status.astype(np.int32) * 4**i
+        joint = _status_counts(groups, combined, 4**k).reshape((groups.size,) + (4,) * k)
+        for i in range(k):
+            axis = k - i  # outcome i is digit i: the (i+1)-th axis from the right
+            tables.append(joint.sum(axis=tuple(a for a in range(1, k + 1) if a != axis)))
+    else:
+        tables = [_status_counts(groups, status, 4) for status in statuses]
+    blocks = []
+    for outcome, table in zip(outcomes, tables, strict=True):
+        events = table[:, 0].copy()
+        n = events + table[:, 1]
+        rate, low, high, method = _proportions(events, n, level)
+        blocks.append({
+            "outcome": outcome,
+            "n": n,
+            "events": events,
+            "rate": rate,
+            "low": low,
+            "high": high,
+            "method": method,
+            "n_missing": table[:, 3].copy(),
+            "n_censored": table[:, 2].copy(),
+        })
+    return blocks
+
+
 def complication_rates(
     records: pd.DataFrame,
     by: By = ("procedure",),
@@ -968,7 +1183,7 @@ def complication_rates(
     level = _check_level(level)
     chosen = _check_outcomes(outcomes)
     groups = _groups(records, by)
-    return _long(groups.keys, _complication_blocks(records, groups, chosen, level))
+    return _long(groups.keys, _complication_rate_blocks(records, groups, chosen, level))
 
 
 # --------------------------------------------------------------------------------------------
@@ -976,10 +1191,133 @@ def complication_rates(
 # --------------------------------------------------------------------------------------------
 
 
+# Values on a grid of step 1/scale (whole minutes, 0.1 mL, whole days) are summarised from a
+# histogram per group: one counting pass instead of a selection and partition per group.
+_GRID_SCALES = (1, 10, 100, 1000)
+#: Largest histogram (groups x grid points) of the grid path; wider data takes the general path.
+_GRID_MAX_BINS = 4_000_000
+
+
+def _grid_lerp(a: np.ndarray, b: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """Linear interpolation written as numpy's quantile writes it, so results are identical."""
+    diff = b - a
+    out = a + diff * t
+    return np.where(t >= 0.5, b - diff * (1 - t), out)
+
+
+def _grid(values: np.ndarray, n_groups: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """Integer grid codes of finite values and the value of each code, or None.
+
+    The codes are used only when every value is recovered exactly (``code / scale == value``)
+    and the histogram stays small, so order statistics read from it equal the sorted values.
+    """
+    if values.size == 0:
+        return None
+    low, high = float(values.min()), float(values.max())
+    if not (math.isfinite(low) and math.isfinite(high)):
+        return None
+    # A histogram much larger than the data would cost more than partitioning the values.
+    max_bins = min(_GRID_MAX_BINS, max(8 * values.size, 1 << 16))
+    for scale in _GRID_SCALES:
+        span = (high - low) * scale
+        if (span + 1) * n_groups > max_bins or max(abs(low), abs(high)) * scale > 2.0**52:
+            return None
+        scaled = np.rint(values * scale)
+        if np.array_equal(scaled / scale, values):
+            first = np.rint(low * scale)
+            codes = (scaled - first).astype(np.int64)
+            grid = (first + np.arange(int(codes.max()) + 1)) / scale
+            return codes, grid
+    return None
+
+
+def _grid_block(groups: _Groups, values: np.ndarray, fences: float | None) -> dict | None:
+    """Per-group n, mean, SD, quartiles, min, max (and whisker ends) from a histogram.
+
+    Exact for the order statistics (quartiles interpolated as :func:`numpy.quantile`) and the
+    mean; the SD is a sum over the histogram (equal to the direct sum up to rounding).
+    """
+    ok = ~np.isnan(values)
+    size = groups.size
+    grid = _grid(values[ok], size)
+    if grid is None:
+        return None
+    codes, points = grid
+    width = points.size
+    counts = np.bincount(groups.codes[ok] * width + codes, minlength=size * width)
+    counts = counts.reshape(size, width)
+    n = counts.sum(axis=1)
+    has = n > 0
+    out: dict[str, np.ndarray] = {
+        name: np.full(size, np.nan)
+        for name in ("mean", "sd", "median", "q1", "q3", "min", "max")}
+    with np.errstate(invalid="ignore", divide="ignore"):
+        # The mean as _moments sums it (record order): the same number to the last bit.
+        mean = groups.total(values, ok) / n
+        deviation = points[None, :] - mean[:, None]
+        squares = (counts * deviation * deviation).sum(axis=1)
+        out["sd"] = np.where(n >= 2, np.sqrt(squares / np.maximum(n - 1, 1)), np.nan)
+    out["mean"] = np.where(has, mean, np.nan)
+    # The value of rank r (0-based) in a group is the first grid point whose running count
+    # exceeds r. Each group's running counts are shifted above the previous group's, so one
+    # searchsorted over all groups finds every rank at once.
+    rows = np.flatnonzero(has)
+    shift = np.arange(rows.size, dtype=np.int64) * (int(n.sum()) + 1)
+    running = (np.cumsum(counts[rows], axis=1) + shift[:, None]).ravel()
+    starts = np.arange(rows.size, dtype=np.int64) * width
+
+    def order_statistic(rank: np.ndarray) -> np.ndarray:
+        return points[np.searchsorted(running, shift + rank, side="right") - starts]
+
+    m = n[rows]
+    out["min"][rows] = order_statistic(np.zeros(rows.size, dtype=np.int64))
+    out["max"][rows] = order_statistic(m - 1)
+    for name, q in zip(("q1", "median", "q3"), _QUANTILES, strict=True):
+        position = (m - 1) * q
+        below = np.floor(position)
+        lower = order_statistic(below.astype(np.int64))
+        upper = order_statistic(np.minimum(below.astype(np.int64) + 1, m - 1))
+        out[name][rows] = _grid_lerp(lower, upper, position - below)
+    block: dict[str, Any] = {"n": n.astype(np.int64), **out}
+    if fences is not None:
+        lows, highs = _fence_limits(out["q1"], out["q3"], fences)
+        present = counts > 0
+        inside = present & (points[None, :] >= lows[:, None])
+        first = np.argmax(inside, axis=1)
+        block["lowerfence"] = np.where(inside.any(axis=1), points[first], np.nan)
+        inside = present & (points[None, :] <= highs[:, None])
+        last = width - 1 - np.argmax(inside[:, ::-1], axis=1)
+        block["upperfence"] = np.where(inside.any(axis=1), points[last], np.nan)
+    return block
+
+
+def _fence_limits(q1: np.ndarray, q3: np.ndarray, whisker: float) -> tuple[np.ndarray, np.ndarray]:
+    iqr = q3 - q1
+    return q1 - whisker * iqr, q3 + whisker * iqr
+
+
+def _fence_values(groups: _Groups, values: np.ndarray, q1: np.ndarray, q3: np.ndarray,
+                  whisker: float) -> dict[str, np.ndarray]:
+    """Smallest / largest value of each group within ``whisker`` IQR of its quartiles."""
+    lows, highs = _fence_limits(q1, q3, whisker)
+    ok = ~np.isnan(values)
+    v, codes = values[ok], groups.codes[ok]
+    out = {}
+    for name, keep, reduce, start in (("lowerfence", v >= lows[codes], np.minimum, np.inf),
+                                      ("upperfence", v <= highs[codes], np.maximum, -np.inf)):
+        ends = np.full(groups.size, start)
+        reduce.at(ends, codes[keep], v[keep])
+        found = np.bincount(codes[keep], minlength=groups.size) > 0
+        out[name] = np.where(found, ends, np.nan)
+    return out
+
+
 def resource_summary(
     records: pd.DataFrame,
     by: By = ("procedure",),
     variables: Sequence[str] = tuple(RESOURCE_VARIABLES),
+    *,
+    fences: float | None = None,
 ) -> pd.DataFrame:
     """Descriptive statistics of resource-use variables, per group.
 
@@ -992,13 +1330,26 @@ def resource_summary(
     variables : sequence of str, default ("duration_min", "cement_volume_ml", "length_of_stay_days")
         Numeric columns to describe. ``cost`` is in each record's own currency: describe it
         with ``by`` including ``"currency"``.
+    fences : float, optional
+        Whisker length in IQRs (Tukey: 1.5). When given, two more columns: ``lowerfence`` /
+        ``upperfence``, the smallest / largest value within ``fences`` IQR below the first /
+        above the third quartile, the ends of box-plot whiskers.
 
     Returns
     -------
     pandas.DataFrame
         Per group, one row per variable: ``<by>…, variable, n, missing, mean, sd, median,
         q1, q3, min, max`` (sample SD; quartiles by linear interpolation, the numpy/pandas
-        default; NaN statistics where ``n`` is 0, NaN SD where ``n`` is 1).
+        default; NaN statistics where ``n`` is 0, NaN SD where ``n`` is 1), then
+        ``lowerfence, upperfence`` if asked for.
+
+    Notes
+    -----
+    Values on a grid of step 1, 0.1, 0.01 or 0.001 (whole minutes, 0.1 mL, whole days) are
+    counted into one histogram per group, from which the quartiles, minimum and maximum are
+    read exactly (the same numbers as :func:`numpy.quantile`) and the SD is computed (equal
+    to the direct sum up to floating-point rounding); this takes a few passes over the values
+    however many groups there are. Other values are selected and partitioned group by group.
 
     Examples
     --------
@@ -1008,6 +1359,9 @@ def resource_summary(
     >>> resource_summary(records, variables=["duration_min"])[["n", "missing", "mean", "median"]]
        n  missing  mean  median
     0  3        1  40.0    40.0
+    >>> boxes = resource_summary(records, variables=["duration_min"], fences=1.5)
+    >>> boxes[["q1", "q3", "lowerfence", "upperfence"]].values.tolist()
+    [[35.0, 45.0, 30.0, 50.0]]
     """
     by = _normalise_by(by)
     chosen = (variables,) if isinstance(variables, str) else tuple(variables)
@@ -1017,19 +1371,39 @@ def resource_summary(
     groups = _groups(records, by)
     total = groups.count()
     blocks = []
+    whisker = None if fences is None else float(fences)
     for variable in chosen:
         values = _floats(records, variable)
-        n, mean, sd = _moments(groups, values)
-        quantiles = _quantiles(groups, values)
+        stats = _grid_block(groups, values, whisker)
+        if stats is None:
+            n, mean, sd = _moments(groups, values)
+            stats = {"n": n, "mean": mean, "sd": sd, **_quantiles(groups, values)}
+            if whisker is not None:
+                stats.update(_fence_values(groups, values, stats["q1"], stats["q3"], whisker))
+        names = ("median", "q1", "q3", "min", "max")
+        names += ("lowerfence", "upperfence") if whisker is not None else ()
         blocks.append({
             "variable": variable,
-            "n": n,
-            "missing": total - n,
-            "mean": mean,
-            "sd": sd,
-            **{name: quantiles[name] for name in ("median", "q1", "q3", "min", "max")},
+            "n": stats["n"],
+            "missing": total - stats["n"],
+            "mean": stats["mean"],
+            "sd": stats["sd"],
+            **{name: stats[name] for name in names},
         })
     return _long(groups.keys, blocks)
+
+
+def _setting_states(setting: pd.Series) -> np.ndarray:
+    """0 missing, 1 outpatient, 2 inpatient, 3 any other recorded value, per record."""
+    if isinstance(setting.dtype, pd.CategoricalDtype):
+        labels = setting.cat.categories
+        table = np.array([0] + [1 if c == "outpatient" else 2 if c == "inpatient" else 3
+                                for c in labels], dtype=np.int64)
+        return table[setting.cat.codes.to_numpy().astype(np.int64) + 1]
+    known = setting.notna().to_numpy()
+    outpatient = (setting == "outpatient").to_numpy(dtype=bool, na_value=False) & known
+    inpatient = (setting == "inpatient").to_numpy(dtype=bool, na_value=False) & known
+    return np.where(outpatient, 1, np.where(inpatient, 2, np.where(known, 3, 0)))
 
 
 def setting_mix(
@@ -1067,21 +1441,19 @@ def setting_mix(
     level = _check_level(level)
     _require(records, ("setting",))
     groups = _groups(records, by)
-    if len(records):
-        setting = records["setting"]
-        known = setting.notna().to_numpy()
-        outpatient = (setting == "outpatient").to_numpy(dtype=bool, na_value=False) & known
-        inpatient = (setting == "inpatient").to_numpy(dtype=bool, na_value=False) & known
-    else:
-        known = outpatient = inpatient = np.zeros(0, dtype=bool)
-    n = groups.count(known)
-    n_out = groups.count(outpatient)
+    # One state per record (0 missing, 1 outpatient, 2 inpatient, 3 another value) and one
+    # count of group x state, instead of one pass per count.
+    state = _setting_states(records["setting"]) if len(records) else np.zeros(0, np.int64)
+    counts = np.bincount(groups.codes * 4 + state, minlength=4 * groups.size)
+    counts = counts.reshape(groups.size, 4).astype(np.int64)
+    n = counts[:, 1:].sum(axis=1)
+    n_out = counts[:, 1]
     share, low, high, method = _proportions(n_out, n, level)
     block = {
         "n": n,
         "outpatient": n_out,
-        "inpatient": groups.count(inpatient),
-        "missing": groups.count() - n,
+        "inpatient": counts[:, 2],
+        "missing": counts[:, 0],
         "share_outpatient": share,
         "low": low,
         "high": high,

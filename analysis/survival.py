@@ -74,7 +74,10 @@ def _time_event(
     keep = ~(np.isnan(t) | np.isnan(e))
     for arr in others:
         keep &= ~pd.isna(arr)
-    t, e, others = t[keep], e[keep], [arr[keep] for arr in others]
+    if keep.all():  # copies as from a mask, without its cost (slow on random masks)
+        t, e, others = t.copy(), e.copy(), [arr.copy() for arr in others]
+    else:
+        t, e, others = t[keep], e[keep], [arr[keep] for arr in others]
     if t.size == 0:
         raise InsufficientDataError(method, "no patients with a recorded follow-up time")
     if np.any(t < 0) or np.any(np.isinf(t)):
@@ -82,6 +85,33 @@ def _time_event(
     if np.any((e != np.round(e)) | (e < 0)):
         raise ValueError("event codes must be non-negative integers")
     return t, e, others
+
+
+#: Whole-number times (days) up to this bound are counted with one ``np.bincount`` per column
+#: instead of sorting every record with ``np.unique``; the bound keeps the count arrays small.
+_DAY_COUNT_MAX = 1 << 22
+
+
+def _tied_counts(
+    t: NDArray[np.float64], *weights: NDArray[np.float64]
+) -> tuple[NDArray[np.float64], NDArray[np.float64], list[NDArray[np.float64]]]:
+    """The distinct times in increasing order, the records at each and the sum of each of
+    `weights` at each (exact: the weights are event indicators).
+
+    Follow-up in whole days (every time an integer, at most :data:`_DAY_COUNT_MAX`) is counted
+    with ``np.bincount`` over the day numbers, O(n) rather than the O(n log n) sort of
+    ``np.unique``; any other times are sorted. Both give the same arrays.
+    """
+    if t.size and t.max() <= _DAY_COUNT_MAX:
+        days = t.astype(np.intp)
+        if np.array_equal(days, t):
+            total = np.bincount(days)
+            present = np.flatnonzero(total)
+            sums = [np.bincount(days, weights=w, minlength=total.size)[present] for w in weights]
+            return present.astype(float), total[present].astype(float), sums
+    times, inverse = np.unique(t, return_inverse=True)
+    total = np.bincount(inverse).astype(float)
+    return times, total, [np.bincount(inverse, weights=w, minlength=times.size) for w in weights]
 
 
 def _loglog_ci(
@@ -143,9 +173,7 @@ def kaplan_meier(time: ArrayLike, event: ArrayLike, level: float = 0.95) -> pd.D
     t, e, _ = _time_event(time, event, method)
     if np.any(e > 1):
         raise ValueError("event must be 0 (censored) or 1 (event)")
-    times, inverse = np.unique(t, return_inverse=True)
-    total = np.bincount(inverse).astype(float)
-    deaths = np.bincount(inverse, weights=e)
+    times, total, (deaths,) = _tied_counts(t, e)
     at_risk = t.size - np.concatenate([[0.0], np.cumsum(total)[:-1]])
     survival = np.cumprod(1.0 - deaths / at_risk)
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -458,6 +486,8 @@ def cumulative_incidence(
     event_code: ArrayLike,
     event_of_interest: int = 1,
     level: float = 0.95,
+    *,
+    at_risk: bool = False,
 ) -> pd.DataFrame:
     """Aalen–Johansen cumulative incidence of one event type under competing risks.
 
@@ -472,11 +502,15 @@ def cumulative_incidence(
         Code whose cumulative incidence is estimated.
     level : float, default 0.95
         Level of the pointwise intervals.
+    at_risk : bool, default False
+        Add the column ``at_risk``: the patients still followed just before each time
+        (those whose time is at least that time).
 
     Returns
     -------
     pandas.DataFrame
-        One row per distinct observed time: ``time, cumulative_incidence, low, high``.
+        One row per distinct observed time: ``time, cumulative_incidence, low, high`` (and
+        ``at_risk`` when asked).
 
     Notes
     -----
@@ -501,10 +535,8 @@ def cumulative_incidence(
     t, code, _ = _time_event(time, event_code, method)
     if event_of_interest <= 0:
         raise ValueError("event_of_interest must be a positive event code")
-    times, inverse = np.unique(t, return_inverse=True)
-    total = np.bincount(inverse).astype(float)
-    d_all = np.bincount(inverse, weights=(code > 0).astype(float))
-    d_one = np.bincount(inverse, weights=(code == event_of_interest).astype(float))
+    times, total, (d_all, d_one) = _tied_counts(t, (code > 0).astype(float),
+                                                (code == event_of_interest).astype(float))
     n = t.size - np.concatenate([[0.0], np.cumsum(total)[:-1]])
     surv = np.cumprod(1.0 - d_all / n)
     surv_before = np.concatenate([[1.0], surv[:-1]])
@@ -529,4 +561,7 @@ def cumulative_incidence(
     with np.errstate(divide="ignore", invalid="ignore"):
         se_log = np.sqrt(var) / cif
     low, high = _loglog_ci(cif, se_log, z)
-    return pd.DataFrame({"time": times, "cumulative_incidence": cif, "low": low, "high": high})
+    frame = pd.DataFrame({"time": times, "cumulative_incidence": cif, "low": low, "high": high})
+    if at_risk:
+        frame["at_risk"] = n.astype(np.int64)
+    return frame

@@ -8,17 +8,21 @@ so figures, hover texts, tables and reports agree.
 from __future__ import annotations
 
 import dataclasses
+import functools
+import json
 import re
 
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
+import plotly.io as pio
 from plotly.subplots import make_subplots
 
 from dashboard.figures.common import (
     OKABE_ITO,
     PROCEDURE_COLOURS,
     PROCEDURES,
+    TEMPLATE,
     base_layout,
     empty_figure,
     procedure_label,
@@ -39,6 +43,87 @@ SHORT_TESTS = {"pearson_chi2": "χ²", "fisher_exact": "Fisher"}
 #: Marks a risk ratio computed with 0.5 added to every cell of the 2×2 table (a zero cell).
 ZERO_CELL_MARK = "†"
 MINUS = "−"
+
+
+# --------------------------------------------------------------------------------------------
+# Building figures at once
+# --------------------------------------------------------------------------------------------
+
+
+def _figure(traces: list[dict], layout: dict, height: int, after: dict | None = None,
+            **base) -> go.Figure:
+    """One figure from trace and layout dicts, as :func:`base_layout` and then
+    ``update_layout(after)`` would leave it, validated by plotly once.
+
+    Adding traces and updating the layout one call at a time costs several milliseconds per
+    call, most of a figure's time; the layout :func:`base_layout` gives is made once per
+    height and options and merged in as a dict. An empty ``annotations`` list is left out,
+    as in a figure that never had one.
+    """
+    merged = _merged(layout, json.loads(_base_layout_json(height, json.dumps(base, sort_keys=True),
+                                                          str(pio.templates.default))))
+    if after:
+        merged = _merged(merged, after)
+    if "annotations" in merged and not merged["annotations"]:
+        del merged["annotations"]
+    return go.Figure(data=traces, layout=merged)
+
+
+@functools.lru_cache(maxsize=64)
+def _base_layout_json(height: int, options: str, default_template: str) -> str:
+    """:func:`base_layout` of an empty figure as layout JSON; the template is left to the new
+    figure unless base_layout set another than the default (`default_template` is part of
+    the cache key for that)."""
+    figure = base_layout(go.Figure(), height=height, **json.loads(options))
+    layout = figure.layout.to_plotly_json()
+    if pio.templates.default == TEMPLATE:
+        layout.pop("template", None)
+    return json.dumps(layout)
+
+
+def _merged(target: dict, update: dict) -> dict:
+    """`target` updated by `update` as ``update_layout`` does: dicts merged key by key, any
+    other value replaced."""
+    out = dict(target)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merged(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+@functools.lru_cache(maxsize=32)
+def _grid_json(rows: int, cols: int, options: str) -> str:
+    """:func:`plotly.subplots.make_subplots` of this shape as layout JSON (without the
+    template, which every new figure gets anyway) and the axes of each cell."""
+    grid = make_subplots(rows=rows, cols=cols, **json.loads(options))
+    layout = grid.layout.to_plotly_json()
+    layout.pop("template", None)
+    axes = {f"{row},{col}": {"xaxis": cell.xaxis.plotly_name.replace("axis", ""),
+                             "yaxis": cell.yaxis.plotly_name.replace("axis", "")}
+            for row in range(1, rows + 1) for col in range(1, cols + 1)
+            for cell in [grid.get_subplot(row, col)]}
+    return json.dumps({"layout": layout, "axes": axes})
+
+
+def _grid(rows: int, cols: int, **options) -> tuple[dict, dict[tuple[int, int], dict]]:
+    """A fresh copy of the layout :func:`make_subplots` makes for these arguments, and
+    ``(row, col) -> {"xaxis": "x2", "yaxis": "y2"}`` to place traces (the grid is made once
+    per shape: it costs more than the rest of a figure)."""
+    made = json.loads(_grid_json(rows, cols, json.dumps(options, sort_keys=True)))
+    axes = {tuple(int(i) for i in key.split(",")): refs for key, refs in made["axes"].items()}
+    return made["layout"], axes
+
+
+def _axis(layout: dict, ref: str) -> dict:
+    """The layout dict of the axis a trace names (``"x2"`` → ``layout["xaxis2"]``)."""
+    return layout.setdefault(ref[0] + "axis" + ref[1:], {})
+
+
+#: Keeps the legend clear of the subplot titles (a layout update).
+LEGEND_ABOVE_TITLES = {"legend": {"y": 0.995, "yanchor": "top", "yref": "container"},
+                       "margin": {"t": 75}}
 
 
 # --------------------------------------------------------------------------------------------
@@ -163,7 +248,7 @@ def forest_figure(comparison: pd.DataFrame, measure: str = "rr") -> go.Figure:
         suffix = (f" ({label()}: suppressed)" if flag.comparison
                   else "" if flag.estimable else " (not estimable)")
         names.append(row.label + suffix)
-    figure = go.Figure()
+    traces = []
     shown = comparison[~flags["comparison"].to_numpy() & flags["estimable"].to_numpy()]
     shown_names = [n for n, keep in zip(names, (~flags["comparison"] & flags["estimable"]),
                                         strict=True) if keep]
@@ -178,36 +263,42 @@ def forest_figure(comparison: pd.DataFrame, measure: str = "rr") -> go.Figure:
         else:
             x, low, high = 100 * part["rd"], 100 * part["rd_low"], 100 * part["rd_high"]
         hover = [_forest_hover(row, ratio) for row in part.itertuples(index=False)]
-        figure.add_scatter(
-            x=x, y=part_names, mode="markers",
-            marker={"symbol": "diamond-open" if corrected else "square", "size": 11,
-                    "color": OKABE_ITO["black"], "line": {"width": 2}},
-            error_x={"type": "data", "symmetric": False, "array": high - x, "arrayminus": x - low,
-                     "thickness": 1.5, "width": 5, "color": OKABE_ITO["black"]},
-            name=("Zero cell: 0.5 added to every cell" if corrected else "KP vs VP (95% CI)"),
-            customdata=hover, hovertemplate="%{customdata}<extra></extra>",
-        )
+        traces.append({
+            "type": "scatter", "x": x, "y": part_names, "mode": "markers",
+            "marker": {"symbol": "diamond-open" if corrected else "square", "size": 11,
+                       "color": OKABE_ITO["black"], "line": {"width": 2}},
+            "error_x": {"type": "data", "symmetric": False, "array": high - x,
+                        "arrayminus": x - low, "thickness": 1.5, "width": 5,
+                        "color": OKABE_ITO["black"]},
+            "name": ("Zero cell: 0.5 added to every cell" if corrected
+                     else "KP vs VP (95% CI)"),
+            "customdata": hover, "hovertemplate": "%{customdata}<extra></extra>",
+        })
     no_effect = 1.0 if ratio else 0.0
-    figure.add_vline(x=no_effect, line={"color": OKABE_ITO["grey"], "dash": "dash", "width": 1.5})
     if ratio:
         title = "Risk ratio KP/VP (log scale); below 1: fewer events with kyphoplasty"
-        figure.update_xaxes(type="log", title_text=title)
+        xaxis = {"type": "log", "title": {"text": title}}
     else:
         title = "Risk difference KP − VP (percentage points); below 0: fewer events with KP"
-        figure.update_xaxes(title_text=title, zeroline=False)
-    figure.update_yaxes(categoryorder="array", categoryarray=names[::-1], automargin=True,
-                        range=[-0.5, len(names) - 0.5])
+        xaxis = {"title": {"text": title}, "zeroline": False}
     # Every outcome keeps its row even without a point.
-    figure.add_scatter(x=[None] * len(names), y=names, mode="markers", showlegend=False,
-                       hoverinfo="skip")
+    traces.append({"type": "scatter", "x": [None] * len(names), "y": names, "mode": "markers",
+                   "showlegend": False, "hoverinfo": "skip"})
+    layout = {
+        "shapes": [{"type": "line", "x0": no_effect, "x1": no_effect, "xref": "x", "y0": 0,
+                    "y1": 1, "yref": "y domain",
+                    "line": {"color": OKABE_ITO["grey"], "dash": "dash", "width": 1.5}}],
+        "xaxis": xaxis,
+        "yaxis": {"categoryorder": "array", "categoryarray": names[::-1], "automargin": True,
+                  "range": [-0.5, len(names) - 0.5]},
+    }
     if shown.empty:
-        figure.add_annotation(text=f"No outcome has at least {threshold() + 1} patients and "
-                              "events in both procedures", showarrow=False, xref="x domain",
-                              yref="y domain", x=0.5, y=0.5, bgcolor="white",
-                              font={"color": OKABE_ITO["grey"], "size": 13})
-    base_layout(figure, height=120 + 42 * len(names))
-    figure.update_layout(margin={"l": 20})
-    return figure
+        layout["annotations"] = [{
+            "text": f"No outcome has at least {threshold() + 1} patients and events in both "
+                    "procedures", "showarrow": False, "xref": "x domain", "yref": "y domain",
+            "x": 0.5, "y": 0.5, "bgcolor": "white",
+            "font": {"color": OKABE_ITO["grey"], "size": 13}}]
+    return _figure(traces, layout, 120 + 42 * len(names), {"margin": {"l": 20}})
 
 
 def _forest_hover(row, ratio: bool) -> str:
@@ -281,8 +372,10 @@ def trend_figure(trend: pd.DataFrame, freq: str = "Y") -> go.Figure:
         titles += [f"{TREND_OUTCOMES[outcome]} per {PERIOD_NAMES.get(freq, freq)}", ""]
         specs += [0.78, 0.22]
     weights = [w / len(outcomes) for w in specs]
-    figure = make_subplots(rows=2 * len(outcomes), cols=1, shared_xaxes=True,
-                           vertical_spacing=0.05, row_heights=weights, subplot_titles=titles)
+    layout, axes = _grid(2 * len(outcomes), 1, shared_xaxes=True, vertical_spacing=0.05,
+                         row_heights=weights, subplot_titles=titles)
+    annotations = layout.setdefault("annotations", [])  # the subplot titles first
+    traces = []
     when = PERIOD_HOVER.get(freq, "%{x}")
     for index, outcome in enumerate(outcomes):
         row = 1 + 2 * index
@@ -297,50 +390,49 @@ def trend_figure(trend: pd.DataFrame, freq: str = "Y") -> go.Figure:
                 [label() if h else pct(r), label() if is_small([e])[0] else f"{int(e):,}",
                  label() if is_small([n])[0] else f"{int(n):,}"]
                 for h, r, e, n in zip(hidden, part["rate"], part["events"], part["n"], strict=True)]
-            figure.add_scatter(
-                x=part["period_start"], y=rate, mode="lines+markers",
-                line={"color": colour, "dash": DASHES[procedure]},
-                marker={"symbol": SYMBOLS[procedure], "size": 7},
-                name=procedure_label(procedure), legendgroup=procedure, showlegend=index == 0,
-                error_y={"type": "data", "symmetric": False,
-                         "array": (100 * (part["high"] - part["rate"])).where(~hidden),
-                         "arrayminus": (100 * (part["rate"] - part["low"])).where(~hidden),
-                         "thickness": 1, "width": 3, "color": colour},
-                customdata=customdata,
-                hovertemplate=when + ": %{customdata[0]} (%{customdata[1]} of %{customdata[2]})"
-                              "<extra>" + SHORT[procedure] + "</extra>",
-                row=row, col=1)
+            traces.append({
+                "type": "scatter", "x": part["period_start"], "y": rate,
+                "mode": "lines+markers", "line": {"color": colour, "dash": DASHES[procedure]},
+                "marker": {"symbol": SYMBOLS[procedure], "size": 7},
+                "name": procedure_label(procedure), "legendgroup": procedure,
+                "showlegend": index == 0,
+                "error_y": {"type": "data", "symmetric": False,
+                            "array": (100 * (part["high"] - part["rate"])).where(~hidden),
+                            "arrayminus": (100 * (part["rate"] - part["low"])).where(~hidden),
+                            "thickness": 1, "width": 3, "color": colour},
+                "customdata": customdata,
+                "hovertemplate": when + ": %{customdata[0]} (%{customdata[1]} of "
+                                 "%{customdata[2]})<extra>" + SHORT[procedure] + "</extra>",
+                **axes[(row, 1)]})
             small = part[hidden]
-            figure.add_scatter(
-                x=small["period_start"], y=[SHORT[procedure]] * len(small), mode="text",
-                text=[label()] * len(small), textfont={"color": colour, "size": 11},
-                showlegend=False, legendgroup=procedure,
-                hovertemplate=when + ": fewer than " + str(threshold() + 1)
+            traces.append({
+                "type": "scatter", "x": small["period_start"],
+                "y": [SHORT[procedure]] * len(small), "mode": "text",
+                "text": [label()] * len(small), "textfont": {"color": colour, "size": 11},
+                "showlegend": False, "legendgroup": procedure,
+                "hovertemplate": when + ": fewer than " + str(threshold() + 1)
                 + " events or patients, rate suppressed<extra>" + SHORT[procedure] + "</extra>",
-                row=row + 1, col=1)
-        figure.update_yaxes(title_text="% of procedures", rangemode="tozero", row=row, col=1)
-        figure.update_yaxes(type="category", categoryorder="array",
-                            categoryarray=[SHORT[p] for p in PROCEDURES[::-1]],
-                            range=[-0.6, 1.6], showgrid=False, row=row + 1, col=1,
-                            title_text="suppressed", title_font={"size": 11})
+                **axes[(row + 1, 1)]})
+        _axis(layout, axes[(row, 1)]["yaxis"]).update(
+            title={"text": "% of procedures"}, rangemode="tozero")
+        strip = axes[(row + 1, 1)]
+        _axis(layout, strip["yaxis"]).update(
+            type="category", categoryorder="array",
+            categoryarray=[SHORT[p] for p in PROCEDURES[::-1]], range=[-0.6, 1.6],
+            showgrid=False, title={"text": "suppressed", "font": {"size": 11}})
         shown = trend[trend["outcome"] == outcome]
         if not (is_small(shown["events"]) | is_small(shown["n"])).any():
-            figure.add_annotation(text="no suppressed periods", showarrow=False, xref="x domain",
-                                  yref="y domain", x=0.5, y=0.5, row=row + 1, col=1,
-                                  font={"color": OKABE_ITO["grey"], "size": 11})
-    figure.update_xaxes(type="date")  # also the strips, which may hold no point
-    figure.update_xaxes(title_text="Procedure date", row=2 * len(outcomes), col=1)
-    if freq == "Y":
-        figure.update_xaxes(dtick="M12", tickformat="%Y")
-    base_layout(figure, height=200 + 260 * len(outcomes))
-    _legend_above_titles(figure)
-    return figure
-
-
-def _legend_above_titles(figure: go.Figure) -> None:
-    """Keep the legend clear of the subplot titles."""
-    figure.update_layout(legend={"y": 0.995, "yanchor": "top", "yref": "container"},
-                         margin={"t": 75})
+            annotations.append({"text": "no suppressed periods", "showarrow": False,
+                                "xref": strip["xaxis"] + " domain",
+                                "yref": strip["yaxis"] + " domain", "x": 0.5, "y": 0.5,
+                                "font": {"color": OKABE_ITO["grey"], "size": 11}})
+    for row in range(1, 2 * len(outcomes) + 1):  # also the strips, which may hold no point
+        xaxis = _axis(layout, axes[(row, 1)]["xaxis"])
+        xaxis["type"] = "date"
+        if freq == "Y":
+            xaxis.update(dtick="M12", tickformat="%Y")
+    _axis(layout, axes[(2 * len(outcomes), 1)]["xaxis"])["title"] = {"text": "Procedure date"}
+    return _figure(traces, layout, 200 + 260 * len(outcomes), LEGEND_ABOVE_TITLES)
 
 
 def trend_summary(trend: pd.DataFrame, freq: str = "Y") -> str:
@@ -446,8 +538,9 @@ def incidence_figure(curves: FractureCurves) -> go.Figure:
     if curves.km.empty:
         return empty_figure("No records with a follow-up time.")
     kinds = ["km", "aj"] if curves.competing and not curves.cif.empty else ["km"]
-    figure = make_subplots(rows=1, cols=len(kinds), shared_yaxes=True, horizontal_spacing=0.05,
-                           subplot_titles=[PANELS[k] for k in kinds])
+    layout, axes = _grid(1, len(kinds), shared_yaxes=True, horizontal_spacing=0.05,
+                         subplot_titles=[PANELS[k] for k in kinds])
+    traces = []
     notes = []
     top = 0.0
     for col, kind in enumerate(kinds, start=1):
@@ -463,36 +556,39 @@ def incidence_figure(curves: FractureCurves) -> go.Figure:
             top = max(top, float(points["high"].max()))
             colour = PROCEDURE_COLOURS[procedure]
             step = {"shape": "hv", "width": 0}
-            figure.add_scatter(x=points["time"], y=100 * points["high"], mode="lines", line=step,
-                               showlegend=False, hoverinfo="skip", legendgroup=procedure,
-                               row=1, col=col)
-            figure.add_scatter(x=points["time"], y=100 * points["low"], mode="lines", line=step,
-                               fill="tonexty", fillcolor=_rgba(colour, 0.18), showlegend=False,
-                               hoverinfo="skip", legendgroup=procedure, row=1, col=col)
+            cell = axes[(1, col)]
+            traces.append({"type": "scatter", "x": points["time"], "y": 100 * points["high"],
+                           "mode": "lines", "line": step, "showlegend": False,
+                           "hoverinfo": "skip", "legendgroup": procedure, **cell})
+            traces.append({"type": "scatter", "x": points["time"], "y": 100 * points["low"],
+                           "mode": "lines", "line": step, "fill": "tonexty",
+                           "fillcolor": _rgba(colour, 0.18), "showlegend": False,
+                           "hoverinfo": "skip", "legendgroup": procedure, **cell})
             customdata = [[pct(e), pct(lo), pct(hi), f"{int(r):,}"] for e, lo, hi, r in zip(
                 points["estimate"], points["low"], points["high"], points["at_risk"],
                 strict=True)]
-            figure.add_scatter(
-                x=points["time"], y=100 * points["estimate"], mode="lines",
-                line={"shape": "hv", "color": colour, "dash": DASHES[procedure], "width": 2.5},
-                name=procedure_label(procedure), legendgroup=procedure, showlegend=col == 1,
-                customdata=customdata,
-                hovertemplate="Day %{x:.0f}: %{customdata[0]} (95% CI %{customdata[1]}–"
-                              "%{customdata[2]}), %{customdata[3]} at risk<extra>"
-                              + SHORT[procedure] + "</extra>",
-                row=1, col=col)
-        figure.update_xaxes(title_text="Days since procedure", tickvals=[0, 180, 365, 730,
-                                                                         1095, 1460, 1825],
-                            rangemode="tozero", row=1, col=col)
-    figure.update_yaxes(title_text="Cumulative incidence of a new fracture (%)", row=1, col=1,
-                        range=[0, max(5.0, 100 * top * 1.08)])
-    for index, note in enumerate(notes):
-        figure.add_annotation(text=note, showarrow=False, xref="paper", yref="paper", x=0,
-                              y=0.98 - 0.07 * index, xanchor="left",
-                              font={"color": OKABE_ITO["grey"], "size": 12})
-    base_layout(figure, height=440)
-    _legend_above_titles(figure)
-    return figure
+            traces.append({
+                "type": "scatter", "x": points["time"], "y": 100 * points["estimate"],
+                "mode": "lines",
+                "line": {"shape": "hv", "color": colour, "dash": DASHES[procedure],
+                         "width": 2.5},
+                "name": procedure_label(procedure), "legendgroup": procedure,
+                "showlegend": col == 1, "customdata": customdata,
+                "hovertemplate": "Day %{x:.0f}: %{customdata[0]} (95% CI %{customdata[1]}–"
+                                 "%{customdata[2]}), %{customdata[3]} at risk<extra>"
+                                 + SHORT[procedure] + "</extra>",
+                **cell})
+        _axis(layout, axes[(1, col)]["xaxis"]).update(
+            title={"text": "Days since procedure"},
+            tickvals=[0, 180, 365, 730, 1095, 1460, 1825], rangemode="tozero")
+    _axis(layout, axes[(1, 1)]["yaxis"]).update(
+        title={"text": "Cumulative incidence of a new fracture (%)"},
+        range=[0, max(5.0, 100 * top * 1.08)])
+    layout.setdefault("annotations", []).extend(
+        {"text": note, "showarrow": False, "xref": "paper", "yref": "paper", "x": 0,
+         "y": 0.98 - 0.07 * index, "xanchor": "left",
+         "font": {"color": OKABE_ITO["grey"], "size": 12}} for index, note in enumerate(notes))
+    return _figure(traces, layout, 440, LEGEND_ABOVE_TITLES)
 
 
 def value_at(curves: FractureCurves, kind: str, procedure: str, day: int):
@@ -614,9 +710,10 @@ def benchmark_figure(comparison: pd.DataFrame, benchmarks: pd.DataFrame) -> go.F
     heights = []
     for _, _outcome, group in BENCHMARK_GROUPS:
         heights.append(2 + int(rows["outcome"].isin(group).sum()))
-    figure = make_subplots(rows=len(BENCHMARK_GROUPS), cols=1, shared_xaxes=True,
-                           vertical_spacing=0.07, row_heights=[h / sum(heights) for h in heights],
-                           subplot_titles=[title for title, _, _ in BENCHMARK_GROUPS])
+    layout, axes = _grid(len(BENCHMARK_GROUPS), 1, shared_xaxes=True, vertical_spacing=0.07,
+                         row_heights=[h / sum(heights) for h in heights],
+                         subplot_titles=[title for title, _, _ in BENCHMARK_GROUPS])
+    traces = []
     top = 0.0
     for index, (_, outcome, group) in enumerate(BENCHMARK_GROUPS, start=1):
         names = []
@@ -636,19 +733,19 @@ def benchmark_figure(comparison: pd.DataFrame, benchmarks: pd.DataFrame) -> go.F
             names.append(name)
             rate, low, high = (100 * row[f"{prefix}_{k}"] for k in ("rate", "low", "high"))
             top = max(top, high)
-            figure.add_scatter(
-                x=[rate], y=[name], mode="markers",
-                marker={"symbol": SYMBOLS[procedure], "size": 11,
-                        "color": PROCEDURE_COLOURS[procedure]},
-                error_x={"type": "data", "symmetric": False, "array": [high - rate],
-                         "arrayminus": [rate - low], "color": PROCEDURE_COLOURS[procedure],
-                         "thickness": 2, "width": 5},
-                showlegend=False,
-                hovertemplate=(f"{name}: {pct(row[f'{prefix}_rate'])} (95% CI "
-                               f"{pct(row[f'{prefix}_low'])}–{pct(row[f'{prefix}_high'])}), "
-                               f"{int(row[f'{prefix}_events']):,} of "
-                               f"{int(row[f'{prefix}_n']):,}<extra></extra>"),
-                row=index, col=1)
+            traces.append({
+                "type": "scatter", "x": [rate], "y": [name], "mode": "markers",
+                "marker": {"symbol": SYMBOLS[procedure], "size": 11,
+                           "color": PROCEDURE_COLOURS[procedure]},
+                "error_x": {"type": "data", "symmetric": False, "array": [high - rate],
+                            "arrayminus": [rate - low], "color": PROCEDURE_COLOURS[procedure],
+                            "thickness": 2, "width": 5},
+                "showlegend": False,
+                "hovertemplate": (f"{name}: {pct(row[f'{prefix}_rate'])} (95% CI "
+                                  f"{pct(row[f'{prefix}_low'])}–{pct(row[f'{prefix}_high'])}), "
+                                  f"{int(row[f'{prefix}_events']):,} of "
+                                  f"{int(row[f'{prefix}_n']):,}<extra></extra>"),
+                **axes[(index, 1)]})
         for item in rows[rows["outcome"].isin(group)].itertuples(index=False):
             name = f"{SHORT.get(item.procedure, item.procedure)} · {short_citation(item.citation)}"
             while name in names:
@@ -659,41 +756,44 @@ def benchmark_figure(comparison: pd.DataFrame, benchmarks: pd.DataFrame) -> go.F
                      f"{item.population}<br>{item.notes}<extra></extra>")
             if item.measure == "range":
                 top = max(top, 100 * item.high)
-                figure.add_scatter(
-                    x=[100 * item.low, 100 * item.high], y=[name, name], mode="lines+markers",
-                    line={"color": colour, "width": 6}, marker={"symbol": "line-ns-open",
-                                                                "size": 14, "color": colour},
-                    showlegend=False, hovertemplate=hover, row=index, col=1)
+                traces.append({
+                    "type": "scatter", "x": [100 * item.low, 100 * item.high],
+                    "y": [name, name], "mode": "lines+markers",
+                    "line": {"color": colour, "width": 6},
+                    "marker": {"symbol": "line-ns-open", "size": 14, "color": colour},
+                    "showlegend": False, "hovertemplate": hover, **axes[(index, 1)]})
                 continue
             has_ci = not pd.isna(item.low) and not pd.isna(item.high)
             top = max(top, 100 * (item.high if has_ci else item.estimate))
-            figure.add_scatter(
-                x=[100 * item.estimate], y=[name], mode="markers",
-                marker={"symbol": "diamond-open", "size": 12, "color": colour,
-                        "line": {"width": 2}},
-                error_x=({"type": "data", "symmetric": False,
-                          "array": [100 * (item.high - item.estimate)],
-                          "arrayminus": [100 * (item.estimate - item.low)], "color": colour,
-                          "thickness": 1.5, "width": 4} if has_ci else None),
-                showlegend=False, hovertemplate=hover, row=index, col=1)
-        figure.add_scatter(x=[None] * len(names), y=names, mode="markers", showlegend=False,
-                           hoverinfo="skip", row=index, col=1)  # every row keeps its label
-        figure.update_yaxes(type="category", categoryorder="array", categoryarray=names[::-1],
-                            range=[-0.6, len(names) - 0.4], automargin=True, row=index, col=1)
+            trace = {"type": "scatter", "x": [100 * item.estimate], "y": [name],
+                     "mode": "markers",
+                     "marker": {"symbol": "diamond-open", "size": 12, "color": colour,
+                                "line": {"width": 2}},
+                     "showlegend": False, "hovertemplate": hover, **axes[(index, 1)]}
+            if has_ci:
+                trace["error_x"] = {"type": "data", "symmetric": False,
+                                    "array": [100 * (item.high - item.estimate)],
+                                    "arrayminus": [100 * (item.estimate - item.low)],
+                                    "color": colour, "thickness": 1.5, "width": 4}
+            traces.append(trace)
+        traces.append({"type": "scatter", "x": [None] * len(names), "y": names,
+                       "mode": "markers", "showlegend": False, "hoverinfo": "skip",
+                       **axes[(index, 1)]})  # every row keeps its label
+        _axis(layout, axes[(index, 1)]["yaxis"]).update(
+            type="category", categoryorder="array", categoryarray=names[::-1],
+            range=[-0.6, len(names) - 0.4], automargin=True)
     # Legend keys (shapes, not colour alone, tell local from published).
     for name, marker in (("This selection (95% CI)", {"symbol": "circle", "color": "#444"}),
                          ("Published (interval if reported)",
                           {"symbol": "diamond-open", "color": "#444", "line": {"width": 2}}),
                          ("Published range", {"symbol": "line-ew-open", "color": "#444",
                                               "line": {"width": 3}})):
-        figure.add_scatter(x=[None], y=[None], mode="markers", name=name,
-                           marker={**marker, "size": 11}, row=1, col=1)
-    figure.update_xaxes(title_text="% of patients", range=[0, max(10.0, top * 1.05)],
-                        row=len(BENCHMARK_GROUPS), col=1)
-    base_layout(figure, height=140 + 30 * sum(heights))
-    _legend_above_titles(figure)
-    figure.update_layout(margin={"l": 20})
-    return figure
+        traces.append({"type": "scatter", "x": [None], "y": [None], "mode": "markers",
+                       "name": name, "marker": {**marker, "size": 11}, **axes[(1, 1)]})
+    _axis(layout, axes[(len(BENCHMARK_GROUPS), 1)]["xaxis"]).update(
+        title={"text": "% of patients"}, range=[0, max(10.0, top * 1.05)])
+    after = {**LEGEND_ABOVE_TITLES, "margin": {**LEGEND_ABOVE_TITLES["margin"], "l": 20}}
+    return _figure(traces, layout, 140 + 30 * sum(heights), after)
 
 
 def benchmark_summary(comparison: pd.DataFrame, benchmarks: pd.DataFrame) -> str:

@@ -14,6 +14,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from analysis.costs import CostConversion
 from dashboard.figures.common import (
     OKABE_ITO,
     PROCEDURE_COLOURS,
@@ -41,6 +42,27 @@ GROUPING_LABELS = {"procedure": "Procedure", "country": "Country", "region": "Re
 COLUMN_LABELS = {"country": "country", "region": "region", "facility_id": "facility"}
 #: At most this many groups (largest first) are drawn; the table lists every group.
 MAX_FIGURE_GROUPS = 30
+
+
+def coded_groupings(records: pd.DataFrame, by: tuple[str, ...]) -> pd.DataFrame:
+    """The records with their text grouping columns (region, facility) as categoricals.
+
+    The cost table and the cost-per-responder table both group by them: coding a million
+    texts once here, not once per table, saves ~70 ms per update. No column is copied; the
+    groups, their order (sorted, missing last) and every number are the same.
+
+    Examples
+    --------
+    >>> rows = pd.DataFrame({"region": pd.array(["b", "a", None], dtype="string")})
+    >>> coded_groupings(rows, ("region",))["region"].cat.categories.tolist()
+    ['a', 'b']
+    """
+    text = {c for c in by if isinstance(records[c].dtype, pd.StringDtype)}
+    if not text:
+        return records
+    columns = {c: pd.Categorical(records[c]) if c in text else records[c].array
+               for c in records.columns}
+    return pd.DataFrame(columns, index=records.index, copy=False)
 
 
 def money(value, currency: str = "") -> str | None:
@@ -294,14 +316,21 @@ def _icer_value(result, cash) -> str:
     return value
 
 
-def conversion_counts(normalised: pd.DataFrame) -> pd.DataFrame:
+def conversion_counts(normalised: pd.DataFrame,
+                      conversion: CostConversion | None = None) -> pd.DataFrame:
     """Records with a converted cost, without a cost, and with an unconvertible cost (by reason).
 
-    ``normalised`` is the output of :func:`analysis.costs.normalise_costs`.
+    ``normalised`` is the output of :func:`analysis.costs.normalise_costs`, or the records
+    themselves when their ``conversion`` (:func:`analysis.costs.convert_costs`) is given,
+    which saves building the normalised frame.
     """
-    converted = int(normalised["cost_reporting"].notna().sum())
+    if conversion is None:
+        converted = int(normalised["cost_reporting"].notna().sum())
+        unconverted = normalised.attrs.get("unconverted", {})
+    else:
+        converted = int(np.count_nonzero(~np.isnan(conversion.values)))
+        unconverted = conversion.unconverted
     no_cost = int(normalised["cost"].isna().sum())
-    unconverted = normalised.attrs.get("unconverted", {})
     rows = [("Records in the selection", len(normalised)),
             ("With a cost converted to the reporting currency", converted),
             ("Without a recorded cost", no_cost),

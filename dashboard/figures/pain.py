@@ -8,9 +8,13 @@ figure data, the hover text and the tables.
 
 from __future__ import annotations
 
+import functools
+import json
+
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
+import plotly.io as pio
 
 from analysis.errors import InsufficientDataError
 from analysis.outcomes import ResponderDefinition
@@ -20,6 +24,7 @@ from dashboard.figures.common import (
     PROCEDURE_COLOURS,
     PROCEDURE_SHORT,
     PROCEDURES,
+    TEMPLATE,
     base_layout,
     empty_figure,
     interval_text,
@@ -91,17 +96,61 @@ def _masked(values: pd.Series, hidden: np.ndarray) -> list:
             for v, h in zip(values, hidden, strict=True)]
 
 
-def _note_if_all_suppressed(figure: go.Figure, what: str, zero_is_blank: bool = False) -> None:
-    """Say so in the plot when every value is suppressed (rather than show a blank chart)."""
-    for trace in figure.data:
-        if trace.type == "scatter" and "lines" not in (trace.mode or ""):
+def _all_suppressed_note(traces: list[dict], what: str,
+                         zero_is_blank: bool = False) -> list[dict]:
+    """The annotation saying so when every value of `traces` is suppressed (rather than a
+    blank chart), as a list of zero or one annotation dicts."""
+    for trace in traces:
+        if trace["type"] == "scatter" and "lines" not in (trace.get("mode") or ""):
             continue  # the markers of suppressed bins
-        if any(v is not None and not (zero_is_blank and v == 0) for v in (trace.y or ())):
-            return
-    figure.add_annotation(text=f"{what} not shown: fewer than {threshold() + 1} patients "
-                               "in every group",
-                          showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper",
-                          font={"size": 13, "color": "#555555"})
+        if any(v is not None and not (zero_is_blank and v == 0) for v in trace.get("y", ())):
+            return []
+    return [{"text": f"{what} not shown: fewer than {threshold() + 1} patients in every group",
+             "showarrow": False, "x": 0.5, "y": 0.5, "xref": "paper", "yref": "paper",
+             "font": {"size": 13, "color": "#555555"}}]
+
+
+def _figure(traces: list[dict], layout: dict, height: int, after: dict | None = None,
+            **base) -> go.Figure:
+    """One figure from trace and layout dicts, as :func:`base_layout` and then
+    ``update_layout(after)`` would leave it, validated by plotly once.
+
+    Adding traces and updating the layout one call at a time costs several milliseconds per
+    call, most of a figure's time; the layout :func:`base_layout` gives is made once per
+    height and options and merged in as a dict. An empty ``annotations`` list is left out,
+    as in a figure that never had one.
+    """
+    merged = _merged(layout, json.loads(_base_layout_json(height, json.dumps(base, sort_keys=True),
+                                                          str(pio.templates.default))))
+    if after:
+        merged = _merged(merged, after)
+    if "annotations" in merged and not merged["annotations"]:
+        del merged["annotations"]
+    return go.Figure(data=traces, layout=merged)
+
+
+@functools.lru_cache(maxsize=64)
+def _base_layout_json(height: int, options: str, default_template: str) -> str:
+    """:func:`base_layout` of an empty figure as layout JSON; the template is left to the new
+    figure unless base_layout set another than the default (`default_template` is part of
+    the cache key for that)."""
+    figure = base_layout(go.Figure(), height=height, **json.loads(options))
+    layout = figure.layout.to_plotly_json()
+    if pio.templates.default == TEMPLATE:
+        layout.pop("template", None)
+    return json.dumps(layout)
+
+
+def _merged(target: dict, update: dict) -> dict:
+    """`target` updated by `update` as ``update_layout`` does: dicts merged key by key, any
+    other value replaced."""
+    out = dict(target)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merged(out[key], value)
+        else:
+            out[key] = value
+    return out
 
 
 def _pct(value, digits: int = 1) -> str:
@@ -191,7 +240,7 @@ def responder_figure(rates: pd.DataFrame) -> go.Figure:
     rows = _rows(rates)
     if not rows or all(row.n_followed == 0 for row in rows.values()):
         return empty_figure("No patient has a pain score at this visit.")
-    figure = go.Figure()
+    traces = []
     for procedure, row in rows.items():
         hidden = _small(row.responders, row.n_followed) or pd.isna(row.rate)
         value = None if hidden else 100 * row.rate
@@ -199,25 +248,27 @@ def responder_figure(rates: pd.DataFrame) -> go.Figure:
                  else "no scores" if pd.isna(row.rate)
                  else f"{100 * row.rate:.1f}% (95% CI {interval_text(row.low, row.high)}), "
                       f"{int(row.responders):,} of {int(row.n_followed):,}")
-        figure.add_bar(
-            x=[procedure_label(procedure)], y=[value], name=procedure_label(procedure),
-            marker_color=PROCEDURE_COLOURS[procedure],
-            error_y={"type": "data", "symmetric": False,
-                     "array": [None if hidden else 100 * (row.high - row.rate)],
-                     "arrayminus": [None if hidden else 100 * (row.rate - row.low)]},
-            text=[label() if hidden and _small(row.responders, row.n_followed)
-                  else "" if hidden else f"{100 * row.rate:.1f}%"],
-            textposition="inside", insidetextanchor="start",
-            insidetextfont={"color": "#FFFFFF" if procedure == "vertebroplasty" else "#000000"},
-            customdata=[[hover, format_count(row.n_missing)]],
-            hovertemplate="%{customdata[0]}<br>missing follow-up: %{customdata[1]}<extra></extra>",
-        )
-    figure.update_yaxes(title_text="Responders (% of patients followed)", range=[0, 100])
-    figure.update_xaxes(title_text="")
-    _note_if_all_suppressed(figure, "Rates")
-    base_layout(figure, height=320, showlegend=False, bargap=0.45)
-    figure.update_layout(margin={"t": 40})
-    return figure
+        traces.append({
+            "type": "bar", "x": [procedure_label(procedure)], "y": [value],
+            "name": procedure_label(procedure),
+            "marker": {"color": PROCEDURE_COLOURS[procedure]},
+            "error_y": {"type": "data", "symmetric": False,
+                        "array": [None if hidden else 100 * (row.high - row.rate)],
+                        "arrayminus": [None if hidden else 100 * (row.rate - row.low)]},
+            "text": [label() if hidden and _small(row.responders, row.n_followed)
+                     else "" if hidden else f"{100 * row.rate:.1f}%"],
+            "textposition": "inside", "insidetextanchor": "start",
+            "insidetextfont": {"color": "#FFFFFF" if procedure == "vertebroplasty"
+                               else "#000000"},
+            "customdata": [[hover, format_count(row.n_missing)]],
+            "hovertemplate": "%{customdata[0]}<br>missing follow-up: %{customdata[1]}"
+                             "<extra></extra>",
+        })
+    layout = {"yaxis": {"title": {"text": "Responders (% of patients followed)"},
+                        "range": [0, 100]},
+              "xaxis": {"title": {"text": ""}},
+              "annotations": _all_suppressed_note(traces, "Rates")}
+    return _figure(traces, layout, 320, {"margin": {"t": 40}}, showlegend=False, bargap=0.45)
 
 
 def responder_summary(rates: pd.DataFrame, comparison: ProportionComparison | None,
@@ -254,7 +305,7 @@ def trajectory_figure(trajectory: pd.DataFrame) -> go.Figure:
     present = [p for p in PROCEDURES if (frame["procedure"].astype(str) == p).any()]
     offsets = dict(zip(present, np.linspace(-0.08, 0.08, len(present)) if len(present) > 1
                        else [0.0], strict=True))
-    figure = go.Figure()
+    traces = []
     for procedure in present:
         part = frame[frame["procedure"].astype(str) == procedure]
         hidden = is_small(part["n"]) | part["mean"].isna().to_numpy()
@@ -265,19 +316,21 @@ def trajectory_figure(trajectory: pd.DataFrame) -> go.Figure:
                    if pd.notna(lo) else f"{m:.2f}"]
                   for v, n, h, m, lo, hi in zip(part["visit"], part["n"], hidden, part["mean"],
                                                 part["low"], part["high"], strict=True)]
-        figure.add_scatter(
-            x=x, y=mean, mode="lines+markers", name=procedure_label(procedure),
-            line={"color": PROCEDURE_COLOURS[procedure],
-                  "dash": "solid" if procedure == "vertebroplasty" else "dash"},
-            marker={"symbol": "circle" if procedure == "vertebroplasty" else "diamond", "size": 8},
-            error_y={"type": "data", "symmetric": False,
-                     "array": _masked((part["high"] - part["mean"]), hidden),
-                     "arrayminus": _masked((part["mean"] - part["low"]), hidden),
-                     "thickness": 1.2, "width": 4},
-            customdata=custom,
-            hovertemplate="%{customdata[0]}: mean %{customdata[2]}, n %{customdata[1]}"
-                          "<extra>" + procedure_label(procedure) + "</extra>",
-        )
+        traces.append({
+            "type": "scatter", "x": x, "y": mean, "mode": "lines+markers",
+            "name": procedure_label(procedure),
+            "line": {"color": PROCEDURE_COLOURS[procedure],
+                     "dash": "solid" if procedure == "vertebroplasty" else "dash"},
+            "marker": {"symbol": "circle" if procedure == "vertebroplasty" else "diamond",
+                       "size": 8},
+            "error_y": {"type": "data", "symmetric": False,
+                        "array": _masked((part["high"] - part["mean"]), hidden),
+                        "arrayminus": _masked((part["mean"] - part["low"]), hidden),
+                        "thickness": 1.2, "width": 4},
+            "customdata": custom,
+            "hovertemplate": "%{customdata[0]}: mean %{customdata[2]}, n %{customdata[1]}"
+                             "<extra>" + procedure_label(procedure) + "</extra>",
+        })
     ticks = []
     for visit in VISIT_LABELS:
         counts = []
@@ -287,14 +340,12 @@ def trajectory_figure(trajectory: pd.DataFrame) -> go.Figure:
             counts.append(f"{SHORT[procedure]} {format_count(n)}")
         ticks.append(f"{VISIT_LABELS[visit]}<br><span style='font-size:11px'>"
                      f"{'<br>'.join(counts)}</span>")
-    figure.update_xaxes(tickmode="array", tickvals=list(range(len(VISIT_LABELS))),
-                        ticktext=ticks, title_text="Visit (n with a score)",
-                        range=[-0.4, len(VISIT_LABELS) - 0.6])
-    figure.update_yaxes(title_text="Mean pain score (0–10)", range=[0, 10])
-    _note_if_all_suppressed(figure, "Means")
-    base_layout(figure, height=400)
-    figure.update_layout(margin={"b": 110})
-    return figure
+    layout = {"xaxis": {"tickmode": "array", "tickvals": list(range(len(VISIT_LABELS))),
+                        "ticktext": ticks, "title": {"text": "Visit (n with a score)"},
+                        "range": [-0.4, len(VISIT_LABELS) - 0.6]},
+              "yaxis": {"title": {"text": "Mean pain score (0–10)"}, "range": [0, 10]},
+              "annotations": _all_suppressed_note(traces, "Means")}
+    return _figure(traces, layout, 400, {"margin": {"b": 110}})
 
 
 def trajectory_counts(trajectory: pd.DataFrame) -> pd.DataFrame:
@@ -368,6 +419,20 @@ _ABSOLUTE_EDGES = np.arange(-10.0, 11.0, 1.0)  # reduction in points, [a, a+1); 
 _RELATIVE_EDGES = np.arange(-100.0, 110.0, 10.0)  # reduction in % of baseline; < -100 → first bin
 
 
+def _procedure_numbers(procedure: pd.Series) -> np.ndarray:
+    """Position of each record's procedure in :data:`PROCEDURES`, ``len(PROCEDURES)`` for any
+    other or a missing one (categoricals through their codes: no million-string compare)."""
+    other = len(PROCEDURES)
+    if isinstance(procedure.dtype, pd.CategoricalDtype):
+        lookup = np.array([PROCEDURES.index(c) if c in PROCEDURES else other
+                           for c in procedure.cat.categories] + [other], dtype=np.intp)
+        return lookup[procedure.cat.codes.to_numpy()]  # code -1 (missing) takes the last
+    numbers = np.full(len(procedure), other, dtype=np.intp)
+    for position, name in enumerate(PROCEDURES):
+        numbers[(procedure == name).to_numpy(dtype=bool, na_value=False)] = position
+    return numbers
+
+
 def change_histogram(records: pd.DataFrame, definition: ResponderDefinition) -> pd.DataFrame:
     """Counts of patients per bin of pain reduction from baseline at the definition's visit.
 
@@ -394,10 +459,15 @@ def change_histogram(records: pd.DataFrame, definition: ResponderDefinition) -> 
             reduction = np.where(baseline > 0, 100.0 * reduction / baseline, np.nan)
     ok = ~np.isnan(reduction)
     # Scores have one decimal: round away binary noise (7.3 - 5.3 = 1.9999999999999996).
-    values = np.round(reduction[ok], 6)
+    values = np.round(np.where(ok, reduction, edges[0]), 6)
     index = np.clip(np.floor((values - edges[0]) / (edges[1] - edges[0])).astype(np.int64),
                     0, bins - 1)
-    procedure = records["procedure"]
+    # One bincount for both procedures: (procedure, bin) numbered procedure-major, with a
+    # last row for other procedures and a last column for patients without both scores.
+    member = _procedure_numbers(records["procedure"])
+    table = np.bincount(member * (bins + 1) + np.where(ok, index, bins),
+                        minlength=(len(PROCEDURES) + 1) * (bins + 1))
+    table = table.reshape(len(PROCEDURES) + 1, bins + 1)
     unit = "%" if relative else ""
 
     def signed(value: float) -> str:
@@ -412,14 +482,11 @@ def change_histogram(records: pd.DataFrame, definition: ResponderDefinition) -> 
         else:
             labels.append(f"{signed(low)} to <{signed(high)}")
     frames = []
-    for name in PROCEDURES:
-        # Compared on the column itself: fast for categoricals (no million-string copy).
-        member = (procedure == name).to_numpy(dtype=bool, na_value=False)
-        if not member.any():
-            continue
-        mine = member[ok]
-        counts = np.bincount(index[mine], minlength=bins)
-        n = int(mine.sum())
+    for position, name in enumerate(PROCEDURES):
+        if not table[position].any():
+            continue  # no record of this procedure
+        counts = table[position, :bins]
+        n = int(counts.sum())
         frames.append(pd.DataFrame({
             "procedure": name, "bin": np.arange(bins), "bin_low": edges[:-1],
             "bin_high": edges[1:], "label": labels, "count": counts, "n": n,
@@ -478,7 +545,7 @@ def histogram_figure(histogram: pd.DataFrame, definition: ResponderDefinition) -
     """
     if histogram.empty or int(histogram.drop_duplicates("procedure")["n"].sum()) == 0:
         return empty_figure("No patient has both a baseline and a follow-up score at this visit.")
-    figure = go.Figure()
+    traces = []
     width = float(histogram["bin_high"].iloc[0] - histogram["bin_low"].iloc[0])
     primary, secondary = hidden_bins(histogram)
     names = histogram["procedure"].astype(str).to_numpy()
@@ -492,43 +559,52 @@ def histogram_figure(histogram: pd.DataFrame, definition: ResponderDefinition) -
         centre = (part["bin_low"] + width / 2).to_numpy()
         shown_count = [label() if s else HIDDEN if e else f"{int(c):,}"
                        for s, e, c in zip(small, extra, part["count"], strict=True)]
-        figure.add_bar(
-            x=centre, y=_masked(part["percent"], hidden), name=procedure_label(procedure),
-            marker_color=PROCEDURE_COLOURS[procedure], legendgroup=procedure,
-            marker_pattern_shape="" if procedure == "vertebroplasty" else "/",
-            customdata=[[lab, c, "" if h else f"{p:.1f}%"]
-                        for lab, c, h, p in zip(part["label"], shown_count, hidden,
-                                                part["percent"].fillna(0), strict=True)],
-            hovertemplate="%{customdata[0]}: %{customdata[1]} patients (%{customdata[2]})"
-                          "<extra>" + procedure_label(procedure) + "</extra>",
-        )
+        traces.append({
+            "type": "bar", "x": centre, "y": _masked(part["percent"], hidden),
+            "name": procedure_label(procedure), "legendgroup": procedure,
+            "marker": {"color": PROCEDURE_COLOURS[procedure],
+                       "pattern": {"shape": "" if procedure == "vertebroplasty" else "/"}},
+            "customdata": [[lab, c, "" if h else f"{p:.1f}%"]
+                           for lab, c, h, p in zip(part["label"], shown_count, hidden,
+                                                   part["percent"].fillna(0), strict=True)],
+            "hovertemplate": "%{customdata[0]}: %{customdata[1]} patients (%{customdata[2]})"
+                             "<extra>" + procedure_label(procedure) + "</extra>",
+        })
         if hidden.any():
-            figure.add_scatter(
-                x=centre[hidden], y=[0] * int(hidden.sum()), mode="markers",
-                marker={"symbol": "x-thin-open", "size": 9, "color": PROCEDURE_COLOURS[procedure],
-                        "line": {"width": 2, "color": PROCEDURE_COLOURS[procedure]}},
-                name=f"{SHORT[procedure]}: suppressed bin ({label()} patients)",
-                legendgroup=procedure,
-                customdata=[[lab, c] for lab, c, h in zip(part["label"], shown_count, hidden,
-                                                          strict=True) if h],
-                hovertemplate="%{customdata[0]}: %{customdata[1]} patients (suppressed)<extra>"
-                              + procedure_label(procedure) + "</extra>",
-            )
+            traces.append({
+                "type": "scatter", "x": centre[hidden], "y": [0] * int(hidden.sum()),
+                "mode": "markers",
+                "marker": {"symbol": "x-thin-open", "size": 9,
+                           "color": PROCEDURE_COLOURS[procedure],
+                           "line": {"width": 2, "color": PROCEDURE_COLOURS[procedure]}},
+                "name": f"{SHORT[procedure]}: suppressed bin ({label()} patients)",
+                "legendgroup": procedure,
+                "customdata": [[lab, c] for lab, c, h in zip(part["label"], shown_count, hidden,
+                                                             strict=True) if h],
+                "hovertemplate": "%{customdata[0]}: %{customdata[1]} patients (suppressed)"
+                                 "<extra>" + procedure_label(procedure) + "</extra>",
+            })
     cut = definition.threshold
-    figure.add_vline(x=cut, line={"color": OKABE_ITO["black"], "dash": "dot", "width": 1.5})
-    figure.add_annotation(x=cut, y=1, yref="paper", yanchor="bottom", showarrow=False,
-                          xanchor="left", text=f" responder threshold ({definition.label})",
-                          font={"size": 11})
     edges = _RELATIVE_EDGES if definition.kind == "relative" else _ABSOLUTE_EDGES
     ticks = edges[::2] if definition.kind == "relative" else edges
     ticktext = [f"{t:+g}" if t else "0" for t in ticks]
-    figure.update_xaxes(title_text=_axis_title(definition), tickmode="array", tickvals=ticks,
-                        ticktext=ticktext, range=[edges[0], edges[-1]])
-    figure.update_yaxes(title_text="Patients (% of those with both scores)", rangemode="tozero")
-    _note_if_all_suppressed(figure, "Bins", zero_is_blank=True)
-    base_layout(figure, height=400, barmode="group", bargap=0.15)
-    figure.update_layout(legend={"y": 1.08}, margin={"t": 80})
-    return figure
+    layout = {
+        # The responder threshold: a vertical line over the whole plot height.
+        "shapes": [{"type": "line", "x0": cut, "x1": cut, "xref": "x", "y0": 0, "y1": 1,
+                    "yref": "y domain",
+                    "line": {"color": OKABE_ITO["black"], "dash": "dot", "width": 1.5}}],
+        "annotations": [{"x": cut, "y": 1, "yref": "paper", "yanchor": "bottom",
+                         "showarrow": False, "xanchor": "left",
+                         "text": f" responder threshold ({definition.label})",
+                         "font": {"size": 11}},
+                        *_all_suppressed_note(traces, "Bins", zero_is_blank=True)],
+        "xaxis": {"title": {"text": _axis_title(definition)}, "tickmode": "array",
+                  "tickvals": ticks, "ticktext": ticktext, "range": [edges[0], edges[-1]]},
+        "yaxis": {"title": {"text": "Patients (% of those with both scores)"},
+                  "rangemode": "tozero"},
+    }
+    return _figure(traces, layout, 400, {"legend": {"y": 1.08}, "margin": {"t": 80}},
+                   barmode="group", bargap=0.15)
 
 
 def histogram_table(histogram: pd.DataFrame, by_bin: bool = False) -> pd.DataFrame:
@@ -617,33 +693,33 @@ def odi_figure(odi: pd.DataFrame) -> go.Figure:
     frame = odi[odi["procedure"].astype(str).isin(PROCEDURES)] if not odi.empty else odi
     if frame.empty or int(frame["n"].sum()) == 0:
         return empty_figure("No patient has a baseline and a follow-up ODI.")
-    figure = go.Figure()
+    traces = []
     for procedure in PROCEDURES:
         part = frame[frame["procedure"].astype(str) == procedure]
         if part.empty:
             continue
         hidden = is_small(part["n"]) | part["mean_change"].isna().to_numpy()
-        figure.add_bar(
-            x=part["time_point"].map(ODI_LABELS), y=_masked(part["mean_change"], hidden),
-            name=procedure_label(procedure), marker_color=PROCEDURE_COLOURS[procedure],
-            marker_pattern_shape="" if procedure == "vertebroplasty" else "/",
-            error_y={"type": "data", "symmetric": False,
-                     "array": _masked((part["high"] - part["mean_change"]), hidden),
-                     "arrayminus": _masked((part["mean_change"] - part["low"]), hidden)},
-            customdata=[[label() if is_small([n])[0] else f"{int(n):,}",
-                         "suppressed" if h else "–" if pd.isna(m)
-                         else f"{m:+.1f} (95% CI {interval_text(lo, hi, 1, 1, '')})"]
-                        for n, h, m, lo, hi in zip(part["n"], hidden, part["mean_change"],
-                                                   part["low"], part["high"], strict=True)],
-            hovertemplate="%{x}: mean change %{customdata[1]}, n %{customdata[0]}"
-                          "<extra>" + procedure_label(procedure) + "</extra>",
-        )
-    figure.update_yaxes(title_text="Mean ODI change (points)")
-    figure.update_xaxes(title_text="Visit, paired with baseline (below 0 = less disability)")
-    _note_if_all_suppressed(figure, "Means")
-    base_layout(figure, height=340, barmode="group")
-    figure.update_layout(margin={"t": 60, "l": 75})
-    return figure
+        traces.append({
+            "type": "bar", "x": part["time_point"].map(ODI_LABELS),
+            "y": _masked(part["mean_change"], hidden), "name": procedure_label(procedure),
+            "marker": {"color": PROCEDURE_COLOURS[procedure],
+                       "pattern": {"shape": "" if procedure == "vertebroplasty" else "/"}},
+            "error_y": {"type": "data", "symmetric": False,
+                        "array": _masked((part["high"] - part["mean_change"]), hidden),
+                        "arrayminus": _masked((part["mean_change"] - part["low"]), hidden)},
+            "customdata": [[label() if is_small([n])[0] else f"{int(n):,}",
+                            "suppressed" if h else "–" if pd.isna(m)
+                            else f"{m:+.1f} (95% CI {interval_text(lo, hi, 1, 1, '')})"]
+                           for n, h, m, lo, hi in zip(part["n"], hidden, part["mean_change"],
+                                                      part["low"], part["high"], strict=True)],
+            "hovertemplate": "%{x}: mean change %{customdata[1]}, n %{customdata[0]}"
+                             "<extra>" + procedure_label(procedure) + "</extra>",
+        })
+    layout = {"yaxis": {"title": {"text": "Mean ODI change (points)"}},
+              "xaxis": {"title": {"text": "Visit, paired with baseline (below 0 = less "
+                                          "disability)"}},
+              "annotations": _all_suppressed_note(traces, "Means")}
+    return _figure(traces, layout, 340, {"margin": {"t": 60, "l": 75}}, barmode="group")
 
 
 def odi_summary(odi: pd.DataFrame) -> str:
@@ -702,7 +778,7 @@ def opioid_figure(opioids: pd.DataFrame) -> go.Figure:
     rows = _rows(opioids)
     if not rows or all(row.n_paired == 0 for row in rows.values()):
         return empty_figure("No patient has opioid use recorded before and at 1 month.")
-    figure = go.Figure()
+    traces = []
     moments = ("Before procedure", "Month 1")
     for procedure, row in rows.items():
         values, plus, minus, custom = [], [], [], []
@@ -719,21 +795,20 @@ def opioid_figure(opioids: pd.DataFrame) -> go.Figure:
                 "suppressed" if hidden
                 else f"{100 * rate:.1f}% (95% CI {interval_text(low, high)})",
             ])
-        figure.add_bar(
-            x=list(moments), y=values, name=procedure_label(procedure),
-            marker_color=PROCEDURE_COLOURS[procedure],
-            marker_pattern_shape="" if procedure == "vertebroplasty" else "/",
-            error_y={"type": "data", "symmetric": False, "array": plus, "arrayminus": minus},
-            customdata=custom,
-            hovertemplate="%{x}: %{customdata[2]}, %{customdata[0]} of %{customdata[1]}"
-                          "<extra>" + procedure_label(procedure) + "</extra>",
-        )
-    figure.update_yaxes(title_text="Patients on opioids (%)", range=[0, 100])
-    figure.update_xaxes(title_text="Same patients, before and at 1 month")
-    _note_if_all_suppressed(figure, "Rates")
-    base_layout(figure, height=340, barmode="group")
-    figure.update_layout(margin={"t": 60, "l": 75})
-    return figure
+        traces.append({
+            "type": "bar", "x": list(moments), "y": values, "name": procedure_label(procedure),
+            "marker": {"color": PROCEDURE_COLOURS[procedure],
+                       "pattern": {"shape": "" if procedure == "vertebroplasty" else "/"}},
+            "error_y": {"type": "data", "symmetric": False, "array": plus,
+                        "arrayminus": minus},
+            "customdata": custom,
+            "hovertemplate": "%{x}: %{customdata[2]}, %{customdata[0]} of %{customdata[1]}"
+                             "<extra>" + procedure_label(procedure) + "</extra>",
+        })
+    layout = {"yaxis": {"title": {"text": "Patients on opioids (%)"}, "range": [0, 100]},
+              "xaxis": {"title": {"text": "Same patients, before and at 1 month"}},
+              "annotations": _all_suppressed_note(traces, "Rates")}
+    return _figure(traces, layout, 340, {"margin": {"t": 60, "l": 75}}, barmode="group")
 
 
 def opioid_summary(opioids: pd.DataFrame) -> str:

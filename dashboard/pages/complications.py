@@ -10,12 +10,11 @@ import pandas as pd
 from dash import Input, Output, callback, dcc, html
 
 from analysis.benchmarks import literature_benchmarks
-from analysis.comparison import fracture_survival, fracture_time_event
+from analysis.comparison import fracture_survival
 from analysis.descriptive import trend_by_period
 from analysis.filters import RecordFilter
 from analysis.outcomes import COMPLICATION_OUTCOMES, complication_rates
 from analysis.proportions import compare_proportions
-from dashboard import data_access
 from dashboard.components import chart_card, data_grid, empty_state, page_header, safe_callback
 from dashboard.compute_cache import cached_output
 from dashboard.data_access import filtered_records
@@ -125,23 +124,15 @@ def fracture_curves(records: pd.DataFrame) -> FractureCurves:
     """Kaplan–Meier and Aalen–Johansen curves of a new fracture per procedure, from
     ``analysis.comparison.fracture_survival`` without its log-rank test and adjusted Cox model
     (``models=False``: those take about 10 s on a million records and are not shown here).
-    The number at risk under each cumulative-incidence time is added for suppression."""
+    The cumulative incidence carries the number at risk under each time, for suppression."""
     result = fracture_survival(records, models=False)
-    events = fracture_time_event(records)
-    cr_time = events["cr_time"].to_numpy()
-    cif_parts = []
-    for name, part in result.cumulative_incidence.groupby("procedure", sort=False):
-        chosen = ~np.isnan(cr_time) & (records["procedure"] == name).to_numpy(dtype=bool,
-                                                                             na_value=False)
-        ordered = np.sort(cr_time[chosen])
-        at_risk = len(ordered) - np.searchsorted(ordered, part["time"].to_numpy(), "left")
-        cif_parts.append(part.assign(at_risk=at_risk))
     km_columns = ["procedure", "time", "at_risk", "events", "survival", "low", "high"]
     cif_columns = ["procedure", "time", "cumulative_incidence", "low", "high", "at_risk"]
     competing = bool(result.competing_risk)
+    cif = result.cumulative_incidence
     return FractureCurves(
         km=result.km[km_columns] if len(result.km) else pd.DataFrame(columns=km_columns),
-        cif=pd.concat(cif_parts, ignore_index=True)[cif_columns] if competing and cif_parts
+        cif=cif[cif_columns].reset_index(drop=True) if competing and len(cif)
         else pd.DataFrame(columns=cif_columns),
         at_risk=result.at_risk_table,
         competing=competing,
@@ -238,25 +229,34 @@ def update_rates(state):
     records = filtered_records(RecordFilter.from_dict(state), RECORD_COLUMNS)
     if records.empty:
         return empty_state(), None, HIDDEN, HIDDEN
-    comparison = shared_comparison(RecordFilter.from_dict(state))
+    comparison = shared_comparison(RecordFilter.from_dict(state), records)
     return rates_section(comparison), benchmark_section(comparison), None, None
 
 
-_COMPARISON: dict[tuple, tuple[pd.DataFrame, pd.DataFrame]] = {}
+_COMPARISON: dict[tuple, tuple[object, pd.DataFrame]] = {}
 
 
-def shared_comparison(selection: RecordFilter) -> pd.DataFrame:
+def shared_comparison(selection: RecordFilter,
+                      records: pd.DataFrame | None = None) -> pd.DataFrame:
     """:func:`comparison_frame` of a selection, computed once for the rates and the forest
-    callbacks of one filter change (the last selection per process; keyed by the records
-    frame, so a new import or another user scope never shares it)."""
-    everything = data_access.all_records()
-    key = (id(everything), selection)
+    callbacks of one filter change (the last selection per process).
+
+    `records` is ``filtered_records(selection, RECORD_COLUMNS)`` when the caller has it
+    (each call asks the store for its data version). The key is the selection and the
+    selected ``procedure`` column itself: :func:`dashboard.data_access.filtered_records` hands
+    the same read-only column to every callback of one selection of one records frame, and a
+    new import or another user scope gives another one, so they never share a result.
+    """
+    if records is None:
+        records = filtered_records(selection, RECORD_COLUMNS)
+    anchor = records["procedure"].array
+    key = (id(anchor), selection)
     hit = _COMPARISON.get(key)
-    if hit is not None and hit[0] is everything:
+    if hit is not None and hit[0] is anchor:
         return hit[1]
-    comparison = comparison_frame(filtered_records(selection, RECORD_COLUMNS))
+    comparison = comparison_frame(records)
     _COMPARISON.clear()
-    _COMPARISON[key] = (everything, comparison)  # holding the frame keeps its id unique
+    _COMPARISON[key] = (anchor, comparison)  # holding the column keeps its id unique
     return comparison
 
 
@@ -268,7 +268,8 @@ def update_forest(state, measure):
     records = filtered_records(RecordFilter.from_dict(state), RECORD_COLUMNS)
     if records.empty:
         return None
-    return forest_section(shared_comparison(RecordFilter.from_dict(state)), measure or "rr")
+    return forest_section(shared_comparison(RecordFilter.from_dict(state), records),
+                          measure or "rr")
 
 
 @callback(Output("complications-trend", "children"), Input("filter-state", "data"),

@@ -12,13 +12,14 @@ import pandas as pd
 from dash import Input, Output, callback, dcc, html
 
 from analysis.costs import (
+    CostConversion,
     CostOptions,
     IncrementalCost,
+    convert_costs,
     cost_per_responder,
     cost_summary,
     exchange_rates,
     incremental_cost_per_responder,
-    normalise_costs,
     ppp_factors,
 )
 from analysis.errors import InsufficientDataError
@@ -39,6 +40,7 @@ from dashboard.figures.costs import (
     GROUPING_LABELS,
     GROUPINGS,
     WIDE_COLUMNS,
+    coded_groupings,
     conversion_counts,
     cost_figure,
     cost_figure_summary,
@@ -97,9 +99,13 @@ class CostResults(NamedTuple):  # not a dataclass: Dash runs page modules outsid
     rate_text: list[str]
 
 
-def incremental(records: pd.DataFrame, options: CostOptions,
+def incremental(records: pd.DataFrame, conversion: CostConversion, status: pd.Series,
                 by_procedure: pd.DataFrame) -> tuple[IncrementalCost | None, str]:
-    """The ICER of KP versus VP, or why it is not shown (small arms are suppressed)."""
+    """The ICER of KP versus VP, or why it is not shown (small arms are suppressed).
+
+    ``conversion`` and ``status`` are the records' converted costs and responder status,
+    computed once per update for every table of the page.
+    """
     arms = by_procedure[by_procedure["procedure"].astype(str).isin(("kyphoplasty",
                                                                      "vertebroplasty"))]
     if len(arms) < 2:
@@ -108,7 +114,8 @@ def incremental(records: pd.DataFrame, options: CostOptions,
         return None, (f"Not shown: a procedure has fewer than 11 patients or responders with a "
                       f"known cost ({label()}).")
     try:
-        return incremental_cost_per_responder(records, RESPONDER, options), ""
+        return incremental_cost_per_responder(records, responders=status,
+                                              conversion=conversion), ""
     except InsufficientDataError as error:
         return None, f"Not estimable: {error}"
 
@@ -116,20 +123,23 @@ def incremental(records: pd.DataFrame, options: CostOptions,
 def compute(records: pd.DataFrame, options: CostOptions, grouping: str) -> CostResults:
     grouping = grouping if grouping in GROUPINGS else "procedure"
     by = GROUPINGS[grouping]
-    normalised = normalise_costs(records, options)
-    summary = cost_summary(records, by=by, options=options, **summary_kwargs(grouping))
-    responders = cost_per_responder(records, RESPONDER, by=by, options=options)
+    # Convert the costs and classify responders once; every table below reuses them.
+    conversion = convert_costs(records, options)
+    status = RESPONDER.is_responder(records)
+    grouped = coded_groupings(records, by)
+    summary = cost_summary(grouped, by=by, conversion=conversion, **summary_kwargs(grouping))
+    responders = cost_per_responder(grouped, by=by, responders=status, conversion=conversion)
     # Patients and responders per procedure are sums over the groups (each record is in one).
     by_procedure = responders.groupby(responders["procedure"].astype(str), observed=True)[
         ["n", "responders"]].sum().reset_index()
-    icer, message = incremental(records, options, by_procedure)
+    icer, message = incremental(records, conversion, status, by_procedure)
     exchange = exchange_rates(options.rates_path)
     ppp = ppp_factors(options.ppp_path) if options.method == "ppp" else None
     currencies = sorted(str(c) for c in records["currency"].dropna().unique())
     countries = sorted(str(c) for c in records["country"].dropna().unique())
     return CostResults(
-        options=options, grouping=grouping, by=by, counts=conversion_counts(normalised),
-        notes=tuple(normalised.attrs.get("notes", ())), summary=summary, responders=responders,
+        options=options, grouping=grouping, by=by, counts=conversion_counts(records, conversion),
+        notes=conversion.notes, summary=summary, responders=responders,
         icer=icer, icer_message=message,
         rates=rate_table(options, exchange, ppp, currencies, countries),
         rate_text=rate_description(options, exchange, ppp),

@@ -27,11 +27,13 @@ from dashboard.data_access import filtered_records
 from dashboard.figures.common import PROCEDURE_COLOURS
 from dashboard.figures.durations import (
     SUMMARY_LABELS,
+    WHISKER,
     WIDE_COLUMNS,
     box_statistics,
     difference_rows,
     grouped_box_figure,
     grouped_summary_text,
+    procedure_durations,
     resource_box_figure,
     resource_frame,
     resource_summary_text,
@@ -75,8 +77,7 @@ def duration_difference(frame: pd.DataFrame) -> tuple[MeanComparison | None, str
     Groups with more than :data:`SUBSAMPLE_MAX` durations are replaced by a simple random
     subsample of that size (without replacement, seed :data:`SUBSAMPLE_SEED`).
     """
-    values = {p: frame.loc[frame["procedure"] == p, "duration_min"].dropna().to_numpy()
-              for p in ("kyphoplasty", "vertebroplasty")}
+    values = procedure_durations(frame, ("kyphoplasty", "vertebroplasty"))
     sizes = {p: v.size for p, v in values.items()}
     if min(sizes.values()) == 0:
         return None, "Not estimable: both procedures need recorded durations."
@@ -103,7 +104,8 @@ def duration_difference(frame: pd.DataFrame) -> tuple[MeanComparison | None, str
 def compute(records: pd.DataFrame) -> DurationResults:
     frame = resource_frame(records)
     comparison, note = duration_difference(frame)
-    overall = resource_summary(frame, by=("procedure",), variables=tuple(RESOURCE_VARIABLES))
+    overall = resource_summary(frame, by=("procedure",), variables=tuple(RESOURCE_VARIABLES),
+                               fences=WHISKER)
     return DurationResults(
         by_procedure={v: box_statistics(frame, ("procedure",), v, overall)
                       for v in RESOURCE_VARIABLES},
