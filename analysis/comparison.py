@@ -258,27 +258,8 @@ def fracture_time_event(records: pd.DataFrame) -> pd.DataFrame:
     >>> fracture_time_event(rows)[["time", "event", "cr_time", "cr_code"]].to_numpy().tolist()
     [[100.0, 1.0, 100.0, 1.0], [200.0, 0.0, 250.0, 2.0], [300.0, 0.0, 300.0, 0.0]]
     """
-    for column in ("adjacent_fracture", "followup_days"):
-        if column not in records.columns:
-            raise ValueError(f"records need a {column!r} column")
-    fracture = _floats(records["adjacent_fracture"])
-    fdays = (_floats(records["adjacent_fracture_days"])
-             if "adjacent_fracture_days" in records.columns else np.full(len(records), np.nan))
-    followup = _floats(records["followup_days"])
-    time = np.where(fracture == 1, fdays, followup)
-    time[np.isnan(fracture)] = np.nan
-    event = np.where(np.isnan(time), np.nan, (fracture == 1).astype(float))
-    cr_time = time.copy()
-    cr_code = event.copy()
-    if "died" in records.columns:
-        died = _floats(records["died"]) == 1
-        ddays = (_floats(records["death_days"]) if "death_days" in records.columns
-                 else np.full(len(records), np.nan))
-        dead = died & (event == 0)
-        cr_time = np.where(dead, np.where(np.isnan(ddays), followup, ddays), cr_time)
-        cr_code = np.where(dead, 2.0, cr_code)
-    return pd.DataFrame({"time": time, "event": event, "cr_time": cr_time,
-                         "cr_code": cr_code}, index=records.index)
+    # Copied into the frame: without deaths the competing-risk columns are the same arrays.
+    return pd.DataFrame(_fracture_arrays(records), index=records.index, copy=True)
 
 
 # --------------------------------------------------------------------------------------------
@@ -1004,9 +985,10 @@ class FractureSurvival(Result):
 
 
 def _fracture_arrays(records: pd.DataFrame) -> dict[str, NDArray[np.float64]]:
-    """The columns of :func:`fracture_time_event` as arrays (the same values), without
-    building its frame: stacking four million-row columns into one block costs more than
-    computing them."""
+    """The columns of :func:`fracture_time_event` as arrays (``time``, ``event``, ``cr_time``,
+    ``cr_code``), without building its frame: stacking four million-row columns into one
+    block costs more than computing them. Without a ``died`` column ``cr_time`` and ``cr_code``
+    are the arrays ``time`` and ``event`` themselves."""
     for column in ("adjacent_fracture", "followup_days"):
         if column not in records.columns:
             raise ValueError(f"records need a {column!r} column")

@@ -71,6 +71,7 @@ import pandas as pd
 import scipy.stats as st
 from numpy.typing import NDArray
 
+from analysis._grouping import group_codes
 from analysis._results import Result
 from analysis.errors import AnalysisError, InsufficientDataError
 
@@ -872,37 +873,13 @@ def _coded_groups(records: pd.DataFrame,
     Groups are numbered in the order of ``groupby(sort=True, dropna=False, observed=True)``:
     by category order (categorical) or sorted values (text), missing values last.
     """
-    n = len(records)
-    if n == 0:
+    if len(records) == 0:
         return None
-    combined = np.zeros(n, dtype=np.int64)
-    radix = 1
     for name in by:
-        column = records[name]
-        if isinstance(column.dtype, pd.CategoricalDtype):
-            codes = column.cat.codes.to_numpy().astype(np.int64)
-            k = len(column.cat.categories)
-        elif isinstance(column.dtype, pd.StringDtype):
-            codes, uniques = pd.factorize(column, sort=True)
-            codes, k = codes.astype(np.int64), len(uniques)
-        else:
+        dtype = records[name].dtype
+        if not isinstance(dtype, pd.CategoricalDtype | pd.StringDtype):
             return None
-        codes[codes < 0] = k  # missing last
-        combined = combined * (k + 1) + codes
-        radix *= k + 1
-        if radix > 2**31:  # keep the codes small; np.unique keeps their order
-            _, combined = np.unique(combined, return_inverse=True)
-            combined = combined.astype(np.int64)
-            radix = int(combined.max()) + 1
-    if radix <= max(4 * n, 1 << 20):
-        present = np.bincount(combined, minlength=radix) > 0
-        group = (np.cumsum(present) - 1)[combined]
-    else:
-        _, group = np.unique(combined, return_inverse=True)
-    group = group.astype(np.intp)
-    representative = np.empty(int(group.max()) + 1, dtype=np.intp)
-    representative[group] = np.arange(n)  # any row of a group carries its keys
-    return group, records.iloc[representative][list(by)].reset_index(drop=True)
+    return group_codes(records, by)
 
 
 #: Up to this many groups :func:`_split` selects each group with a mask instead of sorting.

@@ -70,6 +70,15 @@ import pandas as pd
 import scipy.stats as st
 from statsmodels.stats.contingency_tables import mcnemar
 
+from analysis._grouping import group_codes
+from analysis._histogram import (
+    QUARTILES,
+    GridCodes,
+    blend,
+    fence_limits,
+    grid_codes,
+    histogram_stats,
+)
 from analysis.proportions import proportion_ci
 from data.dictionary import PAIN_VISITS
 
@@ -342,35 +351,7 @@ def _groups(records: pd.DataFrame, by: tuple[str, ...]) -> _Groups:
     if not by:
         return _Groups(np.zeros(n, dtype=np.intp), pd.DataFrame(index=pd.RangeIndex(1)))
     _require(records, by)
-    combined = np.zeros(n, dtype=np.int64)
-    radix = 1
-    for name in by:
-        column = records[name]
-        if isinstance(column.dtype, pd.CategoricalDtype):
-            codes = column.cat.codes.to_numpy().astype(np.int64)
-            k = len(column.cat.categories)
-        else:
-            codes, uniques = pd.factorize(column, sort=True)
-            codes = codes.astype(np.int64)
-            k = len(uniques)
-        codes[codes < 0] = k  # missing values sort last, as groupby(dropna=False)
-        combined = combined * (k + 1) + codes
-        radix *= k + 1
-        if radix > 2**31:  # keep the mixed-radix code small; np.unique keeps the order
-            _, combined = np.unique(combined, return_inverse=True)
-            combined = combined.astype(np.int64)
-            radix = int(combined.max()) + 1
-    if radix <= max(4 * n, 1 << 20):
-        present = np.bincount(combined, minlength=radix) > 0
-        group = (np.cumsum(present) - 1)[combined]
-    else:
-        _, group = np.unique(combined, return_inverse=True)
-    group = group.astype(np.intp)
-    size = int(group.max()) + 1
-    representative = np.empty(size, dtype=np.intp)
-    representative[group] = np.arange(n)  # any row of a group carries its keys
-    keys = records.iloc[representative][list(by)].reset_index(drop=True)
-    return _Groups(group, keys)
+    return _Groups(*group_codes(records, by))
 
 
 def _proportions(
@@ -432,9 +413,6 @@ def _t_method(n: np.ndarray) -> np.ndarray:
     return method
 
 
-_QUANTILES = (0.25, 0.5, 0.75)
-
-
 def _quantiles(groups: _Groups, values: np.ndarray) -> dict[str, np.ndarray]:
     """Quartiles (linear interpolation, as numpy and pandas), minimum and maximum per group."""
     size = groups.size
@@ -448,7 +426,7 @@ def _quantiles(groups: _Groups, values: np.ndarray) -> dict[str, np.ndarray]:
         # Few groups (VP and KP): one boolean selection per group beats sorting the codes.
         for g in np.flatnonzero(n):
             segment = v if size == 1 else v[codes == g]
-            q1, median, q3 = np.quantile(segment, _QUANTILES)
+            q1, median, q3 = np.quantile(segment, QUARTILES)
             out["q1"][g], out["median"][g], out["q3"][g] = q1, median, q3
             out["min"][g], out["max"][g] = segment.min(), segment.max()
         return out
@@ -459,7 +437,7 @@ def _quantiles(groups: _Groups, values: np.ndarray) -> dict[str, np.ndarray]:
         v = v[order]
         for g in np.flatnonzero(n):
             segment = v[starts[g]:ends[g]]
-            q1, median, q3 = np.quantile(segment, _QUANTILES)
+            q1, median, q3 = np.quantile(segment, QUARTILES)
             out["q1"][g], out["median"][g], out["q3"][g] = q1, median, q3
             out["min"][g], out["max"][g] = segment.min(), segment.max()
         return out
@@ -468,7 +446,7 @@ def _quantiles(groups: _Groups, values: np.ndarray) -> dict[str, np.ndarray]:
     ends = np.cumsum(n)
     starts = ends - n
     has = n > 0
-    for name, q in zip(("q1", "median", "q3"), _QUANTILES, strict=True):
+    for name, q in zip(("q1", "median", "q3"), QUARTILES, strict=True):
         position = q * (n[has] - 1)
         below = np.floor(position).astype(np.int64)
         above = np.minimum(below + 1, n[has] - 1)
@@ -508,106 +486,23 @@ def _long(keys: pd.DataFrame, blocks: list[dict[str, Any]]) -> pd.DataFrame:
 
 #: Scores are recorded to one decimal (pain 0–10, ODI 0–100), so a column holds few distinct
 #: values and its per-group counts, means, SDs and quartiles follow exactly from one histogram
-#: per group, instead of per-record sums and a partition of each group's values.
-_DISCRETE_STEP = 10.0
+#: per group (:mod:`analysis._histogram`), instead of per-record sums and a partition of each
+#: group's values.
+_DISCRETE_SCALES = (10,)
 #: Most bins (distinct multiples of 0.1 from the least to the largest value) a histogram may
 #: have; a column spread wider takes the general path.
 _DISCRETE_MAX_BINS = 4096
 
 
-@dataclasses.dataclass(frozen=True)
-class _Discrete:
-    """A column of multiples of 0.1 as bin numbers: bin j holds the value ``(low + j) / 10``
-    and ``bins[i]`` is record i's bin, ``size`` (one past the last bin) when it is missing."""
-
-    bins: np.ndarray
-    low: float
-    size: int
-
-    @property
-    def grid(self) -> np.ndarray:
-        """The value of each bin, increasing."""
-        return (self.low + np.arange(self.size)) / _DISCRETE_STEP
-
-    def histogram(self, groups: _Groups, mask: np.ndarray | None = None) -> np.ndarray:
-        """Records per group (rows) and bin (columns), only those in `mask` when given."""
-        width = self.size + 1
-        bins = self.bins if mask is None else _blend(self.bins, mask, self.size)
-        flat = np.bincount(groups.codes * width + bins, minlength=groups.size * width)
-        return flat.reshape(groups.size, width)[:, :self.size]
-
-
-def _blend(values: np.ndarray, keep: np.ndarray, fill: int) -> np.ndarray:
-    """``np.where(keep, values, fill)`` for integers, by arithmetic: where a random tenth of
-    a million records is missing, the branch-free form is several times faster."""
-    out = values * keep
-    out += (~keep).view(np.uint8) * values.dtype.type(fill)
-    return out
-
-
-def _discrete(values: np.ndarray, groups: _Groups) -> _Discrete | None:
-    """`values` as :class:`_Discrete`, or None (use the general path) unless every present
-    value is a multiple of 0.1 that ``k / 10`` gives back exactly (so each statistic read from
-    the bins is the recorded value itself), they span at most :data:`_DISCRETE_MAX_BINS` bins
-    and the histogram of every group stays small beside the records."""
-    ok = ~np.isnan(values)
-    if not ok.any():
-        return None
-    scaled = values * _DISCRETE_STEP
-    np.rint(scaled, out=scaled)
-    if not np.array_equal(scaled / _DISCRETE_STEP == values, ok):  # NaN == NaN is False
-        return None
-    low, high = float(np.fmin.reduce(scaled)), float(np.fmax.reduce(scaled))  # NaN ignored
-    if not (abs(low) < 2**31 and abs(high) < 2**31) or high - low >= _DISCRETE_MAX_BINS:
-        return None
-    size = int(high - low) + 1
-    if groups.size * (size + 1) > max(2 * values.size, 1 << 16):
-        return None
-    scaled -= low
-    with np.errstate(invalid="ignore"):  # NaN casts to an arbitrary integer, replaced next
-        bins = scaled.astype(np.int32)
-    return _Discrete(_blend(bins, ok, size), low, size)
-
-
-def _lerp(lower: np.ndarray, upper: np.ndarray, fraction: np.ndarray) -> np.ndarray:
-    """Linear interpolation exactly as :func:`numpy.quantile` does it (from the upper value
-    when ``fraction >= 0.5``), so histogram quartiles equal ``np.quantile`` bit for bit."""
-    difference = upper - lower
-    return np.where(fraction >= 0.5, upper - difference * (1 - fraction),
-                    lower + difference * fraction)
-
-
-def _histogram_stats(counts: np.ndarray, grid: np.ndarray) -> dict[str, np.ndarray]:
-    """``n, mean, sd`` (ddof 1, two-pass) and ``q1, median, q3, min, max`` per row of a
-    histogram (groups × bins with values `grid`). Counts, quartiles, minimum and maximum are
-    those of the records exactly; the sums are the same terms added in another order."""
-    n = counts.sum(axis=1)
-    weights = counts.astype(float)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        mean = weights @ grid / n
-        squares = (weights * (grid[None, :] - mean[:, None]) ** 2).sum(axis=1)
-        sd = np.where(n >= 2, np.sqrt(squares / np.maximum(n - 1, 1)), np.nan)
-    out = {"n": n, "mean": mean, "sd": sd}
-    out.update({name: np.full(len(n), np.nan) for name in ("q1", "median", "q3", "min", "max")})
-    has = n > 0
-    if not has.any():
-        return out
-    cumulative = counts[has].cumsum(axis=1)
-    m = n[has]
-
-    def ranked(rank: np.ndarray) -> np.ndarray:
-        # The rank-th smallest value (0-based) lies in the first bin whose cumulative count
-        # exceeds the rank.
-        return grid[(cumulative <= rank[:, None]).sum(axis=1)]
-
-    for name, q in zip(("q1", "median", "q3"), _QUANTILES, strict=True):
-        position = (m - 1) * q  # numpy's "linear" virtual index
-        below = np.floor(position)
-        above = np.minimum(below + 1, m - 1)
-        out[name][has] = _lerp(ranked(below), ranked(above), position - below)
-    out["min"][has] = ranked(np.zeros(len(m)))
-    out["max"][has] = ranked(m - 1)
-    return out
+def _discrete(values: np.ndarray, groups: _Groups) -> GridCodes | None:
+    """`values` as codes of multiples of 0.1, or None (use the general path) unless every
+    present value is a multiple of 0.1 that ``k / 10`` gives back exactly (so each statistic
+    read from the bins is the recorded value itself), they span at most
+    :data:`_DISCRETE_MAX_BINS` bins and the histogram of every group (with a column for the
+    missing values) stays small beside the records."""
+    cells = max(2 * values.size, 1 << 16)
+    max_bins = min(_DISCRETE_MAX_BINS, cells // max(groups.size, 1) - 1)
+    return grid_codes(values, _DISCRETE_SCALES, max_bins)
 
 
 def _status_counts(groups: _Groups, status: np.ndarray, states: int) -> np.ndarray:
@@ -626,9 +521,13 @@ def _responder_block(
 ) -> dict[str, Any]:
     _require(records, ("pain_baseline", responder.column))
     eligible, followed, is_responder = responder._arrays(records)
-    n_eligible = groups.count(eligible)
-    n_followed = groups.count(followed)
-    responders = groups.count(is_responder)
+    return _responder_counts_block(groups.count(eligible), groups.count(followed),
+                                   groups.count(is_responder), level)
+
+
+def _responder_counts_block(n_eligible: np.ndarray, n_followed: np.ndarray,
+                            responders: np.ndarray, level: float) -> dict[str, Any]:
+    """The columns of :func:`responder_rates` (without ``definition``) from the counts."""
     rate, low, high, method = _proportions(responders, n_followed, level)
     return {
         "n_eligible": n_eligible,
@@ -651,20 +550,8 @@ def _responder_rates_block(
     eligible, followed, is_responder = responder._arrays(records)
     status = eligible.view(np.uint8) + followed.view(np.uint8) + is_responder.view(np.uint8)
     table = _status_counts(groups, status, 4)
-    n_eligible = table[:, 1:].sum(axis=1)
-    n_followed = table[:, 2:].sum(axis=1)
-    responders = table[:, 3].copy()
-    rate, low, high, method = _proportions(responders, n_followed, level)
-    return {
-        "n_eligible": n_eligible,
-        "n_followed": n_followed,
-        "n_missing": n_eligible - n_followed,
-        "responders": responders,
-        "rate": rate,
-        "low": low,
-        "high": high,
-        "method": method,
-    }
+    return _responder_counts_block(table[:, 1:].sum(axis=1), table[:, 2:].sum(axis=1),
+                                   table[:, 3].copy(), level)
 
 
 def responder_rates(
@@ -796,7 +683,8 @@ def pain_trajectory(
         if discrete is None:
             stats = _describe_block(groups, values, level)
         else:  # scores to one decimal: one histogram per visit, no per-group partition
-            stats = _histogram_stats(discrete.histogram(groups), discrete.grid)
+            stats = histogram_stats(discrete.histogram(groups.codes, groups.size),
+                                    discrete.points)
             stats["low"], stats["high"] = _t_interval(stats["mean"], stats["sd"], stats["n"],
                                                       level)
         blocks.append({
@@ -808,12 +696,13 @@ def pain_trajectory(
     return _long(groups.keys, blocks)
 
 
-def _paired_change(baseline: _Discrete, followup: _Discrete, paired: np.ndarray) -> _Discrete:
-    """Follow-up minus baseline of the `paired` records as bins of 0.1 (the rest missing)."""
+def _paired_change(baseline: GridCodes, followup: GridCodes, paired: np.ndarray) -> GridCodes:
+    """Follow-up minus baseline of the `paired` records as codes on the grid both share (the
+    rest missing)."""
     offset = baseline.size - 1  # the largest baseline value gives the smallest change
     size = followup.size + offset
-    bins = _blend(followup.bins - baseline.bins + offset, paired, size)
-    return _Discrete(bins, followup.low - (baseline.low + offset), size)
+    codes = blend(followup.codes - baseline.codes + offset, paired, size)
+    return GridCodes(codes, followup.low - (baseline.low + offset), size, followup.scale)
 
 
 def odi_change(
@@ -865,11 +754,13 @@ def odi_change(
                                                                    followup_bins, paired)
         if change is not None and groups.size * change.size <= max(2 * paired.size, 1 << 16):
             # Scores to one decimal: three histograms instead of per-record sums.
-            stats = _histogram_stats(change.histogram(groups), change.grid)
+            stats = histogram_stats(change.histogram(groups.codes, groups.size), change.points)
             n, mean_change, sd_change = stats["n"], stats["mean"], stats["sd"]
             with np.errstate(invalid="ignore", divide="ignore"):
-                mean_baseline = baseline_bins.histogram(groups, paired) @ baseline_bins.grid / n
-                mean_followup = followup_bins.histogram(groups, paired) @ followup_bins.grid / n
+                mean_baseline = (baseline_bins.histogram(groups.codes, groups.size, paired)
+                                 @ baseline_bins.points / n)
+                mean_followup = (followup_bins.histogram(groups.codes, groups.size, paired)
+                                 @ followup_bins.points / n)
         else:
             change = np.where(paired, followup - baseline, np.nan)
             n, mean_change, sd_change = _moments(groups, change)
@@ -1053,21 +944,28 @@ def _complication_blocks(
     for outcome in outcomes:
         event, non_event, censored = _complication_status(records, outcome)
         n = groups.count(event | non_event)
-        events = groups.count(event)
         n_censored = groups.count(censored)
-        rate, low, high, method = _proportions(events, n, level)
-        blocks.append({
-            "outcome": outcome,
-            "n": n,
-            "events": events,
-            "rate": rate,
-            "low": low,
-            "high": high,
-            "method": method,
-            "n_missing": total - n - n_censored,
-            "n_censored": n_censored,
-        })
+        blocks.append(_complication_counts_block(outcome, groups.count(event), n,
+                                                 total - n - n_censored, n_censored, level))
     return blocks
+
+
+def _complication_counts_block(outcome: str, events: np.ndarray, n: np.ndarray,
+                               n_missing: np.ndarray, n_censored: np.ndarray,
+                               level: float) -> dict[str, Any]:
+    """The columns of :func:`complication_rates` for one outcome from its counts."""
+    rate, low, high, method = _proportions(events, n, level)
+    return {
+        "outcome": outcome,
+        "n": n,
+        "events": events,
+        "rate": rate,
+        "low": low,
+        "high": high,
+        "method": method,
+        "n_missing": n_missing,
+        "n_censored": n_censored,
+    }
 
 
 def _complication_rate_blocks(
@@ -1099,19 +997,8 @@ def _complication_rate_blocks(
     blocks = []
     for outcome, table in zip(outcomes, tables, strict=True):
         events = table[:, 0].copy()
-        n = events + table[:, 1]
-        rate, low, high, method = _proportions(events, n, level)
-        blocks.append({
-            "outcome": outcome,
-            "n": n,
-            "events": events,
-            "rate": rate,
-            "low": low,
-            "high": high,
-            "method": method,
-            "n_missing": table[:, 3].copy(),
-            "n_censored": table[:, 2].copy(),
-        })
+        blocks.append(_complication_counts_block(outcome, events, events + table[:, 1],
+                                                 table[:, 3].copy(), table[:, 2].copy(), level))
     return blocks
 
 
@@ -1198,108 +1085,30 @@ _GRID_SCALES = (1, 10, 100, 1000)
 _GRID_MAX_BINS = 4_000_000
 
 
-def _grid_lerp(a: np.ndarray, b: np.ndarray, t: np.ndarray) -> np.ndarray:
-    """Linear interpolation written as numpy's quantile writes it, so results are identical."""
-    diff = b - a
-    out = a + diff * t
-    return np.where(t >= 0.5, b - diff * (1 - t), out)
-
-
-def _grid(values: np.ndarray, n_groups: int) -> tuple[np.ndarray, np.ndarray] | None:
-    """Integer grid codes of finite values and the value of each code, or None.
-
-    The codes are used only when every value is recovered exactly (``code / scale == value``)
-    and the histogram stays small, so order statistics read from it equal the sorted values.
-    """
-    if values.size == 0:
-        return None
-    low, high = float(values.min()), float(values.max())
-    if not (math.isfinite(low) and math.isfinite(high)):
-        return None
-    # A histogram much larger than the data would cost more than partitioning the values.
-    max_bins = min(_GRID_MAX_BINS, max(8 * values.size, 1 << 16))
-    for scale in _GRID_SCALES:
-        span = (high - low) * scale
-        if (span + 1) * n_groups > max_bins or max(abs(low), abs(high)) * scale > 2.0**52:
-            return None
-        scaled = np.rint(values * scale)
-        if np.array_equal(scaled / scale, values):
-            first = np.rint(low * scale)
-            codes = (scaled - first).astype(np.int64)
-            grid = (first + np.arange(int(codes.max()) + 1)) / scale
-            return codes, grid
-    return None
-
-
 def _grid_block(groups: _Groups, values: np.ndarray, fences: float | None) -> dict | None:
-    """Per-group n, mean, SD, quartiles, min, max (and whisker ends) from a histogram.
+    """Per-group n, mean, SD, quartiles, min, max (and whisker ends) from a histogram, or None
+    unless the values lie on a grid of :data:`_GRID_SCALES` small enough beside the data.
 
     Exact for the order statistics (quartiles interpolated as :func:`numpy.quantile`) and the
-    mean; the SD is a sum over the histogram (equal to the direct sum up to rounding).
+    mean (summed in record order, as :func:`_moments` does: the same number to the last bit);
+    the SD is a sum over the histogram (equal to the direct sum up to rounding).
     """
     ok = ~np.isnan(values)
-    size = groups.size
-    grid = _grid(values[ok], size)
-    if grid is None:
+    present = values[ok]
+    # A histogram much larger than the data would cost more than partitioning the values.
+    max_cells = min(_GRID_MAX_BINS, max(8 * present.size, 1 << 16))
+    coded = grid_codes(present, _GRID_SCALES, max_cells // max(groups.size, 1))
+    if coded is None:
         return None
-    codes, points = grid
-    width = points.size
-    counts = np.bincount(groups.codes[ok] * width + codes, minlength=size * width)
-    counts = counts.reshape(size, width)
-    n = counts.sum(axis=1)
-    has = n > 0
-    out: dict[str, np.ndarray] = {
-        name: np.full(size, np.nan)
-        for name in ("mean", "sd", "median", "q1", "q3", "min", "max")}
-    with np.errstate(invalid="ignore", divide="ignore"):
-        # The mean as _moments sums it (record order): the same number to the last bit.
-        mean = groups.total(values, ok) / n
-        deviation = points[None, :] - mean[:, None]
-        squares = (counts * deviation * deviation).sum(axis=1)
-        out["sd"] = np.where(n >= 2, np.sqrt(squares / np.maximum(n - 1, 1)), np.nan)
-    out["mean"] = np.where(has, mean, np.nan)
-    # The value of rank r (0-based) in a group is the first grid point whose running count
-    # exceeds r. Each group's running counts are shifted above the previous group's, so one
-    # searchsorted over all groups finds every rank at once.
-    rows = np.flatnonzero(has)
-    shift = np.arange(rows.size, dtype=np.int64) * (int(n.sum()) + 1)
-    running = (np.cumsum(counts[rows], axis=1) + shift[:, None]).ravel()
-    starts = np.arange(rows.size, dtype=np.int64) * width
-
-    def order_statistic(rank: np.ndarray) -> np.ndarray:
-        return points[np.searchsorted(running, shift + rank, side="right") - starts]
-
-    m = n[rows]
-    out["min"][rows] = order_statistic(np.zeros(rows.size, dtype=np.int64))
-    out["max"][rows] = order_statistic(m - 1)
-    for name, q in zip(("q1", "median", "q3"), _QUANTILES, strict=True):
-        position = (m - 1) * q
-        below = np.floor(position)
-        lower = order_statistic(below.astype(np.int64))
-        upper = order_statistic(np.minimum(below.astype(np.int64) + 1, m - 1))
-        out[name][rows] = _grid_lerp(lower, upper, position - below)
-    block: dict[str, Any] = {"n": n.astype(np.int64), **out}
-    if fences is not None:
-        lows, highs = _fence_limits(out["q1"], out["q3"], fences)
-        present = counts > 0
-        inside = present & (points[None, :] >= lows[:, None])
-        first = np.argmax(inside, axis=1)
-        block["lowerfence"] = np.where(inside.any(axis=1), points[first], np.nan)
-        inside = present & (points[None, :] <= highs[:, None])
-        last = width - 1 - np.argmax(inside[:, ::-1], axis=1)
-        block["upperfence"] = np.where(inside.any(axis=1), points[last], np.nan)
-    return block
-
-
-def _fence_limits(q1: np.ndarray, q3: np.ndarray, whisker: float) -> tuple[np.ndarray, np.ndarray]:
-    iqr = q3 - q1
-    return q1 - whisker * iqr, q3 + whisker * iqr
+    counts = coded.histogram(groups.codes[ok], groups.size)
+    return histogram_stats(counts, coded.points, totals=groups.total(values, ok),
+                           count_first=True, fences=fences)
 
 
 def _fence_values(groups: _Groups, values: np.ndarray, q1: np.ndarray, q3: np.ndarray,
                   whisker: float) -> dict[str, np.ndarray]:
     """Smallest / largest value of each group within ``whisker`` IQR of its quartiles."""
-    lows, highs = _fence_limits(q1, q3, whisker)
+    lows, highs = fence_limits(q1, q3, whisker)
     ok = ~np.isnan(values)
     v, codes = values[ok], groups.codes[ok]
     out = {}

@@ -15,15 +15,13 @@ import re
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
-import plotly.io as pio
 from plotly.subplots import make_subplots
 
 from dashboard.figures.common import (
     OKABE_ITO,
     PROCEDURE_COLOURS,
     PROCEDURES,
-    TEMPLATE,
-    base_layout,
+    build_figure,
     empty_figure,
     procedure_label,
 )
@@ -48,49 +46,6 @@ MINUS = "−"
 # --------------------------------------------------------------------------------------------
 # Building figures at once
 # --------------------------------------------------------------------------------------------
-
-
-def _figure(traces: list[dict], layout: dict, height: int, after: dict | None = None,
-            **base) -> go.Figure:
-    """One figure from trace and layout dicts, as :func:`base_layout` and then
-    ``update_layout(after)`` would leave it, validated by plotly once.
-
-    Adding traces and updating the layout one call at a time costs several milliseconds per
-    call, most of a figure's time; the layout :func:`base_layout` gives is made once per
-    height and options and merged in as a dict. An empty ``annotations`` list is left out,
-    as in a figure that never had one.
-    """
-    merged = _merged(layout, json.loads(_base_layout_json(height, json.dumps(base, sort_keys=True),
-                                                          str(pio.templates.default))))
-    if after:
-        merged = _merged(merged, after)
-    if "annotations" in merged and not merged["annotations"]:
-        del merged["annotations"]
-    return go.Figure(data=traces, layout=merged)
-
-
-@functools.lru_cache(maxsize=64)
-def _base_layout_json(height: int, options: str, default_template: str) -> str:
-    """:func:`base_layout` of an empty figure as layout JSON; the template is left to the new
-    figure unless base_layout set another than the default (`default_template` is part of
-    the cache key for that)."""
-    figure = base_layout(go.Figure(), height=height, **json.loads(options))
-    layout = figure.layout.to_plotly_json()
-    if pio.templates.default == TEMPLATE:
-        layout.pop("template", None)
-    return json.dumps(layout)
-
-
-def _merged(target: dict, update: dict) -> dict:
-    """`target` updated by `update` as ``update_layout`` does: dicts merged key by key, any
-    other value replaced."""
-    out = dict(target)
-    for key, value in update.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _merged(out[key], value)
-        else:
-            out[key] = value
-    return out
 
 
 @functools.lru_cache(maxsize=32)
@@ -298,7 +253,7 @@ def forest_figure(comparison: pd.DataFrame, measure: str = "rr") -> go.Figure:
                     "procedures", "showarrow": False, "xref": "x domain", "yref": "y domain",
             "x": 0.5, "y": 0.5, "bgcolor": "white",
             "font": {"color": OKABE_ITO["grey"], "size": 13}}]
-    return _figure(traces, layout, 120 + 42 * len(names), {"margin": {"l": 20}})
+    return build_figure(traces, layout, 120 + 42 * len(names), {"margin": {"l": 20}})
 
 
 def _forest_hover(row, ratio: bool) -> str:
@@ -432,7 +387,7 @@ def trend_figure(trend: pd.DataFrame, freq: str = "Y") -> go.Figure:
         if freq == "Y":
             xaxis.update(dtick="M12", tickformat="%Y")
     _axis(layout, axes[(2 * len(outcomes), 1)]["xaxis"])["title"] = {"text": "Procedure date"}
-    return _figure(traces, layout, 200 + 260 * len(outcomes), LEGEND_ABOVE_TITLES)
+    return build_figure(traces, layout, 200 + 260 * len(outcomes), LEGEND_ABOVE_TITLES)
 
 
 def trend_summary(trend: pd.DataFrame, freq: str = "Y") -> str:
@@ -588,7 +543,7 @@ def incidence_figure(curves: FractureCurves) -> go.Figure:
         {"text": note, "showarrow": False, "xref": "paper", "yref": "paper", "x": 0,
          "y": 0.98 - 0.07 * index, "xanchor": "left",
          "font": {"color": OKABE_ITO["grey"], "size": 12}} for index, note in enumerate(notes))
-    return _figure(traces, layout, 440, LEGEND_ABOVE_TITLES)
+    return build_figure(traces, layout, 440, LEGEND_ABOVE_TITLES)
 
 
 def value_at(curves: FractureCurves, kind: str, procedure: str, day: int):
@@ -793,7 +748,7 @@ def benchmark_figure(comparison: pd.DataFrame, benchmarks: pd.DataFrame) -> go.F
     _axis(layout, axes[(len(BENCHMARK_GROUPS), 1)]["xaxis"]).update(
         title={"text": "% of patients"}, range=[0, max(10.0, top * 1.05)])
     after = {**LEGEND_ABOVE_TITLES, "margin": {**LEGEND_ABOVE_TITLES["margin"], "l": 20}}
-    return _figure(traces, layout, 140 + 30 * sum(heights), after)
+    return build_figure(traces, layout, 140 + 30 * sum(heights), after)
 
 
 def benchmark_summary(comparison: pd.DataFrame, benchmarks: pd.DataFrame) -> str:

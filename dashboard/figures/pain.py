@@ -8,13 +8,9 @@ figure data, the hover text and the tables.
 
 from __future__ import annotations
 
-import functools
-import json
-
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
-import plotly.io as pio
 
 from analysis.errors import InsufficientDataError
 from analysis.outcomes import ResponderDefinition
@@ -24,8 +20,7 @@ from dashboard.figures.common import (
     PROCEDURE_COLOURS,
     PROCEDURE_SHORT,
     PROCEDURES,
-    TEMPLATE,
-    base_layout,
+    build_figure,
     empty_figure,
     interval_text,
     procedure_label,
@@ -108,49 +103,6 @@ def _all_suppressed_note(traces: list[dict], what: str,
     return [{"text": f"{what} not shown: fewer than {threshold() + 1} patients in every group",
              "showarrow": False, "x": 0.5, "y": 0.5, "xref": "paper", "yref": "paper",
              "font": {"size": 13, "color": "#555555"}}]
-
-
-def _figure(traces: list[dict], layout: dict, height: int, after: dict | None = None,
-            **base) -> go.Figure:
-    """One figure from trace and layout dicts, as :func:`base_layout` and then
-    ``update_layout(after)`` would leave it, validated by plotly once.
-
-    Adding traces and updating the layout one call at a time costs several milliseconds per
-    call, most of a figure's time; the layout :func:`base_layout` gives is made once per
-    height and options and merged in as a dict. An empty ``annotations`` list is left out,
-    as in a figure that never had one.
-    """
-    merged = _merged(layout, json.loads(_base_layout_json(height, json.dumps(base, sort_keys=True),
-                                                          str(pio.templates.default))))
-    if after:
-        merged = _merged(merged, after)
-    if "annotations" in merged and not merged["annotations"]:
-        del merged["annotations"]
-    return go.Figure(data=traces, layout=merged)
-
-
-@functools.lru_cache(maxsize=64)
-def _base_layout_json(height: int, options: str, default_template: str) -> str:
-    """:func:`base_layout` of an empty figure as layout JSON; the template is left to the new
-    figure unless base_layout set another than the default (`default_template` is part of
-    the cache key for that)."""
-    figure = base_layout(go.Figure(), height=height, **json.loads(options))
-    layout = figure.layout.to_plotly_json()
-    if pio.templates.default == TEMPLATE:
-        layout.pop("template", None)
-    return json.dumps(layout)
-
-
-def _merged(target: dict, update: dict) -> dict:
-    """`target` updated by `update` as ``update_layout`` does: dicts merged key by key, any
-    other value replaced."""
-    out = dict(target)
-    for key, value in update.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _merged(out[key], value)
-        else:
-            out[key] = value
-    return out
 
 
 def _pct(value, digits: int = 1) -> str:
@@ -268,7 +220,7 @@ def responder_figure(rates: pd.DataFrame) -> go.Figure:
                         "range": [0, 100]},
               "xaxis": {"title": {"text": ""}},
               "annotations": _all_suppressed_note(traces, "Rates")}
-    return _figure(traces, layout, 320, {"margin": {"t": 40}}, showlegend=False, bargap=0.45)
+    return build_figure(traces, layout, 320, {"margin": {"t": 40}}, showlegend=False, bargap=0.45)
 
 
 def responder_summary(rates: pd.DataFrame, comparison: ProportionComparison | None,
@@ -345,7 +297,7 @@ def trajectory_figure(trajectory: pd.DataFrame) -> go.Figure:
                         "range": [-0.4, len(VISIT_LABELS) - 0.6]},
               "yaxis": {"title": {"text": "Mean pain score (0–10)"}, "range": [0, 10]},
               "annotations": _all_suppressed_note(traces, "Means")}
-    return _figure(traces, layout, 400, {"margin": {"b": 110}})
+    return build_figure(traces, layout, 400, {"margin": {"b": 110}})
 
 
 def trajectory_counts(trajectory: pd.DataFrame) -> pd.DataFrame:
@@ -603,7 +555,7 @@ def histogram_figure(histogram: pd.DataFrame, definition: ResponderDefinition) -
         "yaxis": {"title": {"text": "Patients (% of those with both scores)"},
                   "rangemode": "tozero"},
     }
-    return _figure(traces, layout, 400, {"legend": {"y": 1.08}, "margin": {"t": 80}},
+    return build_figure(traces, layout, 400, {"legend": {"y": 1.08}, "margin": {"t": 80}},
                    barmode="group", bargap=0.15)
 
 
@@ -719,7 +671,7 @@ def odi_figure(odi: pd.DataFrame) -> go.Figure:
               "xaxis": {"title": {"text": "Visit, paired with baseline (below 0 = less "
                                           "disability)"}},
               "annotations": _all_suppressed_note(traces, "Means")}
-    return _figure(traces, layout, 340, {"margin": {"t": 60, "l": 75}}, barmode="group")
+    return build_figure(traces, layout, 340, {"margin": {"t": 60, "l": 75}}, barmode="group")
 
 
 def odi_summary(odi: pd.DataFrame) -> str:
@@ -808,7 +760,7 @@ def opioid_figure(opioids: pd.DataFrame) -> go.Figure:
     layout = {"yaxis": {"title": {"text": "Patients on opioids (%)"}, "range": [0, 100]},
               "xaxis": {"title": {"text": "Same patients, before and at 1 month"}},
               "annotations": _all_suppressed_note(traces, "Rates")}
-    return _figure(traces, layout, 340, {"margin": {"t": 60, "l": 75}}, barmode="group")
+    return build_figure(traces, layout, 340, {"margin": {"t": 60, "l": 75}}, barmode="group")
 
 
 def opioid_summary(opioids: pd.DataFrame) -> str:

@@ -15,6 +15,7 @@ import pandas as pd
 import pytest
 
 from analysis import costs, means, outcomes
+from analysis._histogram import grid_codes, histogram_stats
 from analysis.costs import (
     CostConversion,
     CostOptions,
@@ -141,14 +142,59 @@ def test_grid_path_equals_general_path(seed, monkeypatch):
 
 
 def test_grid_detection():
-    grid = outcomes._grid
-    assert grid(np.array([1.0, 2.0, 5.0]), 1)[1].tolist() == [1.0, 2.0, 3.0, 4.0, 5.0]
-    codes, points = grid(np.array([0.3, 1.2, 0.7]), 1)  # tenths: exact from code / 10
-    assert np.array_equal(points[codes], [0.3, 1.2, 0.7])
+    def grid(values, n_groups):
+        """The coding resource_summary uses (the limit of outcomes._grid_block)."""
+        cells = min(outcomes._GRID_MAX_BINS, max(8 * values.size, 1 << 16))
+        return grid_codes(values, outcomes._GRID_SCALES, cells // n_groups)
+
+    assert grid(np.array([1.0, 2.0, 5.0]), 1).points.tolist() == [1.0, 2.0, 3.0, 4.0, 5.0]
+    coded = grid(np.array([0.3, 1.2, 0.7]), 1)  # tenths: exact from code / 10
+    assert coded.scale == 10
+    assert np.array_equal(coded.points[coded.codes], [0.3, 1.2, 0.7])
+    coded = grid(np.array([0.25, np.nan, 1.5]), 1)  # hundredths; a missing value
+    assert coded.scale == 100 and coded.codes.tolist() == [0, coded.size, 125]
     assert grid(np.array([1.0, np.inf]), 1) is None
     assert grid(np.array([0.5, 1 / 3]), 1) is None  # not on a decimal grid
     assert grid(np.array([0.0, 1e9]), 1) is None  # far too wide a histogram
     assert grid(np.array([]), 1) is None
+
+
+def test_grid_point_limit_is_inclusive():
+    values = np.array([0.0, 9.0, np.nan])  # 10 points on the grid of step 1
+    assert grid_codes(values, (1, 10), 10).size == 10
+    assert grid_codes(values, (1, 10), 9) is None
+    # Off the first grid, the next is tried only while it stays small enough.
+    assert grid_codes(np.array([0.0, 0.5]), (1, 10), 6).scale == 10
+    assert grid_codes(np.array([0.0, 0.5]), (1, 10), 5) is None
+
+
+@pytest.mark.parametrize("seed", [6, 7])
+def test_histogram_stats_with_totals_and_fences_equal_numpy(seed):
+    rng = np.random.default_rng(seed)
+    points = np.arange(-20, 61) / 2.0
+    counts = rng.integers(0, 3, (5, points.size)) * (rng.random((5, points.size)) < 0.3)
+    counts[1] = 0  # an empty group
+    counts[2] = 0
+    counts[2, 40] = 2  # one value, twice
+    values = [np.repeat(points, row) for row in counts]
+    totals = np.array([v.sum() for v in values])
+    for whisker in (1.5, 0.0, -5.0):
+        stats = histogram_stats(counts, points, totals=totals, count_first=True, fences=whisker)
+        for g, v in enumerate(values):
+            assert stats["n"][g] == v.size
+            if v.size == 0:
+                assert all(np.isnan(stats[k][g]) for k in ("mean", "sd", "q1", "lowerfence"))
+                continue
+            q1, median, q3 = np.quantile(v, (0.25, 0.5, 0.75))
+            assert (stats["q1"][g], stats["median"][g], stats["q3"][g]) == (q1, median, q3)
+            assert stats["mean"][g] == totals[g] / v.size  # the caller's sum, as given
+            assert np.isclose(stats["sd"][g], v.std(ddof=1), rtol=1e-12, atol=0)
+            low, high = q1 - whisker * (q3 - q1), q3 + whisker * (q3 - q1)
+            inside_low, inside_high = v[v >= low], v[v <= high]
+            expected_low = inside_low.min() if inside_low.size else np.nan
+            expected_high = inside_high.max() if inside_high.size else np.nan
+            assert np.array_equal([stats["lowerfence"][g], stats["upperfence"][g]],
+                                  [expected_low, expected_high], equal_nan=True), (whisker, g)
 
 
 def test_resource_summary_empty_and_constant():

@@ -18,6 +18,7 @@ from statsmodels.duration.survfunc import SurvfuncRight
 from statsmodels.stats.contingency_tables import mcnemar
 
 from analysis import outcomes as out
+from analysis._histogram import blend, histogram_stats
 from analysis.comparison import _fracture_arrays, fracture_survival, fracture_time_event
 from analysis.descriptive import _months
 from analysis.outcomes import (
@@ -32,7 +33,7 @@ from analysis.outcomes import (
 from analysis.survival import _tied_counts, cumulative_incidence, kaplan_meier
 from dashboard.figures import complications as complication_figures
 from dashboard.figures import pain as pain_figures
-from dashboard.figures.common import base_layout
+from dashboard.figures.common import base_layout, build_figure
 from data import demo_records
 
 PROCEDURES = ["vertebroplasty", "kyphoplasty"]
@@ -118,7 +119,7 @@ def test_histogram_stats_equal_numpy_on_the_records(seed):
     counts[2, 5] = 1  # one record
     counts[3] = 0
     counts[3, [3, 30]] = 1  # two records
-    stats = out._histogram_stats(counts, grid)
+    stats = histogram_stats(counts, grid)
     for g in range(len(counts)):
         values = np.repeat(grid, counts[g])
         assert stats["n"][g] == values.size
@@ -137,8 +138,8 @@ def test_discrete_takes_only_exact_tenths():
     groups = out._groups(pd.DataFrame({"g": ["a"] * 4}), ("g",))
     coded = out._discrete(np.array([7.3, np.nan, 0.0, 10.0]), groups)
     assert coded is not None and coded.size == 101
-    assert coded.bins.tolist() == [73, 101, 0, 100]
-    assert np.array_equal(coded.grid[[73, 0, 100]], [7.3, 0.0, 10.0])
+    assert coded.codes.tolist() == [73, 101, 0, 100]
+    assert np.array_equal(coded.points[[73, 0, 100]], [7.3, 0.0, 10.0])
     assert out._discrete(np.array([7.35, 1.0, np.nan, np.nan]), groups) is None  # off the grid
     assert out._discrete(np.array([0.1 * 3, 1.0, 2.0, 3.0]), groups) is None  # 0.30000000000000004
     assert out._discrete(np.array([np.nan] * 4), groups) is None
@@ -150,7 +151,7 @@ def test_blend_is_where():
     rng = np.random.default_rng(4)
     values = rng.integers(-5, 50, 1000).astype(np.int32)
     keep = rng.random(1000) < 0.7
-    assert np.array_equal(out._blend(values, keep, 99), np.where(keep, values, 99))
+    assert np.array_equal(blend(values, keep, 99), np.where(keep, values, 99))
 
 
 # ------------------------------------------------------------------------- pain trajectory
@@ -238,9 +239,9 @@ def test_paired_change_bins_hold_the_differences():
     paired = ~np.isnan(baseline) & ~np.isnan(followup)
     change = out._paired_change(out._discrete(baseline, groups), out._discrete(followup, groups),
                                 paired)
-    values = change.grid[change.bins[paired]]
+    values = change.points[change.codes[paired]]
     close(values, followup[paired] - baseline[paired])
-    assert (change.bins[~paired] == change.size).all()
+    assert (change.codes[~paired] == change.size).all()
 
 
 # ------------------------------------------------------------------------- opioids, responders
@@ -533,8 +534,7 @@ def incremental(traces, layout, height, after=None, **base):
     return figure
 
 
-@pytest.mark.parametrize("module", [pain_figures, complication_figures])
-def test_figure_helper_equals_the_incremental_figure(module):
+def test_figure_helper_equals_the_incremental_figure():
     traces = [{"type": "bar", "x": ["a", "b"], "y": [1.5, None], "name": "VP",
                "marker": {"color": "#000000", "pattern": {"shape": "/"}},
                "customdata": [["x", "1"], ["y", "2"]]},
@@ -545,10 +545,10 @@ def test_figure_helper_equals_the_incremental_figure(module):
               "shapes": [{"type": "line", "x0": 1, "x1": 1, "xref": "x", "y0": 0, "y1": 1,
                           "yref": "y domain"}]}
     after = {"legend": {"y": 1.08}, "margin": {"t": 80, "l": 75}}
-    got = module._figure(traces, layout, 400, after, barmode="group", bargap=0.15)
+    got = build_figure(traces, layout, 400, after, barmode="group", bargap=0.15)
     assert got.to_plotly_json() == incremental(traces, layout, 400, after, barmode="group",
                                                bargap=0.15).to_plotly_json()
-    plain = module._figure(traces, {"annotations": []}, 300)
+    plain = build_figure(traces, {"annotations": []}, 300)
     assert "annotations" not in plain.to_plotly_json()["layout"]
     assert plain.to_plotly_json() == incremental(traces, {}, 300).to_plotly_json()
 
