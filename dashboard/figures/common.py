@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 import plotly.io as pio
+from plotly.subplots import make_subplots
 
 # Okabe & Ito (2008) colour-blind-safe palette.
 OKABE_ITO = {
@@ -134,6 +135,50 @@ def merge_layout(target: dict, update: dict) -> dict:
         else:
             out[key] = value
     return out
+
+
+@functools.lru_cache(maxsize=32)
+def _grid_json(rows: int, cols: int, options: str) -> str:
+    """:func:`plotly.subplots.make_subplots` of this shape as layout JSON (without the
+    template, which every new figure gets anyway) and the axes of each cell."""
+    grid = make_subplots(rows=rows, cols=cols, **json.loads(options))
+    layout = grid.layout.to_plotly_json()
+    layout.pop("template", None)
+    axes = {f"{row},{col}": {"xaxis": cell.xaxis.plotly_name.replace("axis", ""),
+                             "yaxis": cell.yaxis.plotly_name.replace("axis", "")}
+            for row in range(1, rows + 1) for col in range(1, cols + 1)
+            for cell in [grid.get_subplot(row, col)]}
+    return json.dumps({"layout": layout, "axes": axes})
+
+
+def subplot_grid(rows: int, cols: int, **options) -> tuple[dict, dict[tuple[int, int], dict]]:
+    """A fresh copy of the layout :func:`plotly.subplots.make_subplots` makes for these
+    arguments, and ``(row, col) -> {"xaxis": "x2", "yaxis": "y2"}`` to place traces.
+
+    The grid is made once per shape (it costs more than the rest of a figure); use it with
+    :func:`build_figure` and :func:`axis_layout`.
+
+    Examples
+    --------
+    >>> layout, axes = subplot_grid(2, 1, shared_xaxes=True)
+    >>> axes[(2, 1)]
+    {'xaxis': 'x2', 'yaxis': 'y2'}
+    """
+    made = json.loads(_grid_json(rows, cols, json.dumps(options, sort_keys=True)))
+    axes = {tuple(int(i) for i in key.split(",")): refs for key, refs in made["axes"].items()}
+    return made["layout"], axes
+
+
+def axis_layout(layout: dict, ref: str) -> dict:
+    """The layout dict of the axis a trace names (``"x2"`` → ``layout["xaxis2"]``), created
+    empty if the layout has none yet.
+
+    Examples
+    --------
+    >>> axis_layout({}, "y3")
+    {}
+    """
+    return layout.setdefault(ref[0] + "axis" + ref[1:], {})
 
 
 def empty_figure(message: str = "No records match the filters.", height: int = 300) -> go.Figure:

@@ -8,22 +8,21 @@ so figures, hover texts, tables and reports agree.
 from __future__ import annotations
 
 import dataclasses
-import functools
-import json
 import re
 
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
-from plotly.subplots import make_subplots
 
 from dashboard.figures.common import (
     OKABE_ITO,
     PROCEDURE_COLOURS,
     PROCEDURES,
+    axis_layout,
     build_figure,
     empty_figure,
     procedure_label,
+    subplot_grid,
 )
 from dashboard.suppression import is_small, label, suppress_table, threshold
 
@@ -46,34 +45,6 @@ MINUS = "−"
 # --------------------------------------------------------------------------------------------
 # Building figures at once
 # --------------------------------------------------------------------------------------------
-
-
-@functools.lru_cache(maxsize=32)
-def _grid_json(rows: int, cols: int, options: str) -> str:
-    """:func:`plotly.subplots.make_subplots` of this shape as layout JSON (without the
-    template, which every new figure gets anyway) and the axes of each cell."""
-    grid = make_subplots(rows=rows, cols=cols, **json.loads(options))
-    layout = grid.layout.to_plotly_json()
-    layout.pop("template", None)
-    axes = {f"{row},{col}": {"xaxis": cell.xaxis.plotly_name.replace("axis", ""),
-                             "yaxis": cell.yaxis.plotly_name.replace("axis", "")}
-            for row in range(1, rows + 1) for col in range(1, cols + 1)
-            for cell in [grid.get_subplot(row, col)]}
-    return json.dumps({"layout": layout, "axes": axes})
-
-
-def _grid(rows: int, cols: int, **options) -> tuple[dict, dict[tuple[int, int], dict]]:
-    """A fresh copy of the layout :func:`make_subplots` makes for these arguments, and
-    ``(row, col) -> {"xaxis": "x2", "yaxis": "y2"}`` to place traces (the grid is made once
-    per shape: it costs more than the rest of a figure)."""
-    made = json.loads(_grid_json(rows, cols, json.dumps(options, sort_keys=True)))
-    axes = {tuple(int(i) for i in key.split(",")): refs for key, refs in made["axes"].items()}
-    return made["layout"], axes
-
-
-def _axis(layout: dict, ref: str) -> dict:
-    """The layout dict of the axis a trace names (``"x2"`` → ``layout["xaxis2"]``)."""
-    return layout.setdefault(ref[0] + "axis" + ref[1:], {})
 
 
 #: Keeps the legend clear of the subplot titles (a layout update).
@@ -327,7 +298,7 @@ def trend_figure(trend: pd.DataFrame, freq: str = "Y") -> go.Figure:
         titles += [f"{TREND_OUTCOMES[outcome]} per {PERIOD_NAMES.get(freq, freq)}", ""]
         specs += [0.78, 0.22]
     weights = [w / len(outcomes) for w in specs]
-    layout, axes = _grid(2 * len(outcomes), 1, shared_xaxes=True, vertical_spacing=0.05,
+    layout, axes = subplot_grid(2 * len(outcomes), 1, shared_xaxes=True, vertical_spacing=0.05,
                          row_heights=weights, subplot_titles=titles)
     annotations = layout.setdefault("annotations", [])  # the subplot titles first
     traces = []
@@ -368,10 +339,10 @@ def trend_figure(trend: pd.DataFrame, freq: str = "Y") -> go.Figure:
                 "hovertemplate": when + ": fewer than " + str(threshold() + 1)
                 + " events or patients, rate suppressed<extra>" + SHORT[procedure] + "</extra>",
                 **axes[(row + 1, 1)]})
-        _axis(layout, axes[(row, 1)]["yaxis"]).update(
+        axis_layout(layout, axes[(row, 1)]["yaxis"]).update(
             title={"text": "% of procedures"}, rangemode="tozero")
         strip = axes[(row + 1, 1)]
-        _axis(layout, strip["yaxis"]).update(
+        axis_layout(layout, strip["yaxis"]).update(
             type="category", categoryorder="array",
             categoryarray=[SHORT[p] for p in PROCEDURES[::-1]], range=[-0.6, 1.6],
             showgrid=False, title={"text": "suppressed", "font": {"size": 11}})
@@ -382,11 +353,11 @@ def trend_figure(trend: pd.DataFrame, freq: str = "Y") -> go.Figure:
                                 "yref": strip["yaxis"] + " domain", "x": 0.5, "y": 0.5,
                                 "font": {"color": OKABE_ITO["grey"], "size": 11}})
     for row in range(1, 2 * len(outcomes) + 1):  # also the strips, which may hold no point
-        xaxis = _axis(layout, axes[(row, 1)]["xaxis"])
+        xaxis = axis_layout(layout, axes[(row, 1)]["xaxis"])
         xaxis["type"] = "date"
         if freq == "Y":
             xaxis.update(dtick="M12", tickformat="%Y")
-    _axis(layout, axes[(2 * len(outcomes), 1)]["xaxis"])["title"] = {"text": "Procedure date"}
+    axis_layout(layout, axes[(2 * len(outcomes), 1)]["xaxis"])["title"] = {"text": "Procedure date"}
     return build_figure(traces, layout, 200 + 260 * len(outcomes), LEGEND_ABOVE_TITLES)
 
 
@@ -493,7 +464,7 @@ def incidence_figure(curves: FractureCurves) -> go.Figure:
     if curves.km.empty:
         return empty_figure("No records with a follow-up time.")
     kinds = ["km", "aj"] if curves.competing and not curves.cif.empty else ["km"]
-    layout, axes = _grid(1, len(kinds), shared_yaxes=True, horizontal_spacing=0.05,
+    layout, axes = subplot_grid(1, len(kinds), shared_yaxes=True, horizontal_spacing=0.05,
                          subplot_titles=[PANELS[k] for k in kinds])
     traces = []
     notes = []
@@ -533,10 +504,10 @@ def incidence_figure(curves: FractureCurves) -> go.Figure:
                                  "%{customdata[2]}), %{customdata[3]} at risk<extra>"
                                  + SHORT[procedure] + "</extra>",
                 **cell})
-        _axis(layout, axes[(1, col)]["xaxis"]).update(
+        axis_layout(layout, axes[(1, col)]["xaxis"]).update(
             title={"text": "Days since procedure"},
             tickvals=[0, 180, 365, 730, 1095, 1460, 1825], rangemode="tozero")
-    _axis(layout, axes[(1, 1)]["yaxis"]).update(
+    axis_layout(layout, axes[(1, 1)]["yaxis"]).update(
         title={"text": "Cumulative incidence of a new fracture (%)"},
         range=[0, max(5.0, 100 * top * 1.08)])
     layout.setdefault("annotations", []).extend(
@@ -665,7 +636,7 @@ def benchmark_figure(comparison: pd.DataFrame, benchmarks: pd.DataFrame) -> go.F
     heights = []
     for _, _outcome, group in BENCHMARK_GROUPS:
         heights.append(2 + int(rows["outcome"].isin(group).sum()))
-    layout, axes = _grid(len(BENCHMARK_GROUPS), 1, shared_xaxes=True, vertical_spacing=0.07,
+    layout, axes = subplot_grid(len(BENCHMARK_GROUPS), 1, shared_xaxes=True, vertical_spacing=0.07,
                          row_heights=[h / sum(heights) for h in heights],
                          subplot_titles=[title for title, _, _ in BENCHMARK_GROUPS])
     traces = []
@@ -734,7 +705,7 @@ def benchmark_figure(comparison: pd.DataFrame, benchmarks: pd.DataFrame) -> go.F
         traces.append({"type": "scatter", "x": [None] * len(names), "y": names,
                        "mode": "markers", "showlegend": False, "hoverinfo": "skip",
                        **axes[(index, 1)]})  # every row keeps its label
-        _axis(layout, axes[(index, 1)]["yaxis"]).update(
+        axis_layout(layout, axes[(index, 1)]["yaxis"]).update(
             type="category", categoryorder="array", categoryarray=names[::-1],
             range=[-0.6, len(names) - 0.4], automargin=True)
     # Legend keys (shapes, not colour alone, tell local from published).
@@ -745,7 +716,7 @@ def benchmark_figure(comparison: pd.DataFrame, benchmarks: pd.DataFrame) -> go.F
                                               "line": {"width": 3}})):
         traces.append({"type": "scatter", "x": [None], "y": [None], "mode": "markers",
                        "name": name, "marker": {**marker, "size": 11}, **axes[(1, 1)]})
-    _axis(layout, axes[(len(BENCHMARK_GROUPS), 1)]["xaxis"]).update(
+    axis_layout(layout, axes[(len(BENCHMARK_GROUPS), 1)]["xaxis"]).update(
         title={"text": "% of patients"}, range=[0, max(10.0, top * 1.05)])
     after = {**LEGEND_ABOVE_TITLES, "margin": {**LEGEND_ABOVE_TITLES["margin"], "l": 20}}
     return build_figure(traces, layout, 140 + 30 * sum(heights), after)

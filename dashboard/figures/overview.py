@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import pandas as pd
 import plotly.graph_objects as go
-from plotly.subplots import make_subplots
 
 from dashboard.figures.common import (
     PROCEDURE_COLOURS,
-    base_layout,
+    axis_layout,
+    build_figure,
     empty_figure,
     procedure_label,
+    subplot_grid,
 )
 from dashboard.suppression import is_small, label
 
@@ -22,50 +23,64 @@ def trend_figure(trend: pd.DataFrame) -> go.Figure:
     """Quarterly volume (bars) and event rates with 95% CIs (lines), VP and KP.
 
     Suppressed periods (1–10 procedures or events) show no rate, and their hover says "<11".
+    The figure is built from dicts in one call (:func:`build_figure`): adding its traces one
+    by one cost more than the page's statistics at a million records.
     """
     if trend.empty:
         return empty_figure()
     outcomes = [o for o in TREND_OUTCOMES if o in set(trend.outcome)]
-    figure = make_subplots(rows=1 + len(outcomes), cols=1, shared_xaxes=True, vertical_spacing=0.06,
-                           subplot_titles=["Procedures per quarter"] + [TREND_OUTCOMES[o] for o in outcomes])
+    layout, axes = subplot_grid(
+        1 + len(outcomes), 1, shared_xaxes=True, vertical_spacing=0.06,
+        subplot_titles=["Procedures per quarter"] + [TREND_OUTCOMES[o] for o in outcomes])
+    annotations = layout.setdefault("annotations", [])  # the subplot titles first
+    traces = []
     volume = trend.drop_duplicates(["period", "procedure"])
     for procedure, colour in PROCEDURE_COLOURS.items():
         rows = volume[volume.procedure == procedure]
         small = is_small(rows.procedures)
-        figure.add_bar(x=rows.period_start, y=rows.procedures.where(~small, None),
-                       name=procedure_label(procedure), marker_color=colour, legendgroup=procedure,
-                       customdata=[label() if s else f"{int(v):,}" for s, v in zip(small, rows.procedures, strict=True)],
-                       hovertemplate="%{x|%Y Q%q}: %{customdata} procedures<extra>" + procedure + "</extra>",
-                       row=1, col=1)
+        traces.append({
+            "type": "bar", "x": rows.period_start, "y": rows.procedures.where(~small, None),
+            "name": procedure_label(procedure), "marker": {"color": colour},
+            "legendgroup": procedure,
+            "customdata": [label() if s else f"{int(v):,}"
+                           for s, v in zip(small, rows.procedures, strict=True)],
+            "hovertemplate": "%{x|%Y Q%q}: %{customdata} procedures<extra>" + procedure
+                             + "</extra>",
+            **axes[(1, 1)]})
         for index, outcome in enumerate(outcomes, start=2):
             part = trend[(trend.procedure == procedure) & (trend.outcome == outcome)]
             small_events, small_n = is_small(part.events), is_small(part.n)
             hidden = small_events | small_n
-            rate = (100 * part.rate).where(~hidden, None)
-            figure.add_scatter(
-                x=part.period_start, y=rate, mode="lines+markers", line={"color": colour},
-                name=procedure_label(procedure), legendgroup=procedure, showlegend=False,
-                error_y={"type": "data", "symmetric": False,
-                         "array": (100 * (part.high - part.rate)).where(~hidden, None),
-                         "arrayminus": (100 * (part.rate - part.low)).where(~hidden, None),
-                         "thickness": 1, "width": 2},
-                customdata=[[label() if h else f"{100 * r:.1f}%", label() if se else f"{int(e):,}",
-                             label() if sn else f"{int(n):,}"]
-                            for h, r, e, n, se, sn in zip(hidden, part.rate.fillna(0), part.events, part.n,
-                                                          small_events, small_n, strict=True)],
-                hovertemplate="%{x|%Y Q%q}: %{customdata[0]} (%{customdata[1]} of %{customdata[2]})"
-                              "<extra>" + procedure + "</extra>",
-                row=index, col=1)
-            figure.update_yaxes(title_text="%", rangemode="tozero", row=index, col=1)
-        for index, outcome in enumerate(outcomes, start=2):
-            part = trend[trend.outcome == outcome]
-            if len(part) and (is_small(part.events) | is_small(part.n)).all():
-                figure.add_annotation(text="every quarter has fewer than 11 events: rates suppressed",
-                                      showarrow=False, xref="x domain", yref="y domain", x=0.5, y=0.5,
-                                      row=index, col=1, font={"color": "#666"})
-    figure.update_yaxes(title_text="n", row=1, col=1)
-    base_layout(figure, height=220 + 170 * len(outcomes), barmode="group")
-    return figure
+            traces.append({
+                "type": "scatter", "x": part.period_start,
+                "y": (100 * part.rate).where(~hidden, None), "mode": "lines+markers",
+                "line": {"color": colour}, "name": procedure_label(procedure),
+                "legendgroup": procedure, "showlegend": False,
+                "error_y": {"type": "data", "symmetric": False,
+                            "array": (100 * (part.high - part.rate)).where(~hidden, None),
+                            "arrayminus": (100 * (part.rate - part.low)).where(~hidden, None),
+                            "thickness": 1, "width": 2},
+                "customdata": [[label() if h else f"{100 * r:.1f}%",
+                                label() if se else f"{int(e):,}",
+                                label() if sn else f"{int(n):,}"]
+                               for h, r, e, n, se, sn in zip(hidden, part.rate.fillna(0),
+                                                             part.events, part.n, small_events,
+                                                             small_n, strict=True)],
+                "hovertemplate": "%{x|%Y Q%q}: %{customdata[0]} (%{customdata[1]} of "
+                                 "%{customdata[2]})<extra>" + procedure + "</extra>",
+                **axes[(index, 1)]})
+            axis_layout(layout, axes[(index, 1)]["yaxis"]).update(
+                title={"text": "%"}, rangemode="tozero")
+    for index, outcome in enumerate(outcomes, start=2):
+        part = trend[trend.outcome == outcome]
+        if len(part) and (is_small(part.events) | is_small(part.n)).all():
+            annotations.append({
+                "text": "every quarter has fewer than 11 events: rates suppressed",
+                "showarrow": False, "xref": axes[(index, 1)]["xaxis"] + " domain",
+                "yref": axes[(index, 1)]["yaxis"] + " domain", "x": 0.5, "y": 0.5,
+                "font": {"color": "#666"}})
+    axis_layout(layout, axes[(1, 1)]["yaxis"])["title"] = {"text": "n"}
+    return build_figure(traces, layout, 220 + 170 * len(outcomes), barmode="group")
 
 
 def trend_summary(trend: pd.DataFrame) -> str:

@@ -31,9 +31,8 @@ from analysis.outcomes import (
     responder_rates,
 )
 from analysis.survival import _tied_counts, cumulative_incidence, kaplan_meier
-from dashboard.figures import complications as complication_figures
 from dashboard.figures import pain as pain_figures
-from dashboard.figures.common import base_layout, build_figure
+from dashboard.figures.common import axis_layout, base_layout, build_figure, subplot_grid
 from data import demo_records
 
 PROCEDURES = ["vertebroplasty", "kyphoplasty"]
@@ -572,7 +571,7 @@ def test_grid_equals_make_subplots(options):
     rows, cols = options["rows"], options["cols"]
     rest = {k: v for k, v in options.items() if k not in ("rows", "cols")}
     expected = make_subplots(rows=rows, cols=cols, **rest)
-    layout, axes = complication_figures._grid(rows, cols, **rest)
+    layout, axes = subplot_grid(rows, cols, **rest)
     traces = []
     for row in range(1, rows + 1):
         for col in range(1, cols + 1):
@@ -581,7 +580,7 @@ def test_grid_equals_make_subplots(options):
             expected.add_annotation(text="cell", xref="x domain", yref="y domain", x=0.5,
                                     y=0.5, row=row, col=col)
             traces.append({"type": "scatter", "x": [row], "y": [col], **axes[(row, col)]})
-            complication_figures._axis(layout, axes[(row, col)]["yaxis"])["title"] = {
+            axis_layout(layout, axes[(row, col)]["yaxis"])["title"] = {
                 "text": f"{row},{col}"}
             layout["annotations"].append({"text": "cell", "xref": axes[(row, col)]["xaxis"]
                                           + " domain", "yref": axes[(row, col)]["yaxis"]
@@ -590,4 +589,4 @@ def test_grid_equals_make_subplots(options):
     assert got.to_plotly_json() == expected.to_plotly_json()
     # Each call gets its own copy.
     layout["xaxis"]["type"] = "date"
-    assert "type" not in complication_figures._grid(rows, cols, **rest)[0]["xaxis"]
+    assert "type" not in subplot_grid(rows, cols, **rest)[0]["xaxis"]
