@@ -13,6 +13,7 @@ from dashboard.auth import web as auth_web
 from dashboard.auth.config import AuthConfig
 from dashboard.auth.gate import gate_pages
 from dashboard.availability import guard_layout
+from dashboard.compute_cache import install_fork_gate
 from dashboard.exports import register_export_callbacks
 from dashboard.layout import register_callbacks, shell
 
@@ -63,4 +64,5 @@ def create_app(database: str | None = None, auth_config: AuthConfig | None = Non
     app.layout = guard_layout(shell)
     register_callbacks(app)
     register_export_callbacks(app)  # server-side CSV downloads (dashboard.exports)
+    install_fork_gate(app.server)  # background jobs fork while no other request runs
     return app

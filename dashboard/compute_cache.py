@@ -15,6 +15,8 @@
   are keyed by :func:`data_key` (``cache_by``) as well as the callback inputs.
 * :func:`prepare_forked_job` — call first in a background callback: a job runs in a process
   forked from the web server, which must not reuse the server's database connections.
+* :class:`ForkGate` / :func:`install_fork_gate` — a background job is forked only while no
+  other request of the process is in progress (see the class for why).
 * :func:`cached_output` — a callback decorator: outputs are stored per (user scope, code
   version, data key, suppression threshold, inputs), so a filter state seen before — by any
   worker — is answered from disk instead of recomputed.
@@ -32,15 +34,18 @@ Cached values are aggregates (analysis tables, figures, components), never raw r
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import io
 import json
+import logging
 import os
 import pickle
 import tempfile
+import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -182,16 +187,123 @@ def memoised(
     return value
 
 
+class ForkGate:
+    """Lets a background job's ``fork`` happen only while no other request is in progress.
+
+    Dash starts a background job by forking the web server process. In a threaded server
+    (``python app.py``, gunicorn ``--threads``, the test servers) another request thread may
+    be inside SQLite at that instant, holding one of SQLite's process-wide mutexes (its
+    allocator's, for one); the child inherits the mutex locked and hangs at its first
+    database call. This was seen: a VP-vs-KP job stuck in ``sqlite3Malloc`` while the
+    browser test loading every page ran other callbacks beside it. Every request enters the
+    gate (:func:`install_fork_gate`); :meth:`exclusive` waits until the other requests have
+    left and holds new ones back while the job forks (a few milliseconds). A single-threaded
+    server (gunicorn's default sync workers) never waits.
+
+    Examples
+    --------
+    >>> gate = ForkGate()
+    >>> with gate.request():
+    ...     with gate.exclusive():
+    ...         pass  # fork here: no other request is running
+    """
+
+    def __init__(self, timeout: float = 60.0) -> None:
+        self.timeout = timeout
+        self._condition = threading.Condition()
+        self._active = 0  # requests in progress, those waiting for a fork to end excluded
+        self._forking = False
+        self._local = threading.local()
+
+    @contextlib.contextmanager
+    def request(self) -> Iterator[None]:
+        """Around one request: waits while a job forks."""
+        with self._condition:
+            while self._forking:
+                self._condition.wait()
+            self._active += 1
+        self._local.inside = getattr(self._local, "inside", 0) + 1
+        try:
+            yield
+        finally:
+            self._local.inside -= 1
+            with self._condition:
+                self._active -= 1
+                self._condition.notify_all()
+
+    @contextlib.contextmanager
+    def exclusive(self) -> Iterator[None]:
+        """Around a fork: no other request is in progress inside it.
+
+        The calling request itself is not waited for. After ``timeout`` seconds of waiting
+        for long requests it goes ahead (logged), rather than stall the page.
+        """
+        # The calling request is not counted while it waits or forks: two requests starting
+        # jobs at once would otherwise each wait for the other.
+        own = 1 if getattr(self._local, "inside", 0) else 0
+        with self._condition:
+            self._active -= own
+            self._condition.notify_all()  # a fork waiting for this request may go ahead
+            while self._forking:
+                self._condition.wait()
+            self._forking = True
+            deadline = time.monotonic() + self.timeout
+            while self._active > 0:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    logging.getLogger(__name__).warning(
+                        "background job forked while %d other request(s) still ran",
+                        self._active)
+                    break
+                self._condition.wait(remaining)
+        try:
+            yield
+        finally:
+            with self._condition:
+                self._forking = False
+                self._active += own
+                self._condition.notify_all()
+
+
+FORK_GATE = ForkGate()
+
+
+def _new_gate_after_fork() -> None:
+    # The child of a fork serves no requests; it starts with a clean gate of its own.
+    global FORK_GATE
+    FORK_GATE = ForkGate(FORK_GATE.timeout)
+
+
+os.register_at_fork(after_in_child=_new_gate_after_fork)
+
+
+def install_fork_gate(server) -> None:
+    """Make every request of ``server`` (a Flask app) pass :data:`FORK_GATE`."""
+    inner = server.wsgi_app
+
+    def gated(environ, start_response):
+        with FORK_GATE.request():
+            return inner(environ, start_response)
+
+    server.wsgi_app = gated
+
+
 def background_manager(*cache_by: Callable[[], Any]):
     """A ``DiskcacheManager`` on :func:`get_cache` whose results are cached per data version,
     suppression threshold (the cached outputs are suppressed displays), the user's scope
-    (:func:`dashboard.auth.scope_key`: role and facilities) and ``cache_by``."""
+    (:func:`dashboard.auth.scope_key`: role and facilities) and ``cache_by``; its jobs fork
+    inside :meth:`ForkGate.exclusive`."""
     from dash import DiskcacheManager
 
     from dashboard.auth import scope_key
     from dashboard.suppression import threshold
 
-    return DiskcacheManager(
+    class GatedDiskcacheManager(DiskcacheManager):
+        def call_job_fn(self, key, job_fn, args, context):
+            with FORK_GATE.exclusive():
+                return super().call_job_fn(key, job_fn, args, context)
+
+    return GatedDiskcacheManager(
         get_cache(), cache_by=[data_key, threshold, scope_key, *cache_by], expire=EXPIRE_SECONDS
     )
 
