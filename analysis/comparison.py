@@ -1063,6 +1063,7 @@ def compare_procedures(
         :func:`analysis.costs.adjusted_cost_ratio`).
     n_boot : int, default 200
         Bootstrap replicates of the g-computation (keyword only); 0 for delta-method CIs.
+        Used when `cluster` is None: the clustered g-computation interval is a closed form.
     iptw_outcomes : sequence of str, default ("cement_leakage",)
         Binary outcomes that also get the IPTW risk difference (keyword only; methods note
         §1.4 asks for it on leakage). Each costs one weighted GLM over all records; for
