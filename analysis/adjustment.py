@@ -96,7 +96,6 @@ from numpy.typing import ArrayLike, NDArray
 from statsmodels.tools.sm_exceptions import DomainWarning
 
 from analysis._results import Result
-from analysis.cluster_variance import cluster_codes, cluster_quantile, ols_cluster_cov
 from analysis.errors import InsufficientDataError
 
 __all__ = [
@@ -1507,6 +1506,9 @@ def iptw_effect(
     n_clusters = 0
     se_text = "HC0 sandwich SE"
     if cluster is not None:
+        # Imported here: analysis.cluster_variance uses this module's blocked products.
+        from analysis.cluster_variance import cluster_codes, cluster_quantile, ols_cluster_cov
+
         labels = records[cluster] if isinstance(cluster, str) else np.asarray(cluster)
         if len(labels) != len(records):
             raise ValueError("cluster must have one label per record")
@@ -1515,8 +1517,9 @@ def iptw_effect(
         se_text = (f"cluster-robust CR1 sandwich SE ({n_clusters} clusters, t with "
                    f"{n_clusters - 1} df)")
     se = float(math.sqrt(cov[1, 1]))
-    z = (cluster_quantile(level, n_clusters) if n_clusters
-         else st.norm.isf((1 - level) / 2))
+    z = st.norm.isf((1 - level) / 2)
+    if n_clusters:
+        z = cluster_quantile(level, n_clusters)
     diff = float(b[1])
     if se > 0:
         p = float(2 * (st.t.sf(abs(diff / se), n_clusters - 1) if n_clusters

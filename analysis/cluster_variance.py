@@ -47,6 +47,9 @@ import scipy.sparse as sp
 import scipy.stats as st
 from numpy.typing import ArrayLike, NDArray
 
+# Row-blocked X'WX, X'v and Xb: one tall BLAS call is very slow on a loaded machine.
+from analysis.adjustment import _gram, _xb, _xtv
+
 __all__ = [
     "cluster_bootstrap_mean_difference",
     "cluster_codes",
@@ -127,7 +130,7 @@ def cluster_quantile(level: float, n_clusters: int) -> float:
 
 def _used_codes(codes: NDArray[np.intp], used: NDArray[np.bool_] | None) -> int:
     """Clusters with at least one used record."""
-    return int(np.unique(codes if used is None else codes[used]).size)
+    return int(np.count_nonzero(np.bincount(codes if used is None else codes[used])))
 
 
 def ols_cluster_cov(
@@ -150,22 +153,13 @@ def ols_cluster_cov(
         w = w * mask
     used = w > 0
     n = int(used.sum())
-    gram = (x.T * w) @ x if x.shape[0] <= 200_000 else _weighted_gram(x, w)
+    gram = _gram(x, w)
     bread_inv = np.linalg.pinv(gram)
-    resid = np.where(used, y - x @ beta, 0.0)
+    resid = np.where(used, y - _xb(x, beta), 0.0)
     n_clusters = _used_codes(codes, used)
     sums = cluster_sums(x, w * resid, codes, int(codes.max()) + 1)
     k = int(np.linalg.matrix_rank(gram))
     return cr1_sandwich(bread_inv, sums, cr1_factor(n_clusters, n, k)), n_clusters
-
-
-def _weighted_gram(x: NDArray[np.float64], w: NDArray[np.float64]) -> NDArray[np.float64]:
-    p = x.shape[1]
-    out = np.zeros((p, p))
-    for start in range(0, x.shape[0], 65536):
-        block = x[start:start + 65536]
-        out += (block.T * w[start:start + 65536]) @ block
-    return out
 
 
 def gamma_log_cluster_cov(
@@ -178,11 +172,11 @@ def gamma_log_cluster_cov(
     Scores ``x_i (y_i − μ_i)/μ_i``, bread ``X'X`` (the IRLS weights of the gamma family with
     log link are 1); the dispersion cancels.
     """
-    mu = np.exp(x @ beta)
+    mu = np.exp(_xb(x, beta))
     n, k = x.shape
     n_clusters = _used_codes(codes, None)
     sums = cluster_sums(x, (y - mu) / mu, codes, int(codes.max()) + 1)
-    bread_inv = np.linalg.inv(_weighted_gram(x, np.ones(n)))
+    bread_inv = np.linalg.inv(_gram(x))
     return cr1_sandwich(bread_inv, sums, cr1_factor(n_clusters, n, k)), n_clusters
 
 
@@ -210,15 +204,15 @@ def gcomp_cluster_se(
     """
     w = np.ones(x.shape[0]) if obs is None else obs.astype(float)
     n, k = int(w.sum()), x.shape[1]
-    eta = x @ beta
+    eta = _xb(x, beta)
     p = _expit(eta)
     base = eta - x[:, kp] * beta[kp]
     p1, p0 = _expit(base + beta[kp]), _expit(base)
     mu1, mu0 = float(p1 @ w) / n, float(p0 @ w) / n
     v1, v0 = p1 * (1 - p1) * w, p0 * (1 - p0) * w
-    h1, h0 = (x.T @ v1) / n, (x.T @ v0) / n
+    h1, h0 = _xtv(x, v1) / n, _xtv(x, v0) / n
     h1[kp], h0[kp] = float(v1.sum()) / n, 0.0
-    a_inv = np.linalg.inv(_weighted_gram(x, p * (1 - p) * w))
+    a_inv = np.linalg.inv(_gram(x, p * (1 - p) * w))
     used = w > 0
     n_clusters = _used_codes(codes, used)
     size = int(codes.max()) + 1
@@ -270,7 +264,7 @@ def cox_cluster_cov(
     u = np.unique(time[ev])
     k_count = u.size
     a = np.where(ok, np.searchsorted(u, np.where(ok, time, -np.inf), side="right"), 0)
-    eta = x @ beta
+    eta = _xb(x, beta)
     shift = float(eta[a > 0].max()) if (a > 0).any() else 0.0
     r = np.where(a > 0, np.exp(np.minimum(eta - shift, 700.0)), 0.0)
     n = x.shape[0]
