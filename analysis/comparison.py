@@ -1142,7 +1142,10 @@ def compare_procedures(
     outcome names raise ``ValueError``.
 
     Run time: about 1–2 s for 5,000 records; the estimates always use every record, and
-    only the bootstraps resample at most 5,000 records per replicate.
+    only the bootstraps resample at most 5,000 records per replicate. Clustering costs no
+    extra time: its variances are O(n p) sums by cluster, and the clustered g-computation
+    needs no bootstrap (at 1,000,000 records, on the same loaded machine, 33 s clustered vs
+    34 s model-based).
 
     Examples
     --------

@@ -9,8 +9,9 @@ Measured on 1,000,000 demo records (2-CPU machine): ``compare_procedures(adjust=
 alone takes 7–8 s per call at that size), the minimum detectable differences 0.25 s. So the
 first two run in **Dash background callbacks** (``background=True``, a ``DiskcacheManager``
 passed on the callback): each job runs in a process forked from the web server, the page
-stays responsive, the confidence-level control is disabled and a status line says what is
-being computed while the previous result stays visible, dimmed (no spinner, so no flicker).
+stays responsive, the confidence-level control and the clustering switch are disabled and a
+status line says what is being computed while the previous result stays visible, dimmed (no
+spinner, so no flicker).
 Background callbacks work in this project's tests and browser tests: the forked job inherits
 the request's ``flask.current_app``, and :func:`dashboard.compute_cache.prepare_forked_job`
 gives it database connections of its own.
