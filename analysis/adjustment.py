@@ -1402,6 +1402,7 @@ class IPTWEffect(Result):
     n_kp: int
     level: float
     method: str
+    n_clusters: int = 0
 
 
 def iptw_effect(
@@ -1409,6 +1410,7 @@ def iptw_effect(
     outcome: str | pd.Series | ArrayLike,
     weights: pd.Series | ArrayLike | PropensityResult,
     level: float = 0.95,
+    cluster: str | ArrayLike | None = None,
 ) -> IPTWEffect:
     """Inverse-probability-weighted difference KP − VP with a sandwich standard error.
 
@@ -1424,6 +1426,11 @@ def iptw_effect(
         missing or non-positive weight (trimmed) are left out.
     level : float, default 0.95
         Confidence level.
+    cluster : str or array, optional
+        Column name or one label per record (e.g. ``"facility_id"``): the SE is then the
+        cluster-robust CR1 sandwich (R ``vcovCL(glm(y ~ kp, weights = w), cluster = ~g,
+        type = "HC1")``) and the interval and p-value use t with G − 1 df
+        (``n_clusters`` = G); a record without a label is a cluster of its own.
 
     Returns
     -------
@@ -1496,10 +1503,29 @@ def iptw_effect(
             cov_type="HC0", start_params=np.array([m0, m1 - m0]))
     b = np.asarray(fit.params)
     cov = np.asarray(fit.cov_params())
+    n_clusters = 0
+    se_text = "HC0 sandwich SE"
+    if cluster is not None:
+        # Imported here: analysis.cluster_variance uses this module's blocked products.
+        from analysis.cluster_variance import cluster_codes, cluster_quantile, ols_cluster_cov
+
+        labels = records[cluster] if isinstance(cluster, str) else np.asarray(cluster)
+        if len(labels) != len(records):
+            raise ValueError("cluster must have one label per record")
+        codes, _ = cluster_codes(np.asarray(labels, dtype=object)[ok])
+        cov, n_clusters = ols_cluster_cov(x, y, b, codes, weights=w)
+        se_text = (f"cluster-robust CR1 sandwich SE ({n_clusters} clusters, t with "
+                   f"{n_clusters - 1} df)")
     se = float(math.sqrt(cov[1, 1]))
     z = st.norm.isf((1 - level) / 2)
+    if n_clusters:
+        z = cluster_quantile(level, n_clusters)
     diff = float(b[1])
-    p = float(2 * st.norm.sf(abs(diff / se))) if se > 0 else math.nan
+    if se > 0:
+        p = float(2 * (st.t.sf(abs(diff / se), n_clusters - 1) if n_clusters
+                       else st.norm.sf(abs(diff / se))))
+    else:
+        p = math.nan
     rr = rr_low = rr_high = math.nan
     if binary and b[0] > 0 and b[0] + b[1] > 0:
         rr = float((b[0] + b[1]) / b[0])
@@ -1523,7 +1549,8 @@ def iptw_effect(
         n_kp=n1,
         level=level,
         method=(f"IPTW {'risk' if binary else 'mean'} difference: {family_text}, var_weights, "
-                "HC0 sandwich SE (propensity score treated as known; Austin & Stuart 2015)"),
+                f"{se_text} (propensity score treated as known; Austin & Stuart 2015)"),
+        n_clusters=n_clusters,
     )
 
 

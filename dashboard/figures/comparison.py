@@ -24,6 +24,7 @@ from plotly.subplots import make_subplots
 
 from analysis.adjustment import SMD_THRESHOLD, propensity_weights
 from analysis.comparison import (
+    DEFAULT_CLUSTER,
     compare_procedures,
     fracture_time_event,
     minimum_detectable_differences,
@@ -117,6 +118,17 @@ def p_text(p) -> str:
 
 def level_text(level: float) -> str:
     return f"{100 * level:g}%"
+
+
+def ci_label(level: float, clustered: bool) -> str:
+    """``"95% CI, clustered by facility"`` (or ``"95% CI"`` for model-based intervals)."""
+    return f"{level_text(level)} CI" + (", clustered by facility" if clustered else "")
+
+
+def is_clustered(comparison: pd.DataFrame) -> bool:
+    """Whether the comparison's intervals are clustered by facility (rows that could not be
+    clustered say so in their notes)."""
+    return bool("clustered" in comparison and comparison["clustered"].any())
 
 
 def currency_of(definition: str) -> str:
@@ -221,14 +233,19 @@ def baseline_analysis(records: pd.DataFrame) -> BaselineResult:
     )
 
 
-def comparison_analysis(records: pd.DataFrame, level: float = DEFAULT_LEVEL) -> pd.DataFrame:
+def comparison_analysis(
+    records: pd.DataFrame, level: float = DEFAULT_LEVEL, clustered: bool = True
+) -> pd.DataFrame:
     """:func:`analysis.comparison.compare_procedures` (adjusted) plus ``events_vp, events_kp``.
 
-    Event counts (needed for suppression) are risk × n for binary outcomes and the new
+    ``clustered``: intervals clustered by facility (``cluster="facility_id"``, the default),
+    else model-based (``cluster=None``). Event counts (needed for suppression) are risk × n for binary outcomes and the new
     fractures of :func:`analysis.comparison.fracture_time_event` for the time-to-event row;
     NaN for continuous outcomes and costs.
     """
-    table = compare_procedures(records, adjust=True, level=level)
+    table = compare_procedures(
+        records, adjust=True, level=level, cluster=DEFAULT_CLUSTER if clustered else None
+    )
     events = {VP: np.full(len(table), np.nan), KP: np.full(len(table), np.nan)}
     for i, row in table.iterrows():
         if row["kind"] == "binary":
@@ -562,7 +579,7 @@ def forest_figure(comparison: pd.DataFrame, level: float = DEFAULT_LEVEL) -> go.
     )
     figure.update_annotations(font={"size": 13}, xanchor="left", x=0)  # the panel titles
     shown_legend: set[str] = set()
-    ci = level_text(level)
+    ci = ci_label(level, is_clustered(comparison))
     for index, panel in enumerate(panels, start=1):
         part = points[points["panel"] == panel]
         outcomes = list(dict.fromkeys(part["outcome"]))
@@ -573,7 +590,7 @@ def forest_figure(comparison: pd.DataFrame, level: float = DEFAULT_LEVEL) -> go.
                 continue
             hover = [
                 f"{r.label} — {name.lower()}: {_value_text(panel, r.value, currency)} "
-                f"({ci} CI {_interval_text(panel, r.low, r.high, currency) or 'not available'}), "
+                f"({ci} {_interval_text(panel, r.low, r.high, currency) or 'not available'}), "
                 f"p {p_text(r.p)}"
                 for r in rows.itertuples()
             ]
@@ -706,7 +723,10 @@ def forest_summary(comparison: pd.DataFrame, level: float = DEFAULT_LEVEL) -> st
             f"{r['label']} {kind} {_value_text(r['panel'], r['value'], currency)} "
             f"({_interval_text(r['panel'], r['low'], r['high'], currency)})"
         )
-    text = f"KP compared with VP, {level_text(level)} confidence intervals: " + "; ".join(parts)
+    intervals = f"{level_text(level)} confidence intervals" + (
+        " clustered by facility" if is_clustered(comparison) else " (model-based)"
+    )
+    text = f"KP compared with VP, {intervals}: " + "; ".join(parts)
     if hidden:
         text += f"; suppressed ({label()} patients or events): " + ", ".join(hidden)
     return text + "."
@@ -732,7 +752,7 @@ def effects_table(comparison: pd.DataFrame, level: float = DEFAULT_LEVEL) -> pd.
     estimates; counts from 1 to 10 inside method and note texts become "<11" too.
     """
     hidden = suppressed_outcomes(comparison)
-    ci = level_text(level)
+    ci = ci_label(level, is_clustered(comparison))
     rows = []
     for (_, row), suppressed in zip(comparison.iterrows(), hidden, strict=True):
         currency = currency_of(row["definition"])
@@ -758,17 +778,17 @@ def effects_table(comparison: pd.DataFrame, level: float = DEFAULT_LEVEL) -> pd.
                 )
                 text = f"{measure} {_value_text(panel, scale * value, currency)} ({interval})"
                 p = p_text(row[f"p_{estimate}"])
-            out[f"{title} ({ci} CI)"] = text
+            out[f"{title} ({ci})"] = text
             out[f"{title} p"] = p
         has_iptw = not _missing(row.get("iptw"))
         if has_iptw and not suppressed:
             interval = _interval_text("rd", 100 * row["iptw_low"], 100 * row["iptw_high"], currency)
-            out[f"IPTW ({ci} CI)"] = (
+            out[f"IPTW ({ci})"] = (
                 f"RD {_value_text('rd', 100 * row['iptw'], currency)} ({interval})"
             )
             out["IPTW p"] = p_text(row["p_iptw"])
         else:
-            out[f"IPTW ({ci} CI)"] = "suppressed" if suppressed and has_iptw else ""
+            out[f"IPTW ({ci})"] = "suppressed" if suppressed and has_iptw else ""
             out["IPTW p"] = ""
         out["p (BH)"] = "" if suppressed else p_text(row["p_bh"])
         out["Unadjusted method"] = "–" if suppressed else redact_counts(row["unadjusted_method"])
@@ -1115,9 +1135,10 @@ def mdd_summary(mdd: pd.DataFrame) -> str:
 METHOD_NOTES: tuple[tuple[str, str], ...] = (
     (
         "Unadjusted effect",
-        "The raw difference between KP and VP patients in these records (risk difference with a "
-        "Newcombe interval, Welch difference in means, Cox hazard ratio with KP alone). It mixes "
-        "the effect of the procedure with every way KP and VP patients differ.",
+        "The raw difference between KP and VP patients in these records (risk difference, "
+        "difference in means, Cox hazard ratio with KP alone; Wald intervals from the "
+        "facility-clustered variance, or Newcombe and Welch intervals when clustering is off). "
+        "It mixes the effect of the procedure with every way KP and VP patients differ.",
     ),
     (
         "Adjusted effect (model-based)",
@@ -1134,6 +1155,17 @@ METHOD_NOTES: tuple[tuple[str, str], ...] = (
         "of the probability of the procedure they received (the propensity score), so the "
         "weighted groups look alike on the recorded characteristics. The balance plot checks "
         "this; agreement of the two adjusted estimates is reassuring, not proof.",
+    ),
+    (
+        "Intervals clustered by facility",
+        "Patients of one facility share operators, equipment, case mix and follow-up routines, "
+        "so their outcomes are not independent. By default every interval and p-value allows "
+        "for this (cluster-robust variance by facility: sandwich for the regression and IPTW "
+        "models, Lin–Wei for the Cox model, a bootstrap of whole facilities for the difference "
+        "in mean costs; t distribution with one degree of freedom fewer than the number of "
+        "facilities). The estimates are the same as without clustering; the intervals are "
+        "usually wider. Turn it off only to reproduce model-based results that assume "
+        "independent patients.",
     ),
     (
         "Table 1 and SMD",

@@ -9,8 +9,9 @@ Measured on 1,000,000 demo records (2-CPU machine): ``compare_procedures(adjust=
 alone takes 7–8 s per call at that size), the minimum detectable differences 0.25 s. So the
 first two run in **Dash background callbacks** (``background=True``, a ``DiskcacheManager``
 passed on the callback): each job runs in a process forked from the web server, the page
-stays responsive, the confidence-level control is disabled and a status line says what is
-being computed while the previous result stays visible, dimmed (no spinner, so no flicker).
+stays responsive, the confidence-level control and the clustering switch are disabled and a
+status line says what is being computed while the previous result stays visible, dimmed (no
+spinner, so no flicker).
 Background callbacks work in this project's tests and browser tests: the forked job inherits
 the request's ``flask.current_app``, and :func:`dashboard.compute_cache.prepare_forked_job`
 gives it database connections of its own.
@@ -77,6 +78,19 @@ EFFECTS_INTRO = (
     "adjusted p where there is one). Scroll the table sideways for the methods and the notes, "
     "which say when and why a method was skipped."
 )
+CLUSTER_TEXT = {
+    True: (
+        "Intervals and p-values are clustered by facility: patients of one facility are not "
+        "independent, so the variance is cluster-robust (sandwich, Lin–Wei for the Cox model, "
+        "a bootstrap of whole facilities for the cost difference) with a t distribution on "
+        "facilities − 1 degrees of freedom. Estimates do not change."
+    ),
+    False: (
+        "Intervals and p-values are model-based: they assume every patient is independent, "
+        "which records from the same facility are not, so they are too narrow when outcomes "
+        "cluster by facility."
+    ),
+}
 
 
 def layout(**_query) -> html.Div:
@@ -130,6 +144,17 @@ def layout(**_query) -> html.Div:
                                 ),
                                 width="auto",
                             ),
+                            dbc.Col(
+                                dbc.Switch(
+                                    id="comparison-cluster",
+                                    label="Intervals clustered by facility",
+                                    value=True,
+                                    className="small mb-0",
+                                    **PERSIST,
+                                ),
+                                width="auto",
+                                className="align-self-center ms-3",
+                            ),
                         ],
                         className="g-2",
                     )
@@ -170,12 +195,15 @@ def baseline(selection: RecordFilter) -> fig.BaselineResult | None:
     return _memoised("comparison-baseline", selection, fig.baseline_analysis)
 
 
-def comparison(selection: RecordFilter, level: float = fig.DEFAULT_LEVEL) -> pd.DataFrame | None:
+def comparison(
+    selection: RecordFilter, level: float = fig.DEFAULT_LEVEL, clustered: bool = True
+) -> pd.DataFrame | None:
     return _memoised(
         "comparison-effects",
         selection,
-        lambda records: fig.comparison_analysis(records, level),
+        lambda records: fig.comparison_analysis(records, level, clustered),
         level,
+        *(() if clustered else ("model-based",)),
     )
 
 
@@ -204,17 +232,17 @@ TABLE_ONE_WIDTHS = {
 EFFECTS_FLEX = {"Outcome": 1.8, "Unadjusted method": 4, "Adjusted method": 4, "Notes": 3}
 
 
-def _effects_widths(level: float) -> dict[str, int]:
-    ci = fig.level_text(level)
+def _effects_widths(level: float, clustered: bool = True) -> dict[str, int]:
+    ci = fig.ci_label(level, clustered)
     return {
         "Outcome": 160,
         "n VP": 80,
         "n KP": 80,
         "VP": 100,
         "KP": 100,
-        f"Unadjusted ({ci} CI)": 150,
-        f"Adjusted ({ci} CI)": 160,
-        f"IPTW ({ci} CI)": 150,
+        f"Unadjusted ({ci})": 150,
+        f"Adjusted ({ci})": 160,
+        f"IPTW ({ci})": 150,
         "Unadjusted p": 80,
         "Adjusted p": 80,
         "IPTW p": 80,
@@ -308,6 +336,7 @@ def table_one_section(result: fig.BaselineResult) -> dbc.Card:
 
 def effects_section(table: pd.DataFrame, level: float) -> html.Div:
     shown = fig.effects_table(table, level)
+    clustered = fig.is_clustered(table)
     return html.Div(
         [
             chart_card(
@@ -320,6 +349,11 @@ def effects_section(table: pd.DataFrame, level: float) -> html.Div:
                 "Effect estimates, methods and notes",
                 [
                     html.P(EFFECTS_INTRO, className="small text-muted"),
+                    html.P(
+                        CLUSTER_TEXT[clustered],
+                        id="comparison-cluster-text",
+                        className="small text-muted",
+                    ),
                     _unpaged(
                         _compact(
                             data_grid(
@@ -327,7 +361,7 @@ def effects_section(table: pd.DataFrame, level: float) -> html.Div:
                                 "comparison-effects",
                                 "comparison-effects",
                                 flex=EFFECTS_FLEX,
-                                min_widths=_effects_widths(level),
+                                min_widths=_effects_widths(level, clustered),
                             )
                         )
                     ),
@@ -515,20 +549,22 @@ def update_baseline(state):
     Output("comparison-effects", "children"),
     Input("filter-state", "data"),
     Input("comparison-level", "value"),
+    Input("comparison-cluster", "value"),
     background=True,
     manager=MANAGER,
     interval=500,
     running=[
         (Output("comparison-level", "disabled"), True, False),
+        (Output("comparison-cluster", "disabled"), True, False),
         (Output("comparison-effects-status", "children"), EFFECTS_RUNNING, ""),
         (Output("comparison-effects", "style"), DIMMED, {}),
     ],
 )
 @safe_callback()
-def update_effects(state, level):
+def update_effects(state, level, clustered=True):
     prepare_forked_job()
     level = _level(level)
-    table = comparison(RecordFilter.from_dict(state), level)
+    table = comparison(RecordFilter.from_dict(state), level, clustered is not False)
     return empty_state() if table is None else effects_section(table, level)
 
 

@@ -212,6 +212,28 @@ left out and counted.
 | Cost | **gamma GLM with log link**: exp(coefficient) is the ratio of mean costs, t-based inference | Manning & Mullahy 2001; Barber & Thompson 2004 |
 | Time to new fracture | **Cox proportional hazards with Efron ties**, deaths censored (cause-specific hazard ratio); Lin–Wei robust standard errors when clustered | Cox 1972; Efron 1977; Lin & Wei 1989 |
 
+**Intervals clustered by facility (default).** Patients treated at the same facility share
+operators, equipment, case mix and follow-up routines, so their outcomes are correlated and
+model-based standard errors, which assume independent patients, are too small (for leakage in
+the demo data the facility-clustered standard error of the KP log-odds ratio is about 1.3 times
+the model-based one). Every interval and p-value of the VP vs KP comparison therefore uses a
+**cluster-robust variance by facility** (Liang & Zeger 1986): the scores of each model are summed
+within facilities and the sandwich gets the CR1 factor G/(G − 1) · (n − 1)/(n − k) (G facilities,
+k coefficients; R `sandwich::vcovCL(type = "HC1")`; Zeileis et al. 2020), and the intervals use
+the t distribution with G − 1 degrees of freedom (Cameron & Miller 2015). Unadjusted risk
+differences and differences in means come from the saturated models y ~ KP (a Wald interval
+instead of Newcombe's or Welch's), the unadjusted risk ratio from the saturated Poisson model
+(Zou 2004); the g-computation risk difference and risk ratio from the stacked estimating
+equations of the logistic model and the two standardised risks (Stefanski & Boos 2002; a closed
+form, so no bootstrap); IPTW from the weighted model y ~ KP; ANCOVA, OLS and the gamma GLM from
+their sandwich; the Cox models from the **Lin–Wei robust variance** (Efron score residuals
+summed by facility, as R `coxph(..., cluster = facility)`, which uses no small-sample factor).
+A closed form is missing only for the skewed **unadjusted difference in mean costs**, which
+gets a percentile **cluster bootstrap** (2,000 resamples of whole facilities; Field & Welsh
+2007). The estimates are the same with and without clustering. The VP vs KP page has a switch
+to turn clustering off (model-based intervals, as in the table above); a selection from a
+single facility is never clustered, and the table notes say so.
+
 **Balance.** The weighting is checked with standardised mean differences before and after
 weighting; a covariate is balanced when **|SMD| < {SMD_THRESHOLD:g}** (Austin 2009), with weighted
 variances as in Austin & Stuart 2015 and a multivariate SMD for categorical covariates with
@@ -407,6 +429,8 @@ REFERENCES: tuple[str, ...] = (
     "fracture. Cochrane Database Syst Rev, CD006349 (responder outcome: \"improvement in pain "
     "of 2.5 units or 30% or more from baseline\"). "
     "https://cochranelibrary.com/cdsr/doi/10.1002/14651858.CD006349.pub4/full",
+    "Cameron AC, Miller DL. A practitioner's guide to cluster-robust inference. J Hum Resour "
+    "2015;50:317-372.",
     "Centers for Medicare & Medicaid Services. Cell size suppression policy: no cell of 1 to 10 "
     "may be displayed.",
     "Clopper CJ, Pearson ES. The use of confidence or fiducial limits illustrated in the case of "
@@ -421,6 +445,7 @@ REFERENCES: tuple[str, ...] = (
     "Efron B. The efficiency of Cox's likelihood function for censored data. J Am Stat Assoc "
     "1977;72:557-565.",
     "Efron B, Tibshirani RJ. An Introduction to the Bootstrap. Chapman & Hall 1993.",
+    "Field CA, Welsh AH. Bootstrapping clustered data. J R Stat Soc B 2007;69:369-390.",
     "Firanescu CE et al. Vertebroplasty versus sham procedure for painful acute osteoporotic "
     "vertebral compression fractures (VERTOS IV). BMJ 2018;361:k1551 (clinically significant "
     "relief: VAS decrease of at least 1.5). https://www.bmj.com/content/361/bmj.k1551.full",
@@ -456,6 +481,8 @@ REFERENCES: tuple[str, ...] = (
     "Laney DB. Improved control charts for attributes. Quality Engineering 2002;14:531.",
     "Li F, Morgan KL, Zaslavsky AM. Balancing covariates via propensity score weighting. J Am "
     "Stat Assoc 2018;113:390-400.",
+    "Liang KY, Zeger SL. Longitudinal data analysis using generalized linear models. "
+    "Biometrika 1986;73:13-22.",
     "Lin DY, Wei LJ. The robust inference for the Cox proportional hazards model. J Am Stat "
     "Assoc 1989;84:1074-1078.",
     "Lovegrove J et al. Lancet 1997;350:1128 (VLAD).",
@@ -496,6 +523,7 @@ REFERENCES: tuple[str, ...] = (
     "2005;14:347.",
     "Spiegelhalter DJ et al. Statistical methods for healthcare regulation. J R Stat Soc A "
     "2012;175:1.",
+    "Stefanski LA, Boos DD. The calculus of M-estimation. Am Stat 2002;56:29-38.",
     "Steiner SH, Cook RJ, Farewell VT, Treasure T. Monitoring surgical performance using "
     "risk-adjusted cumulative sum charts. Biostatistics 2000;1:441.",
     "Stürmer T, Rothman KJ, Avorn J, Glynn RJ. Treatment effects in the presence of unmeasured "
@@ -521,6 +549,8 @@ REFERENCES: tuple[str, ...] = (
     "2010;13:273-277.",
     "Yang D, Dalton JE. A unified approach to measuring the effect size between two groups using "
     "SAS. SAS Global Forum 2012, paper 335.",
+    "Zeileis A, Köll S, Graham N. Various versatile variances: an object-oriented implementation "
+    "of clustered covariances in R. J Stat Softw 2020;95(1):1-36.",
     "Zou G. A modified Poisson regression approach to prospective studies with binary data. Am "
     "J Epidemiol 2004;159:702-706.",
 )

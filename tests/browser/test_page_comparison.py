@@ -48,6 +48,9 @@ def test_comparison_page_loads_with_filter(dash_duo, database, tmp_path, monkeyp
         "#comparison-table-one-summary", f"{n_vp:,} vertebroplasties", timeout=45
     )
     dash_duo.wait_for_element("#comparison-love .main-svg", timeout=30)
+    # Intervals clustered by facility by default (issue 12 item 5), and the switch is on.
+    assert "clustered by facility" in dash_duo.find_element("#comparison-forest-summary").text
+    assert dash_duo.find_element("#comparison-cluster").is_selected()
     assert "GB" in dash_duo.find_element("#filter-country").text
     assert dash_duo.find_element("#comparison-effects-status").text == ""
     assert dash_duo.get_logs() == []

@@ -49,14 +49,14 @@ def test_effects_equal_analysis(dashboard_app):
         shown = rows[r.definition]
         assert shown["n VP"] == f"{r.n_vp:,}" and shown["n KP"] == f"{r.n_kp:,}"
         if r.outcome == "pulmonary_embolism":
-            assert shown["VP"] == shown["Adjusted (95% CI)"] == "suppressed"
+            assert shown["VP"] == shown["Adjusted (95% CI, clustered by facility)"] == "suppressed"
             assert shown["p (BH)"] == ""
         else:
             assert shown["p (BH)"] == fig.p_text(r.p_bh)
     leakage = expected[expected.outcome == "cement_leakage"].iloc[0]
     shown = rows[leakage.definition]
-    assert shown["Adjusted (95% CI)"].startswith(f"RD {fig.signed(100 * leakage.adjusted, 1)} pp")
-    assert shown["Unadjusted (95% CI)"].startswith(
+    assert shown["Adjusted (95% CI, clustered by facility)"].startswith(f"RD {fig.signed(100 * leakage.adjusted, 1)} pp")
+    assert shown["Unadjusted (95% CI, clustered by facility)"].startswith(
         f"RD {fig.signed(100 * leakage.unadjusted, 1)} pp"
     )
     assert shown["IPTW p"] == fig.p_text(leakage.p_iptw)
@@ -74,10 +74,31 @@ def test_confidence_level_control(dashboard_app):
     expected = compare_procedures(apply_filter(records, US), outcomes=["duration_min"], level=0.9)
     row = expected.iloc[0]
     shown = [r for r in grid_rows(body, "comparison-effects") if r["Outcome"] == row.definition][0]
-    assert shown["Adjusted (90% CI)"] == (
+    assert shown["Adjusted (90% CI, clustered by facility)"] == (
         f"MD {fig.signed(row.adjusted, 1)} min ({fig.plain(row.adjusted_low, 1)} to "
         f"{fig.plain(row.adjusted_high, 1)})"
     )
+
+
+def test_cluster_control(dashboard_app):
+    # Default: intervals clustered by facility (issue 12 item 5); the switch turns it off.
+    app, records = dashboard_app
+    with app.server.app_context():
+        clustered = page().update_effects(US.to_dict(), 0.95, True)
+        model_based = page().update_effects(US.to_dict(), 0.95, False)
+    chosen = apply_filter(records, US)
+    for body, cluster, header in (
+        (clustered, "facility_id", "Adjusted (95% CI, clustered by facility)"),
+        (model_based, None, "Adjusted (95% CI)"),
+    ):
+        row = compare_procedures(chosen, outcomes=["duration_min"], cluster=cluster).iloc[0]
+        shown = [r for r in grid_rows(body, "comparison-effects") if r["Outcome"] == row.definition]
+        assert shown[0][header] == (
+            f"MD {fig.signed(row.adjusted, 1)} min ({fig.plain(row.adjusted_low, 1)} to "
+            f"{fig.plain(row.adjusted_high, 1)})"
+        )
+    assert "clustered by facility" in find_by_id(clustered, "comparison-cluster-text").children
+    assert "model-based" in find_by_id(model_based, "comparison-cluster-text").children
 
 
 def test_baseline_equal_analysis(dashboard_app):
@@ -129,6 +150,7 @@ def test_tiny_facility_is_suppressed(dashboard_app):
         mdd = page().update_mdd(TINY.to_dict())
     for row in grid_rows(effects, "comparison-effects"):
         assert row["n VP"] == "<11" and row["n KP"] == "0"
+        # One facility: nothing to cluster, so the intervals are model-based.
         assert row["VP"] == "suppressed" and row["Adjusted (95% CI)"] == "suppressed"
     shown = " ".join(str(v) for r in grid_rows(effects, "comparison-effects") for v in r.values())
     assert "/6 " not in shown and " 6 " not in shown

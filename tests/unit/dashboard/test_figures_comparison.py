@@ -209,7 +209,7 @@ def test_forest_and_table_suppress_an_outcome_with_few_events(effects):
     assert not any(math.isclose(x, 100 * table.loc[i, "adjusted"]) for x in rd)
     shown = fig.effects_table(table).iloc[i]
     assert shown["VP"] == shown["KP"] == "suppressed"
-    assert shown["Adjusted (95% CI)"] == "suppressed" and shown["p (BH)"] == ""
+    assert shown["Adjusted (95% CI, clustered by facility)"] == "suppressed" and shown["p (BH)"] == ""
     assert f"{100 * table.loc[i, 'estimate_kp']:.1f}" not in " ".join(map(str, shown.values))
     assert "Cement embolism" in fig.forest_summary(table) and "suppressed" in fig.forest_summary(
         table
@@ -220,16 +220,16 @@ def test_effects_table_values_methods_and_notes(effects):
     shown = fig.effects_table(effects, 0.95)
     leakage_row = row_of(effects, "cement_leakage")
     leakage = shown[shown.Outcome == leakage_row.definition].iloc[0]
-    assert leakage["Adjusted (95% CI)"].startswith(
+    assert leakage["Adjusted (95% CI, clustered by facility)"].startswith(
         f"RD {fig.signed(100 * leakage_row.adjusted, 1)} pp"
     )
     assert leakage["Adjusted p"] == fig.p_text(leakage_row.p_adjusted)
     assert leakage["p (BH)"] == fig.p_text(leakage_row.p_bh)
-    assert leakage["IPTW (95% CI)"].startswith(f"RD {fig.signed(100 * leakage_row.iptw, 1)} pp")
+    assert leakage["IPTW (95% CI, clustered by facility)"].startswith(f"RD {fig.signed(100 * leakage_row.iptw, 1)} pp")
     assert leakage["Adjusted method"].startswith("g-computation")
     cost = shown[shown.Outcome.str.startswith("Procedure cost")].iloc[0]
-    assert cost["Unadjusted (95% CI)"].startswith("MD ") and "USD" in cost["Unadjusted (95% CI)"]
-    assert cost["Adjusted (95% CI)"].startswith("ratio of means ")
+    assert cost["Unadjusted (95% CI, clustered by facility)"].startswith("MD ") and "USD" in cost["Unadjusted (95% CI, clustered by facility)"]
+    assert cost["Adjusted (95% CI, clustered by facility)"].startswith("ratio of means ")
     hr = shown[shown.Outcome.str.startswith("Time to")].iloc[0]
     assert hr["Notes"] == row_of(effects, "time_to_fracture").note
 
@@ -365,3 +365,18 @@ def test_table_one_hides_a_partner_level_so_the_small_one_cannot_be_derived():
     shown = table_one_display(table_one(pd.concat([vp, kp])))
     sex = shown.set_index("Characteristic").loc[["\u2003F", "\u2003M"], "KP"]
     assert list(sex) == ["<11", "<11"]
+
+
+def test_interval_labels_say_whether_they_are_clustered(demo, effects):
+    # Issue 12 item 5: the default intervals are clustered by facility and say so.
+    assert effects["clustered"].all()
+    shown = fig.effects_table(effects, 0.95)
+    assert "Adjusted (95% CI, clustered by facility)" in shown.columns
+    assert "confidence intervals clustered by facility" in fig.forest_summary(effects)
+    hovers = [h for t in fig.forest_figure(effects).data for h in (t.hovertext or [])]
+    assert hovers and all("95% CI, clustered by facility" in h for h in hovers)
+    plain = fig.comparison_analysis(demo, clustered=False)
+    assert not plain["clustered"].any()
+    assert "Adjusted (95% CI)" in fig.effects_table(plain, 0.95).columns
+    assert "(model-based)" in fig.forest_summary(plain)
+    np.testing.assert_allclose(plain["adjusted"], effects["adjusted"], rtol=1e-6)
