@@ -216,6 +216,13 @@ left out and counted.
 weighting; a covariate is balanced when **|SMD| < {SMD_THRESHOLD:g}** (Austin 2009), with weighted
 variances as in Austin & Stuart 2015 and a multivariate SMD for categorical covariates with
 more than two levels (Yang & Dalton 2012). The effective sample size is (Σw)²/Σw² (Kish 1965).
+
+**Table 1** describes the two groups with their SMDs next to the summaries (unweighted and
+IPTW-weighted). Baseline p-values are optional and off by default: they answer a question
+about chance that is not the question (are the groups comparable?), and with many records
+trivial differences get small p-values (STROBE item 14a, Vandenbroucke et al. 2007; the
+tableone package, Yoshida & Bartel 2022). When switched on they are Welch's t-test for
+numbers and the χ² or Fisher's exact test for categories.
 Poor overlap is reported; trimming of extreme scores (Stürmer et al. 2010) or overlap weights
 (Li, Morgan & Zaslavsky 2018) are available in the analysis package.
 
@@ -506,6 +513,9 @@ REFERENCES: tuple[str, ...] = (
     "Ulm K. Am J Epidemiol 1990;131:373.",
     "US Department of Health and Human Services. HIPAA Privacy Rule, de-identification by the "
     "Safe Harbor method, 45 CFR 164.514(b)(2).",
+    "Vandenbroucke JP, von Elm E, Altman DG, et al. Strengthening the Reporting of "
+    "Observational Studies in Epidemiology (STROBE): explanation and elaboration. PLoS Med "
+    "2007;4:e297.",
     "Vickers AJ, Altman DG. Analysing controlled trials with baseline and follow up "
     "measurements. BMJ 2001;323:1123-1124.",
     "Welch BL. The generalization of \"Student's\" problem when several different population "
@@ -521,6 +531,9 @@ REFERENCES: tuple[str, ...] = (
     "2010;13:273-277.",
     "Yang D, Dalton JE. A unified approach to measuring the effect size between two groups using "
     "SAS. SAS Global Forum 2012, paper 335.",
+    "Yoshida K, Bartel A. tableone: Create 'Table 1' to describe baseline characteristics with "
+    "or without propensity score weights. R package version 0.13.2, 2022. "
+    "https://CRAN.R-project.org/package=tableone",
     "Zou G. A modified Poisson regression approach to prospective studies with binary data. Am "
     "J Epidemiol 2004;159:702-706.",
 )

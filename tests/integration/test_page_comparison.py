@@ -97,6 +97,15 @@ def test_baseline_equal_analysis(dashboard_app):
     )
     assert age["SMD"] == fig.plain(raw_age.smd, 3)
     assert age["SMD (IPTW)"] == fig.plain(weighted_age.smd_weighted, 3)
+    # Table 1 leads with the SMDs; baseline p-values only when the switch is on.
+    assert list(rows[0])[:4] == ["Characteristic", "VP", "KP", "SMD"] and "p-value" not in age
+    assert "the switch above adds them" in " ".join(texts(table))
+    with app.server.app_context():
+        with_p, _ = page().update_baseline(US.to_dict(), True)
+    tested = table_one(chosen, p_values=True)
+    age_p = [r for r in grid_rows(with_p, "comparison-table-one")
+             if r["Characteristic"].startswith("Age")][0]
+    assert age_p["p-value"] == fig.p_text(tested[tested.variable == "age"].iloc[0].p_value)
     balance = {r["Covariate"]: r for r in grid_rows(diagnostics, "comparison-balance")}
     age_balance = ps.balance[ps.balance.covariate == "age"].iloc[0]
     assert balance["Age"]["SMD before"] == fig.plain(age_balance.smd_before, 3)
