@@ -405,27 +405,56 @@ def _fit_ols(
 
     Only rows where `mask` is true are used (no copy of `x`; `y` must be finite everywhere).
     Returns the coefficients, their covariance (``"nonrobust"``: s² (X'X)⁻¹ with
-    s² = RSS / (n − p); ``"HC3"``: MacKinnon & White 1985) and the residual df.
+    s² = RSS / (n − rank); ``"HC3"``: MacKinnon & White 1985) and the residual df n − rank.
+
+    Rank is decided on the rows actually fitted, not on the design the rows come from: a
+    column that is all zero on them (a covariate level present only among records without
+    this outcome) or a linear combination of earlier columns there is not estimated
+    (coefficient, variance and covariances NaN) and not counted in the df, as R's ``lm()``
+    reports such a column as aliased (NA) with ``df.residual = n − rank``. Columns are
+    screened in order, so the earlier column of a collinear pair is the one kept.
+
+    HC3 weights a residual by 1 / (1 − h)², h its leverage. A record with leverage 1 (to
+    within √ε, the threshold at which R's ``sandwich::vcovHC`` warns) is the only record
+    informing a column, e.g. the only one in a covariate level: its residual is 0, its
+    HC3 weight 0/0 and its deleted residual undefined. Its term is set to 0. This is exact
+    for every coefficient that the other records identify (the KP effect among them): such
+    a coefficient does not depend on that record's outcome at all, and its HC3 variance
+    equals the HC3 variance of the fit without the record.
     """
     n, p = x.shape
     m = None if mask is None else mask.astype(float)
     n_used = n if m is None else int(m.sum())
-    xtx_inv = _inverse_psd(_gram(x, m))
+    gram = _gram(x, m)
+    kept = np.flatnonzero(_independent_columns(gram, 0))
+    xtx_inv = np.zeros((p, p))
+    xtx_inv[np.ix_(kept, kept)] = _inverse_psd(gram[np.ix_(kept, kept)])
     beta = xtx_inv @ _xtv(x, y if m is None else y * m)
     resid = y - _xb(x, beta)
     if m is not None:
         resid = resid * m
-    df = n_used - p
+    df = n_used - kept.size
+    aliased = np.ones(p, dtype=bool)
+    aliased[kept] = False
+
+    def finish(cov: NDArray[np.float64]) -> tuple[NDArray[np.float64], NDArray[np.float64], int]:
+        cov[aliased, :] = np.nan
+        cov[:, aliased] = np.nan
+        return np.where(aliased, np.nan, beta), cov, df
+
     if cov_type == "nonrobust":
-        s2 = float(resid @ resid) / df
-        return beta, s2 * xtx_inv, df
+        s2 = float(resid @ resid) / df if df > 0 else math.nan
+        return finish(s2 * xtx_inv)
     if cov_type == "HC3":
         lev = np.empty(n)
         for start in range(0, n, _CHUNK):
             block = x[start:start + _CHUNK]
             lev[start:start + _CHUNK] = np.einsum("ij,jk,ik->i", block, xtx_inv, block)
-        omega = resid**2 / np.clip(1.0 - lev, 1e-12, None) ** 2
-        return beta, xtx_inv @ _gram(x, omega) @ xtx_inv, df
+        one_minus = 1.0 - lev
+        saturated = one_minus <= math.sqrt(np.finfo(float).eps)
+        omega = np.where(saturated, 0.0,
+                         resid**2 / np.where(saturated, 1.0, one_minus) ** 2)
+        return finish(xtx_inv @ _gram(x, omega) @ xtx_inv)
     raise ValueError(f"unknown cov_type {cov_type!r}")
 
 

@@ -513,6 +513,10 @@ def _continuous_row(
         return row
     beta, cov, df = _fit_ols(x, np.nan_to_num(y), cov_type, obs)
     j = shared.kp_col
+    if np.isnan(beta[j]):
+        _add_note(row, "adjusted model skipped: the procedure is collinear with the covariates "
+                  "on the records with this outcome")
+        return row
     est, se = float(beta[j]), float(math.sqrt(cov[j, j]))
     tq = float(st.t.isf((1 - level) / 2, df))
     covs = shared.covariate_text()
@@ -524,6 +528,10 @@ def _continuous_row(
                 f"HC3 robust SE (MacKinnon & White 1985), t-based CI (df = {df}); linear "
                 "rather than gamma model so that the adjusted effect is in minutes like the "
                 "unadjusted one")
+    aliased = [shared.design.names[i] for i in np.flatnonzero(np.isnan(beta))]
+    if aliased:
+        text += ("; not estimable on the records with this outcome (all zero or collinear "
+                 f"there, not counted in the df): {', '.join(aliased)}")
     if shared.design.imputed:
         text += "; missing numeric covariates: median + indicator"
     row.update(adjusted=est, adjusted_low=est - tq * se, adjusted_high=est + tq * se,
