@@ -332,12 +332,17 @@ Published figures shown beside a hospital's own rates were copied from the cited
 printed (no value is derived); they are context, not targets, because populations,
 definitions (per patient or per level, imaging, follow-up) and designs differ.
 
-Published two-arm trial tables are pooled on the log risk-ratio scale with the
-DerSimonian–Laird random-effects model (DerSimonian & Laird 1986) or the Mantel–Haenszel
-fixed-effect estimate (Mantel & Haenszel 1959) with the Greenland–Robins and
-Robins–Breslow–Greenland variances (Greenland & Robins 1985; Robins, Breslow & Greenland 1986;
-Sato, Greenland & Robins 1989 for the risk difference). Heterogeneity is reported as I²
-(Higgins & Thompson 2002).
+Published two-arm trial tables are pooled on the log risk-ratio scale with a random-effects
+model, the between-trial variance τ² estimated by the DerSimonian–Laird moment estimator
+(DerSimonian & Laird 1986) or by restricted maximum likelihood (REML, the default of R's
+metafor; Viechtbauer 2005), or with the Mantel–Haenszel fixed-effect estimate (Mantel &
+Haenszel 1959) with the Greenland–Robins and Robins–Breslow–Greenland variances (Greenland &
+Robins 1985; Robins, Breslow & Greenland 1986; Sato, Greenland & Robins 1989 for the risk
+difference). With few trials the random-effects interval can use the Hartung–Knapp–Sidik–
+Jonkman adjustment: a standard error from the weighted residuals and a t interval on k − 1
+degrees of freedom (Hartung & Knapp 2001; Sidik & Jonkman 2002), which keeps its coverage
+where the normal interval is too narrow (IntHout et al. 2014). Heterogeneity is reported as
+I² (Higgins & Thompson 2002).
 """),
         ("methods-suppression", "Small-cell suppression", f"""
 Aggregates of de-identified records can still single out a patient when a cell is small.
@@ -440,6 +445,8 @@ REFERENCES: tuple[str, ...] = (
     "Groenwold RHH, White IR, Donders ART, et al. Missing covariate data in clinical research: "
     "when and when not to use the missing-indicator method for analysis. CMAJ "
     "2012;184:1265-1269.",
+    "Hartung J, Knapp G. A refined method for the meta-analysis of controlled clinical trials "
+    "with binary outcome. Stat Med 2001;20:3875-3889.",
     "Higgins JPT, Thompson SG. Quantifying heterogeneity in a meta-analysis. Stat Med "
     "2002;21:1539-1558.",
     "Hodges JL, Lehmann EL. Estimates of location based on rank tests. Ann Math Stat "
@@ -447,6 +454,9 @@ REFERENCES: tuple[str, ...] = (
     "Hollander M, Wolfe DA. Nonparametric Statistical Methods, 2nd ed. Wiley 1999, §4.3.",
     "Holm S. A simple sequentially rejective multiple test procedure. Scand J Stat "
     "1979;6:65-70.",
+    "IntHout J, Ioannidis JPA, Borm GF. The Hartung-Knapp-Sidik-Jonkman method for random "
+    "effects meta-analysis is straightforward and considerably outperforms the standard "
+    "DerSimonian-Laird method. BMC Med Res Methodol 2014;14:25.",
     "Jones HE, Ohlssen DI, Spiegelhalter DJ. J Clin Epidemiol 2008;61:232.",
     "Kalbfleisch JD, Prentice RL. The Statistical Analysis of Failure Time Data, 2nd ed. Wiley "
     "2002 (log(-log) confidence intervals).",
@@ -495,6 +505,8 @@ REFERENCES: tuple[str, ...] = (
     "Schuirmann DJ. A comparison of the two one-sided tests procedure and the power approach "
     "for assessing the equivalence of average bioavailability. J Pharmacokinet Biopharm "
     "1987;15:657-680.",
+    "Sidik K, Jonkman JN. A simple confidence interval for meta-analysis. Stat Med "
+    "2002;21:3153-3159.",
     "Snowden JM, Rose S, Mortimer KM. Implementation of G-computation on a simulated data set: "
     "demonstration of a causal inference technique. Am J Epidemiol 2011;173:731-738.",
     "Spiegelhalter DJ. Funnel plots for comparing institutional performance. Stat Med "
@@ -518,6 +530,8 @@ REFERENCES: tuple[str, ...] = (
     "2007;4:e297.",
     "Vickers AJ, Altman DG. Analysing controlled trials with baseline and follow up "
     "measurements. BMJ 2001;323:1123-1124.",
+    "Viechtbauer W. Bias and efficiency of meta-analytic variance estimators in the "
+    "random-effects model. J Educ Behav Stat 2005;30:261-293.",
     "Welch BL. The generalization of \"Student's\" problem when several different population "
     "variances are involved. Biometrika 1947;34:28-35.",
     "Wilson EB. Probable inference, the law of succession, and statistical inference. J Am Stat "
