@@ -60,6 +60,9 @@ def test_effects_equal_analysis(dashboard_app):
         f"RD {fig.signed(100 * leakage.unadjusted, 1)} pp"
     )
     assert shown["IPTW p"] == fig.p_text(leakage.p_iptw)
+    # The g-computation interval is analytic: the page says it has no Monte-Carlo error.
+    assert "influence-function (sandwich) variance" in shown["Adjusted method"]
+    assert "no Monte-Carlo error" in shown["Adjusted method"]
     forest = graph(body, "comparison-forest")
     adjusted = [x for t in forest.data if t.name == "Adjusted (model-based)" for x in t.x]
     assert any(abs(x - 100 * leakage.adjusted) < 1e-9 for x in adjusted)
