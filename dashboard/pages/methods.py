@@ -94,8 +94,16 @@ the month-1 visit**: (baseline − month 1) / baseline ≥ 0.30. This is the rel
 of the Cochrane review CD006349 (Buchbinder et al.). The denominator is the patients with
 both a baseline and a month-1 score; a patient without a month-1 score is neither a
 responder nor a non-responder and is counted as missing. A patient with a baseline score of
-0 cannot improve and counts as a non-responder. Comparisons allow a rounding tolerance of
-10⁻⁹, so that 7.3 → 5.3 counts as a 2-point reduction.
+0 cannot improve and counts as a non-responder, on every page (the quality monitoring's
+pain non-response included). Comparisons allow a rounding tolerance of 10⁻⁹, so that
+7.3 → 5.3 counts as a 2-point reduction.
+
+**Deaths before the visit.** A patient who died before the visit's nominal day has no
+score. By default (complete case) such a patient is missing, like any other patient without
+a score; the Pain relief page and the analysis package also offer the **composite**, in
+which a death before the visit counts as non-response, so the rate is the share of patients
+alive and relieved. Read the two together: a complete-case rate can look better only
+because the sickest patients died (informative missingness).
 
 **Alternative definitions** (selectable on the Pain relief page), with their sources:
 
@@ -265,7 +273,9 @@ Control limits are **exact binomial limits with interpolation** (Spiegelhalter 2
 Appendix A.1.1) at **{alert}** (p = 0.025 and 0.975, "alert") and **{alarm}** (p = 0.001 and
 0.999, "alarm"). Units with fewer than 10 cases are shown but not tested. Units are not ranked
 in a league table. Outcomes monitored: cement leakage, cement embolism, a new fracture during
-follow-up (as recorded) and pain non-response (not a responder by the default definition).
+follow-up (as recorded) and pain non-response (not a responder by the default definition;
+complete case). The unit table shows each unit's completeness: for pain non-response the
+share of its patients with a baseline score who have a month-1 score.
 
 **Risk adjustment.** A logistic case-mix model gives each patient a predicted risk; a unit's
 expected count is E = Σ p̂ and the plotted point is O/E × θ₀ against exact Poisson limits
