@@ -18,8 +18,11 @@ Methods
   2015 [3]_). ``var_weights``, not ``freq_weights`` (statsmodels #2829).
 * **Standardised risks (g-computation)**: a logistic outcome model ``y ~ kp + covariates``,
   predicted risks for every patient with ``kp`` set to 1 and to 0, averaged (Snowden, Rose &
-  Mortimer 2011 [7]_); the risk difference and ratio get a nonparametric bootstrap CI of the
-  whole model-and-standardise pipeline.
+  Mortimer 2011 [7]_); the risk difference and ratio get a Wald CI from the influence-
+  function (sandwich) variance of the stacked estimating equations, which accounts for the
+  estimation of the model and of the covariate distribution and has no Monte-Carlo error
+  (Stefanski & Boos 2002 [14]_; as R's stdReg, Sjölander 2016 [15]_), or on request a
+  nonparametric bootstrap CI of the whole pipeline with its Monte-Carlo error reported.
 
 Covariate coding (:func:`covariate_design`)
 -------------------------------------------
@@ -76,6 +79,9 @@ References
    2010;13:273-277.
 .. [13] Rosenbaum PR, Rubin DB. The central role of the propensity score in observational
    studies for causal effects. Biometrika 1983;70:41-55.
+.. [14] Stefanski LA, Boos DD. The calculus of M-estimation. Am Stat 2002;56:29-38.
+.. [15] Sjölander A. Regression standardization with the R package stdReg. Eur J Epidemiol
+   2016;31:563-574.
 """
 
 from __future__ import annotations
@@ -405,27 +411,56 @@ def _fit_ols(
 
     Only rows where `mask` is true are used (no copy of `x`; `y` must be finite everywhere).
     Returns the coefficients, their covariance (``"nonrobust"``: s² (X'X)⁻¹ with
-    s² = RSS / (n − p); ``"HC3"``: MacKinnon & White 1985) and the residual df.
+    s² = RSS / (n − rank); ``"HC3"``: MacKinnon & White 1985) and the residual df n − rank.
+
+    Rank is decided on the rows actually fitted, not on the design the rows come from: a
+    column that is all zero on them (a covariate level present only among records without
+    this outcome) or a linear combination of earlier columns there is not estimated
+    (coefficient, variance and covariances NaN) and not counted in the df, as R's ``lm()``
+    reports such a column as aliased (NA) with ``df.residual = n − rank``. Columns are
+    screened in order, so the earlier column of a collinear pair is the one kept.
+
+    HC3 weights a residual by 1 / (1 − h)², h its leverage. A record with leverage 1 (to
+    within √ε, the threshold at which R's ``sandwich::vcovHC`` warns) is the only record
+    informing a column, e.g. the only one in a covariate level: its residual is 0, its
+    HC3 weight 0/0 and its deleted residual undefined. Its term is set to 0. This is exact
+    for every coefficient that the other records identify (the KP effect among them): such
+    a coefficient does not depend on that record's outcome at all, and its HC3 variance
+    equals the HC3 variance of the fit without the record.
     """
     n, p = x.shape
     m = None if mask is None else mask.astype(float)
     n_used = n if m is None else int(m.sum())
-    xtx_inv = _inverse_psd(_gram(x, m))
+    gram = _gram(x, m)
+    kept = np.flatnonzero(_independent_columns(gram, 0))
+    xtx_inv = np.zeros((p, p))
+    xtx_inv[np.ix_(kept, kept)] = _inverse_psd(gram[np.ix_(kept, kept)])
     beta = xtx_inv @ _xtv(x, y if m is None else y * m)
     resid = y - _xb(x, beta)
     if m is not None:
         resid = resid * m
-    df = n_used - p
+    df = n_used - kept.size
+    aliased = np.ones(p, dtype=bool)
+    aliased[kept] = False
+
+    def finish(cov: NDArray[np.float64]) -> tuple[NDArray[np.float64], NDArray[np.float64], int]:
+        cov[aliased, :] = np.nan
+        cov[:, aliased] = np.nan
+        return np.where(aliased, np.nan, beta), cov, df
+
     if cov_type == "nonrobust":
-        s2 = float(resid @ resid) / df
-        return beta, s2 * xtx_inv, df
+        s2 = float(resid @ resid) / df if df > 0 else math.nan
+        return finish(s2 * xtx_inv)
     if cov_type == "HC3":
         lev = np.empty(n)
         for start in range(0, n, _CHUNK):
             block = x[start:start + _CHUNK]
             lev[start:start + _CHUNK] = np.einsum("ij,jk,ik->i", block, xtx_inv, block)
-        omega = resid**2 / np.clip(1.0 - lev, 1e-12, None) ** 2
-        return beta, xtx_inv @ _gram(x, omega) @ xtx_inv, df
+        one_minus = 1.0 - lev
+        saturated = one_minus <= math.sqrt(np.finfo(float).eps)
+        omega = np.where(saturated, 0.0,
+                         resid**2 / np.where(saturated, 1.0, one_minus) ** 2)
+        return finish(xtx_inv @ _gram(x, omega) @ xtx_inv)
     raise ValueError(f"unknown cov_type {cov_type!r}")
 
 
@@ -1574,19 +1609,25 @@ class StandardisedRisks(Result):
     risk_ratio, rr_low, rr_high : float
         ``risk_kp / risk_vp`` and its CI.
     se_rd : float
-        Standard error of the risk difference (bootstrap SD, or delta method).
+        Standard error of the risk difference (influence-function sandwich, or the
+        bootstrap SD).
     p_value : float
         Two-sided Wald p-value ``2Φ(−|RD / se_rd|)``.
     n_vp, n_kp : int
         Modelled records per group.
     n_boot : int
-        Bootstrap replicates used (0: delta method).
+        Bootstrap replicates used (0: influence-function variance, no bootstrap).
     n_boot_failed : int
         Replicates dropped (the model could not be fitted, e.g. no event in the resample).
     level : float
         Confidence level.
     method : str
         Model, covariates and how the CI was computed.
+    mc_error : float
+        Monte-Carlo standard error of the limits of the RD interval: 0 for the analytic
+        (influence-function) variance; for the bootstrap percentile limits
+        ``se_rd · sqrt(a(1 − a)/B) / φ(z_a)``, a = (1 − level)/2 (normal approximation of
+        the density at the quantile), B the replicates used.
     """
 
     outcome: str
@@ -1606,6 +1647,7 @@ class StandardisedRisks(Result):
     n_boot_failed: int
     level: float
     method: str
+    mc_error: float = 0.0
 
 
 def _expit(v: NDArray) -> NDArray:
@@ -1771,7 +1813,7 @@ def standardised_risks(
     records: pd.DataFrame,
     outcome: str | pd.Series | ArrayLike,
     covariates: Sequence[str] | None = None,
-    n_boot: int = 200,
+    n_boot: int = 0,
     seed: int = 0,
     level: float = 0.95,
 ) -> StandardisedRisks:
@@ -1786,10 +1828,12 @@ def standardised_risks(
         missing outcome are left out.
     covariates : sequence of str, optional
         Adjustment covariates (default as :func:`propensity_weights`; same coding).
-    n_boot : int, default 200
-        Bootstrap replicates. 0 gives a delta-method CI instead (see Notes).
+    n_boot : int, default 0
+        0: Wald CI from the influence-function variance (no Monte-Carlo error). A positive
+        number: percentile bootstrap with that many replicates (see Notes), whose
+        Monte-Carlo error is reported in ``mc_error`` and the method text.
     seed : int, default 0
-        Seed of the bootstrap.
+        Seed of the bootstrap (not used by the default analytic variance).
     level : float, default 0.95
         Confidence level.
 
@@ -1810,23 +1854,38 @@ def standardised_risks(
     records (standardisation to the combined KP + VP population, i.e. the ATE; Snowden, Rose
     & Mortimer 2011). Methods note §1.4.
 
-    CI: nonparametric bootstrap of the whole pipeline (resample records, refit the model,
-    re-standardise; percentile interval; Efron & Tibshirani 1993), with the covariate
-    coding and imputed values held fixed. Above ``BOOTSTRAP_MAX_N`` (5,000) records each
-    replicate resamples m = 5,000 records (m-out-of-n bootstrap; Bickel, Götze & van Zwet
-    1997) and the deviations of the replicates from the estimate are scaled by sqrt(m/n):
-    the estimate still uses every record, only the variance is estimated on smaller
-    resamples, which keeps the run time flat. The RR interval is computed the same way on
-    the log scale. ``n_boot = 0``: delta method from the model covariance, conditional on
-    the covariate distribution (it ignores the sampling variability of the standardising
-    population, so it is slightly narrow).
+    CI (default, ``n_boot = 0``): Wald interval RD ± z·SE with the influence-function
+    (sandwich) variance of the stacked estimating equations (logistic score equations and
+    the two means of predicted risks; Stefanski & Boos 2002). Each record contributes
+
+        IF_i = (p1_i − p0_i − RD) + (g1 − g0)' H⁻¹ x_i (y_i − μ_i),
+
+    with p1_i, p0_i its predicted risks under KP and VP, μ_i under its own procedure,
+    g_a = mean of p_a(1 − p_a) x^(a) (the gradient of the mean risk with kp = a) and H the
+    mean information; SE² = Σ IF_i² / n². The first term is the sampling variability of
+    the standardising population, the second that of the model. The RR interval uses
+    the same on the log scale, IF = IF_1/r1 − IF_0/r0. This is the estimator of R's
+    ``stdReg::stdGlm`` (Sjölander 2016), checked against R (glm + sandwich) in the tests;
+    it is exact arithmetic, so the limits do not move with a seed. (Before, a 200-replicate
+    bootstrap was the default: its limits moved by about 0.2 SE between seeds.)
+
+    CI with ``n_boot > 0``: nonparametric bootstrap of the whole pipeline (resample
+    records, refit the model, re-standardise; percentile interval; Efron & Tibshirani
+    1993), with the covariate coding and imputed values held fixed. Above
+    ``BOOTSTRAP_MAX_N`` (5,000) records each replicate resamples m = 5,000 records
+    (m-out-of-n bootstrap; Bickel, Götze & van Zwet 1997) and the deviations of the
+    replicates from the estimate are scaled by sqrt(m/n): the estimate still uses every
+    record, only the variance is estimated on smaller resamples, which keeps the run time
+    flat. The RR interval is computed the same way on the log scale. The Monte-Carlo SE
+    of a percentile limit is about ``0.19 · SE`` at 200 replicates and 95%; it falls below
+    0.05 SE only from about 3,000 replicates.
 
     Examples
     --------
     >>> from data import demo_records
-    >>> r = standardised_risks(demo_records(3000, seed=2), "cement_leakage", n_boot=50)
-    >>> r.risk_difference < 0
-    True
+    >>> r = standardised_risks(demo_records(3000, seed=2), "cement_leakage")
+    >>> bool(r.rd_low < r.risk_difference < r.rd_high < 0), r.mc_error
+    (True, 0.0)
     """
     level = _check_level(level)
     method_name = "Standardised risks (g-computation)"
@@ -1892,12 +1951,16 @@ def _gcomp(
         text += "; missing numeric covariates: median + indicator"
     if not fit.converged:
         text += "; WARNING: the outcome model did not converge (separation?)"
+    mc_error = 0.0
     if n_boot > 0:
         b1, b0, failed, m = _gcomp_bootstrap(x, y, rows, fit.params, int(n_boot), seed, kp,
                                              dummies)
         scale = math.sqrt(m / rows.size)
         d_rd = b1 - b0
         se = float(np.std(d_rd, ddof=1) * scale) if d_rd.size > 1 else math.nan
+        tail = alpha / 2
+        mc_error = (se * math.sqrt(tail * (1 - tail) / d_rd.size) / float(st.norm.pdf(z))
+                    if d_rd.size > 1 else math.nan)
         q = np.quantile(d_rd, [alpha / 2, 1 - alpha / 2]) if d_rd.size else [np.nan] * 2
         rd_low, rd_high = rd + scale * (q[0] - rd), rd + scale * (q[1] - rd)
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -1919,29 +1982,19 @@ def _gcomp(
                      f"replicates, percentile, seed {seed}")
         if failed:
             text += f"; {failed} replicate(s) without both groups dropped"
+        text += (f"; Monte-Carlo SE of the CI limits ≈ {mc_error:.2g} (normal approximation, "
+                 f"{d_rd.size} replicates)")
     else:
-        # Delta method, conditional on the covariates.
-        xo = x[rows]
-        base = _xb(xo, fit.params) - xo[:, kp] * fit.params[kp]
-        d1 = _expit(base + fit.params[kp])
-        d0 = _expit(base)
-        d1, d0 = d1 * (1 - d1), d0 * (1 - d0)
-        # Gradients of the mean risks: mean of p(1-p) x with kp set to 1 / 0.
-        g1 = _xtv(xo, d1) / rows.size
-        g0 = _xtv(xo, d0) / rows.size
-        g1[kp] = d1.mean()
-        g0[kp] = 0.0
-        cov = fit.cov
-        se = float(math.sqrt((g1 - g0) @ cov @ (g1 - g0)))
+        se, se_log = _gcomp_influence_se(x, y, w, fit, kp, r1, r0)
         rd_low, rd_high = rd - z * se, rd + z * se
-        if r0 > 0 and r1 > 0:
-            g_log = g1 / r1 - g0 / r0
-            se_log = float(math.sqrt(g_log @ cov @ g_log))
+        if r0 > 0 and r1 > 0 and math.isfinite(se_log):
             rr_low, rr_high = rr * math.exp(-z * se_log), rr * math.exp(z * se_log)
         else:
             rr_low = rr_high = math.nan
-        text += ("; CI: delta method from the model covariance, conditional on the observed "
-                 "covariates (no bootstrap, n_boot = 0)")
+        text += ("; CI: Wald, influence-function (sandwich) variance of the standardised "
+                 "risks, counting the estimation of the model and of the covariate mix "
+                 "(Stefanski & Boos 2002; as R stdReg, Sjölander 2016); analytic, no "
+                 "Monte-Carlo error")
     t = x[rows, kp]
     n1, n0 = int((t == 1).sum()), int((t == 0).sum())
     p = float(2 * st.norm.sf(abs(rd / se))) if se and se > 0 else math.nan
@@ -1963,4 +2016,49 @@ def _gcomp(
         n_boot_failed=failed,
         level=level,
         method=text,
+        mc_error=float(mc_error),
     )
+
+
+def _gcomp_influence_se(
+    x: NDArray[np.float64],
+    y: NDArray[np.float64],
+    w: NDArray[np.float64] | None,
+    fit: _Fit,
+    kp: int,
+    r1: float,
+    r0: float,
+) -> tuple[float, float]:
+    """Influence-function standard errors of the standardised RD and of log RR.
+
+    `w` (0/1) marks the modelled rows (None: all); `fit.cov` is the inverse information
+    Σ w μ(1 − μ) x x'. Per record, ``c_i = (p1_i − p0_i − RD)/n + x_i'v e_i`` with
+    ``v = fit.cov (G1 − G0)``, ``G_a = Σ w p_a(1 − p_a) x^(a) / n`` and ``e = y − μ``; the
+    variance is Σ c_i² (likewise for log RR with G1/r1 − G0/r0). Vectorised: three
+    matrix-vector products over the design.
+    """
+    beta = fit.params
+    eta = _xb(x, beta)
+    base = eta - x[:, kp] * beta[kp]
+    p1, p0 = _expit(base + beta[kp]), _expit(base)
+    mu = _expit(eta)
+    n = float(y.size if w is None else w.sum())
+    d1, d0 = p1 * (1.0 - p1), p0 * (1.0 - p0)
+    resid = y - mu
+    if w is not None:
+        d1, d0, resid = d1 * w, d0 * w, resid * w
+    g1, g0 = _xtv(x, d1) / n, _xtv(x, d0) / n
+    g1[kp], g0[kp] = float(d1.sum()) / n, 0.0  # the kp column is set to 1 / to 0
+    cov = fit.cov if fit.cov is not None else _logit_cov(x, eta, w)
+
+    def se_of(first: NDArray[np.float64], gradient: NDArray[np.float64]) -> float:
+        c = first / n + _xb(x, cov @ gradient) * resid
+        if w is not None:
+            c = c * w
+        return float(math.sqrt(float(c @ c)))
+
+    rd = r1 - r0
+    se = se_of(p1 - p0 - rd, g1 - g0)
+    se_log = (se_of((p1 - r1) / r1 - (p0 - r0) / r0, g1 / r1 - g0 / r0)
+              if r1 > 0 and r0 > 0 else math.nan)
+    return se, se_log

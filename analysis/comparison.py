@@ -680,6 +680,10 @@ def _continuous_row(
         return row
     beta, cov, df = _fit_ols(x, np.nan_to_num(y), cov_type, obs)
     j = shared.kp_col
+    if np.isnan(beta[j]):
+        _add_note(row, "adjusted model skipped: the procedure is collinear with the covariates "
+                  "on the records with this outcome")
+        return row
     est, se = float(beta[j]), float(math.sqrt(cov[j, j]))
     tq = float(st.t.isf((1 - level) / 2, df))
     covs = shared.covariate_text()
@@ -692,14 +696,19 @@ def _continuous_row(
                 "rather than gamma model so that the adjusted effect is in minutes like the "
                 "unadjusted one")
     if clusters is not None:
-        cov, g = ols_cluster_cov(x, np.nan_to_num(y), beta, clusters.codes[shared.design.rows],
-                                 obs)
+        # Aliased columns (NaN) were not estimated: they contribute nothing to the residuals.
+        cov, g = ols_cluster_cov(x, np.nan_to_num(y), np.nan_to_num(beta),
+                                 clusters.codes[shared.design.rows], obs)
         se, df, tq = float(math.sqrt(cov[j, j])), g - 1, cluster_quantile(level, g)
         model = (f"ANCOVA: OLS {name} ~ kp + pain_baseline + {covs}" if is_pain
                  else f"OLS {name} ~ kp + {covs}")
         text = (f"{model}; KP coefficient = adjusted difference in means, Wald CI and test with "
                 f"the cluster-robust CR1 sandwich SE; {clusters.text(g)}")
         _mark_clustered(row, g)
+    aliased = [shared.design.names[i] for i in np.flatnonzero(np.isnan(beta))]
+    if aliased:
+        text += ("; not estimable on the records with this outcome (all zero or collinear "
+                 f"there, not counted in the df): {', '.join(aliased)}")
     if shared.design.imputed:
         text += "; missing numeric covariates: median + indicator"
     row.update(adjusted=est, adjusted_low=est - tq * se, adjusted_high=est + tq * se,
@@ -1029,7 +1038,7 @@ def compare_procedures(
     seed: int = 0,
     *,
     covariates: Sequence[str] | None = None,
-    n_boot: int = 200,
+    n_boot: int = 0,
     iptw_outcomes: Sequence[str] = ("cement_leakage",),
     cluster: str | None = DEFAULT_CLUSTER,
 ) -> pd.DataFrame:
@@ -1061,9 +1070,12 @@ def compare_procedures(
         imputation + missing indicator, see :mod:`analysis.adjustment`); the cost model
         uses the same list without the two optional ones by default (complete cases, as
         :func:`analysis.costs.adjusted_cost_ratio`).
-    n_boot : int, default 200
-        Bootstrap replicates of the g-computation (keyword only); 0 for delta-method CIs.
-        Used when `cluster` is None: the clustered g-computation interval is a closed form.
+    n_boot : int, default 0
+        g-computation CIs when `cluster` is None (keyword only): 0 for the analytic
+        influence-function (sandwich) variance, which has no Monte-Carlo error; a positive
+        number for a percentile bootstrap with that many replicates, whose Monte-Carlo error
+        the method text states (about 0.19 SE at 200 replicates). The clustered
+        g-computation interval is a closed form and takes no replicates.
     iptw_outcomes : sequence of str, default ("cement_leakage",)
         Binary outcomes that also get the IPTW risk difference (keyword only; methods note
         §1.4 asks for it on leakage). Each costs one weighted GLM over all records; for
@@ -1103,8 +1115,9 @@ def compare_procedures(
       RD with the Newcombe hybrid score CI and the chi-square/Fisher test
       (:func:`analysis.proportions.compare_proportions`); adjusted RD and RR by
       g-computation from a logistic model (:func:`analysis.adjustment.standardised_risks`;
-      Snowden et al. 2011) with a bootstrap CI (above 5,000 records an m-out-of-n
-      bootstrap, which the method text says), p from the bootstrap SE; for
+      Snowden et al. 2011) with a Wald CI and p from the influence-function variance
+      (no Monte-Carlo error; with ``n_boot > 0`` a bootstrap CI, m-out-of-n above 5,000
+      records, with its Monte-Carlo error in the method text); for
       `iptw_outcomes` the IPTW RD (ATE, stabilised weights, HC0 sandwich;
       :func:`analysis.adjustment.iptw_effect`) as a second adjusted estimate. The pain
       responder model also adjusts for the baseline pain score.

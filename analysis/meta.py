@@ -21,11 +21,21 @@ References
    risk difference. Biometrics 1989;45:1323-1324.
 .. [6] Higgins JPT, Thompson SG. Quantifying heterogeneity in a meta-analysis. Stat Med
    2002;21:1539-1558.
+.. [7] Viechtbauer W. Bias and efficiency of meta-analytic variance estimators in the
+   random-effects model. J Educ Behav Stat 2005;30:261-293.
+.. [8] Hartung J, Knapp G. A refined method for the meta-analysis of controlled clinical
+   trials with binary outcome. Stat Med 2001;20:3875-3889.
+.. [9] Sidik K, Jonkman JN. A simple confidence interval for meta-analysis. Stat Med
+   2002;21:3153-3159.
+.. [10] IntHout J, Ioannidis JPA, Borm GF. The Hartung-Knapp-Sidik-Jonkman method for random
+   effects meta-analysis is straightforward and considerably outperforms the standard
+   DerSimonian-Laird method. BMC Med Res Methodol 2014;14:25.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -41,7 +51,8 @@ from analysis.errors import InsufficientDataError
 __all__ = ["PooledEstimate", "pool_studies"]
 
 _MEASURES = {"RR": "risk-ratio", "OR": "odds-ratio", "RD": "diff"}
-_METHODS = ("DL", "FE", "MH")
+_METHODS = ("DL", "REML", "FE", "MH")
+_RANDOM = ("DL", "REML")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,15 +64,18 @@ class PooledEstimate(Result):
     measure : str
         ``"RR"``, ``"OR"`` or ``"RD"``.
     method : str
-        ``"DL"`` (DerSimonian–Laird random effects), ``"FE"`` (inverse-variance fixed
-        effect) or ``"MH"`` (Mantel–Haenszel fixed effect).
+        ``"DL"`` (DerSimonian–Laird random effects), ``"REML"`` (random effects, restricted
+        maximum likelihood tau²), ``"FE"`` (inverse-variance fixed effect) or ``"MH"``
+        (Mantel–Haenszel fixed effect).
     estimate, low, high : float
         Pooled effect and confidence limits (exponentiated for RR and OR).
     z, p_value : float
-        Wald test of no effect (log scale for ratios).
+        Test of no effect (log scale for ratios): the Wald z, or with ``test == "t"`` the
+        Hartung–Knapp t statistic on ``df`` degrees of freedom.
     tau2 : float
-        DerSimonian–Laird between-study variance (log scale for ratios), truncated at 0.
-        Reported for every method as a heterogeneity summary; only DL uses it in weights.
+        Between-study variance (log scale for ratios): the REML estimate for REML, else
+        the DerSimonian–Laird estimate truncated at 0 (reported for FE and MH as a
+        heterogeneity summary; they do not use it in their weights).
     i2 : float
         Higgins' I² in percent, ``max(0, (Q - df) / Q) * 100``.
     q, q_df, q_p : float, int, float
@@ -74,9 +88,14 @@ class PooledEstimate(Result):
         One row per input study: ``label, events1, n1, events2, n2, estimate, low, high,
         weight`` (percent, for `method`), ``zero_cell_correction`` and ``included``.
     se : float
-        Standard error of the pooled estimate on the analysis (log for ratios) scale.
+        Standard error of the pooled estimate on the analysis (log for ratios) scale
+        (the Hartung–Knapp one with ``test == "t"``).
     level : float
         Confidence level.
+    test : str
+        ``"z"`` (normal) or ``"t"`` (Hartung–Knapp–Sidik–Jonkman).
+    df : float
+        Degrees of freedom of the t test and interval (k − 1); infinite for ``"z"``.
     """
 
     measure: str
@@ -95,6 +114,31 @@ class PooledEstimate(Result):
     studies: pd.DataFrame = dataclasses.field(compare=False, repr=False)
     se: float = np.nan
     level: float = 0.95
+    test: str = "z"
+    df: float = math.inf
+
+
+def _reml_tau2(y: np.ndarray, v: np.ndarray, start: float, tol: float = 1e-12) -> float:
+    """REML estimate of tau² by Fisher scoring (Viechtbauer 2005), truncated at 0.
+
+    Score ½[Σw²(y − μ̂)² − tr P] and information ½ tr P², with w = 1/(v + tau²) and
+    P = W − ww'/Σw; a step that would go below 0 is halved (as metafor ``rma``).
+    """
+    tau2 = max(float(start), 0.0)
+    for _ in range(500):
+        w = 1.0 / (v + tau2)
+        sw = w.sum()
+        mu = float(np.sum(w * y) / sw)
+        trace_p = sw - np.sum(w**2) / sw
+        trace_p2 = np.sum(w**2) - 2.0 * np.sum(w**3) / sw + (np.sum(w**2) / sw) ** 2
+        step = float((np.sum(w**2 * (y - mu) ** 2) - trace_p) / trace_p2)
+        while tau2 + step < 0.0 and abs(step) > tol:
+            step /= 2.0
+        new = max(tau2 + step, 0.0)
+        if abs(new - tau2) <= tol * max(1.0, tau2):
+            return new
+        tau2 = new
+    raise ArithmeticError("REML estimate of tau² did not converge in 500 Fisher scoring steps")
 
 
 def _mh_pooled(
@@ -138,8 +182,11 @@ def pool_studies(
     method: str = "DL",
     level: float = 0.95,
     labels: Sequence[str] | None = None,
+    *,
+    hartung_knapp: bool = False,
 ) -> PooledEstimate:
-    """Pool a binary outcome over studies: DerSimonian–Laird, inverse-variance or MH.
+    """Pool a binary outcome over studies: random effects (DerSimonian–Laird or REML, with
+    an optional Hartung–Knapp interval), inverse-variance or Mantel–Haenszel fixed effect.
 
     Parameters
     ----------
@@ -149,13 +196,19 @@ def pool_studies(
         Events and patients in arm 2 (VP, reference) of each study.
     measure : {"RR", "OR", "RD"}, default "RR"
         Effect measure.
-    method : {"DL", "FE", "MH"}, default "DL"
+    method : {"DL", "REML", "FE", "MH"}, default "DL"
         ``"DL"``: random effects with the DerSimonian–Laird moment estimator of tau²;
-        ``"FE"``: inverse-variance fixed effect; ``"MH"``: Mantel–Haenszel fixed effect.
+        ``"REML"``: random effects with the restricted maximum likelihood tau² (metafor's
+        default); ``"FE"``: inverse-variance fixed effect; ``"MH"``: Mantel–Haenszel
+        fixed effect.
     level : float, default 0.95
         Confidence level.
     labels : sequence of str, optional
         Study labels for the `studies` table.
+    hartung_knapp : bool, default False
+        Random effects only: Hartung–Knapp–Sidik–Jonkman standard error and a t interval
+        and test on k − 1 df (metafor ``test="knha"``), recommended with few studies
+        (IntHout et al. 2014).
 
     Returns
     -------
@@ -186,7 +239,15 @@ def pool_studies(
       variance (as metafor ``rma.mh``; Stata ``metan`` uses the 1985 Greenland–Robins RD
       variance, so its z differs slightly). MH pools the uncorrected counts.
     * Cochran's Q uses inverse-variance weights around the method's fixed estimate and
-      I² = max(0, (Q − df)/Q) in percent (Higgins & Thompson 2002).
+      I² = max(0, (Q − df)/Q) in percent (Higgins & Thompson 2002), for every method
+      (metafor's REML I² is based on the REML tau² instead and can differ).
+    * REML: tau² maximises the restricted likelihood, by Fisher scoring from the DL
+      estimate, truncated at 0 (Viechtbauer 2005); checked against metafor
+      ``rma(method="REML")``.
+    * Hartung–Knapp: with w = 1/(v + tau²) and μ̂ the random-effects estimate,
+      SE² = Σw(y − μ̂)² / ((k − 1) Σw) and the interval μ̂ ± t(k − 1) SE (Hartung & Knapp
+      2001; Sidik & Jonkman 2002), without the ad hoc truncation of the scaling factor at 1
+      (as metafor ``test="knha"``).
 
     Examples
     --------
@@ -194,6 +255,10 @@ def pool_studies(
     ...                  measure="RR", method="MH")
     >>> round(r.estimate, 3), r.k
     (0.259, 3)
+    >>> hk = pool_studies([4, 6, 3], [123, 306, 231], [11, 29, 11], [139, 303, 220],
+    ...                   method="REML", hartung_knapp=True)
+    >>> hk.test, hk.df
+    ('t', 2.0)
     """
     measure = measure.upper()
     method = method.upper()
@@ -201,6 +266,9 @@ def pool_studies(
         raise ValueError(f"measure must be one of {sorted(_MEASURES)}, got {measure!r}")
     if method not in _METHODS:
         raise ValueError(f"method must be one of {list(_METHODS)}, got {method!r}")
+    if hartung_knapp and method not in _RANDOM:
+        raise ValueError("the Hartung–Knapp adjustment applies to the random-effects methods "
+                         f"{list(_RANDOM)}, not to {method!r}")
     level = float(level)
     if not 0.0 < level < 1.0:
         raise ValueError(f"level must be between 0 and 1 (exclusive), got {level}")
@@ -256,13 +324,22 @@ def pool_studies(
         est, se, w = _mh_pooled(a, b, c, d, measure)
         # Q around the MH estimate with inverse-variance weights (RevMan, metafor rma.mh).
         q = float(np.sum(w_fe * (eff - est) ** 2))
-    elif method == "FE" or tau2 == 0.0:
+    elif method == "FE" or (method == "DL" and tau2 == 0.0 and not hartung_knapp):
         est, se, w = float(res.mean_effect_fe), float(res.sd_eff_w_fe), w_fe
     else:
-        est, se, w = float(res.mean_effect_re), float(res.sd_eff_w_re), 1.0 / (var + tau2)
+        if method == "REML":
+            tau2 = _reml_tau2(eff, var, tau2)
+        w = 1.0 / (var + tau2)
+        est = float(np.sum(w * eff) / np.sum(w))
+        se = float(np.sqrt(1.0 / np.sum(w)))
 
-    z = est / se
-    low, high = est - z_crit * se, est + z_crit * se
+    df, crit = math.inf, z_crit
+    if hartung_knapp:
+        df = float(k - 1)
+        se = float(np.sqrt(np.sum(w * (eff - est) ** 2) / ((k - 1) * np.sum(w))))
+        crit = float(st.t.isf((1.0 - level) / 2.0, df))
+    z = est / se if se > 0 else (math.nan if est == 0 else math.copysign(math.inf, est))
+    low, high = est - crit * se, est + crit * se
     ratio = measure != "RD"
     back = np.exp if ratio else (lambda v: v)
 
@@ -291,7 +368,7 @@ def pool_studies(
         low=float(back(low)),
         high=float(back(high)),
         z=float(z),
-        p_value=float(2.0 * st.norm.sf(abs(z))),
+        p_value=float(2.0 * (st.t.sf(abs(z), df) if hartung_knapp else st.norm.sf(abs(z)))),
         tau2=tau2,
         i2=float(max(0.0, (q - q_df) / q) * 100.0) if q > 0 else 0.0,
         q=q,
@@ -301,4 +378,6 @@ def pool_studies(
         studies=studies,
         se=float(se),
         level=level,
+        test="t" if hartung_knapp else "z",
+        df=df,
     )

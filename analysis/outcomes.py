@@ -138,6 +138,8 @@ _QUANTILE_LOOP_MAX_GROUPS = 2000
 _QUANTILE_MASK_MAX_GROUPS = 8
 
 _RESPONDER_KINDS = ("relative", "absolute")
+#: How a death before the visit, without a score, counts in a responder analysis.
+RESPONDER_DEATHS = ("missing", "non_response")
 
 
 # --------------------------------------------------------------------------------------------
@@ -159,6 +161,13 @@ class ResponderDefinition:
     threshold : float, default 30.0
         Percent (0 < threshold ≤ 100) for relative definitions, points (0 < threshold ≤ 10)
         for absolute ones.
+    deaths : {"missing", "non_response"}, default "missing"
+        A patient with a baseline score who died before the visit's nominal day
+        (``died`` and ``death_days`` < the day of :data:`data.dictionary.PAIN_VISITS`)
+        without a score at it: ``"missing"`` leaves them out (complete case, the
+        default); ``"non_response"`` counts them as non-responders (the composite
+        "alive and responding"), which avoids a rate that looks better only because the
+        sickest patients died. Needs the ``died`` and ``death_days`` columns.
 
     Notes
     -----
@@ -174,7 +183,8 @@ class ResponderDefinition:
 
     A responder needs an actual fall of pain of at least the threshold; a patient with a
     baseline score of 0 therefore cannot respond and counts as a non-responder (this keeps
-    relative and absolute definitions consistent). Comparisons allow a rounding tolerance of
+    relative and absolute definitions consistent). The quality monitoring's pain
+    non-response outcome (:func:`analysis.quality.outcome_values`) uses this same rule. Comparisons allow a rounding tolerance of
     1e-9 so that, e.g., 7.3 → 5.3 is a 2-point reduction.
 
     Examples
@@ -183,11 +193,14 @@ class ResponderDefinition:
     '≥30% pain reduction at month 1'
     >>> ResponderDefinition("month3", "absolute", 3.0).label
     '≥3-point pain reduction at month 3'
+    >>> ResponderDefinition(deaths="non_response").label
+    '≥30% pain reduction at month 1 (death before the visit = non-responder)'
     """
 
     time_point: str = "month1"
     kind: str = "relative"
     threshold: float = 30.0
+    deaths: str = "missing"
 
     def __post_init__(self) -> None:
         if self.time_point not in PAIN_VISITS:
@@ -196,6 +209,8 @@ class ResponderDefinition:
             )
         if self.kind not in _RESPONDER_KINDS:
             raise ValueError(f"kind must be 'relative' or 'absolute'; got {self.kind!r}")
+        if self.deaths not in RESPONDER_DEATHS:
+            raise ValueError(f"deaths must be 'missing' or 'non_response'; got {self.deaths!r}")
         threshold = self.threshold
         if isinstance(threshold, bool) or not isinstance(threshold, int | float | np.number):
             raise ValueError(f"threshold must be a number; got {threshold!r}")
@@ -219,16 +234,39 @@ class ResponderDefinition:
         """Human-readable definition, e.g. ``"≥30% pain reduction at month 1"``."""
         visit = PAIN_VISITS[self.time_point][0].lower()
         if self.kind == "relative":
-            return f"≥{self.threshold:g}% pain reduction at {visit}"
-        return f"≥{self.threshold:g}-point pain reduction at {visit}"
+            text = f"≥{self.threshold:g}% pain reduction at {visit}"
+        else:
+            text = f"≥{self.threshold:g}-point pain reduction at {visit}"
+        if self.deaths == "non_response":
+            text += " (death before the visit = non-responder)"
+        return text
 
     @property
     def column(self) -> str:
         """The follow-up pain column, ``pain_<time_point>``."""
         return f"pain_{self.time_point}"
 
+    @property
+    def columns(self) -> tuple[str, ...]:
+        """The record columns the definition reads."""
+        extra = ("died", "death_days") if self.deaths == "non_response" else ()
+        return ("pain_baseline", self.column, *extra)
+
+    def _died_before(self, records: pd.DataFrame, eligible: np.ndarray,
+                     scored: np.ndarray) -> np.ndarray:
+        """Eligible records without a score whose death precedes the visit's nominal day."""
+        _, died = _flags(records, "died")
+        days = _floats(records, "death_days")
+        with np.errstate(invalid="ignore"):
+            before = died & (days < PAIN_VISITS[self.time_point][1])
+        return eligible & ~scored & before
+
     def _arrays(self, records: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(baseline present, follow-up score present as well, responder) as numpy bools."""
+        """(baseline present, in the denominator, responder) as numpy bools.
+
+        The denominator is the records with a follow-up score, plus with
+        ``deaths="non_response"`` the deaths before the visit (as non-responders).
+        """
         baseline = _floats(records, "pain_baseline")
         followup = _floats(records, self.column)
         eligible = ~np.isnan(baseline)
@@ -240,7 +278,10 @@ class ResponderDefinition:
                 responder = (baseline > 0) & (reduction >= needed - _TOLERANCE)
             else:
                 responder = reduction >= self.threshold - _TOLERANCE
-        return eligible, followed, followed & responder
+        responder = followed & responder
+        if self.deaths == "non_response":
+            followed = followed | self._died_before(records, eligible, followed)
+        return eligible, followed, responder
 
     def is_responder(self, records: pd.DataFrame) -> pd.Series:
         """Responder status of each record.
@@ -254,7 +295,8 @@ class ResponderDefinition:
         -------
         pandas.Series
             Nullable ``boolean`` with the index of `records`, named ``"responder"``: True or
-            False where both scores are present, ``<NA>`` where either is missing.
+            False where both scores are present, ``<NA>`` where either is missing (with
+            ``deaths="non_response"``, False for a death before the visit without a score).
 
         Examples
         --------
@@ -264,7 +306,7 @@ class ResponderDefinition:
         >>> ResponderDefinition().is_responder(frame).tolist()
         [True, False, <NA>]
         """
-        _require(records, ("pain_baseline", self.column))
+        _require(records, self.columns)
         _, followed, responder = self._arrays(records)
         values = pd.arrays.BooleanArray(responder, ~followed)
         return pd.Series(values, index=records.index, name="responder")
@@ -519,7 +561,7 @@ def _status_counts(groups: _Groups, status: np.ndarray, states: int) -> np.ndarr
 def _responder_block(
     records: pd.DataFrame, groups: _Groups, responder: ResponderDefinition, level: float
 ) -> dict[str, Any]:
-    _require(records, ("pain_baseline", responder.column))
+    _require(records, responder.columns)
     eligible, followed, is_responder = responder._arrays(records)
     return _responder_counts_block(groups.count(eligible), groups.count(followed),
                                    groups.count(is_responder), level)
@@ -546,12 +588,19 @@ def _responder_rates_block(
 ) -> dict[str, Any]:
     """:func:`_responder_block` from one bincount: eligible ⊇ followed ⊇ responder, so their
     sum (0 … 3) is one status per record and the three counts are tail sums of its table."""
-    _require(records, ("pain_baseline", responder.column))
+    _require(records, responder.columns)
     eligible, followed, is_responder = responder._arrays(records)
     status = eligible.view(np.uint8) + followed.view(np.uint8) + is_responder.view(np.uint8)
     table = _status_counts(groups, status, 4)
-    return _responder_counts_block(table[:, 1:].sum(axis=1), table[:, 2:].sum(axis=1),
-                                   table[:, 3].copy(), level)
+    block = _responder_counts_block(table[:, 1:].sum(axis=1), table[:, 2:].sum(axis=1),
+                                    table[:, 3].copy(), level)
+    if responder.deaths == "non_response":
+        baseline = _floats(records, "pain_baseline")
+        scored = ~np.isnan(_floats(records, responder.column))
+        died = responder._died_before(records, ~np.isnan(baseline), scored)
+        block = {**dict(list(block.items())[:3]), "n_died_before_visit": groups.count(died),
+                 **dict(list(block.items())[3:])}
+    return block
 
 
 def responder_rates(
@@ -583,14 +632,18 @@ def responder_rates(
         * ``n_followed``: of those, records with a score at the time point;
         * ``n_missing``: ``n_eligible - n_followed`` (no score at the visit: lost, not yet
           due or not recorded); they are neither responders nor non-responders;
+        * only with ``deaths="non_response"``: ``n_died_before_visit``, the deaths before
+          the visit without a score, counted in ``n_followed`` as non-responders;
         * ``rate = responders / n_followed`` with its Wilson interval (Clopper–Pearson at 0
           or n responders), named in ``method``;
         * ``definition``: the responder definition's label.
 
     Notes
     -----
-    This is a complete-case analysis: the rate is unbiased only if the missing scores are
-    missing completely at random. Show ``n_missing`` next to the rate.
+    By default this is a complete-case analysis: the rate is unbiased only if the missing
+    scores are missing completely at random. Show ``n_missing`` next to the rate. Deaths
+    before the visit are informative, not random: ``deaths="non_response"`` gives the
+    composite rate (alive and responding), to be read beside the complete-case one.
 
     Examples
     --------

@@ -8,9 +8,12 @@ Outcomes
 --------
 ``"cement_leakage"``, ``"pulmonary_embolism"`` and ``"adjacent_fracture"`` are used as recorded
 (rows with a missing value are excluded). ``"non_response"`` is 1 when the patient is *not* a pain
-responder at month 1, a responder having ``pain_month1 <= 0.7 * pain_baseline`` (a reduction of at
-least 30%); rows with a missing ``pain_month1`` or ``pain_baseline`` (or a baseline of 0, where a
-relative reduction is undefined) are excluded, never counted as events.
+responder at month 1 by the default definition of :class:`analysis.outcomes.ResponderDefinition`
+(a reduction of at least 30% from baseline), the one rule used everywhere: a baseline of 0 cannot
+fall by 30% and is a non-response (an event); rows with a missing ``pain_month1`` or
+``pain_baseline`` are excluded, never counted as events (complete case; deaths before the visit
+are missing too). :func:`outcome_completeness` gives each unit's share of records with the outcome
+recorded (for non-response: with a month-1 score), shown beside the monitoring table.
 
 Methods
 -------
@@ -42,6 +45,7 @@ from scipy import optimize, special
 from analysis._results import Result
 from analysis.adjustment import _floats
 from analysis.errors import InsufficientDataError
+from analysis.outcomes import ResponderDefinition
 
 __all__ = [
     "OUTCOMES",
@@ -62,6 +66,7 @@ __all__ = [
     "funnel_limits",
     "funnel_limits_oe",
     "oe_ratio",
+    "outcome_completeness",
     "outcome_values",
     "p_chart",
     "risk_model",
@@ -112,15 +117,16 @@ def outcome_values(records: pd.DataFrame, outcome: str) -> pd.Series:
     -------
     Series
         Aligned to ``records.index``. For ``"non_response"`` an event is a month-1 pain score above
-        70% of baseline; rows without ``pain_month1`` or ``pain_baseline`` (or with a baseline of 0)
-        are NaN (excluded), never events.
+        70% of baseline, as :class:`analysis.outcomes.ResponderDefinition` (so a baseline of 0 is
+        an event); rows without ``pain_month1`` or ``pain_baseline`` are NaN (excluded), never
+        events.
 
     Examples
     --------
-    >>> df = pd.DataFrame({"pain_baseline": [8.0, 8.0, 8.0],
-    ...                    "pain_month1": pd.array([2.0, 7.0, None], dtype="Float64")})
+    >>> df = pd.DataFrame({"pain_baseline": [8.0, 8.0, 8.0, 0.0],
+    ...                    "pain_month1": pd.array([2.0, 7.0, None, 0.0], dtype="Float64")})
     >>> outcome_values(df, "non_response").tolist()
-    [0.0, 1.0, nan]
+    [0.0, 1.0, nan, 1.0]
     """
     if outcome not in OUTCOMES:
         raise ValueError(f"unknown outcome {outcome!r}; expected one of {', '.join(OUTCOMES)}")
@@ -128,18 +134,70 @@ def outcome_values(records: pd.DataFrame, outcome: str) -> pd.Series:
         missing = [c for c in ("pain_baseline", "pain_month1") if c not in records]
         if missing:
             raise KeyError(f"records lack column(s) {missing} needed for 'non_response'")
-        base = _floats(records["pain_baseline"])
-        month1 = _floats(records["pain_month1"])
-        valid = np.isfinite(base) & np.isfinite(month1) & (base > 0)
-        # A small tolerance keeps an exact 30% reduction (e.g. 3 -> 2.1) a response despite
-        # floating-point rounding of 0.7 * baseline.
-        responder = month1 <= (1.0 - RESPONDER_REDUCTION) * base + 1e-9
-        values = np.where(valid, np.where(responder, 0.0, 1.0), np.nan)
+        _, followed, responder = ResponderDefinition(
+            "month1", "relative", 100 * RESPONDER_REDUCTION)._arrays(records)
+        values = np.where(followed, np.where(responder, 0.0, 1.0), np.nan)
     else:
         if outcome not in records:
             raise KeyError(f"records lack column {outcome!r}")
         values = _floats(records[outcome])
     return pd.Series(values, index=records.index, name=outcome)
+
+
+def outcome_completeness(records: pd.DataFrame, unit: str, outcome: str) -> pd.DataFrame:
+    """Per unit, the share of its records that have the outcome recorded.
+
+    Monitoring uses the records with the outcome (complete case); a unit whose patients
+    are often not followed up can look good or bad by who was followed. Show this next to
+    the unit's rate.
+
+    Parameters
+    ----------
+    records : DataFrame
+        Records with the unit column and the columns of the outcome.
+    unit : str
+        Grouping column, ``"facility_id"`` or ``"operator_id"``.
+    outcome : str
+        One of :data:`OUTCOMES`.
+
+    Returns
+    -------
+    DataFrame
+        ``unit, n_eligible, n_recorded, completeness`` sorted by unit: for
+        ``"non_response"`` the records with a baseline pain score and, of those, the ones
+        with a month-1 score; for the other outcomes all records and those with the outcome
+        recorded. ``completeness = n_recorded / n_eligible`` (NaN when no record is
+        eligible). Records without a unit are left out.
+
+    Examples
+    --------
+    >>> df = pd.DataFrame({"facility_id": ["A", "A", "A", "B"],
+    ...                    "pain_baseline": [8.0, 8.0, None, 6.0],
+    ...                    "pain_month1": [2.0, None, None, 5.0]})
+    >>> outcome_completeness(df, "facility_id", "non_response")
+      unit  n_eligible  n_recorded  completeness
+    0    A           2           1           0.5
+    1    B           1           1           1.0
+    """
+    if unit not in records:
+        raise KeyError(f"records lack the unit column {unit!r}")
+    recorded = outcome_values(records, outcome).notna().to_numpy()
+    if outcome == "non_response":
+        eligible = ~np.isnan(_floats(records["pain_baseline"]))
+    else:
+        eligible = np.ones(len(records), dtype=bool)
+    has_unit = records[unit].notna().to_numpy()
+    columns = ["unit", "n_eligible", "n_recorded", "completeness"]
+    if not has_unit.any():
+        return pd.DataFrame(columns=columns)
+    group, names = _unit_groups(records[unit], has_unit)
+    n_eligible = np.bincount(group, weights=eligible[has_unit], minlength=names.size)
+    n_recorded = np.bincount(group, weights=recorded[has_unit], minlength=names.size)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        share = np.where(n_eligible > 0, n_recorded / n_eligible, np.nan)
+    return pd.DataFrame({"unit": names, "n_eligible": n_eligible.astype(np.int64),
+                         "n_recorded": n_recorded.astype(np.int64), "completeness": share},
+                        columns=columns)
 
 
 def _unit_groups(units: pd.Series, keep: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

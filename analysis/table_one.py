@@ -1,9 +1,12 @@
 """Table 1: baseline characteristics of vertebroplasty (VP) and kyphoplasty (KP) patients.
 
 :func:`table_one` returns a tidy frame (one row per variable and per level) with formatted
-summaries per procedure, missing counts, p-values and standardised mean differences (SMD),
-unweighted and, when weights are given (e.g. IPTW from
-:func:`analysis.adjustment.propensity_weights`), weighted.
+summaries per procedure, standardised mean differences (SMD) and missing counts, unweighted
+and, when weights are given (e.g. IPTW from :func:`analysis.adjustment.propensity_weights`),
+weighted. Balance is judged by the SMD; baseline p-values are optional and off by default
+(STROBE, Vandenbroucke et al. 2007, item 14a; tableone's ``test = FALSE``): they test a null
+hypothesis about the population that is not the question, and with many records they are
+small for trivial differences.
 
 References
 ----------
@@ -15,6 +18,11 @@ References
    using SAS. SAS Global Forum 2012, paper 335.
 .. [4] Welch BL. The generalization of "Student's" problem when several different population
    variances are involved. Biometrika 1947;34:28-35.
+.. [5] Vandenbroucke JP, von Elm E, Altman DG, et al. Strengthening the Reporting of
+   Observational Studies in Epidemiology (STROBE): explanation and elaboration. PLoS Med
+   2007;4:e297 (item 14a: "significance tests should be avoided in descriptive tables").
+.. [6] Yoshida K, Bartel A. tableone: Create 'Table 1' to describe baseline characteristics
+   (R package; ``print(..., smd = TRUE, test = FALSE)`` for observational comparisons).
 """
 
 from __future__ import annotations
@@ -142,8 +150,11 @@ def table_one(
     records: pd.DataFrame,
     weights: pd.Series | ArrayLike | PropensityResult | None = None,
     variables: Sequence[str] | Mapping[str, str] | None = None,
+    *,
+    p_values: bool = False,
 ) -> pd.DataFrame:
-    """Baseline characteristics by procedure with p-values and standardised differences.
+    """Baseline characteristics by procedure with standardised differences (SMD) and,
+    optionally, p-values.
 
     Parameters
     ----------
@@ -159,6 +170,9 @@ def table_one(
         ``"mean"`` (mean (SD)), ``"median"`` (median [IQR]) or ``"categorical"``
         (n (%)); by default categorical/text/boolean columns are categorical,
         fracture_age_weeks and prior_fractures median [IQR], other numbers mean (SD).
+    p_values : bool, default False
+        Add the columns ``p_value`` and ``test`` (unweighted tables only). Off by default:
+        imbalance is judged by the SMD, not by a test [5]_ [6]_.
 
     Returns
     -------
@@ -166,14 +180,14 @@ def table_one(
         One row for the group sizes (``variable = "n"``), one per continuous variable, and
         per categorical variable one row (``level = ""``) followed by a row per observed
         level. Columns: ``variable, level, vertebroplasty, kyphoplasty`` (text: "n (%)",
-        "mean (SD)" or "median [IQR]"; percentages of the non-missing values),
-        ``missing_vp, missing_kp`` (on the variable rows), ``p_value``, ``test``, ``smd``
-        and, with weights, ``vertebroplasty_weighted, kyphoplasty_weighted,
-        smd_weighted``.
+        "mean (SD)" or "median [IQR]"; percentages of the non-missing values), ``smd``,
+        with weights ``vertebroplasty_weighted, kyphoplasty_weighted, smd_weighted``, then
+        ``missing_vp, missing_kp`` (on the variable rows) and, with ``p_values=True``,
+        ``p_value`` and ``test``.
 
     Notes
     -----
-    * **p-values** (unweighted only; NaN when `weights` are given, because tests in the
+    * **p-values** (only with ``p_values=True``; unweighted only, NaN when `weights` are given, because tests in the
       weighted pseudo-population are not meaningful): Welch's t-test for every numeric
       variable, also those shown as median [IQR]; for categorical variables Pearson's
       chi-square without continuity correction when every expected count is at least 5,
@@ -199,6 +213,8 @@ def table_one(
     >>> t1 = table_one(rows, variables=["age", "sex"])
     >>> t1[["variable", "level", "vertebroplasty", "kyphoplasty"]].to_numpy().tolist()[3]
     ['sex', 'F', '2 (66.7)', '1 (50.0)']
+    >>> list(t1.columns[:5]), "p_value" in t1
+    (['variable', 'level', 'vertebroplasty', 'kyphoplasty', 'smd'], False)
     """
     t_all = treatment_indicator(records)
     in_arms = ~np.isnan(t_all)
@@ -278,7 +294,7 @@ def table_one(
             rank_values = np.where(present, ranked[np.maximum(level, 0)], np.nan)
             var_row = base(name, "")
             var_row.update(missing_vp=miss_vp, missing_kp=miss_kp)
-            if not weighted:
+            if p_values and not weighted:
                 var_row["p_value"], var_row["test"] = _categorical_test(counts)
             var_row["smd"] = smd_categorical(rank_values, t)
             if weighted:
@@ -310,7 +326,7 @@ def table_one(
             row.update(missing_vp=miss_vp, missing_kp=miss_kp)
             a, b = x[g1 & present], x[g0 & present]
             row[VP], row[KP] = _summary(b, None, style), _summary(a, None, style)
-            if not weighted and min(a.size, b.size) >= 2:
+            if p_values and not weighted and min(a.size, b.size) >= 2:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore", RuntimeWarning)
                     row["p_value"] = float(st.ttest_ind(a, b, equal_var=False).pvalue)
@@ -323,10 +339,12 @@ def table_one(
                 row["smd_weighted"] = standardised_difference(
                     np.where(wok, x, np.nan), t, np.nan_to_num(w), binary=False)
             rows.append(row)
-    columns = ["variable", "level", VP, KP, "missing_vp", "missing_kp", "p_value", "test",
-               "smd"]
+    columns = ["variable", "level", VP, KP, "smd"]
     if weighted:
         columns += [f"{VP}_weighted", f"{KP}_weighted", "smd_weighted"]
+    columns += ["missing_vp", "missing_kp"]
+    if p_values:
+        columns += ["p_value", "test"]
     frame = pd.DataFrame(rows, columns=columns)
     for c in ("missing_vp", "missing_kp"):
         frame[c] = frame[c].astype("Int64")

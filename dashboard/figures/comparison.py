@@ -171,7 +171,8 @@ def redact_counts(text) -> str:
 class BaselineResult:
     """Table 1, balance and propensity-score diagnostics of a selection (aggregates only).
 
-    ``table_one`` is unweighted (with p-values), ``table_one_weighted`` the IPTW-weighted
+    ``table_one`` is unweighted (with the optional p-values computed, shown only on request),
+    ``table_one_weighted`` the IPTW-weighted
     table (None when the propensity model could not be fitted, ``ps_error`` says why).
     ``histogram``: ``procedure, bin_start, bin_end, count`` of the propensity scores.
     """
@@ -211,7 +212,7 @@ def baseline_analysis(records: pd.DataFrame) -> BaselineResult:
     The weights are :func:`analysis.adjustment.propensity_weights` (ATE, stabilised, the
     default covariates): the same weights as the IPTW estimate of the comparison.
     """
-    unweighted = table_one(records)
+    unweighted = table_one(records, p_values=True)
     try:
         ps = propensity_weights(records)
     except (AnalysisError, ValueError) as error:
@@ -292,9 +293,13 @@ def _group_sizes(table: pd.DataFrame) -> dict[str, int]:
 
 
 def table_one_display(
-    unweighted: pd.DataFrame, weighted: pd.DataFrame | None = None
+    unweighted: pd.DataFrame, weighted: pd.DataFrame | None = None, p_values: bool = False
 ) -> pd.DataFrame:
-    """Table 1 for display: VP and KP columns, missing counts, p, SMD, and IPTW-weighted columns.
+    """Table 1 for display: VP, KP and SMD first, the IPTW-weighted columns, missing counts,
+    and the p-values only when `p_values` is true (and `unweighted` has them).
+
+    Balance is read from the SMD; baseline p-values are optional and off by default (STROBE
+    item 14a; tableone ``test = FALSE``).
 
     One "Characteristic" column: the variable rows ("Sex, n (%)") followed by their levels,
     indented. Suppression: group sizes, level counts and missing counts from 1 to 10 show
@@ -310,6 +315,7 @@ def table_one_display(
     sizes = _group_sizes(unweighted)
     small_group = {name: bool(is_small([sizes[name]])[0]) for name in PROCEDURES}
     any_group_small = small_group[VP] or small_group[KP]
+    show_p = p_values and "p_value" in table
     # Secondary suppression within each categorical variable: a single hidden level could be
     # recovered as the group's n minus the levels shown.
     secondary: set[tuple[str, str, str]] = set()
@@ -357,10 +363,6 @@ def table_one_display(
             value = row[f"missing_{short}"]
             if not _missing(value):
                 missing.append(label() if small_group[name] else format_count(int(value)))
-        out["Missing (VP / KP)"] = " / ".join(missing) if len(missing) == 2 else ""
-        out["p-value"] = (
-            "" if any_group_small or _missing(row["p_value"]) else p_text(row["p_value"])
-        )
         either = hidden[VP] or hidden[KP]
         out["SMD"] = "" if either or _missing(row["smd"]) else plain(row["smd"], 3)
         if weighted is not None:
@@ -372,6 +374,11 @@ def table_one_display(
                 )
             smd_w = row.get("smd_weighted")
             out["SMD (IPTW)"] = "" if either or _missing(smd_w) else plain(smd_w, 3)
+        out["Missing (VP / KP)"] = " / ".join(missing) if len(missing) == 2 else ""
+        if show_p:
+            out["p-value"] = (
+                "" if any_group_small or _missing(row["p_value"]) else p_text(row["p_value"])
+            )
         rows.append(out)
     return pd.DataFrame(rows)
 

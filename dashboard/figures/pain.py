@@ -40,6 +40,16 @@ THRESHOLDS = {
 }
 DEFAULT_THRESHOLDS = {"relative": 30.0, "absolute": 2.0}
 DEFAULT_TIME_POINT = "month1"
+#: How a death before the visit (without a score) counts: the responder analysis's options.
+DEATHS = {"missing": "Missing (complete case)",
+          "non_response": "Non-responder (composite: alive and responding)"}
+DEATHS_TEXT = (
+    "A patient who died before the visit has no score. Complete case (default): such a patient is "
+    "missing follow-up, left out of the rate. Composite: death before the visit counts as "
+    "non-response, so the rate is the share of patients alive and relieved at the visit; read the "
+    "two together, since a complete-case rate can look better only because the sickest patients "
+    "died."
+)
 
 METHODS_TEXT = (
     "A responder is a patient whose pain score (0–10 VAS/NRS) fell from baseline by at least the "
@@ -58,9 +68,11 @@ METHODS_TEXT = (
 
 def definition_from_controls(time_point: str | None, kind: str | None,
                              relative: float | None = None,
-                             absolute: float | None = None) -> ResponderDefinition:
+                             absolute: float | None = None,
+                             deaths: str | None = None) -> ResponderDefinition:
     """The responder definition chosen on the page; unknown or empty values fall back to the
-    defaults (≥30% at month 1, or ≥2 points for an absolute definition)."""
+    defaults (≥30% at month 1, or ≥2 points for an absolute definition; deaths before the
+    visit missing)."""
     time_point = time_point if time_point in TIME_POINTS else DEFAULT_TIME_POINT
     kind = kind if kind in THRESHOLDS else "relative"
     chosen = relative if kind == "relative" else absolute
@@ -70,7 +82,8 @@ def definition_from_controls(time_point: str | None, kind: str | None,
         value = DEFAULT_THRESHOLDS[kind]
     if value not in THRESHOLDS[kind]:
         value = DEFAULT_THRESHOLDS[kind]
-    return ResponderDefinition(time_point, kind, value)
+    deaths = deaths if deaths in DEATHS else "missing"
+    return ResponderDefinition(time_point, kind, value, deaths)
 
 
 def _rows(table: pd.DataFrame) -> dict[str, pd.Series]:
@@ -171,6 +184,9 @@ def responder_table(rates: pd.DataFrame) -> pd.DataFrame:
     missing = [format_count(v) for v in table["n_missing"]]
     shown = suppress_table(table, ["n_followed", "responders"], ["rate_pct", "ci_95"])
     shown["n_missing"] = missing
+    if "n_died_before_visit" in table:  # the composite definition: deaths are non-responders
+        shown["n_died_before_visit"] = [format_count(v) for v in table["n_died_before_visit"]]
+        columns.insert(3, "n_died_before_visit")
     return shown[columns].reset_index(drop=True)
 
 
@@ -179,10 +195,16 @@ def responder_table_wide(rates: pd.DataFrame) -> pd.DataFrame:
     long = responder_table(rates)
     measures = {"n_followed": "Followed", "n_missing": "Missing follow-up",
                 "responders": "Responders", "rate_pct": "Rate (%)", "ci_95": "95% CI"}
+    if "n_died_before_visit" in long:
+        measures = {"n_followed": "Followed or died before the visit",
+                    "n_died_before_visit": "Died before the visit (non-responders)",
+                    **{k: v for k, v in measures.items() if k != "n_followed"}}
     table = pd.DataFrame({"measure": list(measures.values())})
+    rate_at = list(measures).index("rate_pct")
     for row in long.itertuples(index=False):
         values = [getattr(row, column) for column in measures]
-        values[3] = None if values[3] is None or pd.isna(values[3]) else f"{values[3]:.1f}"
+        values[rate_at] = (None if values[rate_at] is None or pd.isna(values[rate_at])
+                           else f"{values[rate_at]:.1f}")
         table[row.procedure] = values
     return table
 

@@ -411,14 +411,30 @@ def cusum_options(result: FunnelResult | None) -> list[dict]:
 TABLE_LABELS = {
     "unit": "Unit", "n": "n", "events": "Events", "rate": "Rate %", "expected": "Expected",
     "oe": "O/E", "oe_ci": "O/E 95% CI", "z": "z", "flag": "Flag", "p_adjusted": "BH-adj. p",
+    "completeness": "Recorded %",
 }
+COMPLETENESS_TEXT = {
+    "non_response": "Recorded %: of the unit's patients with a baseline pain score, the share "
+                    "with a month-1 score (the others, deaths included, are left out of the "
+                    "non-response rate).",
+}
+COMPLETENESS_DEFAULT = "Recorded %: the share of the unit's records with this outcome recorded."
 
 
-def units_table(result: FunnelResult | None) -> pd.DataFrame:
+def completeness_note(outcome: str) -> str:
+    """What the table's "Recorded %" column means for `outcome`."""
+    return COMPLETENESS_TEXT.get(outcome, COMPLETENESS_DEFAULT)
+
+
+def units_table(result: FunnelResult | None,
+                completeness: pd.DataFrame | None = None) -> pd.DataFrame:
     """One row per unit (sorted by name, not ranked) with suppression applied.
 
     O/E CIs come from :func:`analysis.quality.oe_ratio` (exact below 10 events, Byar from 10),
-    the same as the caterpillar plot.
+    the same as the caterpillar plot. With `completeness`
+    (:func:`analysis.quality.outcome_completeness`) a ``completeness`` column (percent) is
+    added; it is hidden when the unit's eligible or missing records number 1 to the
+    suppression threshold (the share would reveal them).
     """
     columns = ["unit", "n", "events", "rate", "expected", "oe", "oe_ci", "z", "flag",
                "p_adjusted"]
@@ -446,6 +462,14 @@ def units_table(result: FunnelResult | None) -> pd.DataFrame:
     })
     shown = suppress_table(table, ["n", "events"],
                            ["rate", "expected", "oe", "oe_ci", "z", "p_adjusted"])
+    if completeness is not None:
+        found = completeness.assign(unit=completeness["unit"].astype(str)).set_index("unit")
+        found = found.reindex(table["unit"])
+        eligible = found["n_eligible"].to_numpy(dtype=float)
+        missing = eligible - found["n_recorded"].to_numpy(dtype=float)
+        hidden = is_small(eligible) | is_small(missing) | np.isnan(eligible)
+        share = (100 * found["completeness"].to_numpy(dtype=float)).round(1)
+        shown["completeness"] = np.where(hidden, None, share).tolist()
     return shown.drop(columns="suppressed")  # "<11" in the count columns says it
 
 

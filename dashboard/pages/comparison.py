@@ -116,6 +116,13 @@ def layout(**_query) -> html.Div:
                 className="py-2 small",
             ),
             html.Div(id="comparison-baseline-status", **status),
+            dbc.Switch(
+                id="comparison-table-one-p",
+                label="Show baseline p-values in Table 1 (off: balance is judged by the SMD)",
+                value=False,
+                className="small mb-1",
+                **PERSIST,
+            ),
             html.Div(id="comparison-table-one"),
             dbc.Card(
                 dbc.CardBody(
@@ -284,8 +291,8 @@ def _card(title: str, body: list, card_id: str) -> dbc.Card:
     )
 
 
-def table_one_section(result: fig.BaselineResult) -> dbc.Card:
-    shown = fig.table_one_display(result.table_one, result.table_one_weighted)
+def table_one_section(result: fig.BaselineResult, p_values: bool = False) -> dbc.Card:
+    shown = fig.table_one_display(result.table_one, result.table_one_weighted, p_values)
     weighted = (
         "IPTW columns: the same patients weighted by the inverse probability of the "
         "procedure they received (stabilised ATE weights), sums of weights for counts."
@@ -297,10 +304,17 @@ def table_one_section(result: fig.BaselineResult) -> dbc.Card:
         [
             html.P(
                 [
-                    "Percentages of the non-missing values. p-values: Welch's t-test for numbers; "
-                    "chi-square test for categories, or Fisher's exact test when expected counts "
-                    "are small (Monte Carlo for tables larger than 2 × 2). SMD: standardised mean "
-                    f"difference KP − VP; |SMD| < {SMD_THRESHOLD:g} is usually taken as balanced. ",
+                    "Percentages of the non-missing values. SMD: standardised mean difference "
+                    f"KP − VP; |SMD| < {SMD_THRESHOLD:g} is usually taken as balanced. Balance "
+                    "is judged by the SMD, not by tests (STROBE item 14a), so baseline p-values "
+                    "are off by default; "
+                    + (
+                        "shown here: Welch's t-test for numbers; chi-square test for "
+                        "categories, or Fisher's exact test when expected counts are small "
+                        "(Monte Carlo for tables larger than 2 × 2). "
+                        if p_values
+                        else "the switch above adds them. "
+                    ),
                     weighted,
                     f" Counts from 1 to 10 show as {label()}.",
                 ],
@@ -527,6 +541,7 @@ def update_mdd(state):
     Output("comparison-table-one", "children"),
     Output("comparison-diagnostics", "children"),
     Input("filter-state", "data"),
+    Input("comparison-table-one-p", "value"),
     background=True,
     manager=MANAGER,
     interval=500,
@@ -537,12 +552,12 @@ def update_mdd(state):
     ],
 )
 @safe_callback(2)
-def update_baseline(state):
+def update_baseline(state, p_values=False):
     prepare_forked_job()
     result = baseline(RecordFilter.from_dict(state))
     if result is None:
         return empty_state(), None
-    return table_one_section(result), diagnostics_section(result)
+    return table_one_section(result, bool(p_values)), diagnostics_section(result)
 
 
 @callback(

@@ -94,8 +94,16 @@ the month-1 visit**: (baseline − month 1) / baseline ≥ 0.30. This is the rel
 of the Cochrane review CD006349 (Buchbinder et al.). The denominator is the patients with
 both a baseline and a month-1 score; a patient without a month-1 score is neither a
 responder nor a non-responder and is counted as missing. A patient with a baseline score of
-0 cannot improve and counts as a non-responder. Comparisons allow a rounding tolerance of
-10⁻⁹, so that 7.3 → 5.3 counts as a 2-point reduction.
+0 cannot improve and counts as a non-responder, on every page (the quality monitoring's
+pain non-response included). Comparisons allow a rounding tolerance of 10⁻⁹, so that
+7.3 → 5.3 counts as a 2-point reduction.
+
+**Deaths before the visit.** A patient who died before the visit's nominal day has no
+score. By default (complete case) such a patient is missing, like any other patient without
+a score; the Pain relief page and the analysis package also offer the **composite**, in
+which a death before the visit counts as non-response, so the rate is the share of patients
+alive and relieved. Read the two together: a complete-case rate can look better only
+because the sickest patients died (informative missingness).
 
 **Alternative definitions** (selectable on the Pain relief page), with their sources:
 
@@ -204,11 +212,11 @@ left out and counted.
 
 | Outcome | Adjusted method | Source |
 |---|---|---|
-| Binary (responder, leakage, embolism, new fracture by 12 months) | logistic outcome model, then **standardised risks by g-computation**: every patient's risk predicted as if treated with KP and with VP, averaged; adjusted risk difference and risk ratio with a nonparametric bootstrap interval of the whole pipeline (m-out-of-n bootstrap above {BOOTSTRAP_MAX_N:,} records). The responder model also adjusts for baseline pain. | Snowden et al. 2011; Efron & Tibshirani 1993; Bickel et al. 1997 |
+| Binary (responder, leakage, embolism, new fracture by 12 months) | logistic outcome model, then **standardised risks by g-computation**: every patient's risk predicted as if treated with KP and with VP, averaged; adjusted risk difference and risk ratio with a Wald interval from the **influence-function (sandwich) variance** of the standardised risks, which counts the estimation of the model and of the patient mix and, being analytic, has no Monte-Carlo error (the limits do not change with a random seed; a 200-replicate bootstrap used before moved them by about 0.2 standard errors). A nonparametric bootstrap of the whole pipeline (m-out-of-n above {BOOTSTRAP_MAX_N:,} records) remains available in the analysis package and reports its Monte-Carlo error. The responder model also adjusts for baseline pain. | Snowden et al. 2011; Stefanski & Boos 2002; Sjölander 2016; Efron & Tibshirani 1993; Bickel et al. 1997 |
 | Binary, second estimate | **propensity score** (logistic model of KP on the covariates) and **inverse probability of treatment weighting** with **stabilised ATE weights** (P(KP)/e for KP, (1 − P(KP))/(1 − e) for VP); weighted risk difference with a sandwich (HC0) standard error, which ignores the estimation of the score and is conservative for the ATE | Rosenbaum & Rubin 1983; Austin 2011; Austin & Stuart 2015; Xu et al. 2010 |
-| Pain at a visit | **ANCOVA**: pain at the visit ~ KP + baseline pain + covariates (OLS, t-based interval) | Vickers & Altman 2001 |
+| Pain at a visit | **ANCOVA**: pain at the visit ~ KP + baseline pain + covariates (OLS, t-based interval with residual df = n − rank on the records that have the score: a covariate column that is all zero or collinear on them is not estimated and not counted, as R's `lm()` does) | Vickers & Altman 2001 |
 | Pain over all visits | linear mixed model, random intercept per patient, REML; KP − VP contrast at each visit and a joint test of the procedure × visit interaction; visits with fewer than {MIN_VISIT_OBSERVATIONS} scores in a procedure are left out | Laird & Ware 1982 |
-| Procedure duration | OLS with HC3 robust standard errors (difference in minutes) | MacKinnon & White 1985 |
+| Procedure duration | OLS with HC3 robust standard errors (difference in minutes), df = n − rank as for the ANCOVA; a record with leverage 1 (the only one informing a column, e.g. the only record in a covariate level) has HC3 weight 0/0 and contributes 0, which leaves the KP effect's variance exactly that of the fit without the record | MacKinnon & White 1985 |
 | Cost | **gamma GLM with log link**: exp(coefficient) is the ratio of mean costs, t-based inference | Manning & Mullahy 2001; Barber & Thompson 2004 |
 | Time to new fracture | **Cox proportional hazards with Efron ties**, deaths censored (cause-specific hazard ratio); Lin–Wei robust standard errors when clustered | Cox 1972; Efron 1977; Lin & Wei 1989 |
 
@@ -238,6 +246,13 @@ single facility is never clustered, and the table notes say so.
 weighting; a covariate is balanced when **|SMD| < {SMD_THRESHOLD:g}** (Austin 2009), with weighted
 variances as in Austin & Stuart 2015 and a multivariate SMD for categorical covariates with
 more than two levels (Yang & Dalton 2012). The effective sample size is (Σw)²/Σw² (Kish 1965).
+
+**Table 1** describes the two groups with their SMDs next to the summaries (unweighted and
+IPTW-weighted). Baseline p-values are optional and off by default: they answer a question
+about chance that is not the question (are the groups comparable?), and with many records
+trivial differences get small p-values (STROBE item 14a, Vandenbroucke et al. 2007; the
+tableone package, Yoshida & Bartel 2022). When switched on they are Welch's t-test for
+numbers and the χ² or Fisher's exact test for categories.
 Poor overlap is reported; trimming of extreme scores (Stürmer et al. 2010) or overlap weights
 (Li, Morgan & Zaslavsky 2018) are available in the analysis package.
 
@@ -280,7 +295,9 @@ Control limits are **exact binomial limits with interpolation** (Spiegelhalter 2
 Appendix A.1.1) at **{alert}** (p = 0.025 and 0.975, "alert") and **{alarm}** (p = 0.001 and
 0.999, "alarm"). Units with fewer than 10 cases are shown but not tested. Units are not ranked
 in a league table. Outcomes monitored: cement leakage, cement embolism, a new fracture during
-follow-up (as recorded) and pain non-response (not a responder by the default definition).
+follow-up (as recorded) and pain non-response (not a responder by the default definition;
+complete case). The unit table shows each unit's completeness: for pain non-response the
+share of its patients with a baseline score who have a month-1 score.
 
 **Risk adjustment.** A logistic case-mix model gives each patient a predicted risk; a unit's
 expected count is E = Σ p̂ and the plotted point is O/E × θ₀ against exact Poisson limits
@@ -347,12 +364,17 @@ Published figures shown beside a hospital's own rates were copied from the cited
 printed (no value is derived); they are context, not targets, because populations,
 definitions (per patient or per level, imaging, follow-up) and designs differ.
 
-Published two-arm trial tables are pooled on the log risk-ratio scale with the
-DerSimonian–Laird random-effects model (DerSimonian & Laird 1986) or the Mantel–Haenszel
-fixed-effect estimate (Mantel & Haenszel 1959) with the Greenland–Robins and
-Robins–Breslow–Greenland variances (Greenland & Robins 1985; Robins, Breslow & Greenland 1986;
-Sato, Greenland & Robins 1989 for the risk difference). Heterogeneity is reported as I²
-(Higgins & Thompson 2002).
+Published two-arm trial tables are pooled on the log risk-ratio scale with a random-effects
+model, the between-trial variance τ² estimated by the DerSimonian–Laird moment estimator
+(DerSimonian & Laird 1986) or by restricted maximum likelihood (REML, the default of R's
+metafor; Viechtbauer 2005), or with the Mantel–Haenszel fixed-effect estimate (Mantel &
+Haenszel 1959) with the Greenland–Robins and Robins–Breslow–Greenland variances (Greenland &
+Robins 1985; Robins, Breslow & Greenland 1986; Sato, Greenland & Robins 1989 for the risk
+difference). With few trials the random-effects interval can use the Hartung–Knapp–Sidik–
+Jonkman adjustment: a standard error from the weighted residuals and a t interval on k − 1
+degrees of freedom (Hartung & Knapp 2001; Sidik & Jonkman 2002), which keeps its coverage
+where the normal interval is too narrow (IntHout et al. 2014). Heterogeneity is reported as
+I² (Higgins & Thompson 2002).
 """),
         ("methods-suppression", "Small-cell suppression", f"""
 Aggregates of de-identified records can still single out a patient when a cell is small.
@@ -458,6 +480,8 @@ REFERENCES: tuple[str, ...] = (
     "Groenwold RHH, White IR, Donders ART, et al. Missing covariate data in clinical research: "
     "when and when not to use the missing-indicator method for analysis. CMAJ "
     "2012;184:1265-1269.",
+    "Hartung J, Knapp G. A refined method for the meta-analysis of controlled clinical trials "
+    "with binary outcome. Stat Med 2001;20:3875-3889.",
     "Higgins JPT, Thompson SG. Quantifying heterogeneity in a meta-analysis. Stat Med "
     "2002;21:1539-1558.",
     "Hodges JL, Lehmann EL. Estimates of location based on rank tests. Ann Math Stat "
@@ -465,6 +489,9 @@ REFERENCES: tuple[str, ...] = (
     "Hollander M, Wolfe DA. Nonparametric Statistical Methods, 2nd ed. Wiley 1999, §4.3.",
     "Holm S. A simple sequentially rejective multiple test procedure. Scand J Stat "
     "1979;6:65-70.",
+    "IntHout J, Ioannidis JPA, Borm GF. The Hartung-Knapp-Sidik-Jonkman method for random "
+    "effects meta-analysis is straightforward and considerably outperforms the standard "
+    "DerSimonian-Laird method. BMC Med Res Methodol 2014;14:25.",
     "Jones HE, Ohlssen DI, Spiegelhalter DJ. J Clin Epidemiol 2008;61:232.",
     "Kalbfleisch JD, Prentice RL. The Statistical Analysis of Failure Time Data, 2nd ed. Wiley "
     "2002 (log(-log) confidence intervals).",
@@ -515,6 +542,10 @@ REFERENCES: tuple[str, ...] = (
     "Schuirmann DJ. A comparison of the two one-sided tests procedure and the power approach "
     "for assessing the equivalence of average bioavailability. J Pharmacokinet Biopharm "
     "1987;15:657-680.",
+    "Sidik K, Jonkman JN. A simple confidence interval for meta-analysis. Stat Med "
+    "2002;21:3153-3159.",
+    "Sjölander A. Regression standardization with the R package stdReg. Eur J Epidemiol "
+    "2016;31:563-574.",
     "Snowden JM, Rose S, Mortimer KM. Implementation of G-computation on a simulated data set: "
     "demonstration of a causal inference technique. Am J Epidemiol 2011;173:731-738.",
     "Spiegelhalter DJ. Funnel plots for comparing institutional performance. Stat Med "
@@ -534,8 +565,13 @@ REFERENCES: tuple[str, ...] = (
     "Ulm K. Am J Epidemiol 1990;131:373.",
     "US Department of Health and Human Services. HIPAA Privacy Rule, de-identification by the "
     "Safe Harbor method, 45 CFR 164.514(b)(2).",
+    "Vandenbroucke JP, von Elm E, Altman DG, et al. Strengthening the Reporting of "
+    "Observational Studies in Epidemiology (STROBE): explanation and elaboration. PLoS Med "
+    "2007;4:e297.",
     "Vickers AJ, Altman DG. Analysing controlled trials with baseline and follow up "
     "measurements. BMJ 2001;323:1123-1124.",
+    "Viechtbauer W. Bias and efficiency of meta-analytic variance estimators in the "
+    "random-effects model. J Educ Behav Stat 2005;30:261-293.",
     "Welch BL. The generalization of \"Student's\" problem when several different population "
     "variances are involved. Biometrika 1947;34:28-35.",
     "Wilson EB. Probable inference, the law of succession, and statistical inference. J Am Stat "
@@ -549,6 +585,9 @@ REFERENCES: tuple[str, ...] = (
     "2010;13:273-277.",
     "Yang D, Dalton JE. A unified approach to measuring the effect size between two groups using "
     "SAS. SAS Global Forum 2012, paper 335.",
+    "Yoshida K, Bartel A. tableone: Create 'Table 1' to describe baseline characteristics with "
+    "or without propensity score weights. R package version 0.13.2, 2022. "
+    "https://CRAN.R-project.org/package=tableone",
     "Zeileis A, Köll S, Graham N. Various versatile variances: an object-oriented implementation "
     "of clustered covariances in R. J Stat Softw 2020;95(1):1-36.",
     "Zou G. A modified Poisson regression approach to prospective studies with binary data. Am "

@@ -28,6 +28,8 @@ from dashboard.compute_cache import cached_output
 from dashboard.data_access import filtered_records
 from dashboard.figures.common import PROCEDURE_COLOURS, procedure_label
 from dashboard.figures.pain import (
+    DEATHS,
+    DEATHS_TEXT,
     DEFAULT_THRESHOLDS,
     KINDS,
     METHODS_TEXT,
@@ -65,7 +67,7 @@ dash.register_page(__name__, path="/pain", name="Pain relief", title="Pain relie
 RECORD_COLUMNS = (
     "procedure", "pain_baseline", "pain_day1", "pain_week1", "pain_month1", "pain_month3",
     "pain_month6", "pain_month12", "odi_baseline", "odi_month1", "odi_month12",
-    "opioid_baseline", "opioid_month1",
+    "opioid_baseline", "opioid_month1", "died", "death_days",
 )
 
 # Page controls keep their values when the shell re-renders the page after a filter change.
@@ -77,6 +79,7 @@ COLUMN_LABELS = {
     "on_before": "on opioids before", "on_after": "on opioids at month 1",
     "p_mcnemar": "McNemar p", "mean_baseline": "mean baseline", "mean_followup": "mean follow-up",
     "mean_change": "mean change", "time_point": "visit", "iqr": "IQR",
+    "n_died_before_visit": "died before the visit (non-responders)",
 }
 
 
@@ -119,9 +122,17 @@ def controls(definition: ResponderDefinition) -> dbc.Card:
                 threshold_dropdown("relative", relative),
                 threshold_dropdown("absolute", absolute),
             ], xs=12, md=5),
+            dbc.Col([
+                dbc.Label("A death before the visit counts as", html_for="pain-deaths",
+                          className="small mb-0"),
+                dbc.RadioItems(id="pain-deaths", value=definition.deaths, inline=True,
+                               options=[{"label": v, "value": k} for k, v in DEATHS.items()],
+                               **PERSIST),
+            ], xs=12),
         ], className="g-2"),
         html.Details([html.Summary("How responders are defined, and the sources"),
-                      html.P(METHODS_TEXT, className="small mb-0 mt-1")],
+                      html.P(METHODS_TEXT, className="small mb-1 mt-1"),
+                      html.P(DEATHS_TEXT, className="small mb-0")],
                      className="small mt-2"),
     ]), className="mb-3", id="pain-definition")
 
@@ -166,7 +177,12 @@ def responder_section(rates: pd.DataFrame, definition: ResponderDefinition) -> h
     return html.Div([
         html.H2(f"Responders: {definition.label}", className="h5 mt-2", id="pain-responder-title"),
         html.P("Missing follow-up is reported, never counted as a non-responder: rates are "
-               "responders / patients with a score at the visit.", className="small text-muted"),
+               "responders / patients with a score at the visit"
+               + (", plus the patients who died before it, counted as non-responders "
+                  "(composite)." if definition.deaths == "non_response" else
+                  " (complete case; deaths before the visit are missing: the composite option "
+                  "counts them as non-responders)."),
+               className="small text-muted", id="pain-responder-note"),
         dbc.Row(cards, className="g-2 mb-2"),
         dbc.Row([
             dbc.Col(chart_card("Responder rate by procedure", responder_figure(rates),
@@ -234,14 +250,14 @@ def show_threshold_choices(kind):
 @callback(Output("pain-responders", "children"), Output("pain-distribution", "children"),
           Input("filter-state", "data"), Input("pain-timepoint", "value"),
           Input("pain-kind", "value"), Input("pain-threshold-relative", "value"),
-          Input("pain-threshold-absolute", "value"))
+          Input("pain-threshold-absolute", "value"), Input("pain-deaths", "value"))
 @safe_callback(2)
 @cached_output
-def update_responders(state, time_point, kind, relative, absolute):
+def update_responders(state, time_point, kind, relative, absolute, deaths="missing"):
     records = filtered_records(RecordFilter.from_dict(state), RECORD_COLUMNS)
     if records.empty:
         return empty_state(), None
-    definition = definition_from_controls(time_point, kind, relative, absolute)
+    definition = definition_from_controls(time_point, kind, relative, absolute, deaths)
     rates = responder_rates(records, definition, by=("procedure",))
     histogram = change_histogram(records, definition)
     return responder_section(rates, definition), distribution_section(histogram, definition)

@@ -33,6 +33,7 @@ from analysis.quality import (
     caterpillar,
     cusum,
     funnel_data,
+    outcome_completeness,
     outcome_values,
     risk_model,
 )
@@ -54,6 +55,7 @@ from dashboard.figures.quality import (
     caterpillar_figure,
     caterpillar_summary,
     chartable,
+    completeness_note,
     cusum_figure,
     cusum_options,
     cusum_summary,
@@ -368,7 +370,7 @@ def paragraphs(texts: list[str]) -> list[html.P]:
 # Column widths of the unit table, so ten columns fit at 1280 px (the grid's default is 90 px).
 GRID_WIDTHS = {"unit": (95, 1.2), "n": (62, 0.8), "events": (72, 0.9), "rate": (72, 0.9),
                "expected": (92, 1.0), "oe": (62, 0.8), "oe_ci": (100, 1.3), "z": (62, 0.8),
-               "flag": (108, 1.3), "p_adjusted": (84, 1.0)}
+               "flag": (108, 1.3), "p_adjusted": (84, 1.0), "completeness": (84, 1.0)}
 
 
 def _fit_columns(block: html.Div) -> html.Div:
@@ -380,15 +382,25 @@ def _fit_columns(block: html.Div) -> html.Div:
     return block
 
 
-def table_card(result) -> dbc.Card:
-    table = units_table(result)
+def table_card(result, completeness=None) -> dbc.Card:
+    table = units_table(result, completeness)
     grid = data_grid(table, "quality-units", f"quality-{result.outcome}-units",
                      column_labels=TABLE_LABELS)
+    note = html.P(completeness_note(result.outcome), className="small text-muted mb-0 mt-1",
+                  id="quality-completeness-note")
     return dbc.Card([
         dbc.CardHeader(html.H2(f"{unit_name(result.unit, True).capitalize()}: counts, O/E and "
                                "flags (alphabetical, not a ranking)", className="h6 mb-0")),
-        dbc.CardBody(_fit_columns(grid)),
+        dbc.CardBody([_fit_columns(grid), note] if completeness is not None
+                     else _fit_columns(grid)),
     ], className="mb-3")
+
+
+@functools.lru_cache(maxsize=8)
+def _completeness(url, version, selection, unit, outcome):
+    """Share of each unit's records with the outcome recorded (the table's "Recorded %")."""
+    records = _frame(url, version, selection)
+    return None if records.empty else outcome_completeness(records, unit, outcome)
 
 
 def cusum_card(value, detail):
@@ -422,8 +434,10 @@ def update_quality(state, outcome, unit, adjust, overdispersion, current=None):
     options = cusum_options(result)
     allowed = {o["value"] for o in options if not o["disabled"]}
     chosen = current if current in allowed else default_cusum_unit(result)
+    completeness = _completeness(*_store_key(), selection, unit, outcome)
     return (stats_row(result), funnel_card(result), paragraphs(funnel_text(result)),
-            table_card(result), options, None if chosen is None else str(chosen), {})
+            table_card(result, completeness), options, None if chosen is None else str(chosen),
+            {})
 
 
 @callback(Output("quality-adjustment", "children"), Input("filter-state", "data"),
@@ -481,13 +495,14 @@ def quality_report(selection: RecordFilter) -> list[ReportSection]:
     if result is None:
         return [ReportSection("No records", "No records match the filters.")]
     model = _model(*key, selection, outcome) if result.adjusted else None
-    table = units_table(result)
+    table = units_table(result, _completeness(*key, selection, unit, outcome))
     table = table.astype(object).where(table.notna(), "–").rename(columns=TABLE_LABELS)
     sections = [
         ReportSection("How to read these results", " ".join(interpretation(result, model, failed))),
         ReportSection("Funnel plot", funnel_summary(result), figure=funnel_figure(result)),
         ReportSection("Units", "Alphabetical, not a ranking. Counts of 1–10 are shown as "
-                      f"{label()} and the values computed from them are hidden.", table=table),
+                      f"{label()} and the values computed from them are hidden. "
+                      + completeness_note(outcome), table=table),
     ]
     cat = _caterpillar(*key, selection, unit, outcome, True)
     sections.append(ReportSection("Observed / expected ratios", caterpillar_summary(cat, unit),

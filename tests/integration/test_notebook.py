@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import nbformat
 import pytest
 from nbclient import NotebookClient
@@ -17,12 +20,34 @@ def test_notebook_is_committed_without_outputs():
     assert code and all(not cell.outputs and cell.execution_count is None for cell in code)
 
 
+def _kernel_env() -> dict[str, str]:
+    """The test process's environment without PYTHONPATH: the notebook must find the
+    project by itself, as it does for a user who starts Jupyter anywhere."""
+    return {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
+
+
+def test_notebook_imports_the_project_from_its_own_folder():
+    """Jupyter starts the kernel in notebooks/: the first cell must still import
+    `analysis` and `data` (it failed with ModuleNotFoundError: analysis)."""
+    notebook = nbformat.read(NOTEBOOK, as_version=4)
+    first = next(cell for cell in notebook.cells if cell.cell_type == "code")
+    probe = nbformat.v4.new_code_cell("print(analysis.__file__, demo_records.__module__)")
+    notebook.cells = [first, probe]
+    client = NotebookClient(notebook, timeout=120, kernel_name="python3",
+                            resources={"metadata": {"path": str(NOTEBOOK.parent)}})
+    client.execute(env=_kernel_env())
+    printed = "".join(output.get("text", "") for output in notebook.cells[1].outputs)
+    assert str(ROOT / "analysis" / "__init__.py") in printed
+    assert "data." in printed
+
+
 @pytest.mark.slow
-def test_notebook_runs_clean(tmp_path):
+@pytest.mark.parametrize("cwd", [NOTEBOOK.parent, ROOT], ids=["notebooks-folder", "repo-root"])
+def test_notebook_runs_clean(cwd: Path):
     notebook = nbformat.read(NOTEBOOK, as_version=4)
     client = NotebookClient(notebook, timeout=300, kernel_name="python3",
-                            resources={"metadata": {"path": str(ROOT)}})
-    client.execute()  # raises CellExecutionError with the failing cell on any error
+                            resources={"metadata": {"path": str(cwd)}})
+    client.execute(env=_kernel_env())  # raises CellExecutionError with the failing cell on any error
     errors = [output for cell in notebook.cells if cell.cell_type == "code"
               for output in cell.outputs if output.get("output_type") == "error"]
     assert errors == []

@@ -60,6 +60,9 @@ def test_effects_equal_analysis(dashboard_app):
         f"RD {fig.signed(100 * leakage.unadjusted, 1)} pp"
     )
     assert shown["IPTW p"] == fig.p_text(leakage.p_iptw)
+    # The g-computation interval is analytic: the page says it has no Monte-Carlo error.
+    assert "influence-function (sandwich) variance" in shown["Adjusted method"]
+    assert "no Monte-Carlo error" in shown["Adjusted method"]
     forest = graph(body, "comparison-forest")
     adjusted = [x for t in forest.data if t.name == "Adjusted (model-based)" for x in t.x]
     assert any(abs(x - 100 * leakage.adjusted) < 1e-9 for x in adjusted)
@@ -118,6 +121,15 @@ def test_baseline_equal_analysis(dashboard_app):
     )
     assert age["SMD"] == fig.plain(raw_age.smd, 3)
     assert age["SMD (IPTW)"] == fig.plain(weighted_age.smd_weighted, 3)
+    # Table 1 leads with the SMDs; baseline p-values only when the switch is on.
+    assert list(rows[0])[:4] == ["Characteristic", "VP", "KP", "SMD"] and "p-value" not in age
+    assert "the switch above adds them" in " ".join(texts(table))
+    with app.server.app_context():
+        with_p, _ = page().update_baseline(US.to_dict(), True)
+    tested = table_one(chosen, p_values=True)
+    age_p = [r for r in grid_rows(with_p, "comparison-table-one")
+             if r["Characteristic"].startswith("Age")][0]
+    assert age_p["p-value"] == fig.p_text(tested[tested.variable == "age"].iloc[0].p_value)
     balance = {r["Covariate"]: r for r in grid_rows(diagnostics, "comparison-balance")}
     age_balance = ps.balance[ps.balance.covariate == "age"].iloc[0]
     assert balance["Age"]["SMD before"] == fig.plain(age_balance.smd_before, 3)

@@ -172,3 +172,30 @@ def test_report_sections_and_suppression(dashboard_app):
     assert "country: US" in sent["content"]
     assert "<td>&lt;11</td>" in tiny["content"]
     assert empty[0].title == "No records"
+
+
+def test_composite_option_counts_deaths_before_the_visit(dashboard_app):
+    """Death before the month-1 visit: complete case (default) or non-response (composite),
+    chosen on the page; the composite's deaths are shown."""
+    from dashboard.pages.pain import update_responders
+
+    app, records = dashboard_app
+    selection = RecordFilter()
+    with app.server.app_context():
+        default, _ = update_responders(selection.to_dict(), "month1", "relative", 30.0, 2.0)
+        composite, _ = update_responders(selection.to_dict(), "month1", "relative", 30.0, 2.0,
+                                         "non_response")
+    chosen = apply_filter(records, selection)
+    cc = by_procedure(responder_rates(chosen, ResponderDefinition()), "kyphoplasty").iloc[0]
+    co = by_procedure(responder_rates(chosen, ResponderDefinition(deaths="non_response")),
+                      "kyphoplasty").iloc[0]
+    assert co.n_died_before_visit > 10  # the demo has early deaths: the option matters
+    assert co.n_followed == cc.n_followed + co.n_died_before_visit and co.rate < cc.rate
+    assert texts(find_by_id(default, "pain-rate-kyphoplasty")) == [f"{100 * cc.rate:.1f}%"]
+    assert texts(find_by_id(composite, "pain-rate-kyphoplasty")) == [f"{100 * co.rate:.1f}%"]
+    rows = {r["measure"]: r for r in grid_rows(composite, "pain-responder-table")}
+    assert rows["Died before the visit (non-responders)"]["Kyphoplasty (KP)"] == \
+        f"{co.n_died_before_visit:,}"
+    assert "composite" in " ".join(texts(find_by_id(composite, "pain-responder-note")))
+    assert "(death before the visit = non-responder)" in \
+        texts(find_by_id(composite, "pain-responder-title"))[0]

@@ -284,3 +284,26 @@ def test_the_risk_model_is_fitted_once_for_all_views(app_and_records, monkeypatc
         quality._model(*key, selection, "cement_leakage")
         quality._cusum(*key, selection, "facility_id", "FAC-009", "cement_leakage", True)
     assert len(calls) == 1
+
+
+def test_table_shows_completeness_per_unit(app_and_records):
+    """Pain non-response is monitored on the patients with a month-1 score: the table shows
+    each unit's share with a score, hidden when it would reveal 1-10 records."""
+    from analysis.quality import outcome_completeness
+
+    app, records = app_and_records
+    _stats, _funnel, _text, table, _options, _chosen = run(app, outcome="non_response",
+                                                           adjust="crude")
+    rows = grid_rows(table)
+    expected = outcome_completeness(records, "facility_id", "non_response").set_index("unit")
+    shown = 0
+    for unit, row in rows.items():
+        raw = expected.loc[unit]
+        missing = raw.n_eligible - raw.n_recorded
+        if 1 <= raw.n_eligible <= 10 or 1 <= missing <= 10:
+            assert row["completeness"] is None
+        else:
+            assert row["completeness"] == round(100 * raw.completeness, 1)
+            shown += 1
+    assert shown > 10
+    assert "share with a month-1 score" in " ".join(texts(table))

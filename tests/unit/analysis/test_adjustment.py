@@ -289,12 +289,12 @@ def test_stabilised_weights_and_summary(cohort):
     assert ps.n_used == len(cohort) and ps.n_dropped_missing == 0
 
 
-def test_gcomputation_bootstrap_agrees_with_delta_method(cohort):
+def test_gcomputation_bootstrap_agrees_with_influence_function(cohort):
     boot = standardised_risks(cohort, "y", covariates=["severity", "group"], n_boot=150)
     delta = standardised_risks(cohort, "y", covariates=["severity", "group"], n_boot=0)
     close(boot.risk_difference, delta.risk_difference, 1e-12)
     assert 0.75 < boot.se_rd / delta.se_rd < 1.33
-    assert "delta method" in delta.method and "bootstrap" in boot.method
+    assert "influence-function" in delta.method and "bootstrap" in boot.method
 
 
 def test_m_out_of_n_bootstrap_scales_to_full_sample(cohort, monkeypatch):

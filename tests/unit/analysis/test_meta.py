@@ -12,6 +12,9 @@ Sources of the expected values (never the function under test):
   1985 form).
 * Hand calculations (Haldane 0.5 correction, weights) and invariants (identical studies give
   tau² = 0, I² = 0 and DL = FE).
+* REML and Hartung–Knapp: metafor ``rma(method="REML")`` and ``rma(test="knha")`` on the same
+  BCG trials (all 13 and the first 4), computed once by tests/results/meta_reml_knha.R into
+  tests/results/meta_reml_knha.json.
 """
 
 from __future__ import annotations
@@ -232,3 +235,37 @@ def test_pooled_interval_contains_estimate_and_i2_is_a_percentage(k, data, measu
     assert 0.0 <= r.i2 <= 100.0
     assert r.tau2 >= 0.0
     assert r.studies["weight"].sum() == pytest.approx(100.0)
+
+
+RESULTS = Path(__file__).resolve().parents[2] / "results" / "meta_reml_knha.json"
+METAFOR = {key: value for key, value in json.loads(RESULTS.read_text()).items()
+           if isinstance(value, dict)}
+
+
+@pytest.mark.parametrize("key", sorted(METAFOR))
+def test_reml_and_hartung_knapp_against_metafor(bcg, key):
+    """REML tau² (metafor's default) and the Hartung–Knapp–Sidik–Jonkman interval were not
+    available (method="REML" was refused, DL/FE/MH only)."""
+    ref = METAFOR[key]
+    counts, _, _ = bcg
+    rows = slice(None) if ref["subset"] == "all13" else slice(0, 4)
+    counts = tuple(np.asarray(c)[rows] for c in counts)
+    knha = ref["test"] == "knha"
+    r = pool_studies(*counts, measure=ref["measure"], method=ref["method"],
+                     hartung_knapp=knha)
+    log = math.log if ref["measure"] != "RD" else (lambda v: v)
+    assert r.k == ref["k"] and r.method == ref["method"]
+    np.testing.assert_allclose(
+        [log(r.estimate), r.se, log(r.low), log(r.high), r.z, r.tau2],
+        [ref["estimate"], ref["se"], ref["ci_lb"], ref["ci_ub"], ref["statistic"], ref["tau2"]],
+        rtol=1e-7, atol=1e-12)
+    np.testing.assert_allclose(r.p_value, ref["p_value"], rtol=1e-6)
+    assert r.test == ("t" if knha else "z")
+    assert r.df == (ref["df"] if knha else math.inf)
+
+
+def test_hartung_knapp_only_for_random_effects(bcg):
+    counts, _, _ = bcg
+    for method in ("FE", "MH"):
+        with pytest.raises(ValueError, match="Hartung"):
+            pool_studies(*counts, method=method, hartung_knapp=True)

@@ -541,8 +541,9 @@ def test_outcome_values_exact_thirty_percent_is_response():
         }
     )
     got = q.outcome_values(df, "non_response")
-    assert got.iloc[:3].tolist() == [0.0, 1.0, 0.0]
-    assert got.iloc[3:].isna().all()
+    # Baseline 0 cannot fall by 30%: a non-response, as in responder_rates (issue 12, 7.2).
+    assert got.iloc[:4].tolist() == [0.0, 1.0, 0.0, 1.0]
+    assert got.iloc[4:].isna().all()
     with pytest.raises(ValueError):
         q.outcome_values(df, "death")
 

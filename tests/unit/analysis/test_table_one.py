@@ -62,7 +62,7 @@ def test_continuous_smd_and_welch_p(cases):
     sleep = cases["welch_t_sleep"]
     g1, g2 = sleep["inputs"]["group1"], sleep["inputs"]["group2"]
     d = pd.DataFrame({"procedure": [KP] * len(g1) + [VP] * len(g2), "extra": g1 + g2})
-    t1 = table_one(d, variables=["extra"])
+    t1 = table_one(d, variables=["extra"], p_values=True)
     row = rows(t1, "extra").iloc[0]
     close(row["p_value"], sleep["expected"]["p"], sleep["tol"])
     assert row["test"] == "Welch t"
@@ -79,7 +79,7 @@ def test_fisher_and_chi_square(cases):
     # Rows of the 2x2 are the levels (yes/no), columns the procedures.
     d = pd.DataFrame({"procedure": [VP] * (a + c) + [KP] * (b + e),
                       "flag": ["yes"] * a + ["no"] * c + ["yes"] * b + ["no"] * e})
-    var_row = rows(table_one(d, variables=["flag"]), "flag").loc[""]
+    var_row = rows(table_one(d, variables=["flag"], p_values=True), "flag").loc[""]
     close(var_row["p_value"], tea["expected"]["tea_p_two_sided"], tea["tol"])
     assert var_row["test"] == "Fisher exact"
     # Large counts: Pearson chi-square without continuity correction, by hand.
@@ -88,9 +88,24 @@ def test_fisher_and_chi_square(cases):
     expected_counts = np.array([[37.5, 37.5], [62.5, 62.5]])
     observed = np.array([[30, 45], [70, 55]])
     chi2 = ((observed - expected_counts) ** 2 / expected_counts).sum()
-    var_row = rows(table_one(d, variables=["flag"]), "flag").loc[""]
+    var_row = rows(table_one(d, variables=["flag"], p_values=True), "flag").loc[""]
     close(var_row["p_value"], math.erfc(math.sqrt(chi2 / 2)), 1e-12)  # chi-square, 1 df
     assert var_row["test"] == "chi-square"
+
+
+def test_smd_leads_and_p_values_are_off_by_default(small):
+    """STROBE (item 14a) and tableone: balance is shown by the SMD; baseline tests only on
+    request (they used to be computed and shown by default)."""
+    t1 = table_one(small, variables=["sex", "age"])
+    assert list(t1.columns) == ["variable", "level", VP, KP, "smd", "missing_vp", "missing_kp"]
+    weighted = table_one(small, weights=np.ones(len(small)), variables=["sex", "age"])
+    assert list(weighted.columns)[:8] == ["variable", "level", VP, KP, "smd",
+                                          f"{VP}_weighted", f"{KP}_weighted", "smd_weighted"]
+    assert "p_value" not in weighted
+    with_p = table_one(small, variables=["sex", "age"], p_values=True)
+    assert list(with_p.columns)[-2:] == ["p_value", "test"]
+    pd.testing.assert_frame_equal(with_p.drop(columns=["p_value", "test"]), t1)
+    assert with_p["p_value"].notna().sum() == 2
 
 
 def test_categorical_smd_per_level_and_yang_dalton(small):
@@ -106,7 +121,7 @@ def test_categorical_smd_per_level_and_yang_dalton(small):
 
 def test_weighted_columns(small):
     w = pd.Series([1.0, 2.0, 1.0, 1.0, 0.5, 1.0, 1.0, 2.0, 1.0, 1.0], index=small.index)
-    t1 = table_one(small, weights=w, variables=["sex", "age"])
+    t1 = table_one(small, weights=w, variables=["sex", "age"], p_values=True)
     assert {"vertebroplasty_weighted", "kyphoplasty_weighted", "smd_weighted"} <= set(t1)
     assert t1["p_value"].isna().all()  # no tests in the weighted pseudo-population
     sex = rows(t1, "sex")

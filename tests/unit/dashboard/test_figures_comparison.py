@@ -59,7 +59,7 @@ def test_comparison_analysis_is_compare_procedures_plus_event_counts(demo, effec
 
 def test_baseline_analysis_matches_analysis(demo, baseline):
     ps = propensity_weights(demo)
-    pd.testing.assert_frame_equal(baseline.table_one, table_one(demo))
+    pd.testing.assert_frame_equal(baseline.table_one, table_one(demo, p_values=True))
     pd.testing.assert_frame_equal(baseline.table_one_weighted, table_one(demo, weights=ps))
     pd.testing.assert_frame_equal(baseline.balance, ps.balance)
     assert baseline.c_statistic == pytest.approx(ps.c_statistic)
@@ -85,7 +85,13 @@ def test_table_one_display_values_and_small_levels(demo, baseline):
     expected = raw[raw.variable == "age"].iloc[0]
     assert age["VP"] == expected["vertebroplasty"] and age["KP"] == expected["kyphoplasty"]
     assert age["SMD"] == fig.plain(expected["smd"], 3)
-    assert age["p-value"] == fig.p_text(expected["p_value"])
+    # SMDs lead; the p-values only on request (STROBE 14a, tableone test = FALSE).
+    assert list(shown.columns) == ["Characteristic", "VP", "KP", "SMD", "VP (IPTW)",
+                                   "KP (IPTW)", "SMD (IPTW)", "Missing (VP / KP)"]
+    with_p = fig.table_one_display(baseline.table_one, baseline.table_one_weighted, True)
+    assert list(with_p.columns)[-1] == "p-value"
+    assert with_p[with_p["Characteristic"].str.startswith("Age")].iloc[0]["p-value"] == \
+        fig.p_text(expected["p_value"])
     # A level with 1-10 patients in a procedure: "<11", its weighted share and SMDs hidden.
     counts = {
         (r.variable, r.level): (
@@ -159,7 +165,7 @@ def test_table_one_summary_never_states_a_hidden_smd(demo):
 
 def test_table_one_display_hides_a_small_group(demo):
     tiny = demo[demo.procedure == "vertebroplasty"].head(6)
-    shown = fig.table_one_display(table_one(tiny))
+    shown = fig.table_one_display(table_one(tiny, p_values=True), p_values=True)
     assert shown.iloc[0]["VP"] == "<11" and shown.iloc[0]["KP"] == "0"
     cells = shown["VP"].tolist()
     assert all(c in ("<11", "", "–") for c in cells)
