@@ -110,6 +110,12 @@ TIME_TO_EVENT: dict[str, str] = {"adjacent_fracture": "adjacent_fracture_days"}
 HORIZON_DAYS = 365
 #: Days in a person-year.
 DAYS_PER_YEAR = 365.25
+#: Follow-up bands (days since the procedure) of the piecewise-constant baseline rate of a
+#: time-to-event outcome: the expected events of a record are the sum over the bands of its
+#: days at risk in the band × the band's rate (× its case-mix rate ratio). New fractures are
+#: most frequent in the first months, so a single constant rate would expect too few events
+#: of units with short follow-up and too many of units with long follow-up.
+FOLLOWUP_BANDS: tuple[float, ...] = (0.0, 90.0, 180.0, 365.0, 730.0, math.inf)
 #: Default in-control probability of at least one false signal of the pair of CUSUM charts
 #: over a unit's whole series (split equally between the upper and the lower chart).
 FALSE_ALARM = 0.05
@@ -271,6 +277,26 @@ def person_time(records: pd.DataFrame, outcome: str = "adjacent_fracture") -> pd
     days = np.where(event == 1, np.minimum(event_day, end), end)
     days = np.where(np.isnan(event), np.nan, days)
     return pd.Series(days + 0.5, index=records.index, name="person_time")
+
+
+def _band_exposure(days: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Days at risk in each :data:`FOLLOWUP_BANDS` band (n × B) and the band in which each
+    record's time at risk ends (where its event, if any, happened)."""
+    edges = np.asarray(FOLLOWUP_BANDS)
+    lo, hi = edges[:-1], edges[1:]
+    exposure = np.clip(days[:, None] - lo[None, :], 0.0, hi - lo)
+    last = np.clip(np.searchsorted(edges, days, side="left") - 1, 0, lo.size - 1)
+    return exposure, last
+
+
+def _crude_expected_events(days: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Expected events of each record at the pooled piecewise-constant rates: Σ_b t_ib·λ_b
+    with λ_b = events ending in band b ÷ days at risk in band b (all records given)."""
+    exposure, last = _band_exposure(days)
+    events = np.bincount(last, weights=y, minlength=exposure.shape[1])
+    at_risk = exposure.sum(axis=0)
+    rate = np.divide(events, at_risk, out=np.zeros_like(events), where=at_risk > 0)
+    return exposure @ rate
 
 
 def _unit_groups(units: pd.Series, keep: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -922,7 +948,31 @@ def _rate_model(records: pd.DataFrame, outcome: str, covariates: Sequence[str],
             f"{y.size} records; at least {MIN_EVENTS} of each are needed",
         )
     design, terms, notes = _design(data, y, covariates, outcome)
-    params, bse, converged = _poisson_irls(design.to_numpy(dtype=float), y, np.log(t))
+    x = design.to_numpy(dtype=float)
+    # Piecewise-constant baseline rate (FOLLOWUP_BANDS): the MLE of
+    # log E[y_i] = log(Σ_b t_ib·λ_b) + x_i'β by alternating the two closed blocks: β by IRLS
+    # with the offset log Σ_b t_ib·λ_b, then λ_b = O_b / Σ_i t_ib·exp(x_i'β) (the score
+    # equations of the band rates), until the fitted events settle. The same MLE as a Poisson
+    # GLM with one row per record and band (R: survSplit + glm, tests/results/).
+    exposure, last = _band_exposure(t)
+    band_events = np.bincount(last, weights=y, minlength=exposure.shape[1])
+    used = exposure.sum(axis=0) > 0
+    band_rate = np.where(used, band_events / np.where(used, exposure.sum(axis=0), 1.0), 0.0)
+    params = None
+    mu_old = np.zeros(y.size)
+    converged = False
+    for _ in range(100):
+        offset = np.log(exposure @ band_rate)
+        params, bse, ok = _poisson_irls(x, y, offset, start=params)
+        relative = np.exp(x @ params)
+        mu = relative * np.exp(offset)
+        if ok and np.max(np.abs(mu - mu_old)) < 1e-10 * max(1.0, float(np.max(mu))):
+            converged = True
+            break
+        mu_old = mu
+        denom = relative @ exposure
+        band_rate = np.where(used & (denom > 0), band_events / np.where(denom > 0, denom, 1.0),
+                             0.0)
     bad = ~np.isfinite(bse) | (bse > 100.0) | ~np.isfinite(params)
     if bad.any() or not converged:
         which = ", ".join(design.columns[bad]) or "all terms"
@@ -931,8 +981,7 @@ def _rate_model(records: pd.DataFrame, outcome: str, covariates: Sequence[str],
             f"the coefficient(s) of {which} cannot be estimated (separation or collinearity); "
             "remove the covariate or widen the selection",
         )
-    lin = design.to_numpy() @ params  # log rate per day
-    mu = t * np.exp(lin)
+    lin = x @ params  # log rate ratio against the baseline band rates
     half = st.norm.ppf(0.975) * bse
     coefficients = pd.DataFrame({
         "term": list(design.columns),
@@ -956,7 +1005,11 @@ def _rate_model(records: pd.DataFrame, outcome: str, covariates: Sequence[str],
     linear_predictor[keep] = lin
     exposure = pd.Series(np.where(keep, t_all, np.nan), index=records.index, name="person_time")
     formula = (f"{outcome} ~ " + (" + ".join(terms) if terms else "1")
-               + " + offset(log(person_time))")
+               + " + offset(log(Σ person_time in band × band rate))")
+    notes.append("baseline rate piecewise constant over follow-up bands "
+                 + ", ".join(f"{lo:g}-{hi:g}" for lo, hi in zip(FOLLOWUP_BANDS[:-1],
+                                                                FOLLOWUP_BANDS[1:], strict=True))
+                 + " days")
     return RiskModelResult(
         outcome=outcome, expected=expected, linear_predictor=linear_predictor,
         c_statistic=math.nan, calibration=calibration, coefficients=coefficients,
@@ -966,7 +1019,8 @@ def _rate_model(records: pd.DataFrame, outcome: str, covariates: Sequence[str],
 
 
 def _poisson_irls(x: np.ndarray, y: np.ndarray, offset: np.ndarray, tol: float = 1e-10,
-                  max_iter: int = 100) -> tuple[np.ndarray, np.ndarray, bool]:
+                  max_iter: int = 100,
+                  start: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, bool]:
     """Poisson regression with log link and an offset by IRLS (Fisher scoring, as R's ``glm``):
     start from the intercept-only fit, stop when the deviance changes by less than
     ``tol × (|deviance| + 0.1)`` (R's criterion); standard errors from the inverse of X'WX.
@@ -983,8 +1037,11 @@ def _poisson_irls(x: np.ndarray, y: np.ndarray, offset: np.ndarray, tol: float =
     >>> converged, np.round(params, 1).tolist()
     (True, [-6.0, 0.5])
     """
-    params = np.zeros(x.shape[1])
-    params[0] = math.log(max(y.sum(), 0.5) / np.exp(offset).sum())
+    if start is None:
+        params = np.zeros(x.shape[1])
+        params[0] = math.log(max(y.sum(), 0.5) / np.exp(offset).sum())
+    else:
+        params = np.array(start, dtype=float)
     cov = np.full((x.shape[1], x.shape[1]), np.nan)
     deviance = np.inf
     converged = False
@@ -1124,15 +1181,17 @@ def apply_risk_model(model: RiskModelResult, records: pd.DataFrame,
     events = int(np.nansum(y[usable]))
     n = int(usable.sum())
     notes = list(model.notes)
-    if recalibrate and 0 < events < n:
-        if model.family == "poisson":  # closed form: Σ t·exp(lp + δ) = O
-            lin[usable] += math.log(events / float(np.sum(days[usable] * np.exp(lin[usable]))))
-        else:
-            lin[usable] += _intercept_shift(lin[usable], events / n)
-        notes.append("reference model (all records) recalibrated to the selection's rate")
     if model.family == "poisson":
-        expected = exposure.to_numpy() * np.exp(lin)
+        expected = np.where(usable, model.expected.to_numpy(dtype=float)[positions], np.nan)
+        if recalibrate and 0 < events < n:  # closed form: Σ E·exp(δ) = O
+            delta = math.log(events / float(np.sum(expected[usable])))
+            lin[usable] += delta
+            expected = expected * math.exp(delta)
+            notes.append("reference model (all records) recalibrated to the selection's rate")
     else:
+        if recalibrate and 0 < events < n:
+            lin[usable] += _intercept_shift(lin[usable], events / n)
+            notes.append("reference model (all records) recalibrated to the selection's rate")
         expected = special.expit(lin)
     return dataclasses.replace(
         model,
@@ -1354,7 +1413,9 @@ def funnel_data(
                 p = p_all[keep]
             notes.append("risk model recalibrated to the external target")
     elif rate_outcome:
-        p = years * theta
+        p = _crude_expected_events(days_all[keep], y)
+        if target_source == "external":
+            p = p * (theta * years.sum() / p.sum())
     else:
         p = np.full(y.size, theta)
 
@@ -1533,8 +1594,9 @@ def _expected_risks(
         usable = y.notna().to_numpy() & np.isfinite(days)
         if not usable.any():
             raise InsufficientDataError("Expected events", f"no records with {outcome}")
-        rate = float(y.to_numpy()[usable].sum() / days[usable].sum())
-        p = pd.Series(np.where(usable, days * rate, np.nan), index=records.index)
+        expected = np.full(days.size, np.nan)
+        expected[usable] = _crude_expected_events(days[usable], y.to_numpy()[usable])
+        p = pd.Series(expected, index=records.index)
     else:
         if y.notna().sum() == 0:
             raise InsufficientDataError("Expected risk", f"no records with {outcome}")
