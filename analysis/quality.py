@@ -973,6 +973,8 @@ def _rate_model(records: pd.DataFrame, outcome: str, covariates: Sequence[str],
         denom = relative @ exposure
         band_rate = np.where(used & (denom > 0), band_events / np.where(denom > 0, denom, 1.0),
                              0.0)
+    bse = _rate_model_se(x, exposure, band_rate * np.exp(params[0]), np.exp(x @ params - params[0]),
+                         bse)
     bad = ~np.isfinite(bse) | (bse > 100.0) | ~np.isfinite(params)
     if bad.any() or not converged:
         which = ", ".join(design.columns[bad]) or "all terms"
@@ -1016,6 +1018,32 @@ def _rate_model(records: pd.DataFrame, outcome: str, covariates: Sequence[str],
         formula=formula, n=int(y.size), events=events, notes=tuple(notes),
         family="poisson", exposure=exposure,
     )
+
+
+def _rate_model_se(x: np.ndarray, exposure: np.ndarray, band_rate: np.ndarray,
+                   relative: np.ndarray, conditional: np.ndarray) -> np.ndarray:
+    """Standard errors of the covariate terms of the piecewise-rate model from the full
+    Fisher information of (band log-rates, covariate log-rate ratios): with
+    μ_ib = t_ib·λ_b·exp(x_i'β), I_ββ = Σ μ_i x_i x_i', I_αα = diag(Σ_i μ_ib),
+    I_αβ = Σ_i μ_ib x_i'. The intercept is aliased with the band rates: its entry keeps the
+    IRLS value conditional on them (``conditional``)."""
+    mu_band = exposure * band_rate[None, :] * relative[:, None]
+    used = mu_band.sum(axis=0) > 0
+    mu_band = mu_band[:, used]
+    mu = mu_band.sum(axis=1)
+    z = x[:, 1:]
+    info = np.block([
+        [np.diag(mu_band.sum(axis=0)), mu_band.T @ z],
+        [z.T @ mu_band, z.T @ (z * mu[:, None])],
+    ])
+    out = np.array(conditional, dtype=float)
+    try:
+        cov = np.linalg.inv(info)
+    except np.linalg.LinAlgError:
+        return out
+    with np.errstate(invalid="ignore"):
+        out[1:] = np.sqrt(np.diag(cov)[mu_band.shape[1]:])
+    return out
 
 
 def _poisson_irls(x: np.ndarray, y: np.ndarray, offset: np.ndarray, tol: float = 1e-10,
