@@ -419,7 +419,7 @@ def cusum_text(result: CusumResult, arl_capped: bool = False) -> str:
                  f"give an in-control average run length (ARL) of {result.in_control_arl:,.0f} "
                  f"cases ({arls}: {result.arl_upper:,.0f} and {result.arl_lower:,.0f}).")
     else:
-        text += (f"The limits {limits} were given (not computed for this unit).")
+        text += f"The limits {limits} were given (not simulated), not chosen for this unit."
     text += (" The VLAD rises when the unit has fewer events than expected and falls when it "
              "has more.")
     return text
