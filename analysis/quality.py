@@ -1629,7 +1629,8 @@ def _expected_risks(
         if y.notna().sum() == 0:
             raise InsufficientDataError("Expected risk", f"no records with {outcome}")
         p = pd.Series(np.where(y.notna(), float(y.mean()), np.nan), index=records.index)
-    y = y.where(p.notna())
+    if outcome in TIME_TO_EVENT:  # records without a time at risk have no expected events
+        y = y.where(p.notna())
     return y, p
 
 

@@ -9,7 +9,9 @@ and the page controls) in small bounded ``functools.lru_cache`` caches, so going
 view already seen is instant; the functions get only the columns they use, with facility and
 operator as categoricals coded once per data version (:func:`_frame`), so grouping and
 picking a unit compare integer codes, not a million strings. The CUSUM limits come from the
-Markov-chain ARL (milliseconds) instead of a simulation (seconds at large targets).
+in-control false-alarm probability over the unit's series, computed with the Markov chain
+(matrix powers by repeated squaring: milliseconds whatever the series length) instead of a
+simulation. New fracture has a second reference fit (its 12-month indicator, for the CUSUM).
 """
 
 from __future__ import annotations
