@@ -33,6 +33,7 @@ from analysis.quality import (
     MIN_EVENTS,
     OUTCOMES,
     PROCEDURE_COVARIATE,
+    TIME_TO_EVENT,
     apply_risk_model,
     caterpillar,
     cusum,
@@ -106,12 +107,15 @@ COLUMNS = ("record_id", "facility_id", "operator_id", "procedure_date", "cement_
            *DEFAULT_COVARIATES, PROCEDURE_COVARIATE)
 #: Case-mix covariates (read only by the reference fit on all records).
 CASE_MIX_COLUMNS = (*DEFAULT_COVARIATES, PROCEDURE_COVARIATE)
+#: Follow-up columns, read only for a time-to-event outcome (:func:`_records`): taken from all
+#: records by position when that outcome is viewed, so other outcomes do not pay their copy.
+TIME_COLUMNS = ("adjacent_fracture_days", "followup_days", "death_days")
 #: Units compared on the page: taken per selection as categoricals (see :func:`_frame`).
 UNIT_COLUMNS = tuple(UNIT_OPTIONS)
 #: Columns taken from the selected records (the covariates are read only by the reference
 #: fit, on all records; the units come from :func:`_unit_categories`).
-SELECTION_COLUMNS = tuple(c for c in COLUMNS
-                          if c not in CASE_MIX_COLUMNS and c not in UNIT_COLUMNS)
+SELECTION_COLUMNS = tuple(c for c in COLUMNS if c not in CASE_MIX_COLUMNS
+                          and c not in UNIT_COLUMNS and c not in TIME_COLUMNS)
 
 
 # ------------------------------------------------------------------------------------ layout
@@ -230,6 +234,25 @@ def _frame(url, version, selection):
     return pd.DataFrame(columns, index=records.index, copy=False)
 
 
+@functools.lru_cache(maxsize=1)
+def _frame_with_time(url, version, selection):
+    """:func:`_frame` plus the follow-up columns of a time-to-event outcome."""
+    frame = _frame(url, version, selection)
+    everything = data_access.all_records()
+    positions = _positions(frame.index)
+    columns = {column: frame[column].array for column in frame.columns}
+    columns.update({column: everything[column].array[positions] for column in TIME_COLUMNS
+                    if column in everything.columns})
+    return pd.DataFrame(columns, index=frame.index, copy=False)
+
+
+def _records(url, version, selection, outcome):
+    """The selection frame the quality functions need for ``outcome``."""
+    if outcome in TIME_TO_EVENT or outcome in {horizon_outcome(o) for o in TIME_TO_EVENT}:
+        return _frame_with_time(url, version, selection)
+    return _frame(url, version, selection)
+
+
 def _model_failed(error: InsufficientDataError) -> bool:
     return getattr(error, "method", "") == "Risk model"
 
@@ -303,7 +326,7 @@ def _fit(url, version, selection, outcome, procedure=False):
     Fitting once per data version instead of per filter is what keeps a filter change fast
     at a million records; ``docs/quality-monitoring.md`` says so to the user."""
     reference = _reference_fit(url, version, outcome, procedure)
-    records = _frame(url, version, selection)
+    records = _records(url, version, selection, outcome)
     if reference is None or records.empty:
         return None
     fit = apply_risk_model(reference, records)
@@ -314,7 +337,7 @@ def _fit(url, version, selection, outcome, procedure=False):
 
 @functools.lru_cache(maxsize=16)
 def _funnel(url, version, selection, unit, outcome, adjust, overdispersion, procedure=False):
-    records = _frame(url, version, selection)
+    records = _records(url, version, selection, outcome)
     if records.empty:
         return None, None
     model = _fit(url, version, selection, outcome, procedure) if adjust else None
@@ -339,7 +362,7 @@ def _model(url, version, selection, outcome, procedure=False):
 
 @functools.lru_cache(maxsize=16)
 def _caterpillar(url, version, selection, unit, outcome, adjust, procedure=False):
-    records = _frame(url, version, selection)
+    records = _records(url, version, selection, outcome)
     if records.empty:
         return None
     model = _fit(url, version, selection, outcome, procedure) if adjust else None
@@ -349,7 +372,7 @@ def _caterpillar(url, version, selection, unit, outcome, adjust, procedure=False
 @functools.lru_cache(maxsize=8)  # a chart holds one row per case: keep few
 def _cusum(url, version, selection, unit, unit_id, outcome, adjust, procedure=False,
            false_alarm=FALSE_ALARM):
-    records = _frame(url, version, selection)
+    records = _records(url, version, selection, outcome)
     if records.empty:
         return None, "No records match the current filters."
     chart_outcome = horizon_outcome(outcome)
