@@ -6,14 +6,19 @@ frozen result object (:class:`analysis._results.Result`).
 
 Outcomes
 --------
-``"cement_leakage"``, ``"pulmonary_embolism"`` and ``"adjacent_fracture"`` are used as recorded
-(rows with a missing value are excluded). ``"non_response"`` is 1 when the patient is *not* a pain
-responder at month 1 by the default definition of :class:`analysis.outcomes.ResponderDefinition`
-(a reduction of at least 30% from baseline), the one rule used everywhere: a baseline of 0 cannot
-fall by 30% and is a non-response (an event); rows with a missing ``pain_month1`` or
-``pain_baseline`` are excluded, never counted as events (complete case; deaths before the visit
-are missing too). :func:`outcome_completeness` gives each unit's share of records with the outcome
-recorded (for non-response: with a month-1 score), shown beside the monitoring table.
+``"cement_leakage"`` and ``"pulmonary_embolism"`` are used as recorded (rows with a missing value
+are excluded). ``"adjacent_fracture"`` (new fracture) is a time-to-event outcome: the funnel,
+caterpillar and table compare observed with expected events given each procedure's time at risk
+(:func:`person_time`; a Poisson case-mix model with log person-time as offset), and the CUSUM
+charts the fixed-horizon indicator "new fracture within 365 days" among procedures whose status
+at 365 days is known (:func:`horizon_outcome`). ``"non_response"`` is 1 when the patient is *not* a
+pain responder at month 1 by the default definition of
+:class:`analysis.outcomes.ResponderDefinition` (a reduction of at least 30% from baseline), the one
+rule used everywhere: a baseline of 0 cannot fall by 30% and is a non-response (an event); rows
+with a missing ``pain_month1`` or ``pain_baseline`` are excluded, never counted as events (complete
+case; deaths before the visit are missing too). :func:`outcome_completeness` gives each unit's
+share of records with the outcome recorded (for non-response: with a month-1 score), shown beside
+the monitoring table.
 
 Methods
 -------
@@ -31,6 +36,7 @@ Methods
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import warnings
@@ -60,7 +66,10 @@ __all__ = [
     "cusum",
     "cusum_arl",
     "cusum_chart",
+    "cusum_false_alarm",
     "cusum_threshold",
+    "horizon_outcome",
+    "person_time",
     "estimate_overdispersion",
     "funnel_data",
     "funnel_limits",
@@ -84,14 +93,38 @@ OUTCOMES: tuple[str, ...] = (
 #: Relative pain reduction that defines a responder at month 1 (>= 30%).
 RESPONDER_REDUCTION = 0.30
 #: Default case-mix covariates of :func:`risk_model` (``prior_fractures`` only when present).
+#: The procedure (VP or KP) is not among them: it is the unit's own choice of technique, so
+#: adjusting for it would remove that choice from the unit's assessment. Add
+#: :data:`PROCEDURE_COVARIATE` explicitly (``adjust_procedure=True``) to compare units as if
+#: they had used the same technique.
 DEFAULT_COVARIATES: tuple[str, ...] = (
     "age",
     "sex",
     "etiology",
     "levels_treated",
-    "procedure",
     "prior_fractures",
 )
+#: The optional case-mix covariate "procedure" (see :data:`DEFAULT_COVARIATES`).
+PROCEDURE_COVARIATE = "procedure"
+#: Time-to-event outcomes and the column with the day of the event. They are monitored as
+#: events per person-time (Poisson), never as a proportion: a proportion of "ever recorded"
+#: events grows with the length of follow-up.
+TIME_TO_EVENT: dict[str, str] = {"adjacent_fracture": "adjacent_fracture_days"}
+#: Horizon (days) of the fixed-horizon indicator that the CUSUM/VLAD charts for a
+#: time-to-event outcome (event by this day, among procedures whose status at the horizon is
+#: known); see :func:`horizon_outcome`.
+HORIZON_DAYS = 365
+#: Days in a person-year.
+DAYS_PER_YEAR = 365.25
+#: Follow-up bands (days since the procedure) of the piecewise-constant baseline rate of a
+#: time-to-event outcome: the expected events of a record are the sum over the bands of its
+#: days at risk in the band × the band's rate (× its case-mix rate ratio). New fractures are
+#: most frequent in the first months, so a single constant rate would expect too few events
+#: of units with short follow-up and too many of units with long follow-up.
+FOLLOWUP_BANDS: tuple[float, ...] = (0.0, 90.0, 180.0, 365.0, 730.0, math.inf)
+#: Default in-control probability of at least one false signal of the pair of CUSUM charts
+#: over a unit's whole series (split equally between the upper and the lower chart).
+FALSE_ALARM = 0.05
 #: Minimum number of events and of non-events for fitting a case-mix model.
 MIN_EVENTS = 10
 #: Funnel limit levels used by :func:`funnel_data`: "alert" (95%) and "alarm" (99.8%).
@@ -128,6 +161,8 @@ def outcome_values(records: pd.DataFrame, outcome: str) -> pd.Series:
     >>> outcome_values(df, "non_response").tolist()
     [0.0, 1.0, nan, 1.0]
     """
+    if outcome in _HORIZON_OUTCOMES:
+        return _horizon_values(records, _HORIZON_OUTCOMES[outcome], outcome)
     if outcome not in OUTCOMES:
         raise ValueError(f"unknown outcome {outcome!r}; expected one of {', '.join(OUTCOMES)}")
     if outcome == "non_response":
@@ -198,6 +233,129 @@ def outcome_completeness(records: pd.DataFrame, unit: str, outcome: str) -> pd.D
     return pd.DataFrame({"unit": names, "n_eligible": n_eligible.astype(np.int64),
                          "n_recorded": n_recorded.astype(np.int64), "completeness": share},
                         columns=columns)
+
+
+def horizon_outcome(outcome: str, horizon: int = HORIZON_DAYS) -> str:
+    """Name of the fixed-horizon indicator of a time-to-event outcome (the CUSUM's outcome).
+
+    ``outcome_values(records, horizon_outcome("adjacent_fracture"))`` is 1 for a new fracture
+    by day 365, 0 when the procedure is known to be free of it at day 365 (follow-up of at
+    least 365 days, or death within follow-up before day 365 without a fracture: death is a
+    competing event) and NaN when the status at day 365 is unknown (last contact before day
+    365 and no fracture by then). Selecting on the follow-up, not on the outcome, keeps the
+    indicator unbiased for the cumulative incidence at 365 days under independent censoring.
+    Other outcomes are returned unchanged.
+
+    Examples
+    --------
+    >>> horizon_outcome("adjacent_fracture"), horizon_outcome("cement_leakage")
+    ('adjacent_fracture_365d', 'cement_leakage')
+    """
+    if outcome not in TIME_TO_EVENT:
+        return outcome
+    name = f"{outcome}_{int(horizon)}d"
+    _HORIZON_OUTCOMES[name] = outcome
+    _HORIZONS[name] = int(horizon)
+    return name
+
+
+_HORIZON_OUTCOMES: dict[str, str] = {}
+_HORIZONS: dict[str, int] = {}
+for _outcome in TIME_TO_EVENT:
+    horizon_outcome(_outcome)
+
+
+def _column_days(records: pd.DataFrame, column: str) -> np.ndarray:
+    if column not in records:
+        raise KeyError(f"records lack column {column!r} needed for the time at risk")
+    return _floats(records[column])
+
+
+def _horizon_values(records: pd.DataFrame, outcome: str, name: str) -> pd.Series:
+    horizon = float(_HORIZONS[name])
+    event = _floats(records[outcome]) if outcome in records else None
+    if event is None:
+        raise KeyError(f"records lack column {outcome!r}")
+    event_day = _column_days(records, TIME_TO_EVENT[outcome])
+    followup = _column_days(records, "followup_days")
+    death = _column_days(records, "death_days") if "death_days" in records else np.full(
+        len(records), np.nan)
+    with np.errstate(invalid="ignore"):
+        by_horizon = (event == 1) & (event_day <= horizon)
+        died_in_followup = death <= followup
+        free = ((event == 0) | ((event == 1) & (event_day > horizon))) & (
+            (followup >= horizon) | (died_in_followup & (death < horizon)))
+    values = np.where(by_horizon, 1.0, np.where(free, 0.0, np.nan))
+    values[np.isnan(event)] = np.nan
+    return pd.Series(values, index=records.index, name=name)
+
+
+def person_time(records: pd.DataFrame, outcome: str = "adjacent_fracture") -> pd.Series:
+    """Days at risk of a time-to-event outcome per record (NaN where it cannot be computed).
+
+    Time at risk ends at the first event (``adjacent_fracture_days``), at death
+    (``death_days``) or at the last contact (``followup_days``), whichever comes first. A death
+    recorded after the last contact (e.g. from a death register) does not extend it: events
+    are ascertained only up to the last contact. Half a day is added so that an event or a last
+    contact on the day of the procedure contributes some time (the usual mid-interval
+    convention for whole-day times).
+
+    Parameters
+    ----------
+    records : DataFrame
+        Records with the outcome, its event-day column, ``followup_days`` and (optionally)
+        ``death_days``.
+    outcome : str
+        A key of :data:`TIME_TO_EVENT`.
+
+    Returns
+    -------
+    Series
+        Days at risk (float), aligned to ``records.index``; NaN where the outcome, its day (for
+        an event) or ``followup_days`` is missing.
+
+    Examples
+    --------
+    >>> df = pd.DataFrame({"adjacent_fracture": [True, False, False],
+    ...                    "adjacent_fracture_days": [30.0, None, None],
+    ...                    "followup_days": [400.0, 200.0, 100.0],
+    ...                    "death_days": [None, 150.0, 700.0]})
+    >>> person_time(df).tolist()
+    [30.5, 150.5, 100.5]
+    """
+    if outcome not in TIME_TO_EVENT:
+        raise ValueError(f"{outcome!r} is not a time-to-event outcome")
+    if outcome not in records:
+        raise KeyError(f"records lack column {outcome!r}")
+    event = _floats(records[outcome])
+    event_day = _column_days(records, TIME_TO_EVENT[outcome])
+    end = _column_days(records, "followup_days")
+    if "death_days" in records:
+        death = _floats(records["death_days"])
+        end = np.where(death < end, death, end)  # NaN death: the comparison is False
+    days = np.where(event == 1, np.minimum(event_day, end), end)
+    days = np.where(np.isnan(event), np.nan, days)
+    return pd.Series(days + 0.5, index=records.index, name="person_time")
+
+
+def _band_exposure(days: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Days at risk in each :data:`FOLLOWUP_BANDS` band (n × B) and the band in which each
+    record's time at risk ends (where its event, if any, happened)."""
+    edges = np.asarray(FOLLOWUP_BANDS)
+    lo, hi = edges[:-1], edges[1:]
+    exposure = np.clip(days[:, None] - lo[None, :], 0.0, hi - lo)
+    last = np.clip(np.searchsorted(edges, days, side="left") - 1, 0, lo.size - 1)
+    return exposure, last
+
+
+def _crude_expected_events(days: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Expected events of each record at the pooled piecewise-constant rates: Σ_b t_ib·λ_b
+    with λ_b = events ending in band b ÷ days at risk in band b (all records given)."""
+    exposure, last = _band_exposure(days)
+    events = np.bincount(last, weights=y, minlength=exposure.shape[1])
+    at_risk = exposure.sum(axis=0)
+    rate = np.divide(events, at_risk, out=np.zeros_like(events), where=at_risk > 0)
+    return exposure @ rate
 
 
 def _unit_groups(units: pd.Series, keep: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -591,6 +749,12 @@ class RiskModelResult(Result):
     #: Records the model was fitted on when it is a reference fit applied to a selection
     #: (:func:`apply_risk_model`); None for a fit on these records themselves.
     reference_n: int | None = None
+    #: "binomial" (logistic model of a risk) or "poisson" (log-linear model of an event rate
+    #: with log person-time as offset; ``expected`` is then the expected number of events of
+    #: each record over its time at risk and ``linear_predictor`` the log rate per day).
+    family: str = "binomial"
+    #: Days at risk per record (:func:`person_time`) for ``family="poisson"``, else None.
+    exposure: pd.Series | None = None
 
 
 def _is_categorical(values: pd.Series) -> bool:
@@ -674,9 +838,15 @@ def _design(
 
 
 def risk_model(
-    records: pd.DataFrame, outcome: str, covariates: Sequence[str] | None = None
+    records: pd.DataFrame, outcome: str, covariates: Sequence[str] | None = None,
+    adjust_procedure: bool = False,
 ) -> RiskModelResult:
-    """Fit a logistic case-mix model on the pooled records (expected risk per record).
+    """Fit a case-mix model on the pooled records (expected risk, or events, per record).
+
+    A logistic model for a binary outcome; for a time-to-event outcome
+    (:data:`TIME_TO_EVENT`) a Poisson log-linear model of the event rate with log person-time
+    (:func:`person_time`) as offset, ``log E[y] = log t + x'β`` (Breslow & Day 1987, vol. II,
+    ch. 4), so that a record's expected events ``t·exp(x'β)`` grow with its follow-up.
 
     Parameters
     ----------
@@ -685,8 +855,11 @@ def risk_model(
     outcome : str
         One of :data:`OUTCOMES`; rows where it is missing are excluded.
     covariates : sequence of str, optional
-        Default: age, sex, etiology, levels_treated, procedure, plus prior_fractures when the
-        column exists and has any value.
+        Default: age, sex, etiology, levels_treated, plus prior_fractures when the column
+        exists and has any value (:data:`DEFAULT_COVARIATES`).
+    adjust_procedure : bool
+        Add ``procedure`` (VP/KP) to the default covariates. Off by default: the technique is
+        the unit's own choice, and adjusting for it removes that choice from its assessment.
 
     Returns
     -------
@@ -727,9 +900,10 @@ def risk_model(
     method = "Risk model"
     y_all = outcome_values(records, outcome)
     if covariates is None:
+        wanted = DEFAULT_COVARIATES + ((PROCEDURE_COVARIATE,) if adjust_procedure else ())
         covariates = [
             c
-            for c in DEFAULT_COVARIATES
+            for c in wanted
             if c in records and (c != "prior_fractures" or records[c].notna().any())
         ]
     else:
@@ -738,6 +912,8 @@ def risk_model(
         if absent:
             raise KeyError(f"records lack covariate column(s) {absent}")
     keep = y_all.notna().to_numpy()
+    if outcome in TIME_TO_EVENT:
+        return _rate_model(records, outcome, covariates, keep, y_all)
     data = records.loc[keep]
     y = y_all.to_numpy()[keep]
     events = int(y.sum())
@@ -812,6 +988,172 @@ def risk_model(
         events=events,
         notes=tuple(notes),
     )
+
+
+def _rate_model(records: pd.DataFrame, outcome: str, covariates: Sequence[str],
+                keep: np.ndarray, y_all: pd.Series) -> RiskModelResult:
+    """The Poisson branch of :func:`risk_model` (events per person-time, log-t offset)."""
+    method = "Risk model"
+    t_all = person_time(records, outcome).to_numpy()
+    keep = keep & np.isfinite(t_all)
+    data = records.loc[keep]
+    y = y_all.to_numpy()[keep]
+    t = t_all[keep]
+    events = int(y.sum())
+    if min(events, y.size - events) < MIN_EVENTS:
+        raise InsufficientDataError(
+            method,
+            f"{outcome} has {events} event(s) and {y.size - events} record(s) without among "
+            f"{y.size} records; at least {MIN_EVENTS} of each are needed",
+        )
+    design, terms, notes = _design(data, y, covariates, outcome)
+    x = design.to_numpy(dtype=float)
+    # Piecewise-constant baseline rate (FOLLOWUP_BANDS): the MLE of
+    # log E[y_i] = log(Σ_b t_ib·λ_b) + x_i'β by alternating the two closed blocks: β by IRLS
+    # with the offset log Σ_b t_ib·λ_b, then λ_b = O_b / Σ_i t_ib·exp(x_i'β) (the score
+    # equations of the band rates), until the fitted events settle. The same MLE as a Poisson
+    # GLM with one row per record and band (R: survSplit + glm, tests/results/).
+    exposure, last = _band_exposure(t)
+    band_events = np.bincount(last, weights=y, minlength=exposure.shape[1])
+    used = exposure.sum(axis=0) > 0
+    band_rate = np.where(used, band_events / np.where(used, exposure.sum(axis=0), 1.0), 0.0)
+    params = None
+    mu_old = np.zeros(y.size)
+    converged = False
+    for _ in range(100):
+        offset = np.log(exposure @ band_rate)
+        params, bse, ok = _poisson_irls(x, y, offset, start=params)
+        relative = np.exp(x @ params)
+        mu = relative * np.exp(offset)
+        if ok and np.max(np.abs(mu - mu_old)) < 1e-10 * max(1.0, float(np.max(mu))):
+            converged = True
+            break
+        mu_old = mu
+        denom = relative @ exposure
+        band_rate = np.where(used & (denom > 0), band_events / np.where(denom > 0, denom, 1.0),
+                             0.0)
+    bse = _rate_model_se(x, exposure, band_rate * np.exp(params[0]), np.exp(x @ params - params[0]),
+                         bse)
+    bad = ~np.isfinite(bse) | (bse > 100.0) | ~np.isfinite(params)
+    if bad.any() or not converged:
+        which = ", ".join(design.columns[bad]) or "all terms"
+        raise InsufficientDataError(
+            method,
+            f"the coefficient(s) of {which} cannot be estimated (separation or collinearity); "
+            "remove the covariate or widen the selection",
+        )
+    lin = x @ params  # log rate ratio against the baseline band rates
+    half = st.norm.ppf(0.975) * bse
+    coefficients = pd.DataFrame({
+        "term": list(design.columns),
+        "rate_ratio": np.exp(params),
+        "low": np.exp(params - half),
+        "high": np.exp(params + half),
+        "p_value": 2.0 * st.norm.sf(np.abs(params / bse)),
+    })
+    n_groups = min(10, y.size)
+    decile = pd.qcut(pd.Series(lin).rank(method="first"), n_groups, labels=False) + 1
+    calibration = (
+        pd.DataFrame({"decile": decile.to_numpy(), "y": y, "p": mu})
+        .groupby("decile")
+        .agg(n=("y", "size"), observed=("y", "sum"), expected=("p", "sum"))
+        .reset_index()
+    )
+    calibration["observed"] = calibration["observed"].astype(int)
+    expected = pd.Series(np.nan, index=records.index, name="expected")
+    expected[keep] = mu
+    linear_predictor = pd.Series(np.nan, index=records.index, name="linear_predictor")
+    linear_predictor[keep] = lin
+    exposure = pd.Series(np.where(keep, t_all, np.nan), index=records.index, name="person_time")
+    formula = (f"{outcome} ~ " + (" + ".join(terms) if terms else "1")
+               + " + offset(log(Σ person_time in band × band rate))")
+    notes.append("baseline rate piecewise constant over follow-up bands "
+                 + ", ".join(f"{lo:g}-{hi:g}" for lo, hi in zip(FOLLOWUP_BANDS[:-1],
+                                                                FOLLOWUP_BANDS[1:], strict=True))
+                 + " days")
+    return RiskModelResult(
+        outcome=outcome, expected=expected, linear_predictor=linear_predictor,
+        c_statistic=math.nan, calibration=calibration, coefficients=coefficients,
+        formula=formula, n=int(y.size), events=events, notes=tuple(notes),
+        family="poisson", exposure=exposure,
+    )
+
+
+def _rate_model_se(x: np.ndarray, exposure: np.ndarray, band_rate: np.ndarray,
+                   relative: np.ndarray, conditional: np.ndarray) -> np.ndarray:
+    """Standard errors of the covariate terms of the piecewise-rate model from the full
+    Fisher information of (band log-rates, covariate log-rate ratios): with
+    μ_ib = t_ib·λ_b·exp(x_i'β), I_ββ = Σ μ_i x_i x_i', I_αα = diag(Σ_i μ_ib),
+    I_αβ = Σ_i μ_ib x_i'. The intercept is aliased with the band rates: its entry keeps the
+    IRLS value conditional on them (``conditional``)."""
+    mu_band = exposure * band_rate[None, :] * relative[:, None]
+    used = mu_band.sum(axis=0) > 0
+    mu_band = mu_band[:, used]
+    mu = mu_band.sum(axis=1)
+    z = x[:, 1:]
+    info = np.block([
+        [np.diag(mu_band.sum(axis=0)), mu_band.T @ z],
+        [z.T @ mu_band, z.T @ (z * mu[:, None])],
+    ])
+    out = np.array(conditional, dtype=float)
+    try:
+        cov = np.linalg.inv(info)
+    except np.linalg.LinAlgError:
+        return out
+    with np.errstate(invalid="ignore"):
+        out[1:] = np.sqrt(np.diag(cov)[mu_band.shape[1]:])
+    return out
+
+
+def _poisson_irls(x: np.ndarray, y: np.ndarray, offset: np.ndarray, tol: float = 1e-10,
+                  max_iter: int = 100,
+                  start: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, bool]:
+    """Poisson regression with log link and an offset by IRLS (Fisher scoring, as R's ``glm``):
+    start from the intercept-only fit, stop when the deviance changes by less than
+    ``tol × (|deviance| + 0.1)`` (R's criterion); standard errors from the inverse of X'WX.
+
+    Returns ``(params, bse, converged)``.
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> x = np.column_stack([np.ones(5000), rng.normal(size=5000)])
+    >>> t = rng.uniform(10, 400, 5000)
+    >>> y = rng.poisson(t * np.exp(-6 + 0.5 * x[:, 1])).astype(float)
+    >>> params, bse, converged = _poisson_irls(x, y, np.log(t))
+    >>> converged, np.round(params, 1).tolist()
+    (True, [-6.0, 0.5])
+    """
+    if start is None:
+        params = np.zeros(x.shape[1])
+        params[0] = math.log(max(y.sum(), 0.5) / np.exp(offset).sum())
+    else:
+        params = np.array(start, dtype=float)
+    cov = np.full((x.shape[1], x.shape[1]), np.nan)
+    deviance = np.inf
+    converged = False
+    for _ in range(max_iter):
+        eta = x @ params + offset
+        mu = np.exp(eta)
+        working = eta - offset + (y - mu) / mu
+        weighted = x * mu[:, None]
+        try:
+            cov = np.linalg.inv(x.T @ weighted)
+        except np.linalg.LinAlgError:
+            break
+        params = cov @ (weighted.T @ working)
+        mu = np.exp(x @ params + offset)
+        new = 2.0 * float(np.sum(special.xlogy(y, y / mu) - (y - mu)))
+        if abs(new - deviance) < tol * (abs(new) + 0.1):
+            converged = True
+            break
+        deviance = new
+    mu = np.exp(x @ params + offset)
+    with contextlib.suppress(np.linalg.LinAlgError):
+        cov = np.linalg.inv(x.T @ (x * mu[:, None]))
+    with np.errstate(invalid="ignore"):
+        bse = np.sqrt(np.diag(cov))
+    return params, bse, converged
 
 
 #: From this many fitting rows :func:`risk_model` uses :func:`_logistic_irls` instead of
@@ -917,19 +1259,34 @@ def apply_risk_model(model: RiskModelResult, records: pd.DataFrame,
     lin = reference.to_numpy(dtype=float)[positions]
     y = outcome_values(records, model.outcome).to_numpy(dtype=float)
     usable = np.isfinite(lin) & ~np.isnan(y)
+    exposure = None
+    if model.family == "poisson":
+        days = model.exposure.to_numpy(dtype=float)[positions]
+        usable &= np.isfinite(days)
+        exposure = pd.Series(np.where(usable, days, np.nan), index=labels, name="person_time")
     lin = np.where(usable, lin, np.nan)
     events = int(np.nansum(y[usable]))
     n = int(usable.sum())
     notes = list(model.notes)
-    if recalibrate and 0 < events < n:
-        lin[usable] += _intercept_shift(lin[usable], events / n)
-        notes.append("reference model (all records) recalibrated to the selection's rate")
+    if model.family == "poisson":
+        expected = np.where(usable, model.expected.to_numpy(dtype=float)[positions], np.nan)
+        if recalibrate and 0 < events < n:  # closed form: Σ E·exp(δ) = O
+            delta = math.log(events / float(np.sum(expected[usable])))
+            lin[usable] += delta
+            expected = expected * math.exp(delta)
+            notes.append("reference model (all records) recalibrated to the selection's rate")
+    else:
+        if recalibrate and 0 < events < n:
+            lin[usable] += _intercept_shift(lin[usable], events / n)
+            notes.append("reference model (all records) recalibrated to the selection's rate")
+        expected = special.expit(lin)
     return dataclasses.replace(
         model,
-        expected=pd.Series(special.expit(lin), index=labels, name="expected"),
+        expected=pd.Series(expected, index=labels, name="expected"),
         linear_predictor=pd.Series(lin, index=labels, name="linear_predictor"),
         n=n, events=events, notes=tuple(notes),
         reference_n=model.n if model.reference_n is None else model.reference_n,
+        exposure=exposure,
     )
 
 
@@ -974,6 +1331,11 @@ class FunnelResult(Result):
     adjusted: bool
     min_volume: int
     notes: tuple[str, ...] = ()
+    #: "proportion" (binary outcome) or "rate" (time-to-event outcome: events per
+    #: person-year; ``target`` and the plotted values are then per person-year).
+    measure: str = "proportion"
+    #: The distribution of a unit's events under the target: "binomial" or "poisson".
+    distribution: str = "binomial"
 
     def to_frame(self) -> pd.DataFrame:
         """The per-unit table (a copy)."""
@@ -1012,31 +1374,35 @@ def funnel_data(
     min_volume: int = 10,
     model: RiskModelResult | None = None,
 ) -> FunnelResult:
-    """Per-unit rates, z-scores, flags and limit curves for a funnel plot.
+    """Per-unit rates, z-scores, p-values, flags and limit curves for a funnel plot.
 
     Parameters
     ----------
     records : DataFrame
-        Records with the data-dictionary columns. Rows with a missing unit or outcome are excluded.
+        Records with the data-dictionary columns. Rows with a missing unit or outcome (or, for
+        a time-to-event outcome, a missing time at risk) are excluded.
     unit : str
         Grouping column, ``"facility_id"`` or ``"operator_id"``.
     outcome : str
-        One of :data:`OUTCOMES`.
+        One of :data:`OUTCOMES`. A time-to-event outcome (:data:`TIME_TO_EVENT`) is compared
+        as events per person-time (``measure="rate"``, per person-year), never as a
+        proportion.
     target : float, optional
-        External benchmark θ0. Default: the pooled rate Σy/Σn of the included records
-        (``target_source`` says which).
+        External benchmark θ0 (a proportion, or events per person-year for a time-to-event
+        outcome). Default: the pooled value of the included records (``target_source`` says
+        which).
     adjust : bool
         Risk-adjust with :func:`risk_model` fitted on all records with the outcome (including
-        those without a unit). The expected count of a unit is then E_i = Σ p̂ and the plotted
-        rate is ``O/E × θ0`` (indirect standardisation) against Poisson(E) limits
-        (Spiegelhalter 2005, Appendix A.1.2). With an external target the model's intercept is
-        shifted so its mean predicted risk equals the target.
+        those without a unit): E_i is the sum of the unit's expected risks (or expected events
+        over each record's time at risk) and the plotted value is ``O/E × θ0`` (indirect
+        standardisation). With an external target the model's expected counts are rescaled
+        (logistic: intercept shift) so that they match it.
     overdispersion : {"none", "multiplicative", "additive"}
         Model for over-dispersion (Spiegelhalter 2005 QSHC 14:347; 2012 JRSS-A 175:1). It is
         applied only when the winsorised φ > 1 and the χ² test has p < 0.05; the limits are then
         normal-approximation limits ``θ0 ± z·√φ·s_i`` (multiplicative) or
-        ``θ0 ± z·√(s_i² + τ²)`` (additive), clipped to [0, 1] (low limit floored at 0 on the
-        adjusted scale).
+        ``θ0 ± z·√(s_i² + τ²)`` (additive), low limit floored at 0 (and a proportion's high
+        limit capped at 1).
     min_volume : int
         Units with fewer included records are flagged ``"low_volume"``: they are shown but not
         tested, and excluded from φ, τ² and the BH family (they still count in the pooled target).
@@ -1048,22 +1414,36 @@ def funnel_data(
     -------
     FunnelResult
         ``units`` has one row per unit: ``unit, n, events, rate, expected, oe, z, p_value,
-        p_adjusted, flag`` plus ``z_raw`` (before any over-dispersion model), ``plot_n`` and
-        ``plot_rate`` (the point to plot; ``plot_n = E/θ0`` and ``plot_rate = O/E × θ0`` when
-        adjusted) and the unit's own limits ``low_95, high_95, low_998, high_998`` on the plotted
-        scale. ``flag`` is ``"alarm_*"`` beyond the 99.8% limits, ``"alert_*"`` beyond 95%,
-        else ``"within"``. ``limits`` holds a smooth grid (``n, expected, level, low, high``) for
-        both levels with the same model; when adjusted, ``n`` is the effective volume
-        ``E/θ0`` (plot units at ``plot_n``) and the normal-approximation grid uses
-        ``V = E(1-θ0)``.
+        p_adjusted, flag`` plus ``z_raw`` (the Pearson score ``(O - E)/√V``, used for φ),
+        ``plot_n`` and ``plot_rate`` (the point to plot) and the unit's own limits
+        ``low_95, high_95, low_998, high_998`` on the plotted scale; ``person_years`` for a
+        time-to-event outcome. ``flag`` is ``"alarm_*"`` beyond the 99.8% limits, ``"alert_*"``
+        beyond 95%, else ``"within"``. ``limits`` holds a smooth grid (``n, expected, level,
+        low, high``) for both levels with the same model.
 
     Notes
     -----
-    z-scores are ``z_i = (O_i - E_i)/√V_i`` with ``V_i = n_i θ0(1-θ0)`` (unadjusted) or
-    ``Σ p̂(1-p̂)`` (adjusted), i.e. ``(y_i - θ0)/s_i`` on the plotted scale. ``p_value`` is
-    two-sided normal from ``z`` (the over-dispersion-adjusted score when a model is applied) and
-    ``p_adjusted`` is Benjamini–Hochberg over the tested units. Flags use the exact limits when no
-    over-dispersion model is applied, so a flag and a p-value can disagree slightly near a limit.
+    **One distribution per funnel** gives the flag, the p-value, z and the plotted limits:
+
+    * Binary outcome: the unit's events are compared with a Binomial(m_i, θ0), where m_i is
+      the volume n_i (crude) or the *effective volume* E_i/θ0 (risk-adjusted), the value
+      plotted is O_i/m_i (the crude rate, or O/E × θ0) against m_i, and the variance is
+      V_i = m_i θ0(1 - θ0) = E_i(1 - θ0). With an intercept-only case-mix model E_i = n_i θ0,
+      so the adjusted funnel is then exactly the crude one. (The exact distribution of O_i is
+      Poisson-binomial with variance Σp(1-p); the effective-volume binomial has the same
+      mean and, for a unit of average case mix, a slightly larger variance.)
+    * Time-to-event outcome: Poisson(E_i), E_i the expected events given each record's time at
+      risk (crude: person-years × pooled rate), V_i = E_i; plotted ``O/E × θ0`` against the
+      effective person-years E_i/θ0 (Spiegelhalter 2005, Appendix A.1.2).
+
+    Without an over-dispersion model the limits are the exact quantiles with Spiegelhalter's
+    interpolation (Stat Med 2005;24:1185, Appendix A.1), and the two-sided p-value is the one
+    whose contour passes through the point: ``p = 2·min(F(O), 1 - F(O))`` with F the cdf
+    above, so a unit is outside the 95% (99.8%) limits exactly when p < 0.05 (0.002), and
+    ``z = Φ⁻¹(F(O))`` is the matching normal score (|z| > 1.96 exactly at the 95% limits).
+    With an over-dispersion model everything is normal: ``z = z_raw/√φ`` or
+    ``(y - θ0)/√(s² + τ²)``, ``p = 2Φ(-|z|)`` and the limits above. ``p_adjusted`` is
+    Benjamini–Hochberg over the tested units.
 
     Examples
     --------
@@ -1079,66 +1459,83 @@ def funnel_data(
     if unit not in records:
         raise KeyError(f"records lack the unit column {unit!r}")
     method = "Funnel plot"
+    rate_outcome = outcome in TIME_TO_EVENT
     y_all = outcome_values(records, outcome)
     keep = (y_all.notna() & records[unit].notna()).to_numpy()
+    if rate_outcome:
+        days_all = (model.exposure.to_numpy() if adjust and model is not None
+                    and model.exposure is not None else person_time(records, outcome).to_numpy())
+        keep &= np.isfinite(days_all)
     if not keep.any():
         raise InsufficientDataError(method, f"no records with both {unit} and {outcome}")
     y = y_all.to_numpy()[keep]
+    years = days_all[keep] / DAYS_PER_YEAR if rate_outcome else None
     group, names = _unit_groups(records[unit], keep)
     notes: list[str] = []
-    pooled = float(y.mean())
+    pooled = float(y.sum() / years.sum()) if rate_outcome else float(y.mean())
     if target is None:
         theta, target_source = pooled, "pooled"
-        if not 0.0 < theta < 1.0:
+        if not (theta > 0.0 and (rate_outcome or theta < 1.0)):
             raise InsufficientDataError(
                 method, f"the pooled {outcome} rate is {theta:g}; limits need 0 < rate < 1"
             )
     else:
         theta, target_source = float(target), "external"
-        if not 0.0 < theta < 1.0:
-            raise ValueError("target must be strictly between 0 and 1")
+        if not (theta > 0.0 and (rate_outcome or theta < 1.0)):
+            raise ValueError("target must be positive (and below 1 for a proportion)")
     if adjust:
         # Fitted on every record with the outcome (also those without a unit), like
         # caterpillar() and cusum(), so the three views share one set of expected risks.
         model = _fitted(records, outcome, model)
         notes.extend(model.notes)
+        p = model.expected.to_numpy()[keep]
         if target_source == "external":
-            lin = model.linear_predictor.to_numpy()
-            fitted = np.isfinite(lin)
-            p_all = np.full(lin.size, np.nan)
-            p_all[fitted] = _recalibrate(lin[fitted], theta)
-            p = p_all[keep]
-            notes.append("risk model recalibrated (intercept shift) to the external target")
-        else:
-            p = model.expected.to_numpy()[keep]
+            if rate_outcome:
+                p = p * (theta * years.sum() / p.sum())
+            else:
+                lin = model.linear_predictor.to_numpy()
+                fitted = np.isfinite(lin)
+                p_all = np.full(lin.size, np.nan)
+                p_all[fitted] = _recalibrate(lin[fitted], theta)
+                p = p_all[keep]
+            notes.append("risk model recalibrated to the external target")
+    elif rate_outcome:
+        p = _crude_expected_events(days_all[keep], y)
+        if target_source == "external":
+            p = p * (theta * years.sum() / p.sum())
     else:
         p = np.full(y.size, theta)
 
     k = names.size
-    events, expected, var = _group_sums(group, k, y, p, p * (1.0 - p))
-    table = pd.DataFrame({
-        "unit": names,
-        "n": np.bincount(group, minlength=k).astype(np.int64),
-        "events": np.rint(events).astype(int),
-        "expected": expected,
-        "var": var,
-    })
-    n_u = table["n"].to_numpy(dtype=float)
+    events, expected = _group_sums(group, k, y, p)
+    n_u = np.bincount(group, minlength=k).astype(np.int64)
+    table = pd.DataFrame({"unit": names, "n": n_u, "events": np.rint(events).astype(int),
+                          "expected": expected})
+    n_u = n_u.astype(float)
     o_u = table["events"].to_numpy(dtype=float)
-    e_u = table["expected"].to_numpy()
-    v_u = table["var"].to_numpy()
-    table["rate"] = o_u / n_u
-    table["oe"] = o_u / e_u
-    z_raw = (o_u - e_u) / np.sqrt(v_u)
-    # Plotted value and its standard error on the plotted scale.
-    if adjust:
-        y_plot = table["oe"].to_numpy()
-        s_plot = np.sqrt(v_u) / e_u
-        centre = 1.0
+    e_u = expected
+    if rate_outcome:
+        person_years = _group_sums(group, k, years)[0]
+        table["rate"] = o_u / person_years
+        # Poisson(E): the plotted value O/E·θ0 at the effective person-years E/θ0.
+        volume = e_u / theta
+        variance = e_u
+        s_plot = theta / np.sqrt(e_u)
+        cdf = special.gammaincc(o_u + 1.0, e_u)
+        sf = special.gammainc(o_u + 1.0, e_u)
     else:
-        y_plot = table["rate"].to_numpy()
-        s_plot = np.sqrt(theta * (1.0 - theta) / n_u)
-        centre = theta
+        table["rate"] = o_u / n_u
+        # Binomial(m, θ0) with m = n (crude) or the effective volume E/θ0 (adjusted).
+        volume = e_u / theta if adjust else n_u
+        variance = volume * theta * (1.0 - theta)
+        s_plot = np.sqrt(theta * (1.0 - theta) / volume)
+        cdf = _binom_cdf(o_u, volume, theta)
+        inside = o_u < volume
+        sf = np.zeros(k)
+        sf[inside] = special.betainc(o_u[inside] + 1.0, volume[inside] - o_u[inside], theta)
+    table["oe"] = o_u / e_u
+    y_plot = o_u / volume  # = rate (crude proportion) or O/E × θ0
+    z_raw = (o_u - e_u) / np.sqrt(variance)
     tested = n_u >= min_volume
     od = estimate_overdispersion(z_raw[tested], s_plot[tested])
     applied = (
@@ -1152,89 +1549,66 @@ def funnel_data(
             f"{overdispersion} over-dispersion requested but not applied "
             f"(phi={od.phi:.3g}, p={od.p_value:.3g})"
         )
-    if applied and overdispersion == "multiplicative":
-        z = z_raw / math.sqrt(od.phi)
-    elif applied:
-        z = (y_plot - centre) / np.sqrt(s_plot**2 + od.tau2)
+    if applied:
+        if overdispersion == "multiplicative":
+            z = z_raw / math.sqrt(od.phi)
+        else:
+            z = (y_plot - theta) / np.sqrt(s_plot**2 + od.tau2)
+        p_value = 2.0 * st.norm.sf(np.abs(z))
+        high_side = z > 0
     else:
-        z = z_raw
-    p_value = 2.0 * st.norm.sf(np.abs(z))
+        # The exact tail whose contour passes through the point (see Notes).
+        p_value = np.minimum(1.0, 2.0 * np.minimum(cdf, sf))
+        z = np.where(cdf <= 0.5, st.norm.ppf(cdf), st.norm.isf(sf))
+        z = np.clip(z, -40.0, 40.0)
+        high_side = sf < cdf
     p_adjusted = np.full(z.size, np.nan)
     if tested.any():
         from statsmodels.stats.multitest import multipletests
 
         p_adjusted[tested] = multipletests(p_value[tested], method="fdr_bh")[1]
 
-    # Limits at each unit (plotted scale) and the flags.
-    scale = theta if adjust else 1.0
+    # Limits at each unit (plotted scale) and the flags (from the same p-values).
     flag = np.where(tested, "within", "low_volume").astype(object)
     for level in sorted(FUNNEL_LEVELS):
-        if applied:
-            low, high = _od_limits(centre, s_plot, _z(level), overdispersion, od.phi, od.tau2)
-        elif adjust:
-            lim = funnel_limits_oe(e_u, levels=[level])
-            low, high = lim["low"].to_numpy(), lim["high"].to_numpy()
-        else:
-            lim = funnel_limits(n_u, theta, levels=[level])
-            low, high = lim["low"].to_numpy(), lim["high"].to_numpy()
-        low = np.maximum(low, 0.0)
-        if not adjust:
-            high = np.minimum(high, 1.0)
+        low, high = _unit_limits(volume, theta, level, rate_outcome, applied, overdispersion,
+                                 od, s_plot)
         name = "alarm" if level == max(FUNNEL_LEVELS) else "alert"
-        flag = np.where(tested & (y_plot > high), f"{name}_high", flag)
-        flag = np.where(tested & (y_plot < low), f"{name}_low", flag)
+        beyond = tested & (p_value < 1.0 - level)
+        flag = np.where(beyond & high_side, f"{name}_high", flag)
+        flag = np.where(beyond & ~high_side, f"{name}_low", flag)
         tag = _level_tag(level)
-        table[f"low_{tag}"] = low * scale
-        table[f"high_{tag}"] = high * scale
+        table[f"low_{tag}"] = low
+        table[f"high_{tag}"] = high
 
     table["z"] = z
     table["z_raw"] = z_raw
     table["p_value"] = p_value
     table["p_adjusted"] = p_adjusted
     table["flag"] = flag
-    table["plot_n"] = e_u / theta if adjust else n_u
-    table["plot_rate"] = y_plot * scale
-    columns = [
-        "unit",
-        "n",
-        "events",
-        "rate",
-        "expected",
-        "oe",
-        "z",
-        "p_value",
-        "p_adjusted",
-        "flag",
-        "z_raw",
-        "plot_n",
-        "plot_rate",
-    ]
+    table["plot_n"] = volume
+    table["plot_rate"] = y_plot
+    columns = ["unit", "n", "events", "rate", "expected", "oe", "z", "p_value", "p_adjusted",
+               "flag", "z_raw", "plot_n", "plot_rate"]
+    if rate_outcome:
+        table["person_years"] = person_years
+        columns.append("person_years")
     columns += [c for c in table.columns if c.startswith(("low_", "high_"))]
     table = table[columns]
 
-    # Smooth grid of limits (x = n, or the effective volume E/θ0 when adjusted).
+    # Smooth grid of limits (x = n, or the effective volume E/θ0).
     x_max = float(table["plot_n"].max()) * 1.1
     x_min = max(1.0, float(table["plot_n"].min()) * 0.5)
+    if rate_outcome:
+        x_min = float(table["plot_n"].min()) * 0.5
     grid_n = np.unique(np.geomspace(x_min, max(x_max, x_min * 1.01), 200))
     grid_e = grid_n * theta
+    s_grid = (theta / np.sqrt(grid_e) if rate_outcome
+              else np.sqrt(theta * (1.0 - theta) / grid_n))
     frames = []
     for level in FUNNEL_LEVELS:
-        if applied:
-            # Adjusted: V = E(1-θ0) is the variance of a unit with E expected events at risk θ0.
-            s_grid = (
-                np.sqrt(grid_e * (1.0 - theta)) / grid_e
-                if adjust
-                else np.sqrt(theta * (1.0 - theta) / grid_n)
-            )
-            low, high = _od_limits(centre, s_grid, _z(level), overdispersion, od.phi, od.tau2)
-        elif adjust:
-            lim = funnel_limits_oe(grid_e, levels=[level])
-            low, high = lim["low"].to_numpy(), lim["high"].to_numpy()
-        else:
-            lim = funnel_limits(grid_n, theta, levels=[level])
-            low, high = lim["low"].to_numpy(), lim["high"].to_numpy()
-        low = np.maximum(low, 0.0) * scale
-        high = (high if adjust else np.minimum(high, 1.0)) * scale
+        low, high = _unit_limits(grid_n, theta, level, rate_outcome, applied, overdispersion,
+                                 od, s_grid)
         frames.append(
             pd.DataFrame(
                 {"n": grid_n, "expected": grid_e, "level": level, "low": low, "high": high}
@@ -1256,7 +1630,27 @@ def funnel_data(
         adjusted=bool(adjust),
         min_volume=int(min_volume),
         notes=tuple(notes),
+        measure="rate" if rate_outcome else "proportion",
+        distribution="poisson" if rate_outcome else "binomial",
     )
+
+
+def _unit_limits(volume: np.ndarray, theta: float, level: float, rate_outcome: bool,
+                 applied: bool, overdispersion: str, od: Overdispersion,
+                 se: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Funnel limits on the plotted scale at the (effective) volumes of :func:`funnel_data`."""
+    if applied:
+        low, high = _od_limits(theta, se, _z(level), overdispersion, od.phi, od.tau2)
+    elif rate_outcome:
+        lim = funnel_limits_oe(volume * theta, levels=[level])
+        low, high = lim["low"].to_numpy() * theta, lim["high"].to_numpy() * theta
+    else:
+        lim = funnel_limits(volume, theta, levels=[level])
+        low, high = lim["low"].to_numpy(), lim["high"].to_numpy()
+    low = np.maximum(low, 0.0)
+    if not rate_outcome:
+        high = np.minimum(high, 1.0)
+    return low, high
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1276,14 +1670,26 @@ def _fitted(records: pd.DataFrame, outcome: str,
 def _expected_risks(
     records: pd.DataFrame, outcome: str, adjust: bool, model: RiskModelResult | None = None
 ) -> tuple[pd.Series, pd.Series]:
-    """Outcome and expected risk per record (pooled model, or the pooled rate)."""
+    """Outcome and expected risk per record (pooled model, or the pooled rate); for a
+    time-to-event outcome the expected events over each record's time at risk (crude: its
+    person-time × the pooled events per person-time). NaN where a record is excluded."""
     y = outcome_values(records, outcome)
     if adjust:
         p = _fitted(records, outcome, model).expected
+    elif outcome in TIME_TO_EVENT:
+        days = person_time(records, outcome).to_numpy()
+        usable = y.notna().to_numpy() & np.isfinite(days)
+        if not usable.any():
+            raise InsufficientDataError("Expected events", f"no records with {outcome}")
+        expected = np.full(days.size, np.nan)
+        expected[usable] = _crude_expected_events(days[usable], y.to_numpy()[usable])
+        p = pd.Series(expected, index=records.index)
     else:
         if y.notna().sum() == 0:
             raise InsufficientDataError("Expected risk", f"no records with {outcome}")
         p = pd.Series(np.where(y.notna(), float(y.mean()), np.nan), index=records.index)
+    if outcome in TIME_TO_EVENT:  # records without a time at risk have no expected events
+        y = y.where(p.notna())
     return y, p
 
 
@@ -1926,6 +2332,216 @@ def cusum_threshold(
     )
 
 
+#: Grid points of the Markov chain for the run-length *distribution* (the probability of a
+#: false signal within n cases, :func:`cusum_false_alarm`). The n-step probability needs the
+#: dense transition matrix raised to the power n, formed by repeated squaring (log2(n)
+#: products of 100 × 100 matrices, about 1 ms whatever n) instead of n matrix-vector steps.
+#: A 100-point grid alone overstates the probability (by 1-25%: the split of each move between
+#: two grid points adds variance); its time scale is therefore matched to the
+#: :data:`MARKOV_STATES`-point chain: ``P(RL > n) = S_100(n)^(ARL_100/ARL_1000)``. This is
+#: exact for a geometric run length and, in the tests, within the Monte-Carlo error of 20,000
+#: simulated series (``tests/unit/analysis/test_cusum_markov.py``).
+FALSE_ALARM_STATES = 100
+
+
+def _transition_matrix(atoms: np.ndarray, prob: np.ndarray, h: float, m: int) -> np.ndarray:
+    """Dense in-control transition matrix R (m × m, substochastic) of the chart on [0, h):
+    the grid and the mean-keeping split of :func:`_markov_arl` (R = T + the floor column -
+    the signalling share of the last column); the missing row mass is the signal."""
+    step = h / (m - 1)
+    scaled = atoms / step
+    k = np.floor(scaled)
+    frac = scaled - k
+    off = m + 1
+    idx = (np.clip(k, -off, m) + off).astype(np.intp)
+    size = 2 * m + 3
+    lower = np.bincount(idx, prob * (1.0 - frac), size)
+    upper = np.bincount(idx, prob * frac, size)
+    g = lower.copy()
+    g[1:] += upper[:-1]
+    i = np.arange(m)
+    r = g[off + i[None, :] - i[:, None]]
+    r[:, 0] += np.cumsum(g)[off - 1 - i]
+    r[:, m - 1] -= lower[off + m - 1 - i]
+    return r
+
+
+def _arl_ratio(atoms: np.ndarray, prob: np.ndarray, h: float, m: int,
+               fine: int) -> tuple[float, float]:
+    """``ARL_m / ARL_fine`` at h (the time-scale correction of :data:`FALSE_ALARM_STATES`)
+    and ``ARL_fine``."""
+    arl = _markov_arl(atoms, prob, h, fine)
+    ratio = _markov_arl(atoms, prob, h, m) / arl
+    return (ratio if np.isfinite(ratio) and ratio > 0 else 1.0), arl
+
+
+def _signal_probability(atoms: np.ndarray, prob: np.ndarray, h: float, n: int,
+                        m: int = FALSE_ALARM_STATES, fine: int | None = MARKOV_STATES,
+                        ratio: float | None = None) -> float:
+    """P(at least one signal within n cases) from a start at 0: ``1 - e_0' R^n 1``, with R^n
+    by repeated squaring (O(m³ log n), not O(n m²)); with ``fine`` the survival is raised to
+    the power ``ratio = ARL_m / ARL_fine`` (see :data:`FALSE_ALARM_STATES`; computed at h
+    unless given)."""
+    power = _transition_matrix(atoms, prob, h, m)
+    row = np.zeros(m)
+    row[0] = 1.0
+    steps = int(n)
+    while steps:
+        if steps & 1:
+            row = row @ power
+        steps >>= 1
+        if steps:
+            power = power @ power
+    survival = float(min(1.0, max(0.0, row.sum())))
+    if fine and fine != m and 0.0 < survival < 1.0:
+        if ratio is None:
+            ratio = _arl_ratio(atoms, prob, h, m, fine)[0]
+        survival = math.exp(math.log(survival) * ratio)
+    return 1.0 - survival
+
+
+def cusum_false_alarm(
+    expected: Sequence[float] | np.ndarray,
+    h: float,
+    n: int,
+    odds_ratio: float = 2.0,
+    direction: str = "upper",
+    n_states: int = FALSE_ALARM_STATES,
+) -> float:
+    """In-control probability that a risk-adjusted CUSUM signals at least once within n cases.
+
+    The chart starts at 0; the cases' risks are drawn from ``expected`` (each equally likely)
+    and their outcomes from those risks, as for :func:`cusum_arl`. With R the Markov chain's
+    transition matrix among the non-signalling states (Brook & Evans 1972, Biometrika
+    59:539), ``P(RL ≤ n) = 1 - P(no absorption in n steps) = 1 - e_0' Rⁿ 1``; Rⁿ is formed by
+    repeated squaring on a grid of ``n_states`` points, its time scale matched to the
+    :data:`MARKOV_STATES`-point chain's ARL (see :data:`FALSE_ALARM_STATES`).
+
+    Parameters
+    ----------
+    expected : array_like
+        Predicted risks of the unit's cases (NaN ignored).
+    h : float
+        Decision limit (> 0).
+    n : int
+        Number of cases monitored (the unit's series).
+    odds_ratio : float
+        R_A > 1 of the upper chart; the lower chart uses 1/R_A.
+    direction : {"upper", "lower"}
+        Which chart.
+    n_states : int
+        Grid points (at least 10).
+
+    Returns
+    -------
+    float
+        The probability of at least one false signal over the n cases.
+
+    Examples
+    --------
+    >>> round(cusum_false_alarm(np.full(50, 0.1), 3.0, 100), 2)
+    0.08
+    """
+    odds_ratio = _check_odds_ratio(odds_ratio)
+    if direction not in ("upper", "lower"):
+        raise ValueError("direction must be 'upper' or 'lower'")
+    if not h > 0:
+        raise ValueError("h must be positive")
+    if int(n) < 0 or int(n_states) < 10:
+        raise ValueError("n must be >= 0 and n_states at least 10")
+    p = np.asarray(expected, dtype=float)
+    p = p[np.isfinite(p)]
+    if p.size == 0:
+        raise InsufficientDataError("CUSUM false-alarm probability", "no expected risks")
+    if np.any((p < 0) | (p > 1)):
+        raise ValueError("expected risks must lie in [0, 1]")
+    atoms, prob = _weight_atoms(p, odds_ratio if direction == "upper" else 1.0 / odds_ratio)
+    return _signal_probability(atoms, prob, float(h), int(n), int(n_states))
+
+
+def _false_alarm_threshold(atoms: np.ndarray, prob: np.ndarray, n: int, alpha: float,
+                           m: int = FALSE_ALARM_STATES) -> tuple[float, float, float]:
+    """Smallest h on the 0.001 grid with P(signal within n cases) ≤ alpha: ``(h, P, ARL)``.
+
+    The start is the limit whose ARL gives alpha for a geometric run length,
+    ``ARL = 1/(1 - (1 - alpha)^(1/n))`` (coarse Markov grid); then regula falsi (Illinois)
+    on log P(h), which is nearly linear in h. The time-scale correction of
+    :data:`FALSE_ALARM_STATES` is computed at the start and again at the final h (it changes
+    slowly with h), so the search costs a few 100-point matrix powers and four ARL solves.
+    """
+    arl = 1.0 / -math.expm1(math.log1p(-alpha) / n)
+    try:
+        h0, _ = _markov_threshold(atoms, prob, max(arl, 1.0 + 1e-9), _COARSE_STATES)
+    except InsufficientDataError:
+        h0 = 4.0
+    ratio = _arl_ratio(atoms, prob, h0, m, MARKOV_STATES)[0]
+
+    def chance_at(h: float) -> float:
+        return _signal_probability(atoms, prob, h, n, m, MARKOV_STATES, ratio)
+
+    def gap(h: float) -> float:
+        return math.log(max(chance_at(h), 1e-300)) - math.log(alpha)
+
+    lo, hi = max(h0 * 0.95, _H_STEP), h0 * 1.05
+    f_lo, f_hi = gap(lo), gap(hi)
+    while f_lo < 0.0 and lo > _H_STEP:  # even a lower limit is rare enough
+        hi, f_hi = lo, f_lo
+        lo = max(lo / 2.0, _H_STEP)
+        f_lo = gap(lo)
+    if f_lo <= 0.0:
+        hi = _H_STEP
+    else:
+        while f_hi > 0.0:
+            if hi > 1e3:
+                raise InsufficientDataError("CUSUM threshold",
+                                            f"no h < 1000 gives P ≤ {alpha:g}")
+            lo, f_lo = hi, f_hi
+            hi *= 1.5
+            f_hi = gap(hi)
+        side = 0
+        for _ in range(60):
+            if hi - lo < _H_STEP / 2.0:
+                break
+            h = (lo * f_hi - hi * f_lo) / (f_hi - f_lo)
+            if not lo < h < hi:
+                h = (lo + hi) / 2.0
+            f = gap(h)
+            if abs(f) < 1e-4:
+                hi = h
+                break
+            if f < 0.0:
+                hi, f_hi = h, f
+                if side == 1:
+                    f_lo /= 2.0
+                side = 1
+            else:
+                lo, f_lo = h, f
+                if side == -1:
+                    f_hi /= 2.0
+                side = -1
+    # Settle on the 0.001 grid with the correction computed at each candidate h itself.
+    def exact(h: float) -> tuple[float, float]:
+        ratio_h, arl_h = _arl_ratio(atoms, prob, h, m, MARKOV_STATES)
+        return _signal_probability(atoms, prob, h, n, m, MARKOV_STATES, ratio_h), arl_h
+
+    h = max(round(math.ceil(hi / _H_STEP - 1e-6) * _H_STEP, 3), _H_STEP)
+    chance, arl = exact(h)
+    for i in range(200):
+        if chance <= alpha:
+            break
+        h = round(h + _H_STEP * (1 + 4 * (i // 10)), 3)
+        chance, arl = exact(h)
+    for _ in range(5):  # the root search may stop a step or two above the smallest such h
+        lower_h = round(h - _H_STEP, 3)
+        if lower_h <= 0:
+            break
+        lower, lower_arl = exact(lower_h)
+        if lower > alpha:
+            break
+        h, chance, arl = lower_h, lower, lower_arl
+    return h, chance, arl
+
+
 def _in_order(dates: np.ndarray, ids: np.ndarray) -> bool:
     """True when rows are already sorted by (date, id), as the store returns them: the
     sort of a large unit's cases (~25 ms at 100,000) can then be skipped."""
@@ -1966,6 +2582,16 @@ class CusumResult(Result):
     arl_lower: float
     adjusted: bool
     n: int
+    #: Target in-control probability of at least one false signal of the two charts over the
+    #: unit's n cases (split equally between them); NaN when the limits were not chosen by it.
+    false_alarm: float = math.nan
+    #: In-control probability of at least one false signal within the n cases, per chart
+    #: (Markov chain, :func:`cusum_false_alarm`), whatever way the limits were chosen.
+    false_alarm_upper: float = math.nan
+    false_alarm_lower: float = math.nan
+    #: The outcome charted: ``outcome`` itself, or for a time-to-event outcome its
+    #: fixed-horizon indicator (:func:`horizon_outcome`).
+    chart_outcome: str = ""
 
 
 def cusum(
@@ -1980,8 +2606,14 @@ def cusum(
     adjust: bool = True,
     model: RiskModelResult | None = None,
     arl_method: str = "markov",
+    false_alarm: float = FALSE_ALARM,
 ) -> CusumResult:
     """Risk-adjusted CUSUM (Steiner et al. 2000) and VLAD for one facility or operator.
+
+    For a time-to-event outcome (:data:`TIME_TO_EVENT`) the chart is the Bernoulli CUSUM of
+    its fixed-horizon indicator (:func:`horizon_outcome`: new fracture within 365 days, among
+    the procedures whose status at 365 days is known), so every charted case has the same
+    follow-up window; pass a model fitted for that indicator.
 
     Parameters
     ----------
@@ -1996,12 +2628,13 @@ def cusum(
     odds_ratio : float
         R_A of the upper chart (deterioration); the lower chart detects 1/R_A.
     threshold : float or (float, float), optional
-        Given decision limits (h⁺, h⁻), or one value for both. Default: chosen by
-        :func:`cusum_threshold` for each chart from the unit's own expected risks, with the
-        Markov-chain ARL (or a simulation, see ``arl_method``).
+        Given decision limits (h⁺, h⁻), or one value for both. Default: chosen from the
+        unit's own expected risks so that the in-control probability of at least one false
+        signal over its n charted cases is at most ``false_alarm`` for the two charts
+        together (``false_alarm/2`` each; Markov chain, :func:`cusum_false_alarm`), or, when
+        ``in_control_arl`` is given, by :func:`cusum_threshold` for that ARL.
     in_control_arl : float, optional
-        Target in-control ARL of the chosen limits; default ``max(1000, 5 × n)`` where n is
-        the unit's number of charted cases.
+        Target in-control ARL of the chosen limits (instead of ``false_alarm``).
     seed : int, optional
         Seed of the simulation (``arl_method="simulation"`` only).
     adjust : bool
@@ -2011,7 +2644,10 @@ def cusum(
         A :func:`risk_model` fit on these same ``records`` and ``outcome``, reused instead of
         refitting.
     arl_method : {"markov", "simulation"}
-        ``method`` of :func:`cusum_threshold` when the limits are chosen here.
+        ``method`` of :func:`cusum_threshold` when the limits are chosen for an ARL.
+    false_alarm : float
+        In-control probability of at least one false signal of the pair of charts over the
+        unit's series (default 5%).
 
     Returns
     -------
@@ -2019,8 +2655,9 @@ def cusum(
         ``chart`` in ``procedure_date`` order (ties by ``record_id``) with ``record_index,
         record_id, procedure_date`` and the columns of :func:`cusum_chart`; ``signals`` with
         ``position, record_index, record_id, procedure_date, direction, value``; the limits and
-        ``threshold_method``: ``"markov"`` (Markov-chain ARL, the default), ``"simulated"``
-        (``arl_method="simulation"``) or ``"given"``.
+        ``threshold_method``: ``"false_alarm"`` (the default), ``"markov"`` (Markov-chain
+        ARL), ``"simulated"`` (``arl_method="simulation"``) or ``"given"``; and the in-control
+        false-alarm probability of each chart over the n cases.
 
     Examples
     --------
@@ -2035,10 +2672,13 @@ def cusum(
     odds_ratio = _check_odds_ratio(odds_ratio)
     if arl_method not in ("markov", "simulation"):
         raise ValueError("arl_method must be 'markov' or 'simulation'")
+    if not 0.0 < false_alarm < 1.0:
+        raise ValueError("false_alarm must be a probability between 0 and 1")
     for column in (unit, "procedure_date"):
         if column not in records:
             raise KeyError(f"records lack column {column!r}")
-    y, p = _expected_risks(records, outcome, adjust, model)
+    chart_outcome = horizon_outcome(outcome)
+    y, p = _expected_risks(records, chart_outcome, adjust, model)
     mask = (records[unit] == unit_id).fillna(False).to_numpy(dtype=bool) & y.notna().to_numpy()
     if not mask.any():
         raise InsufficientDataError("CUSUM", f"no records of {unit}={unit_id!r} with {outcome}")
@@ -2060,11 +2700,28 @@ def cusum(
         sub = sub.sort_values(["procedure_date", "record_id"], kind="mergesort")
         sub = sub.reset_index(drop=True)
     n = len(sub)
-    if threshold is None:
-        target = float(in_control_arl) if in_control_arl is not None else max(1000.0, 5.0 * n)
+    risks = sub["p"].to_numpy(dtype=float)
+    atoms = {d: _weight_atoms(risks, odds_ratio if d == "upper" else 1.0 / odds_ratio)
+             for d in ("upper", "lower")}
+    chance = {"upper": math.nan, "lower": math.nan}
+    alpha = math.nan
+    if threshold is None and in_control_arl is None:
+        alpha = float(false_alarm)
+        limits = {}
+        for d, (w, pr) in atoms.items():
+            if not np.any(w > 0):
+                raise InsufficientDataError(
+                    "CUSUM threshold", "no case can move the chart up (all expected risks are 0)")
+            limits[d] = _false_alarm_threshold(w, pr, n, alpha / 2.0)
+        (h_up, chance["upper"], arl_up), (h_low, chance["lower"], arl_low) = (
+            limits["upper"], limits["lower"])
+        target = math.nan
+        method = "false_alarm"
+    elif threshold is None:
+        target = float(in_control_arl)
         rng = np.random.default_rng(seed)
-        th_up = cusum_threshold(sub["p"], odds_ratio, target, "upper", rng, method=arl_method)
-        th_low = cusum_threshold(sub["p"], odds_ratio, target, "lower", rng, method=arl_method)
+        th_up = cusum_threshold(risks, odds_ratio, target, "upper", rng, method=arl_method)
+        th_low = cusum_threshold(risks, odds_ratio, target, "lower", rng, method=arl_method)
         h_up, h_low, arl_up, arl_low = th_up.h, th_low.h, th_up.arl, th_low.arl
         method = "markov" if arl_method == "markov" else "simulated"
     else:
@@ -2072,6 +2729,10 @@ def cusum(
         h_up, h_low = float(h_up), float(h_low)
         target, arl_up, arl_low = math.nan, math.nan, math.nan
         method = "given"
+    for d, h in (("upper", h_up), ("lower", h_low)):
+        w, pr = atoms[d]
+        if math.isnan(chance[d]) and np.any(w > 0) and h > 0:
+            chance[d] = _signal_probability(w, pr, h, n)
     chart = cusum_chart(sub["y"], sub["p"], odds_ratio, h_up, h_low)
     chart.insert(0, "procedure_date", sub["procedure_date"])
     chart.insert(0, "record_id", sub["record_id"])
@@ -2108,6 +2769,10 @@ def cusum(
         arl_lower=arl_low,
         adjusted=bool(adjust),
         n=n,
+        false_alarm=alpha,
+        false_alarm_upper=chance["upper"],
+        false_alarm_lower=chance["lower"],
+        chart_outcome=chart_outcome,
     )
 
 

@@ -15,7 +15,13 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from analysis.quality import CusumResult, FunnelResult, RiskModelResult, oe_ratio
+from analysis.quality import (
+    TIME_TO_EVENT,
+    CusumResult,
+    FunnelResult,
+    RiskModelResult,
+    oe_ratio,
+)
 from dashboard.figures.common import OKABE_ITO, base_layout, empty_figure
 from dashboard.suppression import format_count, is_small, label, suppress_table
 
@@ -78,6 +84,25 @@ def _pct(value: float, digits: int = 1) -> str:
     return "–" if value is None or not np.isfinite(value) else f"{100 * value:.{digits}f}%"
 
 
+#: Unit of a time-to-event outcome's rates (events per 100 person-years).
+RATE_UNIT = "per 100 person-years"
+
+
+def _value(value: float, measure: str = "proportion", digits: int = 1) -> str:
+    """A proportion as a percentage, or a rate (events per person-year) per 100 person-years."""
+    if measure != "rate":
+        return _pct(value, digits)
+    return "–" if value is None or not np.isfinite(value) else f"{100 * value:.{digits}f} {RATE_UNIT}"
+
+
+def cusum_outcome_label(result: CusumResult) -> str:
+    """What the CUSUM charts: the outcome, or a time-to-event outcome's 12-month indicator."""
+    name = outcome_label(result.outcome, short=True)
+    if result.chart_outcome and result.chart_outcome != result.outcome:
+        return f"{name} within 12 months (procedures with 12 months of follow-up or earlier death)"
+    return name
+
+
 def _p_text(p: float) -> str:
     if p is None or not np.isfinite(p):
         return "–"
@@ -113,7 +138,8 @@ def funnel_figure(result: FunnelResult | None) -> go.Figure:
     x_range = [0.0, float(limits["n"].max())]
     figure.add_scatter(x=x_range, y=[100 * result.target] * 2, mode="lines",
                        line={"color": OKABE_ITO["black"], "width": 1.5},
-                       name=f"Target {_pct(result.target)} ({result.target_source} rate)",
+                       name=f"Target {_value(result.target, result.measure)} "
+                            f"({result.target_source} rate)",
                        hoverinfo="skip")
     for flag, (name, colour, symbol) in FLAG_STYLES.items():
         rows = shown[shown["flag"] == flag]
@@ -123,18 +149,26 @@ def funnel_figure(result: FunnelResult | None) -> go.Figure:
             x=rows["plot_n"], y=100 * rows["plot_rate"], mode="markers", name=name,
             marker={"color": colour, "symbol": symbol, "size": 11,
                     "line": {"width": 1, "color": colour if symbol.endswith("open") else "white"}},
-            hovertext=[_funnel_hover(row, result.adjusted) for row in rows.itertuples()],
+            hovertext=[_funnel_hover(row, result.adjusted, result.measure)
+                       for row in rows.itertuples()],
             hovertemplate="%{hovertext}<extra></extra>",
         )
     outcome = outcome_label(result.outcome, short=True)
-    if result.adjusted:
+    if result.measure == "rate":
+        x_title = ("Effective person-years: expected events ÷ target rate" if result.adjusted
+                   else "Person-years at risk")
+        y_title = (f"{'Risk-adjusted ' + outcome.lower() if result.adjusted else outcome} "
+                   f"rate{': O/E × target' if result.adjusted else ''} ({RATE_UNIT})")
+    elif result.adjusted:
         x_title = "Effective volume: expected events ÷ target (procedures)"
         y_title = f"Risk-adjusted {outcome.lower()}: O/E × target (%)"
     else:
         x_title = "Procedures with the outcome recorded (n)"
         y_title = f"{outcome} rate (%)"
     tops = [2.0 * result.target] + list(shown["plot_rate"])
-    y_max = min(100.0, 115.0 * max(tops))
+    y_max = 115.0 * max(tops)
+    if result.measure != "rate":
+        y_max = min(100.0, y_max)
     base_layout(figure, height=460)
     figure.update_xaxes(title_text=x_title, rangemode="tozero")
     figure.update_yaxes(title_text=y_title, range=[0, y_max])
@@ -145,15 +179,16 @@ def funnel_figure(result: FunnelResult | None) -> go.Figure:
     return figure
 
 
-def _funnel_hover(row, adjusted: bool) -> str:
+def _funnel_hover(row, adjusted: bool, measure: str = "proportion") -> str:
     parts = [f"<b>{row.unit}</b>",
              f"n {format_count(row.n)} · events {format_count(row.events)}"]
     if is_small([row.n])[0] or is_small([row.events])[0]:
         parts.append("rate suppressed (" + label() + ")")
     else:
-        parts.append(f"rate {_pct(row.rate)} · expected {row.expected:,.1f} · O/E {row.oe:.2f}")
+        parts.append(f"rate {_value(row.rate, measure)} · expected {row.expected:,.1f} · "
+                     f"O/E {row.oe:.2f}")
         if adjusted:
-            parts.append(f"risk-adjusted rate {_pct(row.plot_rate)}")
+            parts.append(f"risk-adjusted rate {_value(row.plot_rate, measure)}")
     parts.append(flag_label(row.flag))
     return "<br>".join(parts)
 
@@ -170,9 +205,11 @@ def funnel_summary(result: FunnelResult | None) -> str:
              "alert_low": "alert(s) below", "alarm_low": "alarm(s) below"}
     counts = ", ".join(f"{int(flags.get(f, 0))} {w}" for f, w in words.items())
     scale = "risk-adjusted rates (O/E × target)" if result.adjusted else "crude rates"
+    volume = "person-years at risk" if result.measure == "rate" else "volume"
     text = (f"Funnel plot of {int((~hidden).sum())} {plural}' {scale} of "
-            f"{outcome_label(result.outcome, short=True).lower()} against volume, with the target "
-            f"{_pct(result.target)} and 95% and 99.8% limits: {counts}.")
+            f"{outcome_label(result.outcome, short=True).lower()} against {volume}, with the "
+            f"target {_value(result.target, result.measure)} and 95% and 99.8% limits: "
+            f"{counts}.")
     if hidden.any():
         text += f" {_hidden_note(int(hidden.sum()), result.unit)}."
     return text
@@ -330,41 +367,59 @@ def cusum_summary(result: CusumResult | None) -> str:
                    for i in (0, -1))
     vlad = float(chart["vlad"].iloc[-1])
     trend = "fewer" if vlad > 0 else "more"
-    return (f"Risk-adjusted CUSUM and VLAD of {unit_name(result.unit)} {result.unit_id} over "
-            f"{result.n:,} cases from {first} to {last}: {int(signals.get('upper', 0))} upper "
+    return (f"Risk-adjusted CUSUM and VLAD of {cusum_outcome_label(result).lower()} for "
+            f"{unit_name(result.unit)} {result.unit_id} over {result.n:,} cases from {first} to {last}: {int(signals.get('upper', 0))} upper "
             f"(deterioration) and {int(signals.get('lower', 0))} lower (improvement) signals; the "
             f"VLAD ends at {vlad:+.1f}, i.e. {abs(vlad):.1f} {trend} events than expected.")
 
 
+def false_alarm_text(result: CusumResult) -> str:
+    """The in-control probability of a false signal over the unit's series, in words."""
+    up, low = result.false_alarm_upper, result.false_alarm_lower
+    if not (np.isfinite(up) and np.isfinite(low)):
+        return "The chance of a false signal over this series could not be computed."
+    text = (f"If this {unit_name(result.unit)} performed exactly on target, the chance of at "
+            f"least one false signal over its {result.n:,} charted cases would be "
+            f"{100 * up:.1f}% for the upper chart and {100 * low:.1f}% for the lower chart "
+            f"(at most {100 * min(1.0, up + low):.1f}% for either).")
+    if np.isfinite(result.false_alarm):
+        text += (f" The limits were chosen for at most {100 * result.false_alarm:g}% "
+                 "together.")
+    return text
+
+
 def cusum_text(result: CusumResult, arl_capped: bool = False) -> str:
-    """How the CUSUM limits were chosen, in words."""
+    """How the CUSUM limits were chosen, in words (``arl_capped`` is no longer used)."""
     adjusted = ("expected risks from the case-mix model" if result.adjusted
                 else "the pooled rate as every case's expected risk (crude)")
-    text = (f"Each case adds a log-likelihood-ratio weight ({adjusted}); the upper chart looks "
-            f"for a {result.odds_ratio:g}-fold increase in the odds of "
-            f"{outcome_label(result.outcome, short=True).lower()}, the lower chart for a "
-            f"{result.odds_ratio:g}-fold decrease. A chart signals when it crosses its decision "
-            "limit h and then restarts at 0. ")
-    if result.threshold_method in ("markov", "simulated"):
+    text = ""
+    if result.chart_outcome and result.chart_outcome != result.outcome:
+        text += ("New fracture is a time-to-event outcome: the chart follows \"new fracture "
+                 "within 12 months\" among procedures whose status at 12 months is known "
+                 "(follow-up of at least 365 days, or death before then), so every case has "
+                 "the same window; recent procedures enter once their year has passed. ")
+    text += (f"Each case adds a log-likelihood-ratio weight ({adjusted}); the upper chart looks "
+             f"for a {result.odds_ratio:g}-fold increase in the odds of "
+             f"{cusum_outcome_label(result).lower()}, the lower chart for a "
+             f"{result.odds_ratio:g}-fold decrease. A chart signals when it crosses its decision "
+             "limit h and then restarts at 0. ")
+    limits = f"h⁺ = {result.threshold_upper:.2f} and h⁻ = {result.threshold_lower:.2f}"
+    if result.threshold_method == "false_alarm":
+        text += (f"The limits {limits} were computed from this unit's own case mix so that, "
+                 "if it performed on target, the probability of any false signal over its "
+                 f"{result.n:,} cases is at most {100 * result.false_alarm:g}% "
+                 f"({100 * result.false_alarm / 2:g}% per chart; run-length distribution by "
+                 "a Markov-chain approximation, Brook & Evans 1972). Average run lengths: "
+                 f"{result.arl_upper:,.0f} and {result.arl_lower:,.0f} cases.")
+    elif result.threshold_method in ("markov", "simulated"):
         how = ("computed" if result.threshold_method == "markov" else "simulated")
         arls = ("ARLs by a Markov-chain approximation of the run length, Brook & Evans 1972"
                 if result.threshold_method == "markov" else "simulated ARLs")
-        text += (f"The limits h⁺ = {result.threshold_upper:.2f} and h⁻ = "
-                 f"{result.threshold_lower:.2f} were {how} from this unit's own case mix to "
+        text += (f"The limits {limits} were {how} from this unit's own case mix to "
                  f"give an in-control average run length (ARL) of {result.in_control_arl:,.0f} "
-                 f"cases, i.e. about one false signal per {result.in_control_arl:,.0f} cases "
-                 f"when performance is on target ({arls}: {result.arl_upper:,.0f} and "
-                 f"{result.arl_lower:,.0f}).")
-        if arl_capped:
-            expected = result.n / result.in_control_arl
-            text += (f" The target ARL (normally 5 × the {result.n:,} cases) is capped at "
-                     f"{result.in_control_arl:,.0f}, so about "
-                     f"{expected:.1f} false signal(s) per chart are expected over this series "
-                     "by chance; narrow the date range to chart fewer cases.")
+                 f"cases ({arls}: {result.arl_upper:,.0f} and {result.arl_lower:,.0f}).")
     else:
-        text += (f"The limits h⁺ = {result.threshold_upper:.2f} and h⁻ = "
-                 f"{result.threshold_lower:.2f} were given (not simulated), so their in-control "
-                 "ARL is not known.")
+        text += f"The limits {limits} were given (not simulated), not chosen for this unit."
     text += (" The VLAD rises when the unit has fewer events than expected and falls when it "
              "has more.")
     return text
@@ -419,6 +474,16 @@ COMPLETENESS_TEXT = {
                     "non-response rate).",
 }
 COMPLETENESS_DEFAULT = "Recorded %: the share of the unit's records with this outcome recorded."
+
+
+def table_labels(result: FunnelResult | None) -> dict[str, str]:
+    """:data:`TABLE_LABELS`, with the rate column per 100 person-years for a time-to-event
+    outcome."""
+    labels = dict(TABLE_LABELS)
+    if result is not None and result.measure == "rate":
+        labels["rate"] = "Rate /100 PY"
+        labels["expected"] = "Expected (person-time)"
+    return labels
 
 
 def completeness_note(outcome: str) -> str:
@@ -491,6 +556,9 @@ def adjustment_text(outcome: str, unit: str, model: RiskModelResult | None = Non
         text = (f"Active adjustment: none (crude rates). Every procedure is expected to have "
                 f"the pooled rate, so differences in case mix between "
                 f"{unit_name(unit, plural=True)} are not taken into account.")
+        if outcome in TIME_TO_EVENT:
+            text += (" New fracture is compared per person-time: each procedure's expected "
+                     "events are its time at risk × the pooled events per person-year.")
         if adjustment_failed:
             text += (" Risk adjustment was requested but is not possible for this selection: "
                      + adjustment_failed)
@@ -500,6 +568,12 @@ def adjustment_text(outcome: str, unit: str, model: RiskModelResult | None = Non
     c = model.c_statistic
     discrimination = ("weak" if c < 0.6 else "moderate" if c < 0.7 else "good" if c < 0.8
                       else "strong")
+    covariates = ("age, sex, etiology, levels treated"
+                  + (", procedure (VP/KP: the option is on)" if "procedure" in model.formula
+                     else "")
+                  + " and prior fractures where recorded"
+                  + ("" if "procedure" in model.formula
+                     else "; not the procedure, which is the unit's own choice"))
     if model.reference_n is None:
         fitted = f"on the {format_count(model.n)} selected procedures with the outcome recorded"
     else:
@@ -507,17 +581,29 @@ def adjustment_text(outcome: str, unit: str, model: RiskModelResult | None = Non
                   f"recorded (the reference population) and applied to the "
                   f"{format_count(model.n)} selected ones, its intercept shifted so that their "
                   "expected events equal their observed events")
-    text = (f"Active adjustment: risk-adjusted (indirect standardisation). Each procedure's "
-            f"expected risk of {name} comes from a logistic case-mix model (age, sex, "
-            f"etiology, levels treated, procedure and prior fractures where recorded) fitted "
-            f"{fitted}; "
-            f"a unit's expected count E is the sum of its risks and its plotted value is "
-            f"O/E × target. The model's c-statistic is {c:.2f} "
-            f"({discrimination} discrimination; 0.5 is chance, 1 perfect). Calibration in "
-            f"this data: observed/expected events across tenths of predicted risk range from "
-            f"{np.nanmin(ratios):.2f} to {np.nanmax(ratios):.2f} (1 is perfect; checked on "
-            "the fitting data, so optimistic). Adjustment removes differences in the "
-            "recorded case mix only.")
+    if model.family == "poisson":
+        text = (f"Active adjustment: risk-adjusted (indirect standardisation) on the "
+                f"person-time scale. Each procedure's expected number of {name}s is its time "
+                "at risk (to the first new fracture, death or last contact, whichever comes "
+                f"first) × its rate from a Poisson case-mix model ({covariates}; log "
+                f"person-time as offset) fitted {fitted}; a unit's expected count E is the sum "
+                "over its procedures and its plotted value is O/E × target, so a unit is not "
+                "flagged for following its patients longer or shorter. Calibration in this "
+                "data: observed/expected events across tenths of predicted rate range from "
+                f"{np.nanmin(ratios):.2f} to {np.nanmax(ratios):.2f} (1 is perfect; checked "
+                "on the fitting data, so optimistic). Adjustment removes differences in the "
+                "recorded case mix only.")
+    else:
+        text = (f"Active adjustment: risk-adjusted (indirect standardisation). Each "
+                f"procedure's expected risk of {name} comes from a logistic case-mix model "
+                f"({covariates}) fitted {fitted}; "
+                f"a unit's expected count E is the sum of its risks and its plotted value is "
+                f"O/E × target. The model's c-statistic is {c:.2f} "
+                f"({discrimination} discrimination; 0.5 is chance, 1 perfect). Calibration in "
+                f"this data: observed/expected events across tenths of predicted risk range "
+                f"from {np.nanmin(ratios):.2f} to {np.nanmax(ratios):.2f} (1 is perfect; "
+                "checked on the fitting data, so optimistic). Adjustment removes differences "
+                "in the recorded case mix only.")
     notes = [_sanitise_note(n) for n in model.notes]
     if notes:
         text += " Model notes: " + "; ".join(notes) + "."
@@ -541,34 +627,50 @@ def funnel_text(result: FunnelResult) -> list[str]:
     paragraphs = []
     # 2. target and over-dispersion
     tested = units["flag"] != "low_volume"
-    text = (f"Target: {_pct(result.target)}, the {result.target_source} {outcome} rate of all "
-            f"{format_count(int(units['n'].sum()))} procedures of the {len(units)} {plural} "
-            f"shown. Units with fewer than {result.min_volume} procedures are shown as low "
-            f"volume and not tested. ")
+    if result.measure == "rate":
+        text = (f"Target: {_value(result.target, 'rate')}, the {result.target_source} {outcome} "
+                f"rate (events per person-time at risk) of all "
+                f"{format_count(int(units['n'].sum()))} procedures of the {len(units)} {plural} "
+                "shown. New fracture is a time-to-event outcome: each unit's observed events "
+                "are compared with the events expected over its procedures' time at risk (to "
+                "the first new fracture, death or last contact; a death recorded after the "
+                "last contact does not extend it), against Poisson limits, so longer follow-up "
+                "is not mistaken for more fractures. ")
+    else:
+        text = (f"Target: {_pct(result.target)}, the {result.target_source} {outcome} rate of "
+                f"all {format_count(int(units['n'].sum()))} procedures of the {len(units)} "
+                f"{plural} shown. ")
+    text += (f"Units with fewer than {result.min_volume} procedures are shown as low "
+             "volume and not tested. The limits, the z-scores, the p-values and the flags come "
+             f"from one {result.distribution} model, so a unit is outside the 95% (99.8%) "
+             "limits exactly when its p-value is below 0.05 (0.002). ")
     if not np.isfinite(result.phi):
         text += "Over-dispersion cannot be estimated (fewer than 2 tested units). "
     else:
-        scale = "O/E" if result.adjusted else "proportion"
+        scale = "rate (per person-year)" if result.measure == "rate" else "proportion"
         text += (f"Over-dispersion: φ = {result.phi:.2f} (1 means chance variation only; "
                  f"χ² test p {_p_text(result.phi_p_value)}), between-unit variance "
                  f"τ² = {result.tau2:.3g} on the {scale} scale. ")
     significant = (np.isfinite(result.phi) and result.phi > 1
                    and result.phi_p_value < 0.05)
     if result.overdispersion == "none":
-        text += "No over-dispersion model is selected: the limits allow for chance alone."
+        text += ("Active over-dispersion model: none (switched off): the limits allow for "
+                 "chance alone.")
         if significant:
-            text += (f" The {plural} vary more than chance predicts; the multiplicative or "
-                     "additive model widens the limits for that.")
+            text += (f" The {plural} vary more than chance predicts; the additive (default) or "
+                     "multiplicative model widens the limits for that.")
     elif result.overdispersion_applied:
-        text += (f"The {result.overdispersion} model is applied: "
+        text += (f"Active over-dispersion model: {result.overdispersion}, applied because the "
+                 "χ² test shows over-dispersion: "
                  + (f"limits widened by √φ = {math.sqrt(result.phi):.2f}."
                     if result.overdispersion == "multiplicative"
                     else "τ² is added to each unit's variance (random-effects limits).")
                  + " Flags then mean \"unusual even allowing for the usual spread between "
-                 f"{plural}\".")
+                 f"{plural}\". Choose \"None\" to see the limits for chance alone.")
     else:
-        text += (f"The {result.overdispersion} model was selected but not applied: the "
-                 "over-dispersion is not significant (φ ≤ 1 or p ≥ 0.05).")
+        text += (f"Active over-dispersion model: none. The {result.overdispersion} model is "
+                 "selected but not applied because the over-dispersion is not significant "
+                 "(φ ≤ 1 or p ≥ 0.05): the limits allow for chance alone.")
     paragraphs.append(text)
     # 3. flags and what they mean
     hidden = suppressed_units(units)

@@ -289,25 +289,56 @@ ratio instead.
         ("methods-quality", "Quality monitoring", f"""
 ### Funnel plots
 
-Each facility's (or operator's) rate is plotted against its number of cases, around a target
-θ₀: the pooled rate of the selected records or an external benchmark (the page says which).
-Control limits are **exact binomial limits with interpolation** (Spiegelhalter 2005, Stat Med,
-Appendix A.1.1) at **{alert}** (p = 0.025 and 0.975, "alert") and **{alarm}** (p = 0.001 and
-0.999, "alarm"). Units with fewer than 10 cases are shown but not tested. Units are not ranked
-in a league table. Outcomes monitored: cement leakage, cement embolism, a new fracture during
-follow-up (as recorded) and pain non-response (not a responder by the default definition;
-complete case). The unit table shows each unit's completeness: for pain non-response the
-share of its patients with a baseline score who have a month-1 score.
+Each facility's (or operator's) result is plotted against its volume, around a target θ₀: the
+pooled value of the selected records or an external benchmark (the page says which). Limits
+at **{alert}** ("alert") and **{alarm}** ("alarm") are exact quantiles with Spiegelhalter's
+interpolation (Spiegelhalter 2005, Stat Med, Appendix A.1). Units with fewer than 10 cases are
+shown but not tested; units are not ranked in a league table. Outcomes: cement leakage, cement
+embolism and pain non-response (binary: not a responder by the default definition, complete
+case), and new fracture (time to event, below). The unit table shows each unit's completeness:
+for pain non-response the share of its patients with a baseline score who have a month-1 score.
 
-**Risk adjustment.** A logistic case-mix model gives each patient a predicted risk; a unit's
-expected count is E = Σ p̂ and the plotted point is O/E × θ₀ against exact Poisson limits
-(Appendix A.1.2).
+**One distribution per funnel.** The limits, the z-score, the p-value and the flag of a unit
+come from the same distribution of its event count O under the target. For a binary outcome
+this is a binomial with the unit's volume n (crude), or, risk-adjusted, with its **effective
+volume** E/θ₀ (E = Σ p̂, the sum of its expected risks), plotted as O/E × θ₀ against E/θ₀;
+its variance is E(1 − θ₀). An intercept-only case-mix model (every expected risk θ₀) therefore
+gives exactly the crude funnel (the true distribution of O, a Poisson-binomial with variance
+Σp̂(1 − p̂), is approximated by a binomial with the same mean). The two-sided p-value is the
+level of the funnel contour through the point, p = 2·min(F(O), 1 − F(O)) with F that
+distribution's cdf, so a unit is outside the 95% (99.8%) limits exactly when p < 0.05
+(0.002); z = Φ⁻¹(F(O)) is its normal score. Benjamini–Hochberg adjusts the p-values for the
+number of units.
 
-**Overdispersion.** The z-scores are winsorised (10% at each end) and φ̂ = mean(z²) is tested
-against χ² with I − 1 degrees of freedom. Only when φ̂ > 1 and the test is significant are the
-limits widened, multiplicatively (√φ̂) or with an additive random effect τ² (Spiegelhalter
-2005, QSHC; Spiegelhalter et al. 2012). The p-values of the flags are adjusted with
-Benjamini–Hochberg.
+**New fracture: per person-time.** A new fracture is counted only while a patient is followed,
+so the proportion "ever recorded" grows with follow-up and would flag units for following
+patients longer or shorter. Each procedure's **time at risk** ends at the first new fracture,
+at death or at the last contact (followup_days), whichever comes first; a death recorded after
+the last contact (e.g. from a death register) does not extend it, because fractures are
+ascertained only up to the last contact. Expected events come from a **Poisson model with log
+person-time as offset** and a baseline rate that is constant within follow-up bands
+(0–90, 90–180, 180–365, 365–730 and over 730 days; piecewise-exponential model, Holford 1980,
+Laird & Olivier 1981): crude, the pooled rate of each band; risk-adjusted, times each
+patient's case-mix rate ratio. A unit's O is compared with Poisson(E) (Spiegelhalter 2005,
+Appendix A.1.2) and plotted as O/E × θ₀ (θ₀ = pooled events per person-year, shown per 100
+person-years) against the effective person-years E/θ₀. The caterpillar plot and the table use
+the same E.
+
+**Risk adjustment.** The case-mix model (logistic for a binary outcome, Poisson as above for
+new fracture) includes age, sex, etiology, levels treated and prior fractures. It is fitted
+once on all records (the reference population) and applied to the selection with its
+intercept shifted so that expected equals observed events. **Procedure (VP/KP) is not
+adjusted for by default**, because the choice of technique is the unit's own and adjusting
+would remove its effect from the unit's assessment; the option "Adjust for procedure" adds
+it, to compare units as if they had used the same technique.
+
+**Over-dispersion.** The Pearson z-scores (O − E)/√V (V of the distribution above) are
+winsorised (10% at each end) and φ̂ = mean(z²) is tested against χ² with I − 1 degrees of
+freedom. By default the **additive random-effects** model (τ² added to each unit's variance,
+Spiegelhalter 2005 QSHC; Spiegelhalter et al. 2012) is applied **when the test shows
+over-dispersion** (φ̂ > 1 and p < 0.05); the multiplicative model (limits widened by √φ̂) or
+none can be chosen instead. The page says which model is active. With a model applied, the
+limits, z (z/√φ̂, or (y − θ₀)/√(s² + τ²)) and the normal p-value again agree.
 
 ### Risk-adjusted CUSUM
 
@@ -315,14 +346,25 @@ Cases are taken in procedure order. Each adds the log-likelihood-ratio weight
 W = y·log(R_A) − log(1 − p + R_A·p), where p is the case's predicted risk and y the outcome
 (Steiner, Cook, Farewell & Treasure 2000). The upper chart (R_A = 2, a doubling of the odds)
 signals deterioration, the lower chart (R_A = 0.5) improvement; a chart restarts at 0 after a
-signal. The decision limit h is chosen from the unit's own case mix so that the **in-control
-average run length** (ARL: cases to a false signal when the unit performs as expected)
-reaches max(1,000, 5 × the unit's cases). The ARL is computed with the **Markov-chain
-approximation** of Brook & Evans (1972, Biometrika 59:539), as Steiner et al. did: the chart
-is discretised on 1,000 grid points of [0, h], the transitions follow the distribution of W
-when a case's risk is drawn from the unit's cases and its outcome from that risk, and the ARL
-is the first entry of (I − R)⁻¹1. This is the quantity a simulation of the in-control run
-length estimates, without Monte-Carlo error. The VLAD curve (cumulative expected minus
+signal. For new fracture the chart follows the fixed-horizon indicator **"new fracture within
+365 days"** among procedures whose status at 365 days is known (follow-up of at least 365
+days, or death within follow-up before then, death being a competing event), so every case
+has the same window; its expected risks come from a logistic case-mix model of that
+indicator. Procedures of the last year enter the chart once their year has passed.
+
+**Decision limits from the false-alarm probability.** The limit h of each chart is the
+smallest value (to 0.001) for which, if the unit performed exactly on target, the probability
+of **at least one false signal over its whole series of n cases** is at most half the chosen
+level (5% by default for the two charts together; 1% or 10% can be chosen). The page shows
+this probability for each chart next to the chart. It is computed with the **Markov-chain
+approximation** of Brook & Evans (1972, Biometrika 59:539), as Steiner et al. did for the
+average run length: with R the transition matrix of the chart among the non-signalling
+states, P(signal within n cases) = 1 − e₀′Rⁿ1, the probability of absorption within n steps
+from 0; a case's risk is drawn from the unit's own cases and its outcome from that risk. Rⁿ is
+formed by repeated squaring of a 100-point chain (log₂ n matrix products, whatever n), whose
+time scale is matched to the 1,000-point chain's average run length; the result agrees with
+simulations of 20,000 series within their Monte-Carlo error in the tests. The average run
+lengths at the chosen limits are reported too. The VLAD curve (cumulative expected minus
 observed events; Lovegrove et al. 1997) is a display only; the unadjusted Bernoulli CUSUM is
 the case of a constant p (Reynolds & Stoumbos 1999).
 
@@ -445,6 +487,8 @@ REFERENCES: tuple[str, ...] = (
     "Briggs AH, O'Brien BJ, Blackhouse G. Thinking outside the box: recent advances in the "
     "analysis and presentation of uncertainty in cost-effectiveness studies. Annu Rev Public "
     "Health 2002;23:377-401.",
+    "Brook D, Evans DA. An approach to the probability distribution of cusum run length. "
+    "Biometrika 1972;59:539-549.",
     "Brown LD, Cai TT, DasGupta A. Interval estimation for a binomial proportion. Stat Sci "
     "2001;16:101.",
     "Buchbinder R et al. Percutaneous vertebroplasty for osteoporotic vertebral compression "
@@ -484,6 +528,8 @@ REFERENCES: tuple[str, ...] = (
     "with binary outcome. Stat Med 2001;20:3875-3889.",
     "Higgins JPT, Thompson SG. Quantifying heterogeneity in a meta-analysis. Stat Med "
     "2002;21:1539-1558.",
+    "Holford TR. The analysis of rates and of survivorship using log-linear models. "
+    "Biometrics 1980;36:299-305.",
     "Hodges JL, Lehmann EL. Estimates of location based on rank tests. Ann Math Stat "
     "1963;34:598-611.",
     "Hollander M, Wolfe DA. Nonparametric Statistical Methods, 2nd ed. Wiley 1999, §4.3.",
@@ -505,6 +551,8 @@ REFERENCES: tuple[str, ...] = (
     "clinically significant relief: VAS decrease of at least 3 from baseline).",
     "Laird NM, Ware JH. Random-effects models for longitudinal data. Biometrics "
     "1982;38:963-974.",
+    "Laird N, Olivier D. Covariance analysis of censored survival data using log-linear "
+    "analysis techniques. J Am Stat Assoc 1981;76:231-240.",
     "Laney DB. Improved control charts for attributes. Quality Engineering 2002;14:531.",
     "Li F, Morgan KL, Zaslavsky AM. Balancing covariates via propensity score weighting. J Am "
     "Stat Assoc 2018;113:390-400.",

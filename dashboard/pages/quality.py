@@ -9,7 +9,9 @@ and the page controls) in small bounded ``functools.lru_cache`` caches, so going
 view already seen is instant; the functions get only the columns they use, with facility and
 operator as categoricals coded once per data version (:func:`_frame`), so grouping and
 picking a unit compare integer codes, not a million strings. The CUSUM limits come from the
-Markov-chain ARL (milliseconds) instead of a simulation (seconds at large targets).
+in-control false-alarm probability over the unit's series, computed with the Markov chain
+(matrix powers by repeated squaring: milliseconds whatever the series length) instead of a
+simulation. New fracture has a second reference fit (its 12-month indicator, for the CUSUM).
 """
 
 from __future__ import annotations
@@ -27,12 +29,16 @@ from analysis.errors import InsufficientDataError
 from analysis.filters import RecordFilter
 from analysis.quality import (
     DEFAULT_COVARIATES,
+    FALSE_ALARM,
     MIN_EVENTS,
     OUTCOMES,
+    PROCEDURE_COVARIATE,
+    TIME_TO_EVENT,
     apply_risk_model,
     caterpillar,
     cusum,
     funnel_data,
+    horizon_outcome,
     outcome_completeness,
     outcome_values,
     risk_model,
@@ -50,7 +56,6 @@ from dashboard.compute_cache import cached_output
 from dashboard.context import database
 from dashboard.figures.common import OKABE_ITO
 from dashboard.figures.quality import (
-    TABLE_LABELS,
     adjustment_text,
     caterpillar_figure,
     caterpillar_summary,
@@ -58,14 +63,17 @@ from dashboard.figures.quality import (
     completeness_note,
     cusum_figure,
     cusum_options,
+    cusum_outcome_label,
     cusum_summary,
     cusum_text,
     default_cusum_unit,
+    false_alarm_text,
     funnel_figure,
     funnel_summary,
     funnel_text,
     interpretation,
     outcome_label,
+    table_labels,
     unit_name,
     units_table,
 )
@@ -76,29 +84,40 @@ from data import store
 PATH = "/quality"
 dash.register_page(__name__, path=PATH, name="Quality", title="Quality monitoring", order=7)
 
-OVERDISPERSION_OPTIONS = {"none": "None", "multiplicative": "Multiplicative (φ)",
-                          "additive": "Additive (τ²)"}
+OVERDISPERSION_OPTIONS = {"additive": "Additive (τ², default)",
+                          "multiplicative": "Multiplicative (φ)", "none": "None"}
+#: Default over-dispersion model: applied only when the χ² test shows over-dispersion
+#: (Spiegelhalter 2005); the additive random-effects form suits high-volume units.
+DEFAULT_OVERDISPERSION = "additive"
+#: "Adjust for procedure" (VP/KP in the case-mix model): off by default, since the technique
+#: is the unit's own choice.
+PROCEDURE_OPTIONS = {"no": "No (default)", "yes": "Yes"}
+#: In-control probability of any false CUSUM signal over the unit's series (both charts).
+FALSE_ALARM_OPTIONS = {"0.01": "1%", "0.05": "5% (default)", "0.1": "10%"}
+DEFAULT_FALSE_ALARM = f"{FALSE_ALARM:g}"
 UNIT_OPTIONS = {"facility_id": "Facilities", "operator_id": "Operators"}
 #: R_A of the CUSUM: the upper chart looks for doubled odds, the lower for halved odds.
 CUSUM_ODDS_RATIO = 2.0
-#: The CUSUM limits target an in-control ARL of max(1,000, 5 × n) cases, capped here. The
-#: Markov-chain ARL costs the same whatever the target (the former simulation needed a cap of
-#: 50,000 to stay fast), so the cap only bounds h for units of more than 200,000 cases.
-CUSUM_MAX_ARL = 1_000_000
 #: Units with fewer cases than this are "low volume" (not tested, no CUSUM), as in funnel_data.
 MIN_VOLUME = 10
 MODEL_FAILED = ("the case-mix model cannot be fitted (too few events or non-events, or the "
                 "covariates separate the outcome completely). Crude rates are shown instead.")
 # Columns the quality functions read (unit, dates, outcomes, the case-mix covariates).
 COLUMNS = ("record_id", "facility_id", "operator_id", "procedure_date", "cement_leakage",
-           "pulmonary_embolism", "adjacent_fracture", "pain_baseline", "pain_month1",
-           *DEFAULT_COVARIATES)
+           "pulmonary_embolism", "adjacent_fracture", "adjacent_fracture_days",
+           "followup_days", "death_days", "pain_baseline", "pain_month1",
+           *DEFAULT_COVARIATES, PROCEDURE_COVARIATE)
+#: Case-mix covariates (read only by the reference fit on all records).
+CASE_MIX_COLUMNS = (*DEFAULT_COVARIATES, PROCEDURE_COVARIATE)
+#: Follow-up columns, read only for a time-to-event outcome (:func:`_records`): taken from all
+#: records by position when that outcome is viewed, so other outcomes do not pay their copy.
+TIME_COLUMNS = ("adjacent_fracture_days", "followup_days", "death_days")
 #: Units compared on the page: taken per selection as categoricals (see :func:`_frame`).
 UNIT_COLUMNS = tuple(UNIT_OPTIONS)
 #: Columns taken from the selected records (the covariates are read only by the reference
 #: fit, on all records; the units come from :func:`_unit_categories`).
-SELECTION_COLUMNS = tuple(c for c in COLUMNS
-                          if c not in DEFAULT_COVARIATES and c not in UNIT_COLUMNS)
+SELECTION_COLUMNS = tuple(c for c in COLUMNS if c not in CASE_MIX_COLUMNS
+                          and c not in UNIT_COLUMNS and c not in TIME_COLUMNS)
 
 
 # ------------------------------------------------------------------------------------ layout
@@ -129,7 +148,13 @@ def layout(**_query) -> html.Div:
                        {"adjusted": "On (case-mix model)", "crude": "Off (crude)"}, "adjusted"),
                 xs=12, lg=3),
         dbc.Col(_radio("quality-overdispersion", "Over-dispersion model", OVERDISPERSION_OPTIONS,
-                       "none"), xs=12, lg=3),
+                       DEFAULT_OVERDISPERSION), xs=12, lg=3),
+        dbc.Col(_radio("quality-procedure", "Adjust for procedure (VP/KP)", PROCEDURE_OPTIONS,
+                       "no"), xs=12, lg=4),
+        dbc.Col(html.P("Off by default: the choice of vertebroplasty or kyphoplasty is the "
+                       "unit's own, and adjusting for it would remove its effect from the "
+                       "comparison. Turn it on to compare units as if they had used the same "
+                       "technique.", className="small text-muted mb-0"), xs=12, lg=8),
     ], className="g-2")), className="mb-3")
     cusum_section = dbc.Card([
         dbc.CardHeader(html.H2("Risk-adjusted CUSUM and VLAD of one unit", className="h6 mb-0")),
@@ -138,6 +163,9 @@ def layout(**_query) -> html.Div:
                       className="small fw-semibold mb-1"),
             dcc.Dropdown(id="quality-cusum-unit", clearable=False, className="mb-2",
                          placeholder="Choose a unit", style={"maxWidth": "520px"}),
+            _radio("quality-false-alarm", "Chance of a false signal over the unit's series "
+                   "(both charts, if the unit performs on target)", FALSE_ALARM_OPTIONS,
+                   DEFAULT_FALSE_ALARM),
             _loading("quality-cusum"),
         ]),
     ], className="mb-3")
@@ -208,6 +236,25 @@ def _frame(url, version, selection):
     return pd.DataFrame(columns, index=records.index, copy=False)
 
 
+@functools.lru_cache(maxsize=1)
+def _frame_with_time(url, version, selection):
+    """:func:`_frame` plus the follow-up columns of a time-to-event outcome."""
+    frame = _frame(url, version, selection)
+    everything = data_access.all_records()
+    positions = _positions(frame.index)
+    columns = {column: frame[column].array for column in frame.columns}
+    columns.update({column: everything[column].array[positions] for column in TIME_COLUMNS
+                    if column in everything.columns})
+    return pd.DataFrame(columns, index=frame.index, copy=False)
+
+
+def _records(url, version, selection, outcome):
+    """The selection frame the quality functions need for ``outcome``."""
+    if outcome in TIME_TO_EVENT or outcome in {horizon_outcome(o) for o in TIME_TO_EVENT}:
+        return _frame_with_time(url, version, selection)
+    return _frame(url, version, selection)
+
+
 def _model_failed(error: InsufficientDataError) -> bool:
     return getattr(error, "method", "") == "Risk model"
 
@@ -238,46 +285,50 @@ def caterpillar_result(records, unit: str, outcome: str, adjust: bool, model=Non
     return caterpillar(records, unit=unit, outcome=outcome, adjust=False)
 
 
-def cusum_result(records, unit: str, unit_id: str, outcome: str, adjust: bool, model=None):
-    """``(CusumResult, arl_capped)``, or ``(None, reason)`` when the unit may not be charted."""
-    y = outcome_values(records[(records[unit] == unit_id).fillna(False).to_numpy(bool)], outcome)
+def cusum_result(records, unit: str, unit_id: str, outcome: str, adjust: bool, model=None,
+                 false_alarm: float = FALSE_ALARM):
+    """``(CusumResult, None)``, or ``(None, reason)`` when the unit may not be charted. For a
+    time-to-event outcome the chart is of its fixed-horizon indicator (``model`` must be
+    fitted for :func:`analysis.quality.horizon_outcome`)."""
+    rows = records[(records[unit] == unit_id).fillna(False).to_numpy(bool)]
+    y = outcome_values(rows, horizon_outcome(outcome))
     n, events = int(y.notna().sum()), int(y.sum())
     if n == 0:
         return None, f"{unit_id} has no procedures with this outcome recorded in the selection."
     if is_small([n])[0] or is_small([events])[0] or n < MIN_VOLUME:
         return None, (f"{unit_id} has fewer than {label()[1:]} cases or events in the "
                       "selection: its case-level chart is suppressed.")
-    arl = max(1000.0, 5.0 * n)
-    capped = arl > CUSUM_MAX_ARL
-    kwargs = {"odds_ratio": CUSUM_ODDS_RATIO, "in_control_arl": min(arl, CUSUM_MAX_ARL)}
+    kwargs = {"odds_ratio": CUSUM_ODDS_RATIO, "false_alarm": false_alarm}
     if adjust:
         try:
             return cusum(records, unit, unit_id, outcome, adjust=True, model=model,
-                         **kwargs), capped
+                         **kwargs), None
         except InsufficientDataError as error:
             if not _model_failed(error):
                 raise
-    return cusum(records, unit, unit_id, outcome, adjust=False, **kwargs), capped
+    return cusum(records, unit, unit_id, outcome, adjust=False, **kwargs), None
 
 
 @functools.lru_cache(maxsize=4)  # one float per record each: keep few
-def _reference_fit(url, version, outcome):
-    """The case-mix model fitted once per (data version, user scope, outcome) on all the
-    records the user may see: the reference population (None when it cannot be fitted)."""
+def _reference_fit(url, version, outcome, procedure=False):
+    """The case-mix model fitted once per (data version, user scope, outcome, procedure
+    option) on all the records the user may see: the reference population (None when it
+    cannot be fitted)."""
     try:
-        return risk_model(_slim(data_access.all_records()), outcome)
+        return risk_model(_slim(data_access.all_records()), outcome,
+                          adjust_procedure=procedure)
     except InsufficientDataError:
         return None
 
 
 @functools.lru_cache(maxsize=4)  # one float per record each: keep few
-def _fit(url, version, selection, outcome):
+def _fit(url, version, selection, outcome, procedure=False):
     """The reference model applied to the selection (intercept recalibrated to its rate),
     shared by the funnel, caterpillar and CUSUM callbacks (None when it cannot be used).
     Fitting once per data version instead of per filter is what keeps a filter change fast
     at a million records; ``docs/quality-monitoring.md`` says so to the user."""
-    reference = _reference_fit(url, version, outcome)
-    records = _frame(url, version, selection)
+    reference = _reference_fit(url, version, outcome, procedure)
+    records = _records(url, version, selection, outcome)
     if reference is None or records.empty:
         return None
     fit = apply_risk_model(reference, records)
@@ -287,11 +338,11 @@ def _fit(url, version, selection, outcome):
 
 
 @functools.lru_cache(maxsize=16)
-def _funnel(url, version, selection, unit, outcome, adjust, overdispersion):
-    records = _frame(url, version, selection)
+def _funnel(url, version, selection, unit, outcome, adjust, overdispersion, procedure=False):
+    records = _records(url, version, selection, outcome)
     if records.empty:
         return None, None
-    model = _fit(url, version, selection, outcome) if adjust else None
+    model = _fit(url, version, selection, outcome, procedure) if adjust else None
     return funnel_result(records, unit, outcome, adjust, overdispersion, model)
 
 
@@ -301,31 +352,34 @@ def _count(url, version, selection) -> int:
 
 
 @functools.lru_cache(maxsize=8)
-def _model(url, version, selection, outcome):
+def _model(url, version, selection, outcome, procedure=False):
     """The case-mix model's summary (c-statistic, calibration, notes) without per-record risks."""
-    fit = _fit(url, version, selection, outcome)
+    fit = _fit(url, version, selection, outcome, procedure)
     if fit is None:
         return None
     return dataclasses.replace(fit, expected=fit.expected.iloc[:0],
-                               linear_predictor=fit.linear_predictor.iloc[:0])
+                               linear_predictor=fit.linear_predictor.iloc[:0],
+                               exposure=None if fit.exposure is None else fit.exposure.iloc[:0])
 
 
 @functools.lru_cache(maxsize=16)
-def _caterpillar(url, version, selection, unit, outcome, adjust):
-    records = _frame(url, version, selection)
+def _caterpillar(url, version, selection, unit, outcome, adjust, procedure=False):
+    records = _records(url, version, selection, outcome)
     if records.empty:
         return None
-    model = _fit(url, version, selection, outcome) if adjust else None
+    model = _fit(url, version, selection, outcome, procedure) if adjust else None
     return caterpillar_result(records, unit, outcome, adjust, model)
 
 
 @functools.lru_cache(maxsize=8)  # a chart holds one row per case: keep few
-def _cusum(url, version, selection, unit, unit_id, outcome, adjust):
-    records = _frame(url, version, selection)
+def _cusum(url, version, selection, unit, unit_id, outcome, adjust, procedure=False,
+           false_alarm=FALSE_ALARM):
+    records = _records(url, version, selection, outcome)
     if records.empty:
         return None, "No records match the current filters."
-    model = _fit(url, version, selection, outcome) if adjust else None
-    return cusum_result(records, unit, unit_id, outcome, adjust, model)
+    chart_outcome = horizon_outcome(outcome)
+    model = _fit(url, version, selection, chart_outcome, procedure) if adjust else None
+    return cusum_result(records, unit, unit_id, outcome, adjust, model, false_alarm)
 
 
 def _selection(state) -> RecordFilter:
@@ -339,11 +393,15 @@ def stats_row(result) -> dbc.Row:
     flags = units["flag"].value_counts()
     alarms = int(flags.get("alarm_high", 0) + flags.get("alarm_low", 0))
     alerts = int(flags.get("alert_high", 0) + flags.get("alert_low", 0))
-    od = ("applied" if result.overdispersion_applied else
-          "not applied" if result.overdispersion != "none" else "no model selected")
+    od = (f"{result.overdispersion} model applied" if result.overdispersion_applied else
+          f"{result.overdispersion} model not applied (not significant)"
+          if result.overdispersion != "none" else "model switched off")
+    target = (f"{100 * result.target:.1f}%" if result.measure != "rate"
+              else f"{100 * result.target:.1f}")
+    detail = (outcome_label(result.outcome) if result.measure != "rate"
+              else f"{outcome_label(result.outcome)} per 100 person-years")
     cards = [
-        stat_card("Target (pooled rate)", f"{100 * result.target:.1f}%",
-                  outcome_label(result.outcome), "quality-target", OKABE_ITO["black"]),
+        stat_card("Target (pooled rate)", target, detail, "quality-target", OKABE_ITO["black"]),
         stat_card(f"{unit_name(result.unit, True).capitalize()} tested", f"{int(tested.sum())}",
                   f"of {len(units)}; fewer than {result.min_volume} cases: not tested",
                   "quality-tested"),
@@ -385,7 +443,7 @@ def _fit_columns(block: html.Div) -> html.Div:
 def table_card(result, completeness=None) -> dbc.Card:
     table = units_table(result, completeness)
     grid = data_grid(table, "quality-units", f"quality-{result.outcome}-units",
-                     column_labels=TABLE_LABELS)
+                      column_labels=table_labels(result))
     note = html.P(completeness_note(result.outcome), className="small text-muted mb-0 mt-1",
                   id="quality-completeness-note")
     return dbc.Card([
@@ -408,27 +466,43 @@ def cusum_card(value, detail):
         return empty_state(detail) if detail else html.Div()
     return html.Div([
         chart_card(f"{unit_name(value.unit).capitalize()} {value.unit_id}: "
-                   f"{outcome_label(value.outcome, short=True).lower()}", cusum_figure(value),
+                   f"{cusum_outcome_label(value).lower()}", cusum_figure(value),
                    cusum_summary(value), graph_id="quality-cusum-graph"),
-        html.P(cusum_text(value, bool(detail)), className="small", id="quality-cusum-text"),
+        html.P(false_alarm_text(value), className="small fw-semibold",
+               id="quality-cusum-false-alarm"),
+        html.P(cusum_text(value), className="small", id="quality-cusum-text"),
     ])
 
 
 # ------------------------------------------------------------------------------- callbacks
+def _procedure(value) -> bool:
+    return value == "yes"
+
+
+def _false_alarm(value) -> float:
+    try:
+        chosen = float(value)
+    except (TypeError, ValueError):
+        return FALSE_ALARM
+    return chosen if 0.0 < chosen < 1.0 else FALSE_ALARM
+
+
 @callback(
     Output("quality-stats", "children"), Output("quality-funnel", "children"),
     Output("quality-text", "children"), Output("quality-table", "children"),
     Output("quality-cusum-unit", "options"), Output("quality-cusum-unit", "value"),
     Output("quality-explanation-card", "style"), Input("filter-state", "data"), Input("quality-outcome", "value"),
     Input("quality-unit", "value"), Input("quality-adjust", "value"),
-    Input("quality-overdispersion", "value"), State("quality-cusum-unit", "value"),
+    Input("quality-overdispersion", "value"), Input("quality-procedure", "value"),
+    State("quality-cusum-unit", "value"),
 )
 @safe_callback(7)
 @cached_output
-def update_quality(state, outcome, unit, adjust, overdispersion, current=None):
+def update_quality(state, outcome, unit, adjust, overdispersion, procedure="no", current=None):
     """Funnel plot, statistics, unit table, the funnel's explanation and the CUSUM choices."""
     selection, adjusted = _selection(state), adjust == "adjusted"
-    result, _failed = _funnel(*_store_key(), selection, unit, outcome, adjusted, overdispersion)
+    result, _failed = _funnel(*_store_key(), selection, unit, outcome, adjusted, overdispersion,
+                              _procedure(procedure))
     if result is None:
         return empty_state(), None, None, None, [], None, {"display": "none"}
     options = cusum_options(result)
@@ -442,26 +516,28 @@ def update_quality(state, outcome, unit, adjust, overdispersion, current=None):
 
 @callback(Output("quality-adjustment", "children"), Input("filter-state", "data"),
           Input("quality-outcome", "value"), Input("quality-unit", "value"),
-          Input("quality-adjust", "value"))
+          Input("quality-adjust", "value"), Input("quality-procedure", "value"))
 @safe_callback()
 @cached_output
-def update_adjustment(state, outcome, unit, adjust):
+def update_adjustment(state, outcome, unit, adjust, procedure="no"):
     """Which adjustment is active (its own callback: the model fit runs beside the funnel's)."""
     key, selection = _store_key(), _selection(state)
     if not _count(*key, selection):
         return None
-    model = _model(*key, selection, outcome) if adjust == "adjusted" else None
+    model = (_model(*key, selection, outcome, _procedure(procedure))
+             if adjust == "adjusted" else None)
     failed = MODEL_FAILED if adjust == "adjusted" and model is None else None
     return paragraphs([adjustment_text(outcome, unit, model, failed)])
 
 
 @callback(Output("quality-caterpillar", "children"), Input("filter-state", "data"),
           Input("quality-outcome", "value"), Input("quality-unit", "value"),
-          Input("quality-adjust", "value"))
+          Input("quality-adjust", "value"), Input("quality-procedure", "value"))
 @safe_callback()
 @cached_output
-def update_caterpillar(state, outcome, unit, adjust):
-    table = _caterpillar(*_store_key(), _selection(state), unit, outcome, adjust == "adjusted")
+def update_caterpillar(state, outcome, unit, adjust, procedure="no"):
+    table = _caterpillar(*_store_key(), _selection(state), unit, outcome, adjust == "adjusted",
+                         _procedure(procedure))
     if table is None:
         return html.Div()
     return chart_card("Observed / expected ratios (caterpillar plot)",
@@ -471,14 +547,16 @@ def update_caterpillar(state, outcome, unit, adjust):
 
 @callback(Output("quality-cusum", "children"), Input("quality-cusum-unit", "value"),
           Input("filter-state", "data"), Input("quality-outcome", "value"),
-          Input("quality-unit", "value"), Input("quality-adjust", "value"))
+          Input("quality-unit", "value"), Input("quality-adjust", "value"),
+          Input("quality-procedure", "value"), Input("quality-false-alarm", "value"))
 @safe_callback()
 @cached_output
-def update_cusum(unit_id, state, outcome, unit, adjust):
+def update_cusum(unit_id, state, outcome, unit, adjust, procedure="no",
+                 false_alarm=DEFAULT_FALSE_ALARM):
     if not unit_id:
         return empty_state("No unit has enough cases and events to chart.")
     value, detail = _cusum(*_store_key(), _selection(state), unit, unit_id, outcome,
-                           adjust == "adjusted")
+                           adjust == "adjusted", _procedure(procedure), _false_alarm(false_alarm))
     if value is None:
         return empty_state(detail)
     return cusum_card(value, detail)
@@ -487,16 +565,17 @@ def update_cusum(unit_id, state, outcome, unit, adjust):
 # ---------------------------------------------------------------------------------- report
 @register_report(PATH, "Quality monitoring")
 def quality_report(selection: RecordFilter) -> list[ReportSection]:
-    """The report with the page's default choices: cement leakage, facilities, risk-adjusted,
-    no over-dispersion model."""
+    """The report with the page's default choices: cement leakage, facilities, risk-adjusted
+    (procedure not adjusted for), the additive over-dispersion model when the χ² test shows
+    over-dispersion, CUSUM limits for a 5% false-alarm probability."""
     outcome, unit = "cement_leakage", "facility_id"
     key = _store_key()
-    result, failed = _funnel(*key, selection, unit, outcome, True, "none")
+    result, failed = _funnel(*key, selection, unit, outcome, True, DEFAULT_OVERDISPERSION)
     if result is None:
         return [ReportSection("No records", "No records match the filters.")]
     model = _model(*key, selection, outcome) if result.adjusted else None
     table = units_table(result, _completeness(*key, selection, unit, outcome))
-    table = table.astype(object).where(table.notna(), "–").rename(columns=TABLE_LABELS)
+    table = table.astype(object).where(table.notna(), "–").rename(columns=table_labels(result))
     sections = [
         ReportSection("How to read these results", " ".join(interpretation(result, model, failed))),
         ReportSection("Funnel plot", funnel_summary(result), figure=funnel_figure(result)),
@@ -513,6 +592,6 @@ def quality_report(selection: RecordFilter) -> list[ReportSection]:
         if value is not None:
             sections.append(ReportSection(
                 f"Risk-adjusted CUSUM and VLAD: {chosen}",
-                cusum_summary(value) + " " + cusum_text(value, bool(detail)),
+                " ".join([cusum_summary(value), false_alarm_text(value), cusum_text(value)]),
                 figure=cusum_figure(value)))
     return sections

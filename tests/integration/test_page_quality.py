@@ -126,8 +126,8 @@ def test_page_frame_gives_the_analysis_numbers(app_and_records, unit, adjusted):
     pd.testing.assert_frame_equal(table, caterpillar(selected, unit, "cement_leakage",
                                                      adjust=adjusted, model=model), rtol=1e-12)
     n = int(selected.loc[selected[unit] == chosen, "cement_leakage"].notna().sum())
-    plain = cusum(selected, unit, chosen, "cement_leakage", adjust=adjusted, model=model,
-                  in_control_arl=max(1000.0, 5.0 * n))
+    plain = cusum(selected, unit, chosen, "cement_leakage", adjust=adjusted, model=model)
+    assert chart.n == plain.n == n
     assert (chart.threshold_upper, chart.threshold_lower) == (plain.threshold_upper,
                                                               plain.threshold_lower)
     assert chart.chart["record_id"].tolist() == plain.chart["record_id"].tolist()
@@ -187,15 +187,18 @@ def test_cusum_equals_analysis(app_and_records):
     chosen_records = apply_filter(records, selection)
     n = int(chosen_records.loc[chosen_records.facility_id == chosen, "cement_leakage"]
             .notna().sum())
-    expected = cusum(chosen_records, "facility_id", chosen, "cement_leakage",
-                     in_control_arl=max(1000.0, 5.0 * n))
+    expected = cusum(chosen_records, "facility_id", chosen, "cement_leakage")
     figure = find_by_id(card, "quality-cusum-graph").figure
     upper = next(t for t in figure.data if t.name == "Upper CUSUM")
     np.testing.assert_allclose(np.asarray(upper.y, dtype=float), expected.chart["upper"])
     words = " ".join(texts(card))
-    assert expected.threshold_method == "markov"
+    assert expected.threshold_method == "false_alarm" and expected.n == n
     assert f"h⁺ = {expected.threshold_upper:.2f}" in words and "Markov-chain" in words
-    assert f"in-control average run length (ARL) of {expected.in_control_arl:,.0f}" in words
+    # Issue 12 item 4: the in-control false-alarm probability is shown next to the chart.
+    assert (f"{100 * expected.false_alarm_upper:.1f}% for the upper chart and "
+            f"{100 * expected.false_alarm_lower:.1f}% for the lower chart") in words
+    assert "at most 5% together" in words
+    assert "unlikely" not in words
 
 
 def test_empty_selection_is_a_message(app_and_records):
@@ -307,3 +310,71 @@ def test_table_shows_completeness_per_unit(app_and_records):
             shown += 1
     assert shown > 10
     assert "share with a month-1 score" in " ".join(texts(table))
+# ------------------------------------------------------------------- issue 12, items 2 and 4
+def test_new_fracture_on_demo_data_is_monitored_per_person_time(app_and_records):
+    """The demo has no facility effect on new fractures. Today's code (the proportion ever
+    recorded) flags 8 of 40 facilities at 20,000 records (2 alarms) and O/E follows each
+    facility's median follow-up (Spearman 0.78-0.80); per person-time neither happens."""
+    import scipy.stats as st
+
+    from dashboard.pages.quality import funnel_result
+
+    records = demo_records(20_000)
+    follow_up = records.groupby("facility_id", observed=True)["followup_days"].median()
+    reference = risk_model(records, "adjacent_fracture")
+    assert reference.family == "poisson" and "procedure" not in reference.formula
+    for adjust in (True, False):
+        result, failed = funnel_result(records, "facility_id", "adjacent_fracture", adjust,
+                                       "none", reference if adjust else None)
+        assert failed is None and result.measure == "rate"
+        units = result.units.set_index("unit")
+        rho = st.spearmanr(units["oe"], follow_up.loc[units.index])[0]
+        assert abs(rho) < 0.5, (adjust, rho)
+        tested = units[units["flag"] != "low_volume"]
+        # ~2 alerts and ~0.08 alarms expected by chance among 40 units.
+        assert (tested["flag"] != "within").sum() <= 5
+        assert tested["flag"].str.startswith("alarm").sum() <= 1
+
+
+def test_page_defaults_and_new_options(app_and_records):
+    from dashboard.pages import quality
+
+    layout = quality.layout()
+    values = {}
+    stack = [layout]
+    while stack:
+        node = stack.pop()
+        if getattr(node, "id", None) in ("quality-overdispersion", "quality-procedure",
+                                         "quality-false-alarm"):
+            values[node.id] = (node.value, node.persistence)
+        children = getattr(node, "children", None)
+        stack.extend(children if isinstance(children, list) else [children] if children else [])
+    assert values == {"quality-overdispersion": ("additive", True),
+                      "quality-procedure": ("no", True),
+                      "quality-false-alarm": ("0.05", True)}
+    app, _ = app_and_records
+    words = adjustment(app)
+    assert "not the procedure" in words
+    with app.server.app_context():
+        with_procedure = " ".join(texts(quality.update_adjustment(
+            ALL.to_dict(), "cement_leakage", "facility_id", "adjusted", "yes")))
+    assert "procedure (VP/KP: the option is on)" in with_procedure
+    _stats, _funnel, text, *_ = run(app, overdispersion="additive")
+    assert "Active over-dispersion model:" in " ".join(texts(text))
+
+
+def test_new_fracture_view_states_the_person_time_method(app_and_records):
+    from dashboard.pages.quality import update_cusum
+
+    app, _ = app_and_records
+    stats, funnel, text, table, options, chosen = run(app, outcome="adjacent_fracture")
+    words = " ".join(texts(text))
+    assert "time at risk" in words and "Poisson" in words
+    assert "per 100 person-years" in " ".join(texts(stats))
+    figure = find_by_id(funnel, "quality-funnel-graph").figure
+    assert "person-years" in figure.layout.xaxis.title.text
+    with app.server.app_context():
+        card = update_cusum(chosen, ALL.to_dict(), "adjacent_fracture", "facility_id",
+                            "adjusted", "no", "0.05")
+    card_words = " ".join(texts(card))
+    assert "within 12 months" in card_words and "chance of at least one false signal" in card_words

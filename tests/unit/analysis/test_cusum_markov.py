@@ -204,14 +204,16 @@ def test_cusum_reports_the_markov_limits():
         "record_id": [f"R{i:05d}" for i in range(n)],
         "cement_leakage": rng.random(n) < 0.2,
     })
-    res = q.cusum(frame, "facility_id", "A", "cement_leakage", adjust=False)
+    n_a = int((frame["facility_id"] == "A").sum())
+    res = q.cusum(frame, "facility_id", "A", "cement_leakage", adjust=False,
+                  in_control_arl=max(1000.0, 5.0 * n_a))
     assert res.threshold_method == "markov"
     assert res.in_control_arl == max(1000.0, 5.0 * res.n)
     p = res.chart["expected"].to_numpy()
     assert res.arl_upper == pytest.approx(q.cusum_arl(p, res.threshold_upper, 2.0, "upper"))
     assert res.arl_lower == pytest.approx(q.cusum_arl(p, res.threshold_lower, 2.0, "lower"))
     sim = q.cusum(frame, "facility_id", "A", "cement_leakage", adjust=False,
-                  arl_method="simulation")
+                  arl_method="simulation", in_control_arl=1000.0)
     assert sim.threshold_method == "simulated"
     with pytest.raises(ValueError, match="arl_method"):
         q.cusum(frame, "facility_id", "A", "cement_leakage", arl_method="guess")

@@ -354,12 +354,20 @@ def test_funnel_units_table_computed_independently():
     assert units["n"].tolist() == counts["size"].tolist()
     assert units["events"].tolist() == counts["sum"].astype(int).tolist()
     z = (counts["sum"] / counts["size"] - theta) / np.sqrt(theta * (1 - theta) / counts["size"])
-    assert units["z"].to_numpy() == pytest.approx(z.to_numpy(), rel=1e-10)
+    assert units["z_raw"].to_numpy() == pytest.approx(z.to_numpy(), rel=1e-10)
+    # Issue 12 item 3: z and p come from the same exact binomial as the limits: p is twice
+    # the smaller tail P(X <= O), P(X > O) of Binomial(n, theta) and z its normal score.
+    cdf = st.binom.cdf(counts["sum"], counts["size"], theta)
+    sf = st.binom.sf(counts["sum"], counts["size"], theta)
+    exact_p = np.minimum(1, 2 * np.minimum(cdf, sf))
+    assert units["p_value"].to_numpy()[1:] == pytest.approx(exact_p[1:], rel=1e-9)
+    exact_z = np.where(cdf <= 0.5, st.norm.ppf(cdf), st.norm.isf(sf))
+    assert units["z"].to_numpy()[1:] == pytest.approx(exact_z[1:], rel=1e-9)
     assert units["expected"].to_numpy() == pytest.approx(counts["size"] * theta)
     assert units.loc["F00", "flag"] == "low_volume"
     assert np.isnan(units.loc["F00", "p_adjusted"])
     # Benjamini-Hochberg over the 11 tested units, written out here.
-    p = 2 * st.norm.sf(np.abs(z.to_numpy()[1:]))
+    p = exact_p[1:]
     order = np.argsort(p)
     m = p.size
     bh = np.minimum.accumulate((p[order] * m / np.arange(1, m + 1))[::-1])[::-1]
@@ -490,10 +498,15 @@ def test_funnel_adjusted_removes_case_mix_flags():
     assert units["expected"].sum() == pytest.approx(y.sum(), rel=1e-6)
     assert units["oe"].to_numpy() == pytest.approx(units["events"] / units["expected"])
     assert units["plot_rate"].to_numpy() == pytest.approx(units["oe"] * y.mean())
-    # Per-unit exact Poisson(E) limits (brute force) times the target.
+    # Per-unit exact limits (brute force) of the one distribution of the adjusted funnel
+    # (issue 12 item 3): Binomial(E/theta, theta) at the effective volume m = E/theta, whose
+    # cdf at a real m is P(X <= r) = BetaCDF(1 - theta; m - r, r + 1).
     row = units.iloc[3]
-    e = row["expected"]
-    hi = _brute_limit(lambda r: st.poisson.cdf(r, e), 0.999, e) * y.mean()
+    theta = y.mean()
+    m = row["expected"] / theta
+    hi = _brute_limit(lambda r: st.beta.cdf(1 - theta, m - r, r + 1) if r < m else 1.0,
+                      0.999, m)
+    assert row["plot_n"] == pytest.approx(m, rel=1e-12)
     assert row["high_998"] == pytest.approx(hi, rel=1e-9)
     # Crude z-scores rise with the malignant share (slope ~ 7.9 z per unit share, SE ~ 1);
     # adjusted ones do not (slope ~ 0, SE ~ 1).
@@ -564,7 +577,7 @@ def big_records() -> pd.DataFrame:
 
 
 def test_risk_model_recovers_true_odds_ratios(big_records):
-    fit = q.risk_model(big_records, "cement_leakage")
+    fit = q.risk_model(big_records, "cement_leakage", adjust_procedure=True)
     coef = fit.coefficients.set_index("term")
     truth = {
         "age": TRUE_LOGIT["age10"] / 10,
@@ -794,13 +807,31 @@ def test_cusum_orders_by_date_and_uses_pooled_risk():
         q.cusum(rec, "facility_id", "nope", "cement_leakage", threshold=4.0)
 
 
-def test_cusum_default_target_arl():
+def test_cusum_target_arl_when_asked():
     rec = make_records(seed=71, n_units=4, per_unit=[300, 100, 100, 100])
-    res = q.cusum(rec, "facility_id", "F00", "cement_leakage", seed=1)
-    assert res.in_control_arl == max(1000, 5 * 300)
+    res = q.cusum(rec, "facility_id", "F00", "cement_leakage", seed=1, in_control_arl=1500)
+    assert res.in_control_arl == 1500 and res.threshold_method == "markov"
     assert res.arl_upper == pytest.approx(1500, rel=0.1)
     assert res.arl_lower == pytest.approx(1500, rel=0.1)
     assert 1.0 < res.threshold_upper < 8.0 and 1.0 < res.threshold_lower < 8.0
+    # The series' false-alarm probability is reported whatever way h was chosen.
+    assert 0.0 < res.false_alarm_upper < 1.0 and 0.0 < res.false_alarm_lower < 1.0
+
+
+def test_cusum_default_limits_from_the_false_alarm_probability():
+    """Issue 12 item 4: by default each chart's h is the smallest (0.001 grid) with an
+    in-control probability of a false signal over the unit's n cases of at most 2.5%."""
+    rec = make_records(seed=71, n_units=4, per_unit=[300, 100, 100, 100])
+    res = q.cusum(rec, "facility_id", "F00", "cement_leakage", seed=1)
+    assert res.threshold_method == "false_alarm" and res.false_alarm == 0.05
+    p = res.chart["expected"].to_numpy()
+    for d, h, chance in (("upper", res.threshold_upper, res.false_alarm_upper),
+                         ("lower", res.threshold_lower, res.false_alarm_lower)):
+        assert chance == pytest.approx(q.cusum_false_alarm(p, h, res.n, 2.0, d), rel=1e-9)
+        assert chance <= 0.025
+        assert q.cusum_false_alarm(p, h - 0.001, res.n, 2.0, d) > 0.025
+    with pytest.raises(ValueError, match="false_alarm"):
+        q.cusum(rec, "facility_id", "F00", "cement_leakage", false_alarm=1.5)
 
 
 def test_one_fitted_model_serves_every_view():
