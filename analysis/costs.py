@@ -90,13 +90,16 @@ __all__ = [
     "incremental_cost_per_responder",
     "normalise_costs",
     "ppp_factors",
+    "price_index",
 ]
 
 REFERENCE_DIR = Path(__file__).resolve().parent.parent / "data" / "reference"
 DEFAULT_EXCHANGE_RATES = REFERENCE_DIR / "exchange_rates.csv"
 DEFAULT_PPP_FACTORS = REFERENCE_DIR / "ppp.csv"
+DEFAULT_PRICE_INDEX = REFERENCE_DIR / "price_index.csv"
 EXCHANGE_RATES_ENV = "VA_EXCHANGE_RATES"
 PPP_FACTORS_ENV = "VA_PPP_FACTORS"
+PRICE_INDEX_ENV = "VA_PRICE_INDEX"
 
 VP, KP = "vertebroplasty", "kyphoplasty"
 
@@ -110,6 +113,7 @@ _BLOCK_VALUES = 4_000_000
 
 _EXCHANGE_COLUMNS = ("year", "currency", "units_per_usd", "source")
 _PPP_COLUMNS = ("year", "country", "currency", "ppp_per_usd", "source")
+_INDEX_COLUMNS = ("year", "country", "currency", "index", "source")
 
 
 # --------------------------------------------------------------------------------------------
@@ -267,6 +271,36 @@ def _ppp_table(key: tuple[str, int, int]) -> pd.DataFrame:
     return frame
 
 
+@lru_cache(maxsize=16)
+def _index_table(key: tuple[str, int, int]) -> pd.DataFrame:
+    path = Path(key[0])
+    records = []
+    seen: dict[tuple[int, str], int] = {}
+    currency_of: dict[str, tuple[str, int]] = {}
+    for line, row in _read_rows(path, _INDEX_COLUMNS):
+        year = _parse_year(path, line, row["year"])
+        country = _parse_code(path, line, row["country"], "country", 2)
+        currency = _parse_code(path, line, row["currency"], "currency", 3)
+        value = _parse_rate(path, line, row["index"], "index")
+        if not row["source"]:
+            raise RateTableError(path, line, "source is empty: every index value needs its "
+                                 "source")
+        if (year, country) in seen:
+            raise RateTableError(path, line, f"second row for {country} in {year} (first on "
+                                 f"line {seen[year, country]}); keep one row per year and "
+                                 "country")
+        first = currency_of.setdefault(country, (currency, line))
+        if first[0] != currency:
+            raise RateTableError(path, line, f"{country} is in {currency} here but in "
+                                 f"{first[0]} on line {first[1]}: one currency per country")
+        seen[year, country] = line
+        records.append((year, country, currency, value, row["source"]))
+    frame = pd.DataFrame(records, columns=list(_INDEX_COLUMNS))
+    frame["year"] = frame["year"].astype("int64")
+    frame.attrs["path"] = str(path)
+    return frame
+
+
 def exchange_rates(path: str | os.PathLike[str] | None = None) -> pd.DataFrame:
     """Load and validate the annual-average market exchange-rate table.
 
@@ -332,6 +366,40 @@ def ppp_factors(path: str | os.PathLike[str] | None = None) -> pd.DataFrame:
     return _ppp_table(_file_key(resolved)).copy()
 
 
+def price_index(path: str | os.PathLike[str] | None = None) -> pd.DataFrame:
+    """Load and validate the price-index table used to express costs in one price year.
+
+    Parameters
+    ----------
+    path : path-like, optional
+        A CSV file with columns ``year, country, currency, index, source``: an annual-average
+        price index (CPI or GDP deflator) per country, in any base (only ratios within a
+        country are used), and the currency whose amounts it deflates. Default: the
+        environment variable ``VA_PRICE_INDEX`` if set, else the shipped
+        ``data/reference/price_index.csv``.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per year and country; ``attrs["path"]`` names the file read.
+
+    Raises
+    ------
+    RateTableError
+        As for :func:`ppp_factors`, plus a country listed with two currencies.
+
+    Examples
+    --------
+    >>> table = price_index()
+    >>> sorted(table.country.unique())
+    ['DE', 'FR', 'GB', 'IN', 'US']
+    >>> int(table.year.max())
+    2024
+    """
+    resolved = _resolve(path, PRICE_INDEX_ENV, DEFAULT_PRICE_INDEX)
+    return _index_table(_file_key(resolved)).copy()
+
+
 # --------------------------------------------------------------------------------------------
 # Options and conversion
 # --------------------------------------------------------------------------------------------
@@ -353,12 +421,23 @@ class CostOptions:
         the reporting currency at the prices of the reporting country. ``country`` is the
         record's facility country; a cost recorded in another currency than that country's is
         first exchanged into it at market rates.
+    price_year : int or "latest" or "nominal", default "latest"
+        Price year of every reported amount. Each cost is first brought from the prices of
+        its procedure year to the prices of this year with the price index of the country
+        whose currency it is in (``cost × index[price year] / index[procedure year]``, in the
+        original currency), and only then converted to the reporting currency at the rates
+        (or PPPs) of the price year: the approach of the CCEMG–EPPI-Centre cost converter
+        (Shemilt et al. 2010). ``"latest"``: the latest year of the price-index table.
+        ``"nominal"``: no price adjustment (each amount stays in the prices of its own year,
+        converted at the rates of its procedure year).
     year : int, optional
-        Rate year for every record. None (default) uses each record's procedure year. When a
-        year is not in the table the nearest available year is used (the earlier one on a
-        tie) and the row's ``conversion_note`` says so.
-    rates_path, ppp_path : path-like, optional
-        Replacement rate tables (see :func:`exchange_rates`, :func:`ppp_factors`).
+        Rate year for every record. None (default) uses the price year, or each record's
+        procedure year when ``price_year="nominal"``. When a year is not in the table the
+        nearest available year is used (the earlier one on a tie) and the row's
+        ``conversion_note`` says so.
+    rates_path, ppp_path, price_index_path : path-like, optional
+        Replacement tables (see :func:`exchange_rates`, :func:`ppp_factors`,
+        :func:`price_index`).
     reporting_country : str, optional
         PPP only: the country whose price level the reporting currency stands for. Needed
         when several countries of the PPP table use the reporting currency (EUR); USD means
@@ -370,6 +449,8 @@ class CostOptions:
     'EUR'
     >>> CostOptions(method="ppp", reporting_currency="EUR", reporting_country="DE").method
     'ppp'
+    >>> CostOptions(price_year="2023").price_year
+    2023
     """
 
     reporting_currency: str = "USD"
@@ -378,6 +459,8 @@ class CostOptions:
     rates_path: str | os.PathLike[str] | None = None
     ppp_path: str | os.PathLike[str] | None = None
     reporting_country: str | None = None
+    price_year: int | Literal["latest", "nominal"] = "latest"
+    price_index_path: str | os.PathLike[str] | None = None
 
     def __post_init__(self) -> None:
         currency = str(self.reporting_currency).strip().upper()
@@ -391,6 +474,16 @@ class CostOptions:
             if isinstance(self.year, bool) or not isinstance(self.year, int | np.integer):
                 raise ValueError(f"year must be an integer or None, got {self.year!r}")
             object.__setattr__(self, "year", int(self.year))
+        price_year = self.price_year
+        if isinstance(price_year, str) and price_year.strip().lower() in ("latest", "nominal"):
+            object.__setattr__(self, "price_year", price_year.strip().lower())
+        elif isinstance(price_year, str) and re.fullmatch(r"\s*\d{4}\s*", price_year):
+            object.__setattr__(self, "price_year", int(price_year))
+        elif isinstance(price_year, int | np.integer) and not isinstance(price_year, bool):
+            object.__setattr__(self, "price_year", int(price_year))
+        else:
+            raise ValueError(f"price_year must be a four-digit year, 'latest' or 'nominal', "
+                             f"got {price_year!r}")
         if self.reporting_country is not None:
             country = str(self.reporting_country).strip().upper()
             if not re.fullmatch(r"[A-Z]{2}", country):
@@ -425,11 +518,13 @@ class CostConversion:
         The options it was converted with.
     index : pandas.Index
         The index of the records it was converted from (checked when it is passed back).
+    price_year : int or None
+        The price year of ``values`` (None: nominal, each record in its own year's prices).
 
     Examples
     --------
     >>> rows = pd.DataFrame({"cost": [1000.0, None], "currency": ["USD", None],
-    ...                      "procedure_date": pd.to_datetime(["2023-05-01"] * 2)})
+    ...                      "procedure_date": pd.to_datetime(["2024-05-01"] * 2)})
     >>> conversion = convert_costs(rows)
     >>> conversion.values.tolist(), conversion.n_unconverted
     ([1000.0, nan], 0)
@@ -442,6 +537,7 @@ class CostConversion:
     notes: tuple[str, ...]
     options: CostOptions = dataclasses.field(default_factory=lambda: CostOptions())
     index: pd.Index | None = None
+    price_year: int | None = None
 
     @property
     def n_unconverted(self) -> int:
@@ -508,6 +604,51 @@ class _Rates:
             for year in ppp_years:
                 self.ppp["US"].setdefault(year, ("USD", 1.0))
             self.reporting_country = self._reporting_country()
+        self.price_year: int | None = None
+        self.index: dict[str, tuple[str, dict[int, float]]] = {}
+        self.index_country_of: dict[str, str] = {}
+        if options.price_year != "nominal":
+            table = price_index(options.price_index_path)
+            self.index_path = table.attrs["path"]
+            for year, country, currency, value in zip(
+                    table["year"], table["country"], table["currency"], table["index"],
+                    strict=True):
+                self.index.setdefault(country, (currency, {}))[1][int(year)] = float(value)
+            users: dict[str, list[str]] = {}
+            for country, (currency, _) in self.index.items():
+                users.setdefault(currency, []).append(country)
+            # A currency used by a single country of the table is deflated by that country's
+            # index wherever it is recorded (USD -> US); a shared one (EUR) needs the country.
+            self.index_country_of = {cur: c[0] for cur, c in users.items() if len(c) == 1}
+            latest = int(table["year"].max())
+            self.price_year = latest if options.price_year == "latest" else int(
+                options.price_year)
+
+    def deflator(self, currency: str, country: str,
+                 year: int) -> tuple[float, str, tuple[str, int, int] | None]:
+        """Factor taking an amount in ``currency`` recorded in ``country`` in ``year`` to the
+        prices of the price year (same currency), a note, and (index country, year, index
+        year used) when the index lacks ``year`` and the nearest year stands in."""
+        target = self.price_year
+        assert target is not None
+        if country in self.index and self.index[country][0] == currency:
+            source = country
+        elif currency in self.index_country_of:
+            source = self.index_country_of[currency]
+        else:
+            where = f" ({country})" if country else ""
+            return (math.nan, f"{currency}{where}: no price index in the table for this "
+                    "currency and country", None)
+        by_year = self.index[source][1]
+        if target not in by_year:
+            return math.nan, f"{source}: no price index for the price year {target}", None
+        used = _nearest(sorted(by_year), year)
+        assert used is not None
+        factor = by_year[target] / by_year[used]
+        note = f"{year} {currency} prices → {target} by the {source} price index"
+        if used != year:
+            note += f" (no {year} index: {used} used)"
+        return factor, note, ((source, year, used) if used != year else None)
 
     def _reporting_country(self) -> str:
         wanted = self.options.reporting_country
@@ -634,12 +775,17 @@ def _convert(records: pd.DataFrame, options: CostOptions) -> CostConversion:
         cur_codes, cur_labels = _codes(records["currency"])
     else:
         cur_codes, cur_labels = np.full(n, -1, dtype=np.intp), []
-    if options.year is not None:
+    deflate = rates.price_year is not None
+    if options.year is not None and not deflate:
         years = np.full(n, options.year, dtype=np.int64)
         has_year = np.ones(n, dtype=bool)
     else:
         if "procedure_date" not in records.columns:
-            raise ValueError("records have no 'procedure_date' column: pass CostOptions(year=...)")
+            raise ValueError("records have no 'procedure_date' column: pass CostOptions(year=..., "
+                             "price_year='nominal')" if not deflate else
+                             "records have no 'procedure_date' column: the price adjustment "
+                             "needs each cost's year (or pass CostOptions(price_year='nominal',"
+                             " year=...))")
         dates = records["procedure_date"]
         if dates.dtype.kind == "M" and getattr(dates.dtype, "tz", None) is None:
             # datetime64 already: calendar years straight from numpy (no pandas accessor).
@@ -652,32 +798,37 @@ def _convert(records: pd.DataFrame, options: CostOptions) -> CostConversion:
             has_year = ~np.isnan(year_float)
             years = np.where(has_year, year_float, 0).astype(np.int64)
     ppp = options.method == "ppp"
-    if ppp:
-        if "country" not in records.columns:
-            raise ValueError("records have no 'country' column (needed for PPP conversion)")
+    if ppp and "country" not in records.columns:
+        raise ValueError("records have no 'country' column (needed for PPP conversion)")
+    if (ppp or deflate) and "country" in records.columns:
         country_codes, country_labels = _codes(records["country"])
-    else:
-        country_codes, country_labels = np.zeros(n, dtype=np.intp), [""]
+    else:  # without a country, a cost is deflated by its currency's index (if unique)
+        country_codes, country_labels = np.full(n, -1, dtype=np.intp), []
 
     missing_currency = has_cost & (cur_codes < 0)
     missing_year = has_cost & ~missing_currency & ~has_year
-    missing_country = has_cost & ~missing_currency & has_year & (country_codes < 0)
+    missing_country = (has_cost & ~missing_currency & has_year & (country_codes < 0)) if ppp \
+        else np.zeros(n, dtype=bool)
     note_codes[missing_currency] = 1
     note_codes[missing_year] = 2
     note_codes[missing_country] = 3
     ok = has_cost & ~missing_currency & ~missing_year & ~missing_country
 
     substituted: dict[tuple[int, int], set[str]] = {}
+    index_substituted: dict[tuple[str, int, int], int] = {}
     if ok.any():
         # Whole-array arithmetic with one sentinel key (-1) for the rows that cannot be
         # converted, rather than gathering the convertible rows first: fewer passes at 1M.
         y0 = int(np.min(years, where=ok, initial=np.iinfo(np.int64).max))
         span = int(np.max(years, where=ok, initial=np.iinfo(np.int64).min)) - y0 + 1
-        n_countries = max(len(country_labels), 1)
-        key = (cur_codes.astype(np.int64) * n_countries + country_codes) * span + (years - y0)
+        country_names = ["", *country_labels]  # code + 1; "" = no country recorded
+        n_countries = len(country_names)
+        key = ((cur_codes.astype(np.int64) * n_countries + country_codes + 1) * span
+               + (years - y0))
         combo, uniques = pd.factorize(np.where(ok, key, -1))
         factors = np.full(len(uniques), np.nan)
         combo_labels = np.zeros(len(uniques), dtype=np.intp)
+        combo_index_sub: dict[int, tuple[str, int, int]] = {}
         label_index = {label: i for i, label in enumerate(labels)}
         for i, k in enumerate(np.asarray(uniques, dtype=np.int64)):
             if k < 0:  # the sentinel: rows without a cost, currency, date or country
@@ -685,20 +836,36 @@ def _convert(records: pd.DataFrame, options: CostOptions) -> CostConversion:
             year = int(k % span) + y0
             rest = int(k // span)
             currency = cur_labels[rest // n_countries]
-            if ppp:
-                country = country_labels[rest % n_countries]
-                factor, note, used = rates.purchasing_power(currency, country, year)
+            country = country_names[rest % n_countries]
+            deflator, deflate_note = 1.0, ""
+            if deflate:
+                deflator, deflate_note, index_used = rates.deflator(currency, country, year)
+                if index_used is not None:
+                    combo_index_sub[i] = index_used
+            rate_year = options.year if options.year is not None else (
+                rates.price_year if deflate else year)
+            assert rate_year is not None
+            if not math.isfinite(deflator):
+                factor, note, used = math.nan, deflate_note, None
+            elif ppp:
+                factor, note, used = rates.purchasing_power(currency, country, rate_year)
                 what = f"{currency} ({country})"
             else:
-                factor, note, used = rates.exchange(currency, year, rates.reporting)
+                factor, note, used = rates.exchange(currency, rate_year, rates.reporting)
                 what = currency
-            factors[i] = factor
+            if math.isfinite(factor) and deflate:
+                note = f"{deflate_note}; {note}"
+            factors[i] = deflator * factor
             combo_labels[i] = label_index.setdefault(note, len(label_index))
             if used is not None:
-                substituted.setdefault((year, used), set()).add(what)
+                substituted.setdefault((rate_year, used), set()).add(what)
         labels = list(label_index)
         values = cost * factors[combo]  # NaN for the sentinel rows
         note_codes = np.where(ok, combo_labels[combo], note_codes)
+        if combo_index_sub:
+            per_combo = np.bincount(combo[ok], minlength=len(uniques))
+            for i, what in combo_index_sub.items():
+                index_substituted[what] = index_substituted.get(what, 0) + int(per_combo[i])
 
     failed = has_cost & np.isnan(values)
     unconverted: dict[str, int] = {}
@@ -706,10 +873,20 @@ def _convert(records: pd.DataFrame, options: CostOptions) -> CostConversion:
         counts = np.bincount(note_codes[failed], minlength=len(labels))
         unconverted = {labels[i]: int(c) for i, c in enumerate(counts) if c}
     notes = []
+    if deflate:
+        notes.append(f"Costs are in {rates.price_year} prices: each cost was brought from its "
+                     f"procedure year to {rates.price_year} with its country's price index, "
+                     f"then converted at the {rates.price_year if options.year is None else options.year} "
+                     f"{'PPPs' if ppp else 'exchange rates'}.")
     if unconverted:
         detail = "; ".join(f"{reason}: {count}" for reason, count in unconverted.items())
         notes.append(f"{int(failed.sum())} row(s) with a cost could not be converted to "
                      f"{rates.reporting} and are left missing ({detail})")
+    if index_substituted:
+        detail = "; ".join(f"{source} {year} → index of {used} ({count:,} record(s))"
+                           for (source, year, used), count in sorted(index_substituted.items()))
+        notes.append("year(s) missing from the price-index table, the nearest year's index "
+                     f"used (those costs are taken as if in that year's prices): {detail}")
     if substituted:
         kind = "PPP" if ppp else "exchange-rate"
         detail = "; ".join(f"{year} → {used} for {', '.join(sorted(what))}"
@@ -717,7 +894,7 @@ def _convert(records: pd.DataFrame, options: CostOptions) -> CostConversion:
         notes.append(f"year(s) missing from the {kind} table, nearest available year used: "
                      f"{detail}")
     return CostConversion(values, note_codes, tuple(labels), unconverted, tuple(notes),
-                          options=options, index=records.index)
+                          options=options, index=records.index, price_year=rates.price_year)
 
 
 def convert_costs(records: pd.DataFrame, options: CostOptions | None = None) -> CostConversion:
@@ -743,7 +920,7 @@ def convert_costs(records: pd.DataFrame, options: CostOptions | None = None) -> 
     --------
     >>> rows = pd.DataFrame({"procedure": ["kyphoplasty", "vertebroplasty"] * 2,
     ...                      "cost": [9000.0, 4000.0, 11000.0, 6000.0], "currency": "USD",
-    ...                      "procedure_date": pd.Timestamp("2023-05-01")})
+    ...                      "procedure_date": pd.Timestamp("2024-05-01")})
     >>> conversion = convert_costs(rows)
     >>> cost_summary(rows, conversion=conversion, n_resamples=200)["mean"].tolist()
     [10000.0, 5000.0]
@@ -759,7 +936,7 @@ def converted_costs(records: pd.DataFrame, options: CostOptions | None = None) -
     Examples
     --------
     >>> rows = pd.DataFrame({"cost": [1000.0, None], "currency": ["USD", None],
-    ...                      "procedure_date": pd.to_datetime(["2023-05-01"] * 2)})
+    ...                      "procedure_date": pd.to_datetime(["2024-05-01"] * 2)})
     >>> converted_costs(rows).tolist()
     [1000.0, nan]
     """
@@ -813,7 +990,7 @@ def normalise_costs(records: pd.DataFrame, options: CostOptions | None = None, *
     --------
     >>> import pandas as pd
     >>> rows = pd.DataFrame({"cost": [1000.0, 2000.0, None], "currency": ["USD", "USD", None],
-    ...                      "procedure_date": pd.to_datetime(["2023-05-01"] * 3)})
+    ...                      "procedure_date": pd.to_datetime(["2024-05-01"] * 3)})
     >>> out = normalise_costs(rows)
     >>> out.cost_reporting.tolist()[:2]
     [1000.0, 2000.0]
@@ -1016,7 +1193,7 @@ def cost_summary(
     >>> rows = pd.DataFrame({
     ...     "procedure": ["vertebroplasty"] * 3 + ["kyphoplasty"] * 3,
     ...     "cost": [3000.0, 3500.0, 4000.0, 7000.0, 8000.0, 9000.0], "currency": "USD",
-    ...     "procedure_date": pd.Timestamp("2023-03-01")})
+    ...     "procedure_date": pd.Timestamp("2024-03-01")})
     >>> table = cost_summary(rows, n_resamples=500)
     >>> table[["procedure", "n", "mean", "median"]].values.tolist()
     [['kyphoplasty', 3, 8000.0, 8000.0], ['vertebroplasty', 3, 3500.0, 3500.0]]
@@ -1141,7 +1318,7 @@ def cost_per_responder(
     --------
     >>> import pandas as pd
     >>> rows = pd.DataFrame({"procedure": ["vertebroplasty"] * 4, "cost": [1000.0] * 4,
-    ...                      "currency": "USD", "procedure_date": pd.Timestamp("2023-01-02")})
+    ...                      "currency": "USD", "procedure_date": pd.Timestamp("2024-01-02")})
     >>> table = cost_per_responder(rows, responders=[True, False, True, None])
     >>> row = table.iloc[0]
     >>> int(row.n), int(row.responders), float(row.total_cost), float(row.cost_per_responder)
@@ -1372,7 +1549,7 @@ def incremental_cost_per_responder(
     >>> rows = pd.DataFrame({
     ...     "procedure": ["vertebroplasty"] * 10 + ["kyphoplasty"] * 10,
     ...     "cost": [3000.0, 3200.0] * 5 + [4000.0, 4200.0] * 5, "currency": "USD",
-    ...     "procedure_date": pd.Timestamp("2023-01-02")})
+    ...     "procedure_date": pd.Timestamp("2024-01-02")})
     >>> status = [True] * 5 + [False] * 5 + [True] * 7 + [False] * 3
     >>> result = incremental_cost_per_responder(rows, responders=status, n_resamples=200)
     >>> round(result.delta_cost), round(result.delta_response, 2), round(result.icer)
@@ -1588,7 +1765,7 @@ def adjusted_cost_ratio(
     >>> rows = pd.DataFrame({
     ...     "procedure": ["vertebroplasty"] * 4 + ["kyphoplasty"] * 4,
     ...     "cost": [4000.0, 5000.0, 6000.0, 5000.0, 8000.0, 10000.0, 12000.0, 10000.0],
-    ...     "currency": "USD", "procedure_date": pd.Timestamp("2023-01-02")})
+    ...     "currency": "USD", "procedure_date": pd.Timestamp("2024-01-02")})
     >>> round(adjusted_cost_ratio(rows, covariates=()).ratio, 6)
     2.0
     """

@@ -125,7 +125,7 @@ def test_conversion_counts_show_small_counts_as_label():
     frame = costed({"FAC-A": ("US", 40)})
     frame.loc[:4, "cost"] = None  # 5 records without a cost
     frame.loc[5:, "currency"] = frame.loc[5:, "currency"].where(frame.index[5:] > 30, "XYZ")
-    counts = fig.conversion_counts(normalise_costs(frame, CostOptions()))
+    counts = fig.conversion_counts(normalise_costs(frame, CostOptions(price_year="nominal")))
     shown = dict(zip(counts["records"], counts["count"], strict=True))
     assert shown["Records in the selection"] == "40"
     assert shown["Without a recorded cost"] == "<11"
