@@ -80,6 +80,7 @@ __all__ = [
     "CostConversion",
     "CostOptions",
     "IncrementalCost",
+    "NetBenefit",
     "RateTableError",
     "adjusted_cost_ratio",
     "convert_costs",
@@ -88,6 +89,7 @@ __all__ = [
     "cost_summary",
     "exchange_rates",
     "incremental_cost_per_responder",
+    "net_benefit_regression",
     "normalise_costs",
     "ppp_factors",
     "price_index",
@@ -477,9 +479,8 @@ class CostOptions:
         price_year = self.price_year
         if isinstance(price_year, str) and price_year.strip().lower() in ("latest", "nominal"):
             object.__setattr__(self, "price_year", price_year.strip().lower())
-        elif isinstance(price_year, str) and re.fullmatch(r"\s*\d{4}\s*", price_year):
-            object.__setattr__(self, "price_year", int(price_year))
-        elif isinstance(price_year, int | np.integer) and not isinstance(price_year, bool):
+        elif (isinstance(price_year, str) and re.fullmatch(r"\s*\d{4}\s*", price_year)) or (
+                isinstance(price_year, int | np.integer) and not isinstance(price_year, bool)):
             object.__setattr__(self, "price_year", int(price_year))
         else:
             raise ValueError(f"price_year must be a four-digit year, 'latest' or 'nominal', "
@@ -1621,6 +1622,396 @@ def incremental_cost_per_responder(
         prob_more_costly_more_effective=quadrants["ne"],
         prob_less_costly_less_effective=quadrants["sw"],
         currency=options.reporting_currency,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Net-benefit regression and the cost-effectiveness acceptability curve
+# --------------------------------------------------------------------------------------------
+
+#: Covariates of the net-benefit regression: those the project adjusts for everywhere.
+NBR_COVARIATES: tuple[str, ...] = ("age", "sex", "etiology", "levels_treated", "country")
+#: Willingness-to-pay grid when none is given: 0 to this many times the mean cost per
+#: patient of the analysed records (so the range suits any reporting currency).
+WTP_RANGE_MEAN_COSTS = 20.0
+
+
+@dataclasses.dataclass(frozen=True)
+class NetBenefit(Result):
+    """Adjusted incremental cost, incremental effect and net benefit of KP versus VP.
+
+    Made by :func:`net_benefit_regression`. The effect is being a responder (a proportion),
+    so λ is a willingness to pay per additional responder.
+
+    Attributes
+    ----------
+    delta_cost, delta_cost_low, delta_cost_high, se_cost : float
+        Adjusted difference in mean cost per patient, KP − VP (coefficient of KP in the
+        linear model of cost), its CI and standard error.
+    delta_effect, delta_effect_low, delta_effect_high, se_effect : float
+        Adjusted difference in the responder rate, KP − VP (linear probability model).
+    cov_cost_effect : float
+        Covariance of the two coefficients (the same design, one joint sandwich / model).
+    df : int
+        Degrees of freedom of the t quantiles (n − p, or clusters − 1 when clustered).
+    wtp, inb, inb_low, inb_high, prob_cost_effective : tuple of float
+        Willingness-to-pay values λ, the incremental net benefit λ·Δeffect − Δcost at each,
+        its CI, and the probability that KP is cost-effective, P(INB > 0) (the
+        cost-effectiveness acceptability curve).
+    icer, icer_low, icer_high : float
+        Δcost / Δeffect and its Fieller CI, only when ``icer_defined``; NaN otherwise.
+    icer_defined : bool
+        True when the Δeffect CI excludes 0 and the ICER is a cost per additional responder
+        (north-east quadrant) or a saving per responder forgone (south-west).
+    verdict : str
+        One sentence: why the ICER is or is not given.
+    n, n_kp, n_vp, n_clusters : int
+        Patients analysed, per procedure, and clusters (0 when not clustered).
+    excluded : int
+        KP/VP records left out (no converted cost, unknown responder status or a missing
+        covariate).
+    covariates, cluster, method, currency : str
+        What the models adjust for, the cluster column ("" if none), how, and the currency.
+    price_year : int or None
+        Price year of the costs (None: nominal).
+    """
+
+    delta_cost: float
+    delta_cost_low: float
+    delta_cost_high: float
+    se_cost: float
+    delta_effect: float
+    delta_effect_low: float
+    delta_effect_high: float
+    se_effect: float
+    cov_cost_effect: float
+    df: int
+    wtp: tuple[float, ...]
+    inb: tuple[float, ...]
+    inb_low: tuple[float, ...]
+    inb_high: tuple[float, ...]
+    prob_cost_effective: tuple[float, ...]
+    icer: float
+    icer_low: float
+    icer_high: float
+    icer_defined: bool
+    verdict: str
+    n: int
+    n_kp: int
+    n_vp: int
+    n_clusters: int
+    excluded: int
+    covariates: str
+    cluster: str
+    method: str
+    currency: str
+    price_year: int | None
+
+    def net_benefit(self, wtp: float | Sequence[float], level: float = 0.95) -> pd.DataFrame:
+        """INB, its CI and P(INB > 0) at any willingness to pay, from the two regressions.
+
+        INB(λ) = λ·Δeffect − Δcost is a linear combination of the two coefficients, so its
+        variance is λ²·Var(Δeffect) − 2λ·Cov + Var(Δcost): identical to the coefficient of KP
+        in a regression of each patient's net benefit λ·effect − cost on the same design,
+        without refitting (Hoch, Briggs & Willan 2002).
+
+        Examples
+        --------
+        >>> import pandas as pd
+        >>> rows = pd.DataFrame({"procedure": ["vertebroplasty", "kyphoplasty"] * 4,
+        ...     "cost": [10.0, 30.0, 12.0, 28.0, 14.0, 36.0, 16.0, 34.0], "currency": "USD",
+        ...     "procedure_date": pd.Timestamp("2024-01-02")})
+        >>> status = [False, True, True, True, False, False, False, True]
+        >>> fit = net_benefit_regression(rows, responders=status, covariates=(), cluster=None)
+        >>> fit.net_benefit([0, 38])[["wtp", "inb"]].round(6).values.tolist()
+        [[0.0, -19.0], [38.0, 0.0]]
+        """
+        lam = np.atleast_1d(np.asarray(wtp, dtype=float))
+        return pd.DataFrame(_inb(lam, self.delta_cost, self.delta_effect, self.se_cost ** 2,
+                                 self.se_effect ** 2, self.cov_cost_effect, self.df, level))
+
+    def ceac(self) -> pd.DataFrame:
+        """The stored grid: ``wtp``, ``inb``, ``inb_low``, ``inb_high``, ``prob_cost_effective``."""
+        return pd.DataFrame({"wtp": self.wtp, "inb": self.inb, "inb_low": self.inb_low,
+                             "inb_high": self.inb_high,
+                             "prob_cost_effective": self.prob_cost_effective})
+
+
+def _inb(lam: NDArray[np.float64], d_cost: float, d_effect: float, var_cost: float,
+         var_effect: float, cov: float, df: int, level: float) -> dict[str, NDArray]:
+    inb = lam * d_effect - d_cost
+    var = lam * lam * var_effect - 2.0 * lam * cov + var_cost
+    se = np.sqrt(np.maximum(var, 0.0))
+    tq = float(st.t.ppf(0.5 + level / 2, df))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        prob = np.where(se > 0, st.t.cdf(inb / np.where(se > 0, se, 1.0), df),
+                        (inb > 0).astype(float))
+    return {"wtp": lam, "inb": inb, "inb_low": inb - tq * se, "inb_high": inb + tq * se,
+            "se": se, "prob_cost_effective": prob}
+
+
+def _fieller(d_cost: float, d_effect: float, var_cost: float, var_effect: float, cov: float,
+             tq: float) -> tuple[float, float]:
+    """Fieller CI of Δcost/Δeffect: the λ where the INB CI limits reach 0 (bounded only when
+    the Δeffect CI excludes 0, i.e. d_effect² > t²·var_effect)."""
+    a = d_effect ** 2 - tq ** 2 * var_effect
+    b = -2.0 * (d_effect * d_cost - tq ** 2 * cov)
+    c = d_cost ** 2 - tq ** 2 * var_cost
+    disc = b * b - 4 * a * c
+    if a <= 0 or disc < 0:
+        return math.nan, math.nan
+    root = math.sqrt(disc)
+    return (-b - root) / (2 * a), (-b + root) / (2 * a)
+
+
+def _design(records: pd.DataFrame, keep: NDArray[np.bool_],
+            covariates: tuple[str, ...]) -> tuple[list[NDArray], list[str], list[str],
+                                                  NDArray[np.bool_]]:
+    """Covariate columns for the kept rows (numeric linear; categories as indicators with the
+    first sorted level as reference), names, covariates used, and the final keep mask
+    (complete cases)."""
+    coded: list[tuple[str, NDArray, list[str] | None]] = []
+    for name in covariates:
+        series = records[name]
+        dtype = series.dtype
+        if isinstance(dtype, pd.CategoricalDtype):
+            codes = series.cat.codes.to_numpy().astype(np.intp)
+            order = np.argsort(np.asarray(series.cat.categories.astype(str)))
+            rank = np.empty(len(order), dtype=np.intp)
+            rank[order] = np.arange(len(order))
+            codes = np.where(codes >= 0, rank[np.maximum(codes, 0)], -1)
+            levels = [str(v) for v in np.asarray(series.cat.categories.astype(str))[order]]
+            keep = keep & (codes >= 0)
+            coded.append((name, codes, levels))
+        elif pd.api.types.is_bool_dtype(dtype) or pd.api.types.is_string_dtype(dtype) or \
+                pd.api.types.is_object_dtype(dtype):
+            codes, uniques = pd.factorize(series.astype("string"), sort=True)
+            keep = keep & (codes >= 0)
+            coded.append((name, codes.astype(np.intp), [str(u) for u in uniques]))
+        else:
+            values = pd.to_numeric(series, errors="coerce").to_numpy(dtype=float,
+                                                                     na_value=np.nan)
+            keep = keep & ~np.isnan(values)
+            coded.append((name, values, None))
+    columns: list[NDArray] = []
+    names: list[str] = []
+    used: list[str] = []
+    for name, values, levels in coded:
+        kept = values[keep]
+        if levels is None:
+            if kept.size == 0 or float(kept.min()) == float(kept.max()):
+                continue
+            columns.append(kept.astype(float))
+            names.append(name)
+        else:
+            present = np.flatnonzero(np.bincount(kept, minlength=len(levels)))
+            if present.size < 2:
+                continue
+            for level in present[1:]:
+                columns.append((kept == level).astype(float))
+                names.append(f"{name}={levels[level]}")
+        used.append(name)
+    return columns, names, used, keep
+
+
+def net_benefit_regression(
+    records: pd.DataFrame,
+    responder: Any = None,
+    *,
+    responders: pd.Series | Sequence[bool | None] | None = None,
+    covariates: Sequence[str] = NBR_COVARIATES,
+    cluster: str | None = "facility_id",
+    wtp: Sequence[float] | None = None,
+    level: float = 0.95,
+    options: CostOptions | None = None,
+    conversion: CostConversion | None = None,
+) -> NetBenefit:
+    """Covariate-adjusted incremental cost, effect and net benefit of KP versus VP.
+
+    Parameters
+    ----------
+    records : pandas.DataFrame
+        Procedure records with ``procedure``, the cost columns and the covariates.
+    responder : ResponderDefinition, optional
+        Responder definition (see :func:`cost_per_responder`).
+    responders : pandas.Series or sequence, optional
+        Responder status given directly instead of ``responder``.
+    covariates : sequence of str
+        Adjustment columns (default: age, sex, etiology, levels treated and country, the
+        project's adjustment set). Numeric columns enter linearly, the others as indicators
+        (first sorted level as reference); a covariate with one value is dropped.
+    cluster : str or None, default "facility_id"
+        Column of clusters for cluster-robust (sandwich) standard errors; None for the
+        model-based ones. A column that is absent is an error.
+    wtp : sequence of float, optional
+        Willingness-to-pay values λ per additional responder, in the reporting currency.
+        Default: 101 values from 0 to 20 × the mean cost per analysed patient.
+    level : float, default 0.95
+        Confidence level.
+    options, conversion : optional
+        Currency and price-year conversion (see :func:`cost_summary`).
+
+    Returns
+    -------
+    NetBenefit
+
+    Raises
+    ------
+    InsufficientDataError
+        Fewer than 2 analysed patients in a procedure, or no residual degrees of freedom.
+
+    Notes
+    -----
+    Net-benefit regression (Hoch, Briggs & Willan 2002): for each patient i and
+    willingness to pay λ, NB_i(λ) = λ·e_i − c_i with e_i = 1 for a responder; a linear
+    model NB_i = α + δ·KP_i + γᵀx_i gives the adjusted incremental net benefit δ(λ). As the
+    design is the same for every λ, δ(λ) = λ·Δe − Δc where Δc and Δe are the coefficients
+    of KP in the linear models of cost and of response (a linear probability model) on that
+    design, and Var δ(λ) = λ²·Var Δe − 2λ·Cov(Δe, Δc) + Var Δc. The two models are fitted
+    once; every λ costs a few arithmetic operations. Standard errors are model-based (OLS,
+    t with n − p df) or, with ``cluster``, the cluster-robust sandwich with the usual
+    small-sample factor G/(G − 1)·(n − 1)/(n − p) (R ``sandwich::vcovCL``, type HC1) and t
+    with G − 1 df. Linear models estimate differences in *mean* cost and in the responder
+    *proportion*, the quantities a budget and the ICER need (Thompson & Barber 2000).
+
+    The cost-effectiveness acceptability curve (Fenwick, Claxton & Sculpher 2001) is
+    P(INB(λ) > 0), here the one-sided p-value complement F_t(INB/SE) of the regression
+    (Hoch et al. 2002). The ICER Δc/Δe is reported only when the Δe CI excludes 0 and KP
+    is costlier and more effective (a cost per additional responder) or cheaper and less
+    effective (a saving per responder forgone), with its Fieller interval: the λ at which
+    the INB CI limits cross 0 (Willan & O'Brien 1996). Otherwise the result says why.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> rows = pd.DataFrame({"procedure": ["vertebroplasty", "kyphoplasty"] * 4,
+    ...     "cost": [10.0, 30.0, 12.0, 28.0, 14.0, 36.0, 16.0, 34.0], "currency": "USD",
+    ...     "procedure_date": pd.Timestamp("2024-01-02")})
+    >>> status = [False, True, True, True, False, False, False, True]
+    >>> fit = net_benefit_regression(rows, responders=status, covariates=(), cluster=None)
+    >>> round(fit.delta_cost, 6), round(fit.delta_effect, 6)
+    (19.0, 0.5)
+    """
+    level = float(level)
+    if not 0.0 < level < 1.0:
+        raise ValueError(f"level must be between 0 and 1 (exclusive), got {level}")
+    covariates = _as_tuple(covariates)
+    needed = ["procedure", *covariates] + ([cluster] if cluster else [])
+    missing = [column for column in needed if column not in records.columns]
+    if missing:
+        raise ValueError(f"records have no column(s) {', '.join(missing)}")
+    status = _responder_status(records, responder, responders)
+    options, conversion = _use_conversion(records, options, conversion)
+    kp_all = _equals(records["procedure"], KP)
+    in_arms = kp_all | _equals(records["procedure"], VP)
+    keep = in_arms & status.notna().to_numpy() & ~np.isnan(conversion.values)
+    if cluster:
+        cluster_codes = pd.factorize(records[cluster])[0]
+        keep &= cluster_codes >= 0
+    columns, names, used, keep = _design(records, keep, covariates)
+    kp = kp_all[keep].astype(float)
+    n_kp, n = int(kp.sum()), int(keep.sum())
+    n_vp = n - n_kp
+    method_name = "net-benefit regression"
+    for label, count in (("kyphoplasty", n_kp), ("vertebroplasty", n_vp)):
+        if count < 2:
+            raise InsufficientDataError(method_name, f"{label} has {count} patient(s) with a "
+                                        "known cost, responder status and covariates; 2 are "
+                                        "needed")
+    design = np.column_stack([np.ones(n), kp, *columns])
+    p = design.shape[1]
+    if n - p < 1:
+        raise InsufficientDataError(method_name, f"{n} patients for {p} coefficients")
+    outcomes = np.column_stack([conversion.values[keep],
+                                status.to_numpy(dtype=bool, na_value=False)[keep]
+                                .astype(float)])
+    gram = design.T @ design
+    rank = int(np.linalg.matrix_rank(gram))
+    if rank < p:
+        raise InsufficientDataError(method_name, f"the design is collinear (rank {rank} of "
+                                    f"{p} columns: {', '.join(['kp', *names])})")
+    bread = np.linalg.inv(gram)
+    coef = bread @ (design.T @ outcomes)
+    resid = outcomes - design @ coef
+    row = bread[1]  # the KP row of (X'X)^-1
+    if cluster:
+        groups = np.unique(cluster_codes[keep], return_inverse=True)[1]
+        n_clusters = int(groups.max()) + 1
+        if n_clusters < 2:
+            raise InsufficientDataError(method_name, f"one {cluster} only: cluster-robust "
+                                        "standard errors need at least 2")
+        influence = design @ row  # each patient's weight in the KP coefficient
+        sums = np.column_stack([np.bincount(groups, weights=influence * resid[:, j],
+                                            minlength=n_clusters) for j in range(2)])
+        factor = n_clusters / (n_clusters - 1) * (n - 1) / (n - p)
+        cov = factor * (sums.T @ sums)
+        df = n_clusters - 1
+    else:
+        n_clusters = 0
+        sigma = resid.T @ resid / (n - p)
+        cov = bread[1, 1] * sigma
+        df = n - p
+    d_cost, d_effect = float(coef[1, 0]), float(coef[1, 1])
+    var_cost, var_effect, cov_ce = float(cov[0, 0]), float(cov[1, 1]), float(cov[0, 1])
+    tq = float(st.t.ppf(0.5 + level / 2, df))
+    se_cost, se_effect = math.sqrt(var_cost), math.sqrt(var_effect)
+    effect_ci = (d_effect - tq * se_effect, d_effect + tq * se_effect)
+    cost_ci = (d_cost - tq * se_cost, d_cost + tq * se_cost)
+    if wtp is None:
+        top = WTP_RANGE_MEAN_COSTS * float(np.mean(outcomes[:, 0]))
+        lam = np.linspace(0.0, top if top > 0 else 1.0, 101)
+    else:
+        lam = np.asarray(wtp, dtype=float).ravel()
+        if lam.size == 0 or not np.all(np.isfinite(lam)):
+            raise ValueError("wtp must be finite numbers")
+    grid = _inb(lam, d_cost, d_effect, var_cost, var_effect, cov_ce, df, level)
+    currency = options.reporting_currency
+    icer, icer_ci, defined = math.nan, (math.nan, math.nan), False
+    pct = f"{level:.0%}"
+    if effect_ci[0] <= 0.0 <= effect_ci[1]:
+        verdict = (f"No ICER: the {pct} CI of the adjusted difference in responders "
+                   f"({_fmt_points(effect_ci[0])} to {_fmt_points(effect_ci[1])} points) "
+                   "includes 0, so the cost per additional responder is undefined or "
+                   "unstable (its denominator can be 0); read the acceptability curve.")
+    elif d_effect < 0 < d_cost:
+        verdict = ("No ICER: after adjustment KP is costlier and has fewer responders "
+                   "(dominated); a negative ratio is not a cost per responder.")
+    elif d_cost < 0 < d_effect:
+        verdict = ("No ICER: after adjustment KP is cheaper and has more responders "
+                   "(dominant); a negative ratio is not a cost per responder.")
+    else:
+        defined = True
+        icer = d_cost / d_effect
+        icer_ci = _fieller(d_cost, d_effect, var_cost, var_effect, cov_ce, tq)
+        what = ("extra cost per additional responder with KP" if d_effect > 0 else
+                "saving per responder forgone with KP")
+        verdict = (f"Adjusted ICER ({what}): {_fmt_money(icer, currency)} ({pct} Fieller CI "
+                   f"{_fmt_money(icer_ci[0], currency)} to {_fmt_money(icer_ci[1], currency)}).")
+    how = [
+        "net-benefit regression (Hoch, Briggs & Willan 2002): linear models of cost and of "
+        "response (linear probability) on KP and the covariates, fitted once; INB(λ) = "
+        "λ·Δeffect − Δcost with Var = λ²Var(Δe) − 2λCov + Var(Δc)",
+        f"adjusted for {', '.join(used)}" if used else "unadjusted",
+        (f"cluster-robust SE by {cluster} ({n_clusters} clusters, HC1 small-sample factor, "
+         f"t with {df} df)") if cluster else f"model-based SE (t with {df} df)",
+        "acceptability curve P(INB > 0) = F_t(INB/SE) (Fenwick, Claxton & Sculpher 2001)",
+        "ICER with a Fieller CI only when the Δeffect CI excludes 0",
+    ]
+    dropped = [c for c in covariates if c not in used]
+    if dropped:
+        how.append(f"dropped (one value only): {', '.join(dropped)}")
+    return NetBenefit(
+        delta_cost=d_cost, delta_cost_low=cost_ci[0], delta_cost_high=cost_ci[1],
+        se_cost=se_cost, delta_effect=d_effect, delta_effect_low=effect_ci[0],
+        delta_effect_high=effect_ci[1], se_effect=se_effect, cov_cost_effect=cov_ce, df=df,
+        wtp=tuple(float(v) for v in grid["wtp"]), inb=tuple(float(v) for v in grid["inb"]),
+        inb_low=tuple(float(v) for v in grid["inb_low"]),
+        inb_high=tuple(float(v) for v in grid["inb_high"]),
+        prob_cost_effective=tuple(float(v) for v in grid["prob_cost_effective"]),
+        icer=icer, icer_low=icer_ci[0], icer_high=icer_ci[1], icer_defined=defined,
+        verdict=verdict, n=n, n_kp=n_kp, n_vp=n_vp, n_clusters=n_clusters,
+        excluded=int(in_arms.sum() - n), covariates=", ".join(used), cluster=cluster or "",
+        method="; ".join(how), currency=currency, price_year=conversion.price_year,
     )
 
 
