@@ -1764,23 +1764,37 @@ def _fieller(d_cost: float, d_effect: float, var_cost: float, var_effect: float,
     return (-b - root) / (2 * a), (-b + root) / (2 * a)
 
 
+@dataclasses.dataclass
+class _Coded:
+    """The kept rows' covariates: numeric columns, and categorical codes (0..L-1 over the
+    levels present, first sorted level = reference) with their level names."""
+
+    numeric: list[NDArray[np.float64]]
+    numeric_names: list[str]
+    categorical: list[NDArray[np.intp]]
+    categorical_levels: list[list[str]]
+    categorical_names: list[str]
+    used: list[str]
+
+
 def _design(records: pd.DataFrame, keep: NDArray[np.bool_],
-            covariates: tuple[str, ...]) -> tuple[list[NDArray], list[str], list[str],
-                                                  NDArray[np.bool_]]:
-    """Covariate columns for the kept rows (numeric linear; categories as indicators with the
-    first sorted level as reference), names, covariates used, and the final keep mask
-    (complete cases)."""
+            covariates: tuple[str, ...]) -> tuple[_Coded, NDArray[np.bool_]]:
+    """Code the covariates (numeric linear; categories as indicators with the first sorted
+    level as reference) for the complete cases; a covariate with one value is dropped."""
     coded: list[tuple[str, NDArray, list[str] | None]] = []
     for name in covariates:
         series = records[name]
         dtype = series.dtype
         if isinstance(dtype, pd.CategoricalDtype):
-            codes = series.cat.codes.to_numpy().astype(np.intp)
-            order = np.argsort(np.asarray(series.cat.categories.astype(str)))
-            rank = np.empty(len(order), dtype=np.intp)
-            rank[order] = np.arange(len(order))
-            codes = np.where(codes >= 0, rank[np.maximum(codes, 0)], -1)
-            levels = [str(v) for v in np.asarray(series.cat.categories.astype(str))[order]]
+            codes = series.cat.codes.to_numpy()  # small integers, -1 = missing
+            names = np.asarray(series.cat.categories.astype(str))
+            order = np.argsort(names, kind="stable")
+            if np.any(order != np.arange(order.size)):  # re-code in sorted level order
+                rank = np.empty(order.size + 1, dtype=codes.dtype)
+                rank[order] = np.arange(order.size)
+                rank[-1] = -1  # code -1 (missing) indexes the last entry
+                codes = rank[codes]
+            levels = [str(v) for v in names[order]]
             keep = keep & (codes >= 0)
             coded.append((name, codes, levels))
         elif pd.api.types.is_bool_dtype(dtype) or pd.api.types.is_string_dtype(dtype) or \
@@ -1789,29 +1803,135 @@ def _design(records: pd.DataFrame, keep: NDArray[np.bool_],
             keep = keep & (codes >= 0)
             coded.append((name, codes.astype(np.intp), [str(u) for u in uniques]))
         else:
-            values = pd.to_numeric(series, errors="coerce").to_numpy(dtype=float,
-                                                                     na_value=np.nan)
+            if not pd.api.types.is_numeric_dtype(dtype):
+                series = pd.to_numeric(series, errors="coerce")
+            values = series.to_numpy(dtype=float, na_value=np.nan)
             keep = keep & ~np.isnan(values)
             coded.append((name, values, None))
-    columns: list[NDArray] = []
-    names: list[str] = []
-    used: list[str] = []
+    out = _Coded([], [], [], [], [], [])
     for name, values, levels in coded:
         kept = values[keep]
         if levels is None:
             if kept.size == 0 or float(kept.min()) == float(kept.max()):
                 continue
-            columns.append(kept.astype(float))
-            names.append(name)
+            out.numeric.append(kept.astype(float))
+            out.numeric_names.append(name)
         else:
-            present = np.flatnonzero(np.bincount(kept, minlength=len(levels)))
+            counts = np.bincount(kept, minlength=len(levels))
+            present = np.flatnonzero(counts)
             if present.size < 2:
                 continue
-            for level in present[1:]:
-                columns.append((kept == level).astype(float))
-                names.append(f"{name}={levels[level]}")
-        used.append(name)
-    return columns, names, used, keep
+            if present.size < len(levels):  # number the present levels 0, 1, ...
+                kept = (np.cumsum(counts > 0) - 1)[kept]
+            out.categorical.append(kept)
+            out.categorical_levels.append([levels[i] for i in present])
+            out.categorical_names.append(name)
+        out.used.append(name)
+    return out, keep
+
+
+def _column_names(coded: _Coded) -> list[str]:
+    names = ["Intercept", "kp"]
+    for name, levels in zip(coded.categorical_names, coded.categorical_levels, strict=True):
+        names += [f"{name}={level}" for level in levels[1:]]
+    return names + coded.numeric_names
+
+
+#: The moment path needs the indicator part of each cell of equal categorical covariates:
+#: with more cells than this the n × p design matrix is built instead.
+_MOMENT_MAX_CELLS = 100_000
+
+
+def _cells(kp: NDArray[np.float64],
+           coded: _Coded) -> tuple[NDArray[np.intp], NDArray[np.float64]] | None:
+    """Each row's cell of equal KP and categorical covariates, and each present cell's
+    indicator part of the design row (intercept, KP, dummies); None when too many cells."""
+    radix = [2] + [len(levels) for levels in coded.categorical_levels]
+    n_cells = int(np.prod(radix, dtype=np.float64))
+    if n_cells > _MOMENT_MAX_CELLS:
+        return None
+    key = kp.astype(np.int32 if n_cells < 2 ** 31 else np.int64)
+    for codes, size in zip(coded.categorical, radix[1:], strict=True):
+        key *= size
+        key += codes
+    counts = np.bincount(key, minlength=n_cells)
+    present = np.flatnonzero(counts)
+    cell = (np.cumsum(counts > 0) - 1)[key]
+    digits = []
+    rest = present.copy()
+    for size in reversed(radix):
+        digits.append(rest % size)
+        rest //= size
+    digits.reverse()
+    columns = [np.ones(present.size), digits[0].astype(float)]
+    for digit, size in zip(digits[1:], radix[1:], strict=True):
+        columns += [(digit == level).astype(float) for level in range(1, size)]
+    return cell, np.column_stack(columns)
+
+
+def _fit_two(kp: NDArray[np.float64], coded: _Coded, outcomes: list[NDArray[np.float64]],
+             clusters: NDArray[np.intp] | None, n_clusters: int,
+             method_name: str) -> tuple[NDArray[np.float64], NDArray[np.float64], int, int]:
+    """OLS of both outcomes on the same design: KP coefficients (2,), their covariance (2×2,
+    model-based or cluster-robust HC1), residual df n − p, and p.
+
+    Without building the n × p design: the rows of a cell of equal categorical covariates
+    share their indicator part d_c, so XᵀX and XᵀY need only each cell's count and sums of
+    the numeric columns and outcomes v (weighted bincounts) and the total VᵀV (dot
+    products); fitted values and the KP influence xᵢ·a are d_c·β gathered by cell plus the
+    numeric part. With very many cells the design is built instead (same arithmetic).
+    """
+    n = kp.size
+    numeric = list(coded.numeric)
+    v = numeric + list(outcomes)
+    q = len(numeric)
+    cells = _cells(kp, coded)
+    if cells is None:
+        dummies = [(codes == level).astype(float) for codes, levels in
+                   zip(coded.categorical, coded.categorical_levels, strict=True)
+                   for level in range(1, len(levels))]
+        cell, d = np.arange(n), np.column_stack([np.ones(n), kp, *dummies])
+    else:
+        cell, d = cells
+    pc = d.shape[1]
+    p = pc + q
+    if n - p < 1:
+        raise InsufficientDataError(method_name, f"{n} patients for {p} coefficients")
+    n_cells = d.shape[0]
+    count = np.bincount(cell, minlength=n_cells).astype(float)
+    sums = np.column_stack([np.bincount(cell, weights=column, minlength=n_cells)
+                            for column in v])
+    dd = (d * count[:, None]).T @ d            # Σ over rows of d dᵀ
+    dv = d.T @ sums                            # Σ d vᵀ
+    vv = np.array([[float(np.dot(a, b)) for b in v] for a in v]).reshape(len(v), len(v))
+    gram = np.block([[dd, dv[:, :q]], [dv[:, :q].T, vv[:q, :q]]])
+    cross = np.vstack([dv[:, q:], vv[:q, q:]])
+    scale = np.sqrt(np.diag(gram))
+    scale[scale == 0] = 1.0
+    rank = int(np.linalg.matrix_rank(gram / scale[:, None] / scale[None, :]))
+    if rank < p:
+        raise InsufficientDataError(method_name, f"the design is collinear (rank {rank} of "
+                                    f"{p} columns: {', '.join(_column_names(coded))})")
+    bread = np.linalg.inv(gram)
+    coef = bread @ cross
+    row = bread[1]  # the KP row of (X'X)^-1
+    if clusters is not None:
+        influence = (d @ row[:pc])[cell]  # xᵢ·a, each patient's weight in the KP coefficient
+        for k, column in enumerate(numeric):
+            influence += row[pc + k] * column
+        scores = np.empty((n_clusters, 2))
+        for j, y in enumerate(outcomes):
+            resid = y - (d @ coef[:pc, j])[cell]
+            for k, column in enumerate(numeric):
+                resid -= coef[pc + k, j] * column
+            resid *= influence
+            scores[:, j] = np.bincount(clusters, weights=resid, minlength=n_clusters)
+        factor = n_clusters / (n_clusters - 1) * (n - 1) / (n - p)
+        cov = factor * (scores.T @ scores)
+    else:
+        sigma = (vv[q:, q:] - coef.T @ cross) / (n - p)  # U'U = Y'Y − B'X'Y
+        cov = bread[1, 1] * sigma
+    return coef[1], cov, n - p, p
 
 
 def net_benefit_regression(
@@ -1906,9 +2026,13 @@ def net_benefit_regression(
     in_arms = kp_all | _equals(records["procedure"], VP)
     keep = in_arms & status.notna().to_numpy() & ~np.isnan(conversion.values)
     if cluster:
-        cluster_codes = pd.factorize(records[cluster])[0]
+        groups = records[cluster]
+        cluster_codes = (groups.cat.codes.to_numpy() if isinstance(groups.dtype,
+                                                                   pd.CategoricalDtype)
+                         else pd.factorize(groups)[0])
         keep &= cluster_codes >= 0
-    columns, names, used, keep = _design(records, keep, covariates)
+    coded, keep = _design(records, keep, covariates)
+    used = coded.used
     kp = kp_all[keep].astype(float)
     n_kp, n = int(kp.sum()), int(keep.sum())
     n_vp = n - n_kp
@@ -1918,39 +2042,20 @@ def net_benefit_regression(
             raise InsufficientDataError(method_name, f"{label} has {count} patient(s) with a "
                                         "known cost, responder status and covariates; 2 are "
                                         "needed")
-    design = np.column_stack([np.ones(n), kp, *columns])
-    p = design.shape[1]
-    if n - p < 1:
-        raise InsufficientDataError(method_name, f"{n} patients for {p} coefficients")
-    outcomes = np.column_stack([conversion.values[keep],
-                                status.to_numpy(dtype=bool, na_value=False)[keep]
-                                .astype(float)])
-    gram = design.T @ design
-    rank = int(np.linalg.matrix_rank(gram))
-    if rank < p:
-        raise InsufficientDataError(method_name, f"the design is collinear (rank {rank} of "
-                                    f"{p} columns: {', '.join(['kp', *names])})")
-    bread = np.linalg.inv(gram)
-    coef = bread @ (design.T @ outcomes)
-    resid = outcomes - design @ coef
-    row = bread[1]  # the KP row of (X'X)^-1
+    outcomes = [conversion.values[keep],
+                status.to_numpy(dtype=bool, na_value=False)[keep].astype(float)]
+    clusters, n_clusters = None, 0
     if cluster:
-        groups = np.unique(cluster_codes[keep], return_inverse=True)[1]
-        n_clusters = int(groups.max()) + 1
+        kept_codes = cluster_codes[keep]
+        seen = np.bincount(kept_codes)
+        clusters = (np.cumsum(seen > 0) - 1)[kept_codes]
+        n_clusters = int(np.count_nonzero(seen))
         if n_clusters < 2:
             raise InsufficientDataError(method_name, f"one {cluster} only: cluster-robust "
                                         "standard errors need at least 2")
-        influence = design @ row  # each patient's weight in the KP coefficient
-        sums = np.column_stack([np.bincount(groups, weights=influence * resid[:, j],
-                                            minlength=n_clusters) for j in range(2)])
-        factor = n_clusters / (n_clusters - 1) * (n - 1) / (n - p)
-        cov = factor * (sums.T @ sums)
-        df = n_clusters - 1
-    else:
-        n_clusters = 0
-        sigma = resid.T @ resid / (n - p)
-        cov = bread[1, 1] * sigma
-        df = n - p
+    coef, cov, df_resid, _ = _fit_two(kp, coded, outcomes, clusters, n_clusters, method_name)
+    df = n_clusters - 1 if cluster else df_resid
+    coef = np.vstack([[0.0, 0.0], coef])  # row 1 = the KP coefficients (cost, effect)
     d_cost, d_effect = float(coef[1, 0]), float(coef[1, 1])
     var_cost, var_effect, cov_ce = float(cov[0, 0]), float(cov[1, 1]), float(cov[0, 1])
     tq = float(st.t.ppf(0.5 + level / 2, df))
@@ -1958,7 +2063,7 @@ def net_benefit_regression(
     effect_ci = (d_effect - tq * se_effect, d_effect + tq * se_effect)
     cost_ci = (d_cost - tq * se_cost, d_cost + tq * se_cost)
     if wtp is None:
-        top = WTP_RANGE_MEAN_COSTS * float(np.mean(outcomes[:, 0]))
+        top = WTP_RANGE_MEAN_COSTS * float(np.mean(outcomes[0]))
         lam = np.linspace(0.0, top if top > 0 else 1.0, 101)
     else:
         lam = np.asarray(wtp, dtype=float).ravel()

@@ -400,10 +400,15 @@ def price_index_description(conversion_price_year: int | None, index: pd.DataFra
 def price_index_table(index: pd.DataFrame, countries: list[str]) -> pd.DataFrame:
     """The index per country (rows) and year (columns) for the selection's countries."""
     rows = index[index["country"].isin(countries)] if countries else index
-    table = rows.pivot_table(index=["country", "currency"], columns="year", values="index",
-                             aggfunc="first")
-    table.columns = [f"index {int(year)}" for year in table.columns]
-    return table.reset_index()
+    years = sorted({int(y) for y in rows["year"]})
+    table: dict[tuple[str, str], dict[str, float]] = {}
+    for country, currency, year, value in zip(rows["country"], rows["currency"], rows["year"],
+                                              rows["index"], strict=True):
+        table.setdefault((country, currency), {})[f"index {int(year)}"] = float(value)
+    return pd.DataFrame([{"country": c, "currency": cur,
+                          **{f"index {y}": values.get(f"index {y}") for y in years}}
+                         for (c, cur), values in sorted(table.items())],
+                        columns=["country", "currency", *[f"index {y}" for y in years]])
 
 
 def conversion_counts(normalised: pd.DataFrame,

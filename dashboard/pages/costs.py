@@ -156,10 +156,14 @@ def adjusted_net_benefit(records: pd.DataFrame, conversion: CostConversion, stat
     if is_small(arms["n"]).any() or is_small(arms["responders"]).any():
         return None, (f"Not shown: a procedure has fewer than 11 patients or responders with a "
                       f"known cost ({label()}).")
-    cluster = "facility_id" if records["facility_id"].nunique() >= 2 else None
     try:
+        return net_benefit_regression(records, responders=status, conversion=conversion), ""
+    except InsufficientDataError as error:
+        if "cluster-robust" not in str(error):
+            return None, f"Not estimable: {error}"
+    try:  # one facility selected: model-based standard errors (the method says so)
         return net_benefit_regression(records, responders=status, conversion=conversion,
-                                      cluster=cluster), ""
+                                      cluster=None), ""
     except InsufficientDataError as error:
         return None, f"Not estimable: {error}"
 

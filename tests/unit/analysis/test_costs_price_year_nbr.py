@@ -177,8 +177,13 @@ def reference() -> tuple[pd.DataFrame, dict]:
     return records.assign(responder=data["responder"].astype(bool)), expected
 
 
+@pytest.mark.parametrize("path", ["moments", "design"])
 @pytest.mark.parametrize("cluster", [None, "facility_id"])
-def test_net_benefit_matches_r_lm_at_every_wtp(reference, cluster) -> None:
+def test_net_benefit_matches_r_lm_at_every_wtp(reference, cluster, path, monkeypatch) -> None:
+    import analysis.costs as costs
+
+    if path == "design":  # the fallback that builds the n × p design matrix
+        monkeypatch.setattr(costs, "_MOMENT_MAX_CELLS", 0)
     records, expected = reference
     wtp = [row["wtp"] for row in expected["net_benefit"]]
     fit = net_benefit_regression(records, responders=records["responder"], cluster=cluster,
