@@ -1934,6 +1934,19 @@ def _fit_two(kp: NDArray[np.float64], coded: _Coded, outcomes: list[NDArray[np.f
     return coef[1], cov, n - p, p
 
 
+def _cluster_codes(groups: pd.Series, keep: NDArray[np.bool_]) -> tuple[NDArray[np.intp], int]:
+    """Cluster number (0..G-1, -1 = missing) of each kept row, and G."""
+    if isinstance(groups.dtype, pd.CategoricalDtype):
+        kept_codes = groups.cat.codes.to_numpy()[keep].astype(np.intp)
+        seen = np.bincount(kept_codes[kept_codes >= 0], minlength=len(groups.cat.categories))
+        renumber = np.append(np.cumsum(seen > 0) - 1, -1)  # code -1 stays -1
+        return renumber[kept_codes], int(np.count_nonzero(seen))
+    values = (groups.array if isinstance(groups.dtype, pd.api.extensions.ExtensionDtype)
+              else groups.to_numpy())
+    codes, uniques = pd.factorize(values[keep])
+    return codes.astype(np.intp), len(uniques)
+
+
 def net_benefit_regression(
     records: pd.DataFrame,
     responder: Any = None,
@@ -2025,13 +2038,14 @@ def net_benefit_regression(
     kp_all = _equals(records["procedure"], KP)
     in_arms = kp_all | _equals(records["procedure"], VP)
     keep = in_arms & status.notna().to_numpy() & ~np.isnan(conversion.values)
-    if cluster:
-        groups = records[cluster]
-        cluster_codes = (groups.cat.codes.to_numpy() if isinstance(groups.dtype,
-                                                                   pd.CategoricalDtype)
-                         else pd.factorize(groups)[0])
-        keep &= cluster_codes >= 0
     coded, keep = _design(records, keep, covariates)
+    clusters, n_clusters = None, 0
+    if cluster:  # coded on the analysed rows only (hashing a million texts is costly)
+        clusters, n_clusters = _cluster_codes(records[cluster], keep)
+        if (clusters < 0).any():  # rare: a missing cluster; leave those rows out
+            keep[np.flatnonzero(keep)[clusters < 0]] = False
+            coded, keep = _design(records, keep, covariates)
+            clusters, n_clusters = _cluster_codes(records[cluster], keep)
     used = coded.used
     kp = kp_all[keep].astype(float)
     n_kp, n = int(kp.sum()), int(keep.sum())
@@ -2044,15 +2058,9 @@ def net_benefit_regression(
                                         "needed")
     outcomes = [conversion.values[keep],
                 status.to_numpy(dtype=bool, na_value=False)[keep].astype(float)]
-    clusters, n_clusters = None, 0
-    if cluster:
-        kept_codes = cluster_codes[keep]
-        seen = np.bincount(kept_codes)
-        clusters = (np.cumsum(seen > 0) - 1)[kept_codes]
-        n_clusters = int(np.count_nonzero(seen))
-        if n_clusters < 2:
-            raise InsufficientDataError(method_name, f"one {cluster} only: cluster-robust "
-                                        "standard errors need at least 2")
+    if cluster and n_clusters < 2:
+        raise InsufficientDataError(method_name, f"one {cluster} only: cluster-robust "
+                                    "standard errors need at least 2")
     coef, cov, df_resid, _ = _fit_two(kp, coded, outcomes, clusters, n_clusters, method_name)
     df = n_clusters - 1 if cluster else df_resid
     coef = np.vstack([[0.0, 0.0], coef])  # row 1 = the KP coefficients (cost, effect)

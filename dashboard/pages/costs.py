@@ -15,13 +15,11 @@ from dash import Input, Output, callback, dcc, html
 from analysis.costs import (
     CostConversion,
     CostOptions,
-    IncrementalCost,
     NetBenefit,
     convert_costs,
     cost_per_responder,
     cost_summary,
     exchange_rates,
-    incremental_cost_per_responder,
     net_benefit_regression,
     ppp_factors,
     price_index,
@@ -50,12 +48,9 @@ from dashboard.figures.costs import (
     conversion_counts,
     cost_figure,
     cost_figure_summary,
-    icer_table,
     net_benefit_table,
     price_index_description,
     price_index_table,
-    quadrant_figure,
-    quadrant_summary,
     rate_description,
     rate_table,
     responder_display,
@@ -114,8 +109,6 @@ class CostResults(NamedTuple):  # not a dataclass: Dash runs page modules outsid
     notes: tuple[str, ...]
     summary: pd.DataFrame
     responders: pd.DataFrame
-    icer: IncrementalCost | None
-    icer_message: str
     rates: pd.DataFrame
     rate_text: list[str]
     net_benefit: NetBenefit | None
@@ -123,27 +116,6 @@ class CostResults(NamedTuple):  # not a dataclass: Dash runs page modules outsid
     price_year: int | None
     index_text: list[str]
     index_table: pd.DataFrame | None
-
-
-def incremental(records: pd.DataFrame, conversion: CostConversion, status: pd.Series,
-                by_procedure: pd.DataFrame) -> tuple[IncrementalCost | None, str]:
-    """The ICER of KP versus VP, or why it is not shown (small arms are suppressed).
-
-    ``conversion`` and ``status`` are the records' converted costs and responder status,
-    computed once per update for every table of the page.
-    """
-    arms = by_procedure[by_procedure["procedure"].astype(str).isin(("kyphoplasty",
-                                                                     "vertebroplasty"))]
-    if len(arms) < 2:
-        return None, "Not available: the selection does not contain both procedures."
-    if is_small(arms["n"]).any() or is_small(arms["responders"]).any():
-        return None, (f"Not shown: a procedure has fewer than 11 patients or responders with a "
-                      f"known cost ({label()}).")
-    try:
-        return incremental_cost_per_responder(records, responders=status,
-                                              conversion=conversion), ""
-    except InsufficientDataError as error:
-        return None, f"Not estimable: {error}"
 
 
 def adjusted_net_benefit(records: pd.DataFrame, conversion: CostConversion, status: pd.Series,
@@ -180,7 +152,6 @@ def compute(records: pd.DataFrame, options: CostOptions, grouping: str) -> CostR
     # Patients and responders per procedure are sums over the groups (each record is in one).
     by_procedure = responders.groupby(responders["procedure"].astype(str), observed=True)[
         ["n", "responders"]].sum().reset_index()
-    icer, message = incremental(records, conversion, status, by_procedure)
     benefit, benefit_message = adjusted_net_benefit(records, conversion, status, by_procedure)
     exchange = exchange_rates(options.rates_path)
     ppp = ppp_factors(options.ppp_path) if options.method == "ppp" else None
@@ -191,7 +162,6 @@ def compute(records: pd.DataFrame, options: CostOptions, grouping: str) -> CostR
     return CostResults(
         options=options, grouping=grouping, by=by, counts=conversion_counts(records, conversion),
         notes=conversion.notes, summary=summary, responders=responders,
-        icer=icer, icer_message=message,
         rates=rate_table(options, exchange, ppp, currencies, countries),
         rate_text=rate_description(options, exchange, ppp),
         net_benefit=benefit, net_benefit_message=benefit_message,
@@ -231,7 +201,7 @@ def _net_benefit_section(results: CostResults) -> html.Div:
     title = html.H2("Incremental cost per additional responder, KP versus VP (adjusted)",
                     className="h6")
     if result is None:
-        return html.Div([title, html.P(results.net_benefit_message, id="costs-nbr-text")],
+        return html.Div([title, html.P(results.net_benefit_message, id="costs-icer-text")],
                         className="mb-3")
     year = f"{result.price_year} prices" if result.price_year else "nominal prices"
     return html.Div([
@@ -239,35 +209,14 @@ def _net_benefit_section(results: CostResults) -> html.Div:
         html.P("Estimand: the difference in mean cost per patient and in the responder rate, "
                "KP − VP, at equal age, sex, etiology, levels treated and country, among "
                f"patients with a known cost and responder status ({year}, "
-               f"{result.currency}).", className="small text-muted mb-1"),
-        dbc.Alert(result.verdict, id="costs-nbr-text", color="light", className="border"),
-        data_grid(net_benefit_table(result), "costs-nbr", "costs-net-benefit",
+               f"{result.currency}). Pooled means (the tables above) are not compared: they "
+               "mix countries with different prices and KP shares (most US cases are KP).",
+               className="small text-muted mb-1"),
+        dbc.Alert(result.verdict, id="costs-icer-text", color="light", className="border"),
+        data_grid(net_benefit_table(result), "costs-icer", "costs-net-benefit",
                   column_labels={"ci_95": "95% CI"}),
         chart_card("Cost-effectiveness acceptability curve (adjusted)", ceac_figure(result),
                    ceac_summary(result), graph_id="costs-ceac"),
-        html.P(f"Responder: {RESPONDER.label}. Method: {result.method}.",
-               className="small text-muted"),
-    ], className="mb-3")
-
-
-def _icer_section(results: CostResults) -> html.Div:
-    result = results.icer
-    title = html.H2("Unadjusted comparison (pooled over countries and case mix), bootstrap",
-                    className="h6")
-    caution = html.P("Pooled means mix countries with different prices and KP shares (most US "
-                     "cases are KP), so this difference is confounded; read the adjusted "
-                     "estimate above.", className="small text-muted mb-1")
-    if result is None:
-        return html.Div([title, html.P(results.icer_message, id="costs-icer-text")],
-                        className="mb-3")
-    return html.Div([
-        title, caution,
-        dbc.Alert(result.interpretation, id="costs-icer-text", color="light",
-                  className="border"),
-        data_grid(icer_table(result), "costs-icer", "costs-incremental",
-                  column_labels={"ci_95": "95% CI"}),
-        chart_card("Cost-effectiveness plane: where the bootstrap replicates fall",
-                   quadrant_figure(result), quadrant_summary(result), graph_id="costs-quadrants"),
         html.P(f"Responder: {RESPONDER.label}. Method: {result.method}.",
                className="small text-muted"),
     ], className="mb-3")
@@ -302,7 +251,6 @@ def body(results: CostResults) -> html.Div:
                   "costs-responders", f"costs-per-responder-{currency}",
                   column_labels=responder_labels(currency), min_widths=WIDE_COLUMNS),
         _net_benefit_section(results),
-        _icer_section(results),
         html.H2("Price year and price indices in use", className="h6"),
         *[html.P(text, className="small", id=f"costs-index-text-{i}")
           for i, text in enumerate(results.index_text)],
@@ -388,7 +336,6 @@ def costs_report(selection: RecordFilter) -> list[ReportSection]:
         return [ReportSection("No records", "No records match the filters.")]
     results = compute(records, cost_options("USD", "exchange", None), "country")
     currency = results.options.reporting_currency
-    icer = results.icer
     return [
         ReportSection("Records and conversion",
                       f"Costs in USD at market exchange rates, {results.price_year} prices, "
@@ -409,10 +356,6 @@ def costs_report(selection: RecordFilter) -> list[ReportSection]:
                       figure=ceac_figure(results.net_benefit) if results.net_benefit else None,
                       table=net_benefit_table(results.net_benefit) if results.net_benefit
                       else None),
-        ReportSection("Unadjusted comparison (pooled), bootstrap",
-                      icer.interpretation if icer else results.icer_message,
-                      figure=quadrant_figure(icer) if icer else None,
-                      table=icer_table(icer) if icer else None),
         ReportSection("Price year and price indices", " ".join(results.index_text),
                       table=results.index_table),
         ReportSection("Rates in use", " ".join(results.rate_text), table=results.rates),

@@ -6,7 +6,7 @@ from analysis.costs import (
     CostOptions,
     cost_per_responder,
     cost_summary,
-    incremental_cost_per_responder,
+    net_benefit_regression,
     normalise_costs,
 )
 from analysis.filters import RecordFilter, apply_filter
@@ -48,10 +48,10 @@ def test_numbers_equal_analysis(dashboard_app):
     row = [r for r in grid_rows(page, "costs-responders") if r["procedure"] == "VP"][0]
     assert row["cost_per_responder"] == f"{vp.cost_per_responder:,.0f}"
 
-    icer = incremental_cost_per_responder(chosen, ResponderDefinition(), options)
-    assert texts(find_by_id(page, "costs-icer-text")) == [icer.interpretation]
+    fit = net_benefit_regression(chosen, ResponderDefinition(), options=options)
+    assert texts(find_by_id(page, "costs-icer-text")) == [fit.verdict]
     icer_rows = grid_rows(page, "costs-icer")
-    assert icer_rows[0]["value"] == f"{icer.delta_cost:+,.0f} EUR"
+    assert icer_rows[0]["value"] == f"{fit.delta_cost:+,.0f} EUR"
     rates = grid_rows(page, "costs-rates")
     assert {r["currency"] for r in rates} == {"EUR", "USD"}
 
@@ -122,8 +122,6 @@ def test_report_has_sections(dashboard_app):
 
 
 def test_price_year_control_and_adjusted_net_benefit(dashboard_app):
-    from analysis.costs import net_benefit_regression
-
     app, records = dashboard_app
     selection = RecordFilter()
     chosen = apply_filter(records, selection)
@@ -136,8 +134,8 @@ def test_price_year_control_and_adjusted_net_benefit(dashboard_app):
         kp = summary[summary["procedure"] == "kyphoplasty"].iloc[0]
         assert row["mean_ci"].startswith(f"{kp['mean']:,.0f} (")
         fit = net_benefit_regression(chosen, responders=status, options=options)
-        assert texts(find_by_id(page, "costs-nbr-text")) == [fit.verdict]
-        nbr = grid_rows(page, "costs-nbr")
+        assert texts(find_by_id(page, "costs-icer-text")) == [fit.verdict]
+        nbr = grid_rows(page, "costs-icer")
         assert nbr[0]["value"] == f"{fit.delta_cost:+,.0f} USD"
         if not fit.icer_defined:
             assert nbr[2]["value"] == "not given (see the verdict)"

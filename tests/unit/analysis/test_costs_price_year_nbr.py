@@ -291,3 +291,19 @@ def test_net_benefit_needs_both_arms() -> None:
         net_benefit_regression(records, responders=[True] * 5, covariates=(), cluster=None)
     with pytest.raises(ValueError, match="facility_id"):
         net_benefit_regression(records, responders=[True] * 5, covariates=())
+
+
+@pytest.mark.parametrize("categorical", [False, True])
+def test_rows_without_a_cluster_are_left_out(reference, categorical) -> None:
+    records, _ = reference
+    records = records.copy()
+    records.loc[records.index[:7], "facility_id"] = None
+    if categorical:
+        records["facility_id"] = records["facility_id"].astype("category")
+    options = CostOptions(price_year="nominal")
+    fit = net_benefit_regression(records, responders=records["responder"], options=options)
+    subset = records.iloc[7:]
+    same = net_benefit_regression(subset, responders=subset["responder"], options=options)
+    assert fit.n == same.n == len(records) - 7 and fit.excluded == 7
+    assert fit.se_cost == pytest.approx(same.se_cost, rel=1e-12)
+    assert fit.n_clusters == same.n_clusters
