@@ -36,8 +36,7 @@ def test_costs_page_with_filter_in_url(dash_duo, database):
     expected = net_benefit_regression(chosen, ResponderDefinition(),
                                       options=CostOptions(reporting_currency="GBP"))
     dash_duo.wait_for_text_to_equal("#costs-icer-text", expected.verdict, timeout=30)
-    delta = f"{expected.delta_cost:+,.0f} GBP"
-    dash_duo.wait_for_contains_text("#costs-icer", delta, timeout=30)
+    dash_duo.wait_for_element("#costs-ceac .main-svg", timeout=30)  # the acceptability curve
     assert "country=GB,US" in dash_duo.driver.current_url or \
         "country=GB%2CUS" in dash_duo.driver.current_url
     dash_duo.wait_for_element(".ag-row", timeout=10)  # the grids have rendered (no warnings)
