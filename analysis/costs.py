@@ -1,9 +1,13 @@
-"""Procedure costs: currency normalisation, summaries, cost per responder, ICER, adjusted ratio.
+"""Procedure costs: price year and currency normalisation, summaries, cost per responder,
+ICER, net-benefit regression, adjusted ratio.
 
-Costs are recorded in each record's own currency (``cost`` in ``currency``, ISO 4217). Every
-function here first converts them to one reporting currency (:func:`normalise_costs`), either at
-annual-average market exchange rates or at purchasing power parities (PPP), from rate tables
-that ship with the project (``data/reference/``) and that the user can replace. To run several
+Costs are recorded in each record's own currency (``cost`` in ``currency``, ISO 4217) and in
+the prices of their procedure year. Every function here first brings them to one price year
+with a price index per country (default: the latest year of the table), then converts them to
+one reporting currency at that year's annual-average market exchange rates or purchasing
+power parities (PPP) (:func:`normalise_costs`; the CCEMG–EPPI-Centre converter's order,
+Shemilt et al. 2010), from tables that ship with the project (``data/reference/``) and that
+the user can replace. To run several
 analyses on one selection, convert once with :func:`convert_costs` and pass the result as
 ``conversion=`` (the dashboard does; at a million records a conversion takes ~30 ms).
 
@@ -26,6 +30,11 @@ Methods
   together. The ICER has no finite variance when Δresponse can be 0; its interval is only
   reported when the Δresponse interval excludes 0, and the cost-effectiveness plane
   quadrant probabilities are always reported (Briggs, O'Brien & Blackhouse 2002 [4]_).
+* **Net-benefit regression** (:func:`net_benefit_regression`; Hoch, Briggs & Willan 2002):
+  covariate-adjusted Δcost and Δresponse from two linear models on one design (fitted once),
+  incremental net benefit and the cost-effectiveness acceptability curve (Fenwick, Claxton &
+  Sculpher 2001) at any willingness to pay as linear combinations, cluster-robust by facility;
+  a point ICER (Fieller interval) only where it is a defined cost per responder.
 * **Adjusted cost ratio**: gamma GLM with log link, exp(coefficient of KP) = ratio of mean
   costs at equal covariates (Manning & Mullahy 2001 [5]_; Barber & Thompson 2004 [2]_), with
   t-based inference (``fit(use_t=True)``) as R's ``glm`` does for the Gamma family.
@@ -33,10 +42,11 @@ Methods
 Rate tables
 -----------
 ``data/reference/exchange_rates.csv`` (``year, currency, units_per_usd, source``) and
-``data/reference/ppp.csv`` (``year, country, currency, ppp_per_usd, source``); see
+``data/reference/ppp.csv`` (``year, country, currency, ppp_per_usd, source``),
+``data/reference/price_index.csv`` (``year, country, currency, index, source``); see
 ``data/reference/README.md`` for their sources, dates and how to replace them. A different
 file is chosen by ``CostOptions(rates_path=..., ppp_path=...)`` or the environment variables
-``VA_EXCHANGE_RATES`` / ``VA_PPP_FACTORS``.
+``VA_EXCHANGE_RATES`` / ``VA_PPP_FACTORS`` / ``VA_PRICE_INDEX`` (``price_index_path=``).
 
 References
 ----------
@@ -979,13 +989,17 @@ def normalise_costs(records: pd.DataFrame, options: CostOptions | None = None, *
 
     Notes
     -----
-    Exchange method: ``cost / units_per_usd[currency, y] * units_per_usd[reporting, y]``,
-    with y the rate year (the record's procedure year or ``options.year``), or the nearest
-    year for which both currencies have a rate. PPP method: ``cost / ppp[country, y]`` is in
-    international dollars, ``* ppp[reporting country, y]`` turns them into the reporting
-    currency; a cost recorded in a currency other than the country's is first exchanged into
-    the country's currency as above. No inflation adjustment is made: amounts stay in the
-    prices of their own year.
+    Price year first (unless ``price_year="nominal"``): ``cost × index[c, P] / index[c, t]``
+    with t the procedure year, P the price year and c the country whose price index deflates
+    the record's currency (the record's country, or the only country of the index table using
+    that currency); a missing year t uses the nearest year's index, and the notes count those
+    records. Then the exchange method: ``cost / units_per_usd[currency, y] *
+    units_per_usd[reporting, y]``, with y the rate year (P, or ``options.year``, or with
+    ``price_year="nominal"`` the procedure year), or the nearest year for which both
+    currencies have a rate. PPP method: ``cost / ppp[country, y]`` is in international
+    dollars, ``* ppp[reporting country, y]`` turns them into the reporting currency; a cost
+    recorded in a currency other than the country's is first exchanged into the country's
+    currency as above.
 
     Examples
     --------

@@ -1,7 +1,7 @@
 """Costs (for administrators): costs in one price year and one reporting currency (market
 exchange rates or PPP), median/IQR and mean with CI by group, cost per responder, the adjusted
 incremental cost and net benefit of KP versus VP (net-benefit regression, acceptability curve),
-the unadjusted bootstrap comparison, and the price-index and rate tables in use."""
+and the price-index and rate tables in use."""
 
 from __future__ import annotations
 

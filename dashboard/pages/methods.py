@@ -340,13 +340,14 @@ overdispersed.
   P(INB(λ) > 0) = F_t(INB/SE) over a range of λ. A point **ICER** (Δcost / Δresponse) is
   printed, with its Fieller interval, only when the CI of Δresponse excludes 0 and KP is not
   dominated or dominant; otherwise the page says why instead of printing a number.
-- **Unadjusted comparison** (shown below the adjusted one, labelled as confounded):
+- **Unadjusted ICER** (`analysis.costs.incremental_cost_per_responder`, for analysts; no
+  longer on the Costs page because pooled means are confounded by country):
   (mean cost KP − mean cost VP) / (responder rate KP − responder rate VP) with a bootstrap
   that resamples patients within each procedure, keeping each patient's cost and response
-  together; its interval is shown only when the interval of the difference in response
-  excludes 0, no point ICER is printed when it is undefined, unstable or negative, and the
-  share of replicates in each quadrant of the cost-effectiveness plane is always shown
-  (Briggs, O'Brien & Blackhouse 2002).
+  together; its interval is given only when the interval of the difference in response
+  excludes 0, with the cost-effectiveness-plane quadrant shares (Briggs, O'Brien &
+  Blackhouse 2002); tables built from it never print a point ICER that is undefined,
+  unstable or negative.
 """),
         ("methods-benchmarks", "Literature benchmarks and pooled trials", """
 Published figures shown beside a hospital's own rates were copied from the cited sources as
