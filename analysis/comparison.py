@@ -580,7 +580,8 @@ def _clustered_gcomp(
     text = (f"g-computation: logistic model {name} ~ kp + {covs or 'none'}; predicted risks "
             "with everyone KP and everyone VP averaged over all modelled records (Snowden, "
             "Rose & Mortimer 2011); CI: Wald with the cluster-robust CR1 SE of the stacked "
-            "estimating equations (logistic scores + the two mean risks, summed by cluster; "
+            "estimating equations (logistic scores + the two mean risks, summed by cluster: the "
+            "influence-function (sandwich) variance, which has no Monte-Carlo error; "
             f"Stefanski & Boos 2002), RR on the log scale; {clusters.text(g)}")
     if shared.design.imputed:
         text += "; missing numeric covariates: median + indicator"

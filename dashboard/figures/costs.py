@@ -305,15 +305,110 @@ def icer_table(result) -> pd.DataFrame:
 
 
 def _icer_value(result, cash) -> str:
-    """The ICER point estimate, flagged where it must not be read as a cost per responder."""
+    """The ICER point estimate, or why none is given: no number is printed where the ICER is
+    undefined or unstable (Δresponse CI includes 0) or negative (dominance)."""
     if not math.isfinite(result.icer):
         return "undefined (no difference in responders)"
-    value = cash(result.icer)
     if math.isnan(result.icer_low):
-        return f"{value} (unstable)"
+        return "not given: undefined or unstable (Δresponse CI includes 0)"
     if result.icer < 0:
-        return f"{value} (negative: not a cost per responder)"
-    return value
+        return "not given: negative ratio (one procedure dominates), not a cost per responder"
+    return cash(result.icer)
+
+
+def net_benefit_table(result) -> pd.DataFrame:
+    """Adjusted Δcost, Δresponse and the ICER (or why it is not given), with 95% CIs."""
+    currency = result.currency
+
+    def cash(v) -> str:
+        return f"{v:+,.0f} {currency}"
+
+    def points(v) -> str:
+        return f"{100 * v:+.1f} pp"
+
+    icer_value = cash(result.icer) if result.icer_defined else "not given (see the verdict)"
+    icer_ci = (f"{cash(result.icer_low)} to {cash(result.icer_high)} (Fieller)"
+               if result.icer_defined and math.isfinite(result.icer_low) else "")
+    return pd.DataFrame([
+        {"estimate": "Adjusted Δ mean cost per patient (KP − VP)",
+         "value": cash(result.delta_cost),
+         "ci_95": f"{cash(result.delta_cost_low)} to {cash(result.delta_cost_high)}"},
+        {"estimate": "Adjusted Δ responder rate (KP − VP)", "value": points(result.delta_effect),
+         "ci_95": f"{points(result.delta_effect_low)} to {points(result.delta_effect_high)}"},
+        {"estimate": "ICER: cost per additional responder", "value": icer_value,
+         "ci_95": icer_ci},
+        {"estimate": "Patients analysed", "value": f"KP {result.n_kp:,}, VP {result.n_vp:,}",
+         "ci_95": ""},
+    ])
+
+
+def ceac_figure(result) -> go.Figure:
+    """Cost-effectiveness acceptability curve: P(KP cost-effective) against willingness to
+    pay per additional responder (Fenwick, Claxton & Sculpher 2001)."""
+    if result is None:
+        return empty_figure("Not available for this selection.", height=300)
+    wtp = np.asarray(result.wtp)
+    prob = 100 * np.asarray(result.prob_cost_effective)
+    figure = go.Figure(go.Scatter(
+        x=wtp, y=prob, mode="lines", line={"color": OKABE_ITO["blue"], "width": 2},
+        name="KP cost-effective",
+        hovertemplate=(f"WTP %{{x:,.0f}} {result.currency} per additional responder: "
+                       "P(KP cost-effective) %{y:.0f}%<extra></extra>")))
+    figure.add_hline(y=50, line={"color": "#888", "dash": "dot", "width": 1})
+    figure.update_xaxes(title_text=f"Willingness to pay per additional responder "
+                                   f"({result.currency})", rangemode="tozero")
+    figure.update_yaxes(title_text="Probability KP is cost-effective, %", range=[0, 100])
+    base_layout(figure, height=300, showlegend=False)
+    return figure
+
+
+def ceac_summary(result) -> str:
+    if result is None:
+        return "Not available for this selection."
+    prob = result.prob_cost_effective
+    wtp = result.wtp
+    return (f"Probability that KP is cost-effective (adjusted incremental net benefit > 0): "
+            f"{100 * prob[0]:.0f}% at a willingness to pay of 0, {100 * prob[len(prob) // 2]:.0f}% "
+            f"at {wtp[len(wtp) // 2]:,.0f} and {100 * prob[-1]:.0f}% at {wtp[-1]:,.0f} "
+            f"{result.currency} per additional responder.")
+
+
+def price_index_description(conversion_price_year: int | None, index: pd.DataFrame | None,
+                            countries: list[str]) -> list[str]:
+    """Sentences on the price adjustment in use: price year, index source, file, caveats."""
+    if conversion_price_year is None or index is None:
+        return ["No price adjustment (nominal): every cost stays in the prices of its own "
+                "procedure year and is converted at that year's rates, so years are not "
+                "comparable."]
+    rows = index[index["country"].isin(countries)] if countries else index
+    years = sorted({int(y) for y in rows["year"]}) or sorted({int(y) for y in index["year"]})
+    names = sorted({str(s).split(";")[0].strip() for s in rows["source"]})
+    return [
+        f"Price year {conversion_price_year}: each cost is first brought from its procedure "
+        f"year to {conversion_price_year} prices with the price index of its country (in its "
+        "own currency), then converted to the reporting currency at the "
+        f"{conversion_price_year} rates (CCEMG–EPPI-Centre cost converter approach, Shemilt "
+        "et al. 2010).",
+        f"Price indices {years[0]}–{years[-1]}: {'; '.join(names)} (file "
+        f"{Path(index.attrs.get('path', 'price_index.csv')).name}). Years beyond the table use "
+        "the nearest year's index (listed in the conversion notes). The values were entered "
+        "by hand, not downloaded: check them against the publishers before budgets or "
+        "publication.",
+    ]
+
+
+def price_index_table(index: pd.DataFrame, countries: list[str]) -> pd.DataFrame:
+    """The index per country (rows) and year (columns) for the selection's countries."""
+    rows = index[index["country"].isin(countries)] if countries else index
+    years = sorted({int(y) for y in rows["year"]})
+    table: dict[tuple[str, str], dict[str, float]] = {}
+    for country, currency, year, value in zip(rows["country"], rows["currency"], rows["year"],
+                                              rows["index"], strict=True):
+        table.setdefault((country, currency), {})[f"index {int(year)}"] = float(value)
+    return pd.DataFrame([{"country": c, "currency": cur,
+                          **{f"index {y}": values.get(f"index {y}") for y in years}}
+                         for (c, cur), values in sorted(table.items())],
+                        columns=["country", "currency", *[f"index {y}" for y in years]])
 
 
 def conversion_counts(normalised: pd.DataFrame,
@@ -368,6 +463,10 @@ def _source_names(table: pd.DataFrame) -> list[str]:
 
 def rate_description(options, exchange: pd.DataFrame, ppp: pd.DataFrame | None) -> list[str]:
     """Sentences: the table in use (source, years, file), the conversion rule and caveats."""
+    nominal = getattr(options, "price_year", "nominal") == "nominal"
+    prices = ("no inflation adjustment, so amounts stay in the prices of their own year" if
+              nominal else "costs are first put in the prices of the price year (see "
+              "above), then converted at that year's rates")
     xr_years = sorted({int(y) for y in exchange["year"]})
     xr_text = (f"Market exchange rates: annual averages, national currency units per US dollar, "
                f"{xr_years[0]}–{xr_years[-1]}, from {'; '.join(_source_names(exchange))} "
@@ -384,18 +483,17 @@ def rate_description(options, exchange: pd.DataFrame, ppp: pd.DataFrame | None) 
             f"{options.reporting_currency} at that country's price level. A cost recorded in "
             "another currency than its country's is first exchanged at the market rate. "
             + xr_text,
-            f"Caveats: records from years missing in the table use the nearest year (PPP "
-            f"{span} for every record year here); no inflation adjustment, so amounts stay in "
-            "the prices of their own year; the factors were transcribed from a secondary copy "
+            f"Caveats: years missing in the table use the nearest year (PPP {span} here); "
+            f"{prices}; the factors were transcribed from a secondary copy "
             "— check them against the publisher before budgets or publication.",
         ]
     return [
         xr_text,
         f"Rule: cost ÷ rate of the record's currency × rate of {options.reporting_currency}, "
-        "both for the procedure year.",
-        f"Caveats: records from years missing in the table use the nearest year (e.g. "
-        f"{xr_years[-1] + 1} and later use {xr_years[-1]}); no inflation adjustment, so amounts "
-        "stay in the prices of their own year; market rates ignore price-level differences "
+        + ("both for the procedure year." if nominal else "both for the price year."),
+        f"Caveats: years missing in the table use the nearest year (e.g. "
+        f"{xr_years[-1] + 1} and later use {xr_years[-1]}); {prices}; market rates ignore "
+        "price-level differences "
         "between countries (choose PPP for that); the rates were transcribed by hand — check "
         "them against the publisher before budgets or publication.",
     ]

@@ -1,6 +1,7 @@
-"""Costs (for administrators): costs in one reporting currency (market exchange rates or PPP),
-median/IQR and mean with CI by group, cost per responder, the incremental cost per additional
-responder (KP versus VP), and the rate table in use."""
+"""Costs (for administrators): costs in one price year and one reporting currency (market
+exchange rates or PPP), median/IQR and mean with CI by group, cost per responder, the adjusted
+incremental cost and net benefit of KP versus VP (net-benefit regression, acceptability curve),
+and the price-index and rate tables in use."""
 
 from __future__ import annotations
 
@@ -14,13 +15,14 @@ from dash import Input, Output, callback, dcc, html
 from analysis.costs import (
     CostConversion,
     CostOptions,
-    IncrementalCost,
+    NetBenefit,
     convert_costs,
     cost_per_responder,
     cost_summary,
     exchange_rates,
-    incremental_cost_per_responder,
+    net_benefit_regression,
     ppp_factors,
+    price_index,
 )
 from analysis.errors import InsufficientDataError
 from analysis.filters import RecordFilter
@@ -40,13 +42,15 @@ from dashboard.figures.costs import (
     GROUPING_LABELS,
     GROUPINGS,
     WIDE_COLUMNS,
+    ceac_figure,
+    ceac_summary,
     coded_groupings,
     conversion_counts,
     cost_figure,
     cost_figure_summary,
-    icer_table,
-    quadrant_figure,
-    quadrant_summary,
+    net_benefit_table,
+    price_index_description,
+    price_index_table,
     rate_description,
     rate_table,
     responder_display,
@@ -63,7 +67,7 @@ dash.register_page(__name__, path="/costs", name="Costs", title="Costs", order=4
 #: million records is most of a filter change's time (found by tracing every callback).
 RECORD_COLUMNS = (
     "facility_id", "country", "region", "procedure_date", "procedure", "pain_baseline",
-    "pain_month1", "cost", "currency",
+    "pain_month1", "cost", "currency", "age", "sex", "etiology", "levels_treated",
 )
 
 DEFAULT_PPP_COUNTRY = "DE"
@@ -74,11 +78,23 @@ GROUP_CI = {"clt_min_n": 1000, "ci_method": "percentile", "n_resamples": 1000}
 RESPONDER = ResponderDefinition()
 
 
-def cost_options(currency: str | None, method: str | None, ppp_country: str | None) -> CostOptions:
+def price_years() -> list[int]:
+    """Years of the price-index table in use (the price-year control's choices)."""
+    return sorted({int(year) for year in price_index()["year"]})
+
+
+def cost_options(currency: str | None, method: str | None, ppp_country: str | None,
+                 price_year: int | str | None = "latest") -> CostOptions:
     currency = currency if currency in CURRENCIES else "USD"
     method = method if method in ("exchange", "ppp") else "exchange"
     country = (ppp_country or DEFAULT_PPP_COUNTRY) if method == "ppp" and currency == "EUR" else None
-    return CostOptions(reporting_currency=currency, method=method, reporting_country=country)
+    if price_year != "nominal":
+        try:
+            price_year = int(price_year) if int(price_year) in price_years() else "latest"
+        except (TypeError, ValueError):
+            price_year = "latest"
+    return CostOptions(reporting_currency=currency, method=method, reporting_country=country,
+                       price_year=price_year)
 
 
 def summary_kwargs(grouping: str) -> dict:
@@ -93,19 +109,18 @@ class CostResults(NamedTuple):  # not a dataclass: Dash runs page modules outsid
     notes: tuple[str, ...]
     summary: pd.DataFrame
     responders: pd.DataFrame
-    icer: IncrementalCost | None
-    icer_message: str
     rates: pd.DataFrame
     rate_text: list[str]
+    net_benefit: NetBenefit | None
+    net_benefit_message: str
+    price_year: int | None
+    index_text: list[str]
+    index_table: pd.DataFrame | None
 
 
-def incremental(records: pd.DataFrame, conversion: CostConversion, status: pd.Series,
-                by_procedure: pd.DataFrame) -> tuple[IncrementalCost | None, str]:
-    """The ICER of KP versus VP, or why it is not shown (small arms are suppressed).
-
-    ``conversion`` and ``status`` are the records' converted costs and responder status,
-    computed once per update for every table of the page.
-    """
+def adjusted_net_benefit(records: pd.DataFrame, conversion: CostConversion, status: pd.Series,
+                         by_procedure: pd.DataFrame) -> tuple[NetBenefit | None, str]:
+    """The adjusted incremental cost and net benefit of KP versus VP, or why not shown."""
     arms = by_procedure[by_procedure["procedure"].astype(str).isin(("kyphoplasty",
                                                                      "vertebroplasty"))]
     if len(arms) < 2:
@@ -114,8 +129,13 @@ def incremental(records: pd.DataFrame, conversion: CostConversion, status: pd.Se
         return None, (f"Not shown: a procedure has fewer than 11 patients or responders with a "
                       f"known cost ({label()}).")
     try:
-        return incremental_cost_per_responder(records, responders=status,
-                                              conversion=conversion), ""
+        return net_benefit_regression(records, responders=status, conversion=conversion), ""
+    except InsufficientDataError as error:
+        if "cluster-robust" not in str(error):
+            return None, f"Not estimable: {error}"
+    try:  # one facility selected: model-based standard errors (the method says so)
+        return net_benefit_regression(records, responders=status, conversion=conversion,
+                                      cluster=None), ""
     except InsufficientDataError as error:
         return None, f"Not estimable: {error}"
 
@@ -132,17 +152,22 @@ def compute(records: pd.DataFrame, options: CostOptions, grouping: str) -> CostR
     # Patients and responders per procedure are sums over the groups (each record is in one).
     by_procedure = responders.groupby(responders["procedure"].astype(str), observed=True)[
         ["n", "responders"]].sum().reset_index()
-    icer, message = incremental(records, conversion, status, by_procedure)
+    benefit, benefit_message = adjusted_net_benefit(records, conversion, status, by_procedure)
     exchange = exchange_rates(options.rates_path)
     ppp = ppp_factors(options.ppp_path) if options.method == "ppp" else None
+    index = (price_index(options.price_index_path) if conversion.price_year is not None
+             else None)
     currencies = sorted(str(c) for c in records["currency"].dropna().unique())
     countries = sorted(str(c) for c in records["country"].dropna().unique())
     return CostResults(
         options=options, grouping=grouping, by=by, counts=conversion_counts(records, conversion),
         notes=conversion.notes, summary=summary, responders=responders,
-        icer=icer, icer_message=message,
         rates=rate_table(options, exchange, ppp, currencies, countries),
         rate_text=rate_description(options, exchange, ppp),
+        net_benefit=benefit, net_benefit_message=benefit_message,
+        price_year=conversion.price_year,
+        index_text=price_index_description(conversion.price_year, index, countries),
+        index_table=price_index_table(index, countries) if index is not None else None,
     )
 
 
@@ -171,20 +196,27 @@ def _count_cards(results: CostResults) -> dbc.Row:
                     for title, key, card_id in cards], className="g-2 mb-1")
 
 
-def _icer_section(results: CostResults) -> html.Div:
-    result = results.icer
+def _net_benefit_section(results: CostResults) -> html.Div:
+    result = results.net_benefit
+    title = html.H2("Incremental cost per additional responder, KP versus VP (adjusted)",
+                    className="h6")
     if result is None:
-        return html.Div([html.H2("Incremental cost per additional responder, KP versus VP",
-                                 className="h6"),
-                         html.P(results.icer_message, id="costs-icer-text")], className="mb-3")
+        return html.Div([title, html.P(results.net_benefit_message, id="costs-icer-text")],
+                        className="mb-3")
+    year = f"{result.price_year} prices" if result.price_year else "nominal prices"
     return html.Div([
-        html.H2("Incremental cost per additional responder, KP versus VP", className="h6"),
-        dbc.Alert(result.interpretation, id="costs-icer-text", color="light",
-                  className="border"),
-        data_grid(icer_table(result), "costs-icer", "costs-incremental",
+        title,
+        html.P("Estimand: the difference in mean cost per patient and in the responder rate, "
+               "KP − VP, at equal age, sex, etiology, levels treated and country, among "
+               f"patients with a known cost and responder status ({year}, "
+               f"{result.currency}). Pooled means (the tables above) are not compared: they "
+               "mix countries with different prices and KP shares (most US cases are KP).",
+               className="small text-muted mb-1"),
+        dbc.Alert(result.verdict, id="costs-icer-text", color="light", className="border"),
+        data_grid(net_benefit_table(result), "costs-icer", "costs-net-benefit",
                   column_labels={"ci_95": "95% CI"}),
-        chart_card("Cost-effectiveness plane: where the bootstrap replicates fall",
-                   quadrant_figure(result), quadrant_summary(result), graph_id="costs-quadrants"),
+        chart_card("Cost-effectiveness acceptability curve (adjusted)", ceac_figure(result),
+                   ceac_summary(result), graph_id="costs-ceac"),
         html.P(f"Responder: {RESPONDER.label}. Method: {result.method}.",
                className="small text-muted"),
     ], className="mb-3")
@@ -218,7 +250,12 @@ def body(results: CostResults) -> html.Div:
         data_grid(responder_display(results.responders, results.by, currency),
                   "costs-responders", f"costs-per-responder-{currency}",
                   column_labels=responder_labels(currency), min_widths=WIDE_COLUMNS),
-        _icer_section(results),
+        _net_benefit_section(results),
+        html.H2("Price year and price indices in use", className="h6"),
+        *[html.P(text, className="small", id=f"costs-index-text-{i}")
+          for i, text in enumerate(results.index_text)],
+        data_grid(results.index_table, "costs-index", "costs-price-index")
+        if results.index_table is not None else html.Div(),
         html.H2("Rates in use", className="h6"),
         *[html.P(text, className="small") for text in results.rate_text],
         data_grid(results.rates, "costs-rates", "costs-rate-table"),
@@ -235,6 +272,7 @@ def _radio(control_id: str, options, value) -> dbc.RadioItems:
 def layout(**_query) -> html.Div:
     ppp = ppp_factors()
     euro = sorted(ppp.loc[ppp["currency"] == "EUR", "country"].unique())
+    years = price_years()
     controls = dbc.Card(dbc.CardBody(dbc.Row([
         dbc.Col([dbc.Label("Reporting currency", html_for="costs-currency", className="small mb-0"),
                  _radio("costs-currency", [{"label": c, "value": c} for c in CURRENCIES], "USD")],
@@ -252,7 +290,14 @@ def layout(**_query) -> html.Div:
         dbc.Col([dbc.Label("Group by", html_for="costs-grouping", className="small mb-0"),
                  _radio("costs-grouping", [{"label": v, "value": k}
                                            for k, v in GROUPING_LABELS.items()], "procedure")],
-                xs=12, md=4),
+                xs=12, md=2),
+        dbc.Col([dbc.Label("Price year", html_for="costs-price-year", className="small mb-0"),
+                 dcc.Dropdown(id="costs-price-year",
+                              options=[{"label": str(y), "value": y} for y in years]
+                              + [{"label": "nominal (no price adjustment)",
+                                  "value": "nominal"}],
+                              value=years[-1], clearable=False)],
+                xs=12, md=2),
     ])), className="mb-3")
     return html.Div([
         page_header("Costs", "What procedures cost, in one reporting currency, and what an "
@@ -272,14 +317,16 @@ def toggle_ppp_country(currency, method):
 
 @callback(Output("costs-body", "children"), Input("filter-state", "data"),
           Input("costs-currency", "value"), Input("costs-method", "value"),
-          Input("costs-ppp-country", "value"), Input("costs-grouping", "value"))
+          Input("costs-ppp-country", "value"), Input("costs-grouping", "value"),
+          Input("costs-price-year", "value"))
 @safe_callback()
 @cached_output
-def update_costs(state, currency, method, ppp_country, grouping):
+def update_costs(state, currency, method, ppp_country, grouping, price_year="latest"):
     records = filtered_records(RecordFilter.from_dict(state), RECORD_COLUMNS)
     if records.empty:
         return empty_state()
-    return body(compute(records, cost_options(currency, method, ppp_country), grouping))
+    return body(compute(records, cost_options(currency, method, ppp_country, price_year),
+                        grouping))
 
 
 @register_report("/costs", "Costs")
@@ -289,11 +336,11 @@ def costs_report(selection: RecordFilter) -> list[ReportSection]:
         return [ReportSection("No records", "No records match the filters.")]
     results = compute(records, cost_options("USD", "exchange", None), "country")
     currency = results.options.reporting_currency
-    icer = results.icer
     return [
         ReportSection("Records and conversion",
-                      "Costs in USD at market exchange rates, grouped by country (the page's "
-                      "currency and grouping controls are not part of the report). "
+                      f"Costs in USD at market exchange rates, {results.price_year} prices, "
+                      "grouped by country (the page's currency, grouping and price-year "
+                      "controls are not part of the report). "
                       + " ".join(results.notes), table=results.counts),
         ReportSection("Cost per procedure by country",
                       cost_figure_summary(results.summary, results.by, currency),
@@ -303,10 +350,14 @@ def costs_report(selection: RecordFilter) -> list[ReportSection]:
         ReportSection("Cost per responder by country", "",
                       table=responder_display(results.responders, results.by, currency).rename(
                           columns=responder_labels(currency))),
-        ReportSection("Incremental cost per additional responder, KP versus VP",
-                      icer.interpretation if icer else results.icer_message,
-                      figure=quadrant_figure(icer) if icer else None,
-                      table=icer_table(icer) if icer else None),
+        ReportSection("Incremental cost and net benefit, KP versus VP (adjusted)",
+                      (results.net_benefit.verdict + " " + ceac_summary(results.net_benefit))
+                      if results.net_benefit else results.net_benefit_message,
+                      figure=ceac_figure(results.net_benefit) if results.net_benefit else None,
+                      table=net_benefit_table(results.net_benefit) if results.net_benefit
+                      else None),
+        ReportSection("Price year and price indices", " ".join(results.index_text),
+                      table=results.index_table),
         ReportSection("Rates in use", " ".join(results.rate_text), table=results.rates),
     ]
 

@@ -376,6 +376,18 @@ p-charts with 3σ limits; Laney's p′ chart (Laney 2002) widens them when large
 overdispersed.
 """),
         ("methods-costs", "Costs", """
+- **Price year first.** Costs are recorded in the prices of their procedure year (2021–2025
+  in the demo, which inflates costs about 3% a year). Every cost is first brought to one
+  **price year** (default: the latest year of the price-index table, 2024; a control on the
+  Costs page, or "nominal" for no adjustment) with the consumer price index of its country in
+  its own currency, `cost × index[price year] / index[procedure year]`, and only then converted
+  to the reporting currency at the price year's exchange rate or PPP: the approach of the
+  CCEMG–EPPI-Centre cost converter (Shemilt, Thomas & Morciano 2010). Indices shipped:
+  US BLS CPI-U (CUUR0000SA0), UK ONS CPI (D7BT), Destatis VPI (61111-0001), France INSEE CPI
+  and India CPI inflation (World Bank FP.CPI.TOTL.ZG) chained from annual changes, 2019–2024,
+  entered by hand and to be verified before financial use (`data/reference/README.md`,
+  `VA_PRICE_INDEX`). Years beyond the table use the nearest year's index (2025 costs are
+  taken as 2024 prices) and the page counts those records.
 - **Reporting currency.** Costs are recorded in each record's own currency (ISO 4217) and
   converted to one reporting currency, chosen on the Costs page (US dollars by default).
 - **Exchange rates or PPP.** *Market exchange rates* (annual averages) convert money as a
@@ -394,12 +406,29 @@ overdispersed.
   group a t interval) (Thompson & Barber 2000; Barber & Thompson 2004; Efron & Tibshirani
   1993). The difference KP − VP is a difference in means; the adjusted comparison is a gamma
   GLM ratio of means (Manning & Mullahy 2001).
-- **Incremental cost per additional responder (ICER)** = (mean cost KP − mean cost VP) /
-  (responder rate KP − responder rate VP). Its interval comes from a bootstrap that resamples
-  patients within each procedure, keeping each patient's cost and response together; it is
-  shown only when the interval of the difference in response excludes 0 (otherwise the ratio
-  has no finite variance), and the share of replicates in each quadrant of the
-  cost-effectiveness plane is always shown (Briggs, O'Brien & Blackhouse 2002).
+- **Adjusted incremental cost and net benefit (the page's main estimate).** Pooled means
+  confound procedure with country (in the demo 77% of US cases are KP and US costs are the
+  highest, so the pooled KP − VP cost difference is larger than every within-country
+  difference). The Costs page therefore estimates the difference in mean cost per patient and
+  in the responder rate, KP − VP, at equal age, sex, etiology, levels treated and country, by
+  **net-benefit regression** (Hoch, Briggs & Willan 2002): one linear model of cost and one
+  of response (linear probability) on KP and those covariates, fitted once; the incremental
+  net benefit at a willingness to pay λ per additional responder is INB(λ) = λ·Δresponse −
+  Δcost with variance λ²Var(Δresponse) − 2λCov + Var(Δcost), exactly the KP coefficient of a
+  regression of each patient's net benefit on the same design. Standard errors are
+  cluster-robust by facility (sandwich, HC1 factor, t with clusters − 1 df). The
+  **cost-effectiveness acceptability curve** (Fenwick, Claxton & Sculpher 2001) shows
+  P(INB(λ) > 0) = F_t(INB/SE) over a range of λ. A point **ICER** (Δcost / Δresponse) is
+  printed, with its Fieller interval, only when the CI of Δresponse excludes 0 and KP is not
+  dominated or dominant; otherwise the page says why instead of printing a number.
+- **Unadjusted ICER** (`analysis.costs.incremental_cost_per_responder`, for analysts; no
+  longer on the Costs page because pooled means are confounded by country):
+  (mean cost KP − mean cost VP) / (responder rate KP − responder rate VP) with a bootstrap
+  that resamples patients within each procedure, keeping each patient's cost and response
+  together; its interval is given only when the interval of the difference in response
+  excludes 0, with the cost-effectiveness-plane quadrant shares (Briggs, O'Brien &
+  Blackhouse 2002); tables built from it never print a point ICER that is undefined,
+  unstable or negative.
 """),
         ("methods-benchmarks", "Literature benchmarks and pooled trials", """
 Published figures shown beside a hospital's own rates were copied from the cited sources as
@@ -511,6 +540,8 @@ REFERENCES: tuple[str, ...] = (
     "Efron B. The efficiency of Cox's likelihood function for censored data. J Am Stat Assoc "
     "1977;72:557-565.",
     "Efron B, Tibshirani RJ. An Introduction to the Bootstrap. Chapman & Hall 1993.",
+    "Fenwick E, Claxton K, Sculpher M. Representing uncertainty: the role of "
+    "cost-effectiveness acceptability curves. Health Econ 2001;10:779-787.",
     "Field CA, Welsh AH. Bootstrapping clustered data. J R Stat Soc B 2007;69:369-390.",
     "Firanescu CE et al. Vertebroplasty versus sham procedure for painful acute osteoporotic "
     "vertebral compression fractures (VERTOS IV). BMJ 2018;361:k1551 (clinically significant "
@@ -528,6 +559,9 @@ REFERENCES: tuple[str, ...] = (
     "with binary outcome. Stat Med 2001;20:3875-3889.",
     "Higgins JPT, Thompson SG. Quantifying heterogeneity in a meta-analysis. Stat Med "
     "2002;21:1539-1558.",
+    "Hoch JS, Briggs AH, Willan AR. Something old, something new, something borrowed, "
+    "something blue: a framework for the marriage of health econometrics and "
+    "cost-effectiveness analysis. Health Econ 2002;11:415-430.",
     "Holford TR. The analysis of rates and of survivorship using log-linear models. "
     "Biometrics 1980;36:299-305.",
     "Hodges JL, Lehmann EL. Estimates of location based on rank tests. Ann Math Stat "
@@ -590,6 +624,8 @@ REFERENCES: tuple[str, ...] = (
     "Schuirmann DJ. A comparison of the two one-sided tests procedure and the power approach "
     "for assessing the equivalence of average bioavailability. J Pharmacokinet Biopharm "
     "1987;15:657-680.",
+    "Shemilt I, Thomas J, Morciano M. A web-based tool for adjusting costs to a "
+    "specific target currency and price year. Evid Policy 2010;6:51-59.",
     "Sidik K, Jonkman JN. A simple confidence interval for meta-analysis. Stat Med "
     "2002;21:3153-3159.",
     "Sjölander A. Regression standardization with the R package stdReg. Eur J Epidemiol "
@@ -622,6 +658,8 @@ REFERENCES: tuple[str, ...] = (
     "random-effects model. J Educ Behav Stat 2005;30:261-293.",
     "Welch BL. The generalization of \"Student's\" problem when several different population "
     "variances are involved. Biometrika 1947;34:28-35.",
+    "Willan AR, O'Brien BJ. Confidence intervals for cost-effectiveness ratios: an "
+    "application of Fieller's theorem. Health Econ 1996;5:297-305.",
     "Wilson EB. Probable inference, the law of succession, and statistical inference. J Am Stat "
     "Assoc 1927;22:209-212.",
     "Woolf B. On estimating the relation between blood group and disease. Ann Hum Genet "

@@ -28,7 +28,7 @@ RECORD_COLUMNS = (
     "length_of_stay_days", "pain_baseline", "pain_month1", "cement_leakage",
     "leakage_symptomatic", "pulmonary_embolism", "embolism_symptomatic",
     "adjacent_fracture", "adjacent_fracture_days", "followup_days", "died", "death_days",
-    "infection", "new_neurologic_deficit", "cost", "currency",
+    "infection", "new_neurologic_deficit", "cost", "currency", "country",
 )
 
 KPI_OUTCOMES = {  # outcome_summary outcome -> card title

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from analysis.costs import CostOptions, incremental_cost_per_responder, normalise_costs
+from analysis.costs import CostOptions, net_benefit_regression, normalise_costs
 from analysis.filters import RecordFilter, apply_filter
 from analysis.outcomes import ResponderDefinition
 from dashboard.app_factory import create_app
@@ -31,11 +31,12 @@ def test_costs_page_with_filter_in_url(dash_duo, database):
     dash_duo.wait_for_text_to_equal("#costs-count-costed", f"{int(costed):,}", timeout=30)
     dash_duo.wait_for_text_to_equal("#costs-count-records", f"{len(chosen):,}")
 
-    # Switch the reporting currency: the ICER text follows analysis in GBP.
+    # Switch the reporting currency: the adjusted incremental cost follows analysis in GBP.
     dash_duo.find_element("label[for='_dbcprivate_radioitems_costs-currency_input_GBP']").click()
-    expected = incremental_cost_per_responder(chosen, ResponderDefinition(),
-                                              CostOptions(reporting_currency="GBP"))
-    dash_duo.wait_for_text_to_equal("#costs-icer-text", expected.interpretation, timeout=30)
+    expected = net_benefit_regression(chosen, ResponderDefinition(),
+                                      options=CostOptions(reporting_currency="GBP"))
+    dash_duo.wait_for_text_to_equal("#costs-icer-text", expected.verdict, timeout=30)
+    dash_duo.wait_for_element("#costs-ceac .main-svg", timeout=30)  # the acceptability curve
     assert "country=GB,US" in dash_duo.driver.current_url or \
         "country=GB%2CUS" in dash_duo.driver.current_url
     dash_duo.wait_for_element(".ag-row", timeout=10)  # the grids have rendered (no warnings)

@@ -6,7 +6,7 @@ from analysis.costs import (
     CostOptions,
     cost_per_responder,
     cost_summary,
-    incremental_cost_per_responder,
+    net_benefit_regression,
     normalise_costs,
 )
 from analysis.filters import RecordFilter, apply_filter
@@ -15,11 +15,12 @@ from tests.dash_tree import find_by_id, grid_rows, texts
 
 
 def render(app, selection: RecordFilter, currency="USD", method="exchange", country="DE",
-           grouping="procedure"):
+           grouping="procedure", price_year="latest"):
     from dashboard.pages.costs import update_costs
 
     with app.server.app_context():
-        return update_costs(selection.to_dict(), currency, method, country, grouping)
+        return update_costs(selection.to_dict(), currency, method, country, grouping,
+                            price_year)
 
 
 def test_numbers_equal_analysis(dashboard_app):
@@ -47,10 +48,10 @@ def test_numbers_equal_analysis(dashboard_app):
     row = [r for r in grid_rows(page, "costs-responders") if r["procedure"] == "VP"][0]
     assert row["cost_per_responder"] == f"{vp.cost_per_responder:,.0f}"
 
-    icer = incremental_cost_per_responder(chosen, ResponderDefinition(), options)
-    assert texts(find_by_id(page, "costs-icer-text")) == [icer.interpretation]
+    fit = net_benefit_regression(chosen, ResponderDefinition(), options=options)
+    assert texts(find_by_id(page, "costs-icer-text")) == [fit.verdict]
     icer_rows = grid_rows(page, "costs-icer")
-    assert icer_rows[0]["value"] == f"{icer.delta_cost:+,.0f} EUR"
+    assert icer_rows[0]["value"] == f"{fit.delta_cost:+,.0f} EUR"
     rates = grid_rows(page, "costs-rates")
     assert {r["currency"] for r in rates} == {"EUR", "USD"}
 
@@ -118,3 +119,26 @@ def test_report_has_sections(dashboard_app):
     assert all(s.table is not None for s in sections if s.title != "Cost per responder")
     assert sent["filename"].startswith("costs-report-")
     assert "Federal Reserve" in sent["content"]
+
+
+def test_price_year_control_and_adjusted_net_benefit(dashboard_app):
+    app, records = dashboard_app
+    selection = RecordFilter()
+    chosen = apply_filter(records, selection)
+    status = ResponderDefinition().is_responder(chosen)
+    for year in (2022, "nominal"):
+        page = render(app, selection, price_year=year)
+        options = CostOptions(price_year=year)
+        summary = cost_summary(chosen, options=options)
+        row = [r for r in grid_rows(page, "costs-summary") if r["procedure"] == "KP"][0]
+        kp = summary[summary["procedure"] == "kyphoplasty"].iloc[0]
+        assert row["mean_ci"].startswith(f"{kp['mean']:,.0f} (")
+        fit = net_benefit_regression(chosen, responders=status, options=options)
+        assert texts(find_by_id(page, "costs-icer-text")) == [fit.verdict]
+        nbr = grid_rows(page, "costs-icer")
+        assert nbr[0]["value"] == f"{fit.delta_cost:+,.0f} USD"
+        if not fit.icer_defined:
+            assert nbr[2]["value"] == "not given (see the verdict)"
+        assert find_by_id(page, "costs-ceac").figure is not None
+    assert "2022 prices" in texts(find_by_id(render(app, selection, price_year=2022),
+                                            "costs-index-text-0"))[0]

@@ -82,7 +82,7 @@ def frame(rows: list[tuple], columns=("cost", "currency", "procedure_date")) -> 
     return data
 
 
-def usd(costs_by_procedure: dict[str, list[float]], date: str = "2023-06-01") -> pd.DataFrame:
+def usd(costs_by_procedure: dict[str, list[float]], date: str = "2024-06-01") -> pd.DataFrame:
     rows = [(proc, cost, "USD", date) for proc, values in costs_by_procedure.items()
             for cost in values]
     return frame(rows, ("procedure", "cost", "currency", "procedure_date"))
@@ -103,7 +103,7 @@ def test_exchange_conversion_by_hand(rates_file: Path) -> None:
         (100.0, None, "2023-01-01"),    # cost without currency
     ])
     original = records.copy()
-    out = normalise_costs(records, CostOptions(rates_path=rates_file))
+    out = normalise_costs(records, CostOptions(price_year="nominal", rates_path=rates_file))
     expected = [100 / 0.9, 100 / 0.75, 100.0, 50.0, math.nan, math.nan, 100 / 0.95, math.nan]
     np.testing.assert_allclose(out["cost_reporting"].to_numpy(), expected, rtol=1e-12)
     pd.testing.assert_frame_equal(records, original)  # input untouched
@@ -120,10 +120,10 @@ def test_exchange_conversion_by_hand(rates_file: Path) -> None:
 def test_exchange_to_other_reporting_currency_and_fixed_year(rates_file: Path) -> None:
     records = frame([(100.0, "EUR", "2022-03-01"), (100.0, "USD", "2023-03-01"),
                      (100.0, "GBP", "2022-03-01")])
-    out = normalise_costs(records, CostOptions(reporting_currency="GBP", rates_path=rates_file))
+    out = normalise_costs(records, CostOptions(price_year="nominal", reporting_currency="GBP", rates_path=rates_file))
     np.testing.assert_allclose(out["cost_reporting"], [100 / 0.9 * 0.8, 100 * 0.75, 100.0],
                                rtol=1e-12)
-    fixed = normalise_costs(records, CostOptions(reporting_currency="GBP", year=2023,
+    fixed = normalise_costs(records, CostOptions(price_year="nominal", reporting_currency="GBP", year=2023,
                                                  rates_path=rates_file))
     np.testing.assert_allclose(fixed["cost_reporting"], [100 / 0.95 * 0.75, 75.0, 100.0],
                                rtol=1e-12)
@@ -132,7 +132,7 @@ def test_exchange_to_other_reporting_currency_and_fixed_year(rates_file: Path) -
 def test_nearest_year_tie_takes_the_earlier_year(tmp_path: Path) -> None:
     path = tmp_path / "gap.csv"
     path.write_text("year,currency,units_per_usd,source\n2022,EUR,0.5,t\n2024,EUR,0.8,t\n")
-    out = normalise_costs(frame([(10.0, "EUR", "2023-06-01")]), CostOptions(rates_path=path))
+    out = normalise_costs(frame([(10.0, "EUR", "2023-06-01")]), CostOptions(price_year="nominal", rates_path=path))
     assert out["cost_reporting"].iloc[0] == pytest.approx(20.0)
     assert "nearest year to 2023" in str(out["conversion_note"].iloc[0])
 
@@ -140,7 +140,7 @@ def test_nearest_year_tie_takes_the_earlier_year(tmp_path: Path) -> None:
 def test_environment_variable_selects_the_table(rates_file: Path, monkeypatch) -> None:
     monkeypatch.setenv("VA_EXCHANGE_RATES", str(rates_file))
     assert exchange_rates().attrs["path"] == str(rates_file.resolve())
-    out = normalise_costs(frame([(90.0, "EUR", "2022-01-01")]))
+    out = normalise_costs(frame([(90.0, "EUR", "2022-01-01")]), CostOptions(price_year="nominal"))
     assert out["cost_reporting"].iloc[0] == pytest.approx(100.0)
 
 
@@ -153,14 +153,14 @@ def test_ppp_conversion_by_hand(rates_file: Path, ppp_file: Path) -> None:
         (100.0, "USD", "GB", "2023-02-01"),   # USD at a GB facility: 100 * 0.75 GBP / 0.7
         (100.0, "USD", "BR", "2023-02-01"),   # no PPP factor for BR
     ], ("cost", "currency", "country", "procedure_date"))
-    options = CostOptions(method="ppp", rates_path=rates_file, ppp_path=ppp_file)
+    options = CostOptions(price_year="nominal", method="ppp", rates_path=rates_file, ppp_path=ppp_file)
     out = normalise_costs(records, options)
     np.testing.assert_allclose(
         out["cost_reporting"], [1000.0, 10000.0, 1000.0, 100.0, 75 / 0.7, math.nan],
         rtol=1e-12)
     assert out.attrs["n_unconverted"] == 1
     # International dollars expressed in euros at German prices.
-    in_eur = normalise_costs(records, CostOptions(method="ppp", reporting_currency="EUR",
+    in_eur = normalise_costs(records, CostOptions(price_year="nominal", method="ppp", reporting_currency="EUR",
                                                   reporting_country="DE",
                                                   rates_path=rates_file, ppp_path=ppp_file))
     np.testing.assert_allclose(in_eur["cost_reporting"].iloc[:3], [750.0, 7500.0, 750.0],
@@ -170,7 +170,7 @@ def test_ppp_conversion_by_hand(rates_file: Path, ppp_file: Path) -> None:
 def test_ppp_shared_currency_needs_a_reporting_country(rates_file: Path, ppp_file: Path) -> None:
     records = frame([(100.0, "EUR", "DE", "2023-01-01")],
                     ("cost", "currency", "country", "procedure_date"))
-    options = CostOptions(method="ppp", reporting_currency="EUR", rates_path=rates_file,
+    options = CostOptions(price_year="nominal", method="ppp", reporting_currency="EUR", rates_path=rates_file,
                           ppp_path=ppp_file)
     with pytest.raises(ValueError, match="reporting_country"):
         normalise_costs(records, options)
@@ -230,7 +230,7 @@ def test_bad_ppp_file_and_missing_file(tmp_path: Path) -> None:
         exchange_rates(tmp_path / "absent.csv")
     with pytest.raises(RateTableError, match="bad_ppp.csv"):
         normalise_costs(frame([(1.0, "EUR", "2023-01-01")]),
-                        CostOptions(rates_path=path))
+                        CostOptions(price_year="nominal", rates_path=path))
 
 
 # ------------------------------------------------------------------------- shipped tables
@@ -256,7 +256,7 @@ def test_shipped_exchange_rates_structure_coverage_and_bands() -> None:
         assert 0.75 < rate[year, "EUR"] < 1.05
     # Demo years missing from the table resolve to a nearby year, with a note.
     demo = frame([(100.0, "EUR", f"{y}-06-01") for y in demo_years])
-    out = normalise_costs(demo)
+    out = normalise_costs(demo, CostOptions(price_year="nominal"))
     assert out["cost_reporting"].notna().all()
     for year in set(demo_years) - years_with_rates:
         assert any(f"nearest year to {year}" in str(n) for n in out["conversion_note"])
@@ -505,7 +505,8 @@ def test_adjusted_ratio_agrees_with_a_plain_statsmodels_formula_fit() -> None:
     })
     oracle = smf.glm("cost ~ kp + age + C(sex) + levels", model_data,
                      family=sm.families.Gamma(link=sm.families.links.Log())).fit(use_t=True)
-    result = adjusted_cost_ratio(data, covariates=("age", "sex", "levels_treated"))
+    result = adjusted_cost_ratio(data, covariates=("age", "sex", "levels_treated"),
+                                 options=CostOptions(price_year="nominal"))
     assert result.n == len(model_data)
     assert result.ratio == pytest.approx(math.exp(oracle.params["kp"]), rel=1e-6)
     assert result.se_log == pytest.approx(oracle.bse["kp"], rel=1e-5)

@@ -336,19 +336,28 @@ def reference_conversion(records: pd.DataFrame, options: CostOptions):
             note = costs._NO_COST
         elif pd.isna(currency):
             note = costs._NO_CURRENCY
-        elif options.year is None and pd.isna(date):
+        elif (options.year is None or rates.price_year is not None) and pd.isna(date):
             note = costs._NO_DATE
         elif options.method == "ppp" and pd.isna(country):
             note = costs._NO_COUNTRY
         else:
-            year = options.year if options.year is not None else pd.Timestamp(date).year
+            deflator, deflate_note = 1.0, ""
             code = str(currency).strip().upper()
-            if options.method == "ppp":
-                factor, note, _ = rates.purchasing_power(code, str(country).strip().upper(),
-                                                         year)
+            place = "" if pd.isna(country) else str(country).strip().upper()
+            if rates.price_year is not None:  # price adjustment first, at the record's year
+                deflator, deflate_note, _ = rates.deflator(code, place, pd.Timestamp(date).year)
+                year = options.year if options.year is not None else rates.price_year
+            else:
+                year = options.year if options.year is not None else pd.Timestamp(date).year
+            if not math.isfinite(deflator):
+                factor, note = math.nan, deflate_note
+            elif options.method == "ppp":
+                factor, note, _ = rates.purchasing_power(code, place, year)
             else:
                 factor, note, _ = rates.exchange(code, year, rates.reporting)
-            value = cost * factor
+            if deflate_note and math.isfinite(factor):
+                note = f"{deflate_note}; {note}"
+            value = cost * (deflator * factor)
         codes.append(labels.setdefault(note, len(labels)))
         values.append(value)
     return np.array(values), np.array(codes), tuple(labels)
@@ -379,7 +388,10 @@ def cost_cohort(seed: int, n: int = 800, categorical: bool = True) -> pd.DataFra
 OPTIONS = [CostOptions(), CostOptions(reporting_currency="EUR"),
            CostOptions(reporting_currency="GBP", year=2019),
            CostOptions(method="ppp", reporting_currency="EUR", reporting_country="FR"),
-           CostOptions(method="ppp")]
+           CostOptions(method="ppp"),
+           CostOptions(price_year="nominal"),
+           CostOptions(reporting_currency="GBP", year=2019, price_year="nominal"),
+           CostOptions(method="ppp", price_year=2021)]
 
 
 @pytest.mark.parametrize("seed", [1, 2])

@@ -125,7 +125,7 @@ def test_conversion_counts_show_small_counts_as_label():
     frame = costed({"FAC-A": ("US", 40)})
     frame.loc[:4, "cost"] = None  # 5 records without a cost
     frame.loc[5:, "currency"] = frame.loc[5:, "currency"].where(frame.index[5:] > 30, "XYZ")
-    counts = fig.conversion_counts(normalise_costs(frame, CostOptions()))
+    counts = fig.conversion_counts(normalise_costs(frame, CostOptions(price_year="nominal")))
     shown = dict(zip(counts["records"], counts["count"], strict=True))
     assert shown["Records in the selection"] == "40"
     assert shown["Without a recorded cost"] == "<11"
@@ -142,7 +142,10 @@ def test_rate_table_and_description_name_source_years_and_rule():
     assert f"units per US$ {years[-1]}" in table.columns
     text = " ".join(fig.rate_description(options, exchange, None))
     assert "Federal Reserve" in text and f"{years[0]}–{years[-1]}" in text
-    assert "nearest year" in text and "inflation" in text
+    assert "nearest year" in text and "prices of the price year" in text
+    assert "price year." in text  # rates of the price year, not of each procedure year
+    nominal = " ".join(fig.rate_description(CostOptions(price_year="nominal"), exchange, None))
+    assert "no inflation adjustment" in nominal and "procedure year." in nominal
 
     ppp = ppp_factors()
     options = CostOptions(reporting_currency="EUR", method="ppp", reporting_country="FR")
@@ -150,3 +153,52 @@ def test_rate_table_and_description_name_source_years_and_rule():
     assert set(table["country"]) == {"DE", "FR", "IN"}
     text = " ".join(fig.rate_description(options, exchange, ppp))
     assert "World Bank" in text and "FR" in text and "nearest year" in text
+
+
+def test_icer_table_never_prints_an_unstable_or_negative_point_icer():
+    """Issue 12: the old table printed e.g. "-346,999 USD (unstable)" where the page itself
+    called the ICER undefined or unstable."""
+    from analysis.costs import IncrementalCost
+
+    def result(icer, low, high):
+        return IncrementalCost(
+            delta_cost=4351.0, delta_cost_low=3994.0, delta_cost_high=4696.0,
+            delta_response=-0.0125, delta_response_low=-0.041, delta_response_high=0.015,
+            icer=icer, icer_low=low, icer_high=high, n_kp=2000, n_vp=1800,
+            interpretation="", method="", prob_dominant=0.0, prob_dominated=0.82,
+            prob_more_costly_more_effective=0.18, prob_less_costly_less_effective=0.0,
+            currency="USD")
+
+    unstable = fig.icer_table(result(-346998.66, math.nan, math.nan))
+    assert "USD" not in unstable.loc[2, "value"] and "346" not in unstable.loc[2, "value"]
+    assert "unstable" in unstable.loc[2, "value"]
+    negative = fig.icer_table(result(-2000.0, -5000.0, -1000.0))
+    assert "USD" not in negative.loc[2, "value"] and "2,000" not in negative.loc[2, "value"]
+    assert fig.icer_table(result(2000.0, 1000.0, 5000.0)).loc[2, "value"] == "+2,000 USD"
+
+
+def test_net_benefit_table_and_ceac_figure():
+    import pandas as pd
+
+    from analysis.costs import net_benefit_regression
+
+    n = 40
+    records = pd.DataFrame({
+        "procedure": ["vertebroplasty"] * n + ["kyphoplasty"] * n,
+        "cost": np.r_[np.tile([900.0, 1100.0], n // 2), np.tile([1900.0, 2100.0], n // 2)],
+        "currency": "USD", "procedure_date": pd.Timestamp("2024-03-01")})
+    flat = np.tile([True, False], n)  # no difference in responders
+    undefined = net_benefit_regression(records, responders=flat, covariates=(), cluster=None)
+    table = fig.net_benefit_table(undefined)
+    assert table.loc[2, "value"] == "not given (see the verdict)" and table.loc[2, "ci_95"] == ""
+    assert table.loc[0, "value"] == "+1,000 USD"
+    figure = fig.ceac_figure(undefined)
+    assert list(figure.data[0].x) == list(undefined.wtp)
+    assert max(figure.data[0].y) <= 100 and min(figure.data[0].y) >= 0
+    assert "Probability that KP is cost-effective" in fig.ceac_summary(undefined)
+    effective = np.r_[np.tile([True, False, False, False], n // 4),
+                      np.tile([True, True, True, False], n // 4)]
+    defined = net_benefit_regression(records, responders=effective, covariates=(),
+                                     cluster=None)
+    assert fig.net_benefit_table(defined).loc[2, "value"] == "+2,000 USD"
+    assert "Fieller" in fig.net_benefit_table(defined).loc[2, "ci_95"]
