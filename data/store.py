@@ -16,6 +16,10 @@ Tables
 ``audit_log``
     Append-only (database triggers refuse UPDATE and DELETE): who did what and when (sign-ins,
     imports, downloads, role changes), with filters, file names and counts only (schema 2).
+``auth_sessions``
+    Server-side sign-in sessions (schema 3): the SHA-256 of each session cookie's token, the
+    user, when it started, when it was last used and when and why it ended. A cookie whose
+    session ended (sign-out, inactivity, lifetime) signs nobody in.
 
 The database is named by ``--database`` / ``DATABASE_URL``: a SQLAlchemy URL
 (``postgresql+psycopg://user@host/db``) or a path to a SQLite file.
@@ -33,7 +37,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from data.dictionary import FIELDS, Field
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 DEFAULT_SQLITE_PATH = Path("instance") / "vertebral_augmentation.db"
 
 metadata = sa.MetaData()
@@ -132,6 +136,17 @@ for _statement in _POSTGRES_AUDIT_TRIGGERS:
     # DDL text is %-formatted by SQLAlchemy: the literal % of RAISE must be doubled.
     sa.event.listen(audit_log, "after_create",
                     sa.DDL(_statement.replace("%", "%%")).execute_if(dialect="postgresql"))
+
+auth_sessions = sa.Table(
+    "auth_sessions", metadata,
+    sa.Column("session_id", sa.String(64), primary_key=True),  # sha256 hex of the cookie token
+    sa.Column("user_name", sa.String(255), nullable=False, index=True),
+    sa.Column("source", sa.String(16), nullable=False),
+    sa.Column("created_at", sa.DateTime, nullable=False),  # UTC, naive
+    sa.Column("last_seen_at", sa.DateTime, nullable=False),
+    sa.Column("ended_at", sa.DateTime, nullable=True),
+    sa.Column("end_reason", sa.String(32), nullable=True),
+)
 
 RECORD_COLUMNS: tuple[str, ...] = tuple(field.name for field in FIELDS)
 
@@ -277,8 +292,13 @@ def _add_audit_log(connection: Connection) -> None:
     audit_log.create(connection, checkfirst=True)
 
 
+def _add_auth_sessions(connection: Connection) -> None:
+    """Version 3: the ``auth_sessions`` table (revocable server-side sessions)."""
+    auth_sessions.create(connection, checkfirst=True)
+
+
 # schema version -> function that upgrades a store from the version before it, in one transaction.
-MIGRATIONS: dict[int, callable] = {2: _add_audit_log}
+MIGRATIONS: dict[int, callable] = {2: _add_audit_log, 3: _add_auth_sessions}
 
 
 def schema_version(database: str | None = None) -> int:

@@ -42,6 +42,8 @@ secret_key_file = "secret_key"
 # Session cookies only over HTTPS. Set false only for a test server on plain HTTP.
 session_cookie_secure = true
 session_hours = 8
+# A session unused for this many minutes ends (sign in again).
+idle_minutes = 30
 
 # Single sign-on (optional): uncomment and fill in.
 # [oidc]

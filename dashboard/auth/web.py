@@ -6,8 +6,10 @@
   checks, one generic error message, a per-name and per-address attempt limit);
 * ``GET /login/oidc`` and ``/login/oidc/callback`` — OpenID Connect sign-in (Authlib), groups
   mapped to the highest role found and to facilities; a user with no mapped group is refused;
-* ``GET /logout``;
-* a ``before_request`` gate: signed-out page requests are redirected to ``/login``, signed-out
+* ``POST /logout`` (with the CSRF token): ends the session in the store and clears the
+  cookie (:mod:`dashboard.auth.sessions`);
+* a ``before_request`` gate: every request's session is checked against the store
+  (:func:`session_user`: open, used within ``idle_minutes``, account unchanged); signed-out page requests are redirected to ``/login``, signed-out
   ``/_dash-*`` requests get 401 JSON, and a callback request is refused with 403 when the
   callback was decorated with :func:`dashboard.auth.requires_role` and the user lacks the role;
 * without an auth configuration: only loopback clients are answered (403 for others).
@@ -30,7 +32,7 @@ import dash
 import flask
 from markupsafe import Markup
 
-from dashboard.auth import CONFIG_KEY, LOCAL_USER, ROLES, SESSION_KEY, User
+from dashboard.auth import CONFIG_KEY, LOCAL_USER, ROLES, SESSION_KEY, User, sessions
 from dashboard.auth import users as users_file
 from dashboard.auth.config import AuthConfig
 
@@ -145,8 +147,10 @@ def _config() -> AuthConfig | None:
     return flask.current_app.config.get(CONFIG_KEY)
 
 
-def refresh_local_user(user: User) -> User | None:
-    """The current state of a users-file account (``None`` once it is removed or unreadable)."""
+def refresh_local_user(user: User, stamp: object = None) -> User | None:
+    """The current state of a users-file account: ``None`` once it is removed or unreadable,
+    or when ``stamp`` (taken at sign-in) no longer matches the account (its password, role or
+    facilities changed since)."""
     config = _config()
     if config is None or config.users_file is None:
         return None
@@ -155,7 +159,47 @@ def refresh_local_user(user: User) -> User | None:
     except (OSError, users_file.UsersFileError) as error:
         log.error("users file unreadable, refusing sign-ins: %s", error)
         return None
-    return account.user() if account is not None else None
+    if account is None:
+        return None
+    if stamp is not None and not hmac.compare_digest(str(stamp), _stamp(account)):
+        return None
+    return account.user()
+
+
+def _stamp(account: users_file.Account) -> str:
+    config = _config()
+    return sessions.account_stamp(config.secret_key, account.role, account.facilities,
+                                  account.password_hash)
+
+
+def session_user(data: Any) -> User | None:
+    """The user a session (cookie contents) signs in, after the server-side checks.
+
+    The session must be open in the store (not signed out, used within ``idle_minutes``, begun
+    within ``session_hours``), and a users-file account must be unchanged since sign-in.
+    Anything else, including an unreachable store, signs nobody in.
+    """
+    if not isinstance(data, dict):
+        return None
+    user = User.from_session(data.get(SESSION_KEY))
+    config = _config()
+    if user is None or config is None:
+        return None
+    try:
+        from dashboard.context import database
+
+        if not sessions.check(database(), data.get(sessions.TOKEN_KEY), user.name,
+                              config.idle_timeout, config.session_lifetime):
+            return None
+    except Exception as error:  # noqa: BLE001 - no store, no session: deny by default
+        log.error("session check failed, signing nobody in: %s", type(error).__name__)
+        return None
+    if flask.has_request_context():
+        flask.g.va_session = sessions.session_digest(data[sessions.TOKEN_KEY])
+    if user.source != "users-file":
+        return user
+    stamp = data.get(sessions.STAMP_KEY)
+    return refresh_local_user(user, stamp if stamp is not None else "")
 
 
 def audit(actor: str, action: str, detail: dict | None = None) -> None:
@@ -187,6 +231,11 @@ def _page(title: str, body: Markup, status: int = 200) -> flask.Response:
     response = flask.make_response(str(html), status)
     response.headers["Content-Type"] = "text/html; charset=utf-8"
     return response
+
+
+def csrf_token() -> str:
+    """The session's CSRF token (created when missing), for forms that post to the app."""
+    return _csrf_token()
 
 
 def _csrf_token() -> str:
@@ -224,9 +273,14 @@ def _login_page(error: str | None = None, status: int = 200, name: str = "") -> 
     return _page("Sign in", Markup("").join(parts), status)
 
 
-def _sign_in(user: User, method: str) -> None:
+def _sign_in(user: User, method: str, account: users_file.Account | None = None) -> None:
+    from dashboard.context import database
+
     flask.session.clear()  # nothing from before sign-in survives it
     flask.session[SESSION_KEY] = user.to_session()
+    flask.session[sessions.TOKEN_KEY] = sessions.start(database(), user.name, user.source)
+    if account is not None:
+        flask.session[sessions.STAMP_KEY] = _stamp(account)
     flask.session["csrf"] = secrets.token_urlsafe(32)
     flask.session.permanent = True
     flask.g.va_user = user
@@ -268,14 +322,46 @@ def login():
         return _login_page(GENERIC_ERROR, 401, name=name if users_file.NAME_PATTERN.match(name)
                            else "")
     throttle.succeeded(name)
-    _sign_in(user, "password")
+    try:
+        _sign_in(user, "password", accounts[user.name])
+    except Exception as error:  # noqa: BLE001 - no session can be recorded: no sign-in
+        log.error("sign-in not recorded: %s", type(error).__name__)
+        flask.session.clear()
+        return _login_page("Sign-in is unavailable; ask your administrator.", 503)
     return flask.redirect(safe_next(form.get("next")))
 
 
 def logout():
+    """``POST /logout`` with the session's CSRF token: end the session on the server too.
+
+    A copy of the cookie kept from before (another tab, a proxy log, malware) signs nobody in
+    afterwards, because the store has ended its session.
+    """
+    from dashboard.context import database
+
     user = User.from_session(flask.session.get(SESSION_KEY))
-    if user is not None:
-        audit(user.name, "sign_out")
+    if user is None:
+        flask.session.clear()
+        return flask.redirect("/login")
+    if flask.request.method != "POST":
+        # A link or an image on another site must not sign anyone out: offer the form.
+        response = _page("Sign out", Markup(
+            '<form method="post" action="/logout" id="logout-form">'
+            '<input type="hidden" name="csrf_token" value="{csrf}">'
+            '<button class="btn btn-primary" type="submit">Sign out</button></form>'
+        ).format(csrf=_csrf_token()), 405)
+        response.headers["Allow"] = "POST"
+        return response
+    expected = flask.session.get("csrf", "")
+    sent = flask.request.form.get("csrf_token", "")
+    if not expected or not hmac.compare_digest(sent.encode(), expected.encode()):
+        return _page("Sign out", Markup('<p id="logout-error">The sign-out form expired. '
+                                        '<a href="/">Back to the dashboard</a>.</p>'), 400)
+    try:
+        sessions.end(database(), flask.session.get(sessions.TOKEN_KEY))
+    except Exception as error:  # noqa: BLE001 - the cookie is cleared below in any case
+        log.error("session end not recorded: %s", type(error).__name__)
+    audit(user.name, "sign_out")
     flask.session.clear()
     return flask.redirect("/login")
 
@@ -344,7 +430,7 @@ def oidc_callback():
         return _page("Access not granted", Markup(
             '<p id="oidc-refused">You signed in, but your account is not in any group that '
             "grants access to this dashboard. Ask your administrator to add you to one.</p>"
-            '<p><a href="/logout">Back</a></p>'), 403)
+            '<p><a href="/login">Back</a></p>'), 403)
     next_url = safe_next(flask.session.get("oidc_next"))
     _sign_in(user, "oidc")
     return flask.redirect(next_url)
@@ -378,10 +464,10 @@ def _gate(app: dash.Dash):
                                       "answers on this computer.", 403, mimetype="text/plain")
             flask.g.va_user = LOCAL_USER
         elif not path.startswith(PUBLIC_PREFIXES) and path != "/logout":
-            from dashboard.auth import _refresh
-
-            user = _refresh(User.from_session(flask.session.get(SESSION_KEY)))
+            user = session_user(dict(flask.session))
             if user is None:
+                if SESSION_KEY in flask.session:
+                    flask.session.clear()  # ended on the server: drop the cookie too
                 if path.startswith("/_"):
                     return flask.jsonify(error="sign-in required", login="/login"), 401
                 target = request.full_path if request.query_string else path
@@ -415,6 +501,7 @@ def install(app: dash.Dash, config: AuthConfig | None) -> None:
         )
         server.extensions["va_login_throttle"] = LoginThrottle()
         server.add_url_rule("/login", "va_login", login, methods=["GET", "POST"])
+        # GET answers 405 with a sign-out button (Dash's page route would serve it otherwise).
         server.add_url_rule("/logout", "va_logout", logout, methods=["GET", "POST"])
         if config.oidc is not None:
             from authlib.integrations.flask_client import OAuth

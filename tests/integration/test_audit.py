@@ -85,7 +85,7 @@ def test_a_version_1_store_gets_the_audit_table_and_its_triggers(database):
         connection.execute(store.store_meta.insert(), [{"key": "schema_version", "value": "1"}])
     engine.dispose()
     store.dispose_engines()
-    assert store.schema_version(database) == 2
+    assert store.schema_version(database) == store.SCHEMA_VERSION
     audit.log_event(database, "alice", "sign_in")
     engine = store.get_engine(database)
     with pytest.raises(sa.exc.DBAPIError, match="append-only"), engine.begin() as connection:

@@ -19,12 +19,20 @@ from werkzeug.exceptions import Forbidden
 
 from dashboard.app_factory import create_app
 from dashboard.auth import SESSION_KEY, User, current_user, requires_role, scope_key
+from dashboard.auth import users as users_file
 from dashboard.auth.config import load_config
 from dashboard.suppression import format_count
 from data import import_dataframe, load_records, store
 from data.audit import read_events
 from data.demo import demo_records
-from tests.auth_support import PASSWORD, auth_dir, callback_payload, csrf_token, sign_in
+from tests.auth_support import (
+    PASSWORD,
+    auth_dir,
+    callback_payload,
+    csrf_token,
+    sign_in,
+    sign_out,
+)
 from tests.conftest import ROOT
 
 RESTRICTED = ["FAC-004", "FAC-011"]
@@ -112,10 +120,122 @@ def test_sign_in_sets_a_safe_session_and_sign_out_ends_it(app, site):
                                                  "facilities": None, "source": "users-file"}
     layout = client.get("/_dash-layout")
     assert layout.status_code == 200 and '"ana"' in layout.get_data(as_text=True)
-    assert client.get("/logout").status_code == 302
+    assert sign_out(client).status_code == 302
     assert client.get("/_dash-layout").status_code == 401
     actions = read_events(site[0]).query("actor == 'ana'").action.tolist()
     assert "sign_in" in actions and "sign_out" in actions
+
+
+def _admin_callback(app) -> dict:
+    """An admin-only callback (the Users page's "fill the form" callback) for user ``vic``."""
+    return callback_payload(app, next(k for k in app.callback_map if "users-role.value" in k),
+                            {("users-select", "value"): "vic"})
+
+
+def _replay(app, cookie: str):
+    """A fresh client presenting a copied session cookie (as an attacker would)."""
+    client = app.server.test_client()
+    client.set_cookie("va_session", cookie, domain="localhost")
+    return client
+
+
+def test_sign_out_is_post_only_with_csrf_and_ends_the_session_on_the_server(app, site):
+    """issue 13 item 2: after /logout the old cookie answered an admin callback with 200."""
+    admin = _signed_in(app, "adm")
+    cookie = admin.get_cookie("va_session").value
+    payload = _admin_callback(app)
+    assert admin.post("/_dash-update-component", json=payload).status_code == 200
+    # The navigation bar signs out with a form that posts the CSRF token (no link, no script).
+    layout = json.dumps(admin.get("/_dash-layout").get_json())
+    assert '"sign-out-form"' in layout and '"method": "POST"' in layout
+    assert '"action": "/logout"' in layout and '"href": "/logout"' not in layout
+    # A GET (a link or an image on another site) and a post without the token sign nobody out.
+    assert admin.get("/logout").status_code == 405
+    assert admin.post("/logout", data={"csrf_token": "forged"}).status_code == 400
+    assert admin.post("/logout").status_code == 400
+    assert admin.post("/_dash-update-component", json=payload).status_code == 200
+    assert sign_out(admin).status_code == 302
+    assert admin.get("/_dash-layout").status_code == 401
+    # The cookie copied before sign-out is dead on the server too.
+    replayed = _replay(app, cookie)
+    assert replayed.post("/_dash-update-component", json=payload).status_code == 401
+    assert replayed.get("/_dash-layout").status_code == 401
+    assert "sign_out" in read_events(site[0]).query("actor == 'adm'").action.tolist()
+
+
+def test_a_password_change_ends_every_session_of_the_user(app, site, tmp_path):
+    """issue 13 item 2: the cookie of before a password change still worked."""
+    database, config, _records = site
+    users = load_config(config).users_file
+    first, second = _signed_in(app, "adm"), _signed_in(app, "adm")
+    cookie = first.get_cookie("va_session").value
+    payload = _admin_callback(app)
+    assert first.post("/_dash-update-component", json=payload).status_code == 200
+    new_password = "a-brand-new-password"
+    try:
+        users_file.update_user(users, "adm", password=new_password)
+        for client in (first, second, _replay(app, cookie)):
+            assert client.post("/_dash-update-component", json=payload).status_code == 401
+        assert sign_in(app.server.test_client(), "adm").status_code == 401
+        fresh = app.server.test_client()
+        assert sign_in(fresh, "adm", new_password).status_code == 302
+        assert fresh.post("/_dash-update-component", json=payload).status_code == 200
+    finally:
+        users_file.update_user(users, "adm", password=PASSWORD)
+
+
+def test_sessions_end_after_inactivity(site, tmp_path, monkeypatch):
+    """A session unused for ``idle_minutes`` has ended, on the server; use keeps it alive."""
+    from dashboard.auth import sessions
+
+    config = auth_dir(tmp_path / "auth", {"ana": ("analyst", None)}, hours=2,
+                      extra="idle_minutes = 30\n")
+    app = create_app(site[0], load_config(config))
+    assert load_config(config).idle_minutes == 30
+    start = sessions.now()
+    clock = {"now": start}
+    monkeypatch.setattr(sessions, "now", lambda: clock["now"])
+    client = _signed_in(app, "ana")
+    cookie = client.get_cookie("va_session").value
+    for minutes in (20, 45, 74):  # each request within 30 minutes of the one before
+        clock["now"] = start + pd.Timedelta(minutes=minutes)
+        assert client.get("/_dash-layout").status_code == 200
+    clock["now"] = start + pd.Timedelta(minutes=74 + 31)
+    assert client.get("/_dash-layout").status_code == 401
+    clock["now"] = start + pd.Timedelta(minutes=74 + 32)
+    assert _replay(app, cookie).get("/_dash-layout").status_code == 401
+    # The lifetime still holds for a session in constant use (session_hours = 2 here).
+    again = _signed_in(app, "ana")
+    for minutes in range(106, 106 + 141, 20):
+        clock["now"] = start + pd.Timedelta(minutes=minutes)
+        response = again.get("/_dash-layout")
+    assert response.status_code == 401
+
+
+@pytest.mark.parametrize("value", ["0", "2000", "true", '"30"'])
+def test_idle_minutes_must_be_a_sensible_number(tmp_path, value):
+    from dashboard.auth.config import AuthConfigError
+
+    config = auth_dir(tmp_path / "auth", {"ana": ("analyst", None)},
+                      extra=f"idle_minutes = {value}\n")
+    with pytest.raises(AuthConfigError, match="idle_minutes"):
+        load_config(config)
+
+
+def test_a_background_job_refuses_an_ended_session(app):
+    from dash._callback_context import context_value
+    from dash._utils import AttributeDict
+
+    client = _signed_in(app, "north")
+    cookie = client.get_cookie("va_session").value
+    assert sign_out(client).status_code == 302
+    with app.server.app_context():
+        token = context_value.set(AttributeDict(cookies={"va_session": cookie}))
+        try:
+            with pytest.raises(Forbidden):
+                current_user()
+        finally:
+            context_value.reset(token)
 
 
 def test_secure_cookie_when_configured(site, tmp_path):
@@ -274,7 +394,9 @@ def test_admin_manages_users_and_changes_are_audited_and_take_effect(app, site):
     assert temp.post("/_dash-update-component", json=records_csv).status_code == 403
     assert "temp1: analyst" in manage("users-save", select="temp1", role="analyst",
                                       facilities="")
-    # The new role applies to the signed-in session at once (the users file is re-read).
+    # A role change ends the user's sessions at once; signed in again, the new role applies.
+    assert temp.post("/_dash-update-component", json=records_csv).status_code == 401
+    assert sign_in(temp, "temp1", "a-one-time-password").status_code == 302
     assert temp.post("/_dash-update-component", json=records_csv).status_code == 200
     assert "you cannot remove your own account" in manage("users-remove", select="adm",
                                                           remove_confirm=True)
