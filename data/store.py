@@ -37,7 +37,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from data.dictionary import FIELDS, Field
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 DEFAULT_SQLITE_PATH = Path("instance") / "vertebral_augmentation.db"
 
 metadata = sa.MetaData()
@@ -146,6 +146,13 @@ auth_sessions = sa.Table(
     sa.Column("last_seen_at", sa.DateTime, nullable=False),
     sa.Column("ended_at", sa.DateTime, nullable=True),
     sa.Column("end_reason", sa.String(32), nullable=True),
+)
+
+login_failures = sa.Table(
+    "login_failures", metadata,
+    sa.Column("key", sa.String(80), primary_key=True),  # "name:<sha256>", "address:...", ...
+    sa.Column("failures", sa.Integer, nullable=False),
+    sa.Column("last_failure", sa.DateTime, nullable=False, index=True),  # UTC, naive
 )
 
 RECORD_COLUMNS: tuple[str, ...] = tuple(field.name for field in FIELDS)
@@ -297,8 +304,14 @@ def _add_auth_sessions(connection: Connection) -> None:
     auth_sessions.create(connection, checkfirst=True)
 
 
+def _add_login_failures(connection: Connection) -> None:
+    """Version 4: the ``login_failures`` table (sign-in back-off shared by all workers)."""
+    login_failures.create(connection, checkfirst=True)
+
+
 # schema version -> function that upgrades a store from the version before it, in one transaction.
-MIGRATIONS: dict[int, callable] = {2: _add_audit_log, 3: _add_auth_sessions}
+MIGRATIONS: dict[int, callable] = {2: _add_audit_log, 3: _add_auth_sessions,
+                                   4: _add_login_failures}
 
 
 def schema_version(database: str | None = None) -> int:

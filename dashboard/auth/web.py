@@ -3,7 +3,8 @@
 :func:`install` adds to a Dash app
 
 * ``GET/POST /login`` — the sign-in form for local accounts (CSRF token, constant-time
-  checks, one generic error message, a per-name and per-address attempt limit);
+  checks, one generic error message, exponential back-off per name, address and known device
+  counted in the store: :mod:`dashboard.auth.throttle`);
 * ``GET /login/oidc`` and ``/login/oidc/callback`` — OpenID Connect sign-in (Authlib), groups
   mapped to the highest role found and to facilities; a user with no mapped group is refused;
 * ``POST /logout`` (with the CSRF token): ends the session in the store and clears the
@@ -17,13 +18,12 @@
 
 from __future__ import annotations
 
-import collections
 import hmac
 import ipaddress
 import logging
+import math
 import secrets
 import threading
-import time
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode, urlsplit
@@ -35,15 +35,16 @@ from markupsafe import Markup
 from dashboard.auth import CONFIG_KEY, LOCAL_USER, ROLES, SESSION_KEY, User, sessions
 from dashboard.auth import users as users_file
 from dashboard.auth.config import AuthConfig
+from dashboard.auth.throttle import LoginThrottle
 
 log = logging.getLogger(__name__)
 
 #: Paths served without sign-in: the sign-in pages and what they need (Bootstrap CSS, icon).
 PUBLIC_PREFIXES = ("/login", "/vendor/bootstrap/", "/_favicon.ico")
-#: Failed sign-ins allowed per user name, and per client address, within the window.
-MAX_FAILURES_PER_NAME = 5
-MAX_FAILURES_PER_ADDRESS = 20
-FAILURE_WINDOW_SECONDS = 15 * 60
+#: A browser that signed in as a user carries this signed cookie naming the user (and a random
+#: device id): its sign-in attempts are slowed only by its own failures (dashboard.auth.throttle).
+DEVICE_COOKIE = "va_device"
+DEVICE_DAYS = 90
 GENERIC_ERROR = "Wrong user name or password."
 # Headers a reverse proxy adds: their presence means the loopback address is not the client's.
 PROXY_HEADERS = ("X-Forwarded-For", "X-Real-IP", "Forwarded")
@@ -86,43 +87,6 @@ def safe_next(target: str | None) -> str:
     if parts.path.startswith(("/login", "/logout", "/_")):
         return "/"
     return target
-
-
-class LoginThrottle:
-    """Counts recent failed sign-ins per user name and per client address (per process)."""
-
-    def __init__(self, per_name: int = MAX_FAILURES_PER_NAME,
-                 per_address: int = MAX_FAILURES_PER_ADDRESS,
-                 window: float = FAILURE_WINDOW_SECONDS) -> None:
-        self.limits = {"name": per_name, "address": per_address}
-        self.window = window
-        self._failures: dict[tuple[str, str], collections.deque] = {}
-        self._lock = threading.Lock()
-
-    def _recent(self, key: tuple[str, str], now: float) -> collections.deque:
-        entries = self._failures.setdefault(key, collections.deque())
-        while entries and now - entries[0] > self.window:
-            entries.popleft()
-        return entries
-
-    def blocked(self, name: str, address: str) -> bool:
-        now = time.monotonic()
-        with self._lock:
-            return (len(self._recent(("name", name.lower()), now)) >= self.limits["name"]
-                    or len(self._recent(("address", address), now)) >= self.limits["address"])
-
-    def failed(self, name: str, address: str) -> None:
-        now = time.monotonic()
-        with self._lock:
-            self._recent(("name", name.lower()), now).append(now)
-            self._recent(("address", address), now).append(now)
-            if len(self._failures) > 10_000:  # bound memory under a spray of names
-                for key in [k for k, v in self._failures.items() if not v]:
-                    del self._failures[key]
-
-    def succeeded(self, name: str) -> None:
-        with self._lock:
-            self._failures.pop(("name", name.lower()), None)
 
 
 _ACCOUNTS_CACHE: dict[str, tuple[tuple[int, int, int], dict[str, users_file.Account]]] = {}
@@ -214,7 +178,52 @@ def audit(actor: str, action: str, detail: dict | None = None) -> None:
 
 
 def client_address() -> str:
+    """The client's address: the peer's, or with ``proxy_hops`` = N the address the N-th
+    proxy from the app reported (werkzeug's ``ProxyFix``); never one a client claims itself."""
     return flask.request.remote_addr or "unknown"
+
+
+_PROXY_WARNED: set[str] = set()
+
+
+def _warn_untrusted_proxy(config: AuthConfig) -> None:
+    """Log once when sign-ins arrive through a proxy the configuration does not trust: every
+    client then has the proxy's address and shares one back-off."""
+    if config.proxy_hops or str(config.path) in _PROXY_WARNED:
+        return
+    if any(header in flask.request.headers for header in PROXY_HEADERS):
+        _PROXY_WARNED.add(str(config.path))
+        log.warning("sign-ins arrive through a reverse proxy but proxy_hops = 0: all clients "
+                    "share the proxy's address for the sign-in back-off; set proxy_hops in %s",
+                    config.path)
+
+
+def _device_serializer():
+    from itsdangerous import URLSafeTimedSerializer
+
+    return URLSafeTimedSerializer(_config().secret_key, salt="va-known-device")
+
+
+def known_device(name: str) -> str | None:
+    """The device id of this browser's known-device cookie when it names ``name``."""
+    value = flask.request.cookies.get(DEVICE_COOKIE)
+    if not value or not name:
+        return None
+    try:
+        data = _device_serializer().loads(value, max_age=DEVICE_DAYS * 86400)
+    except Exception:  # noqa: BLE001 - forged, expired or damaged: an unknown device
+        return None
+    if not isinstance(data, dict) or data.get("name") != name:
+        return None
+    device = data.get("device")
+    return device if isinstance(device, str) and device else None
+
+
+def _remember_device(response: flask.Response, name: str) -> None:
+    config = _config()
+    value = _device_serializer().dumps({"name": name, "device": secrets.token_urlsafe(16)})
+    response.set_cookie(DEVICE_COOKIE, value, max_age=DEVICE_DAYS * 86400, path="/login",
+                        httponly=True, secure=config.session_cookie_secure, samesite="Strict")
 
 
 # -- pages -------------------------------------------------------------------------------
@@ -289,6 +298,8 @@ def _sign_in(user: User, method: str, account: users_file.Account | None = None)
 
 
 def login():
+    from dashboard.context import database
+
     config = _config()
     if config is None:
         return flask.redirect("/")
@@ -303,11 +314,23 @@ def login():
         return _login_page("The form expired; please sign in again.", 400)
     name = form.get("username", "").strip()[:64]
     password = form.get("password", "")
-    throttle: LoginThrottle = flask.current_app.extensions["va_login_throttle"]
+    throttle = LoginThrottle(database())
+    _warn_untrusted_proxy(config)
     address = client_address()
-    if throttle.blocked(name, address):
-        audit(name or "(empty)", "sign_in_failed", {"reason": "rate limited"})
-        return _login_page("Too many failed attempts; wait a few minutes and try again.", 429)
+    device = known_device(name)
+    try:
+        wait = throttle.wait(name, address, device)
+    except Exception as error:  # noqa: BLE001 - no store: no sign-in (fail closed)
+        log.error("sign-in back-off unavailable: %s", type(error).__name__)
+        return _login_page("Sign-in is unavailable; ask your administrator.", 503)
+    if wait > 0:
+        seconds = math.ceil(wait)
+        actor = name if users_file.NAME_PATTERN.match(name) else "(invalid name)"
+        audit(actor, "sign_in_failed", {"reason": "rate limited"})
+        response = _login_page(f"Too many failed sign-ins; try again in {seconds} seconds.",
+                               429, name=actor if actor != "(invalid name)" else "")
+        response.headers["Retry-After"] = str(seconds)
+        return response
     try:
         accounts = _accounts(config.users_file)
     except (OSError, users_file.UsersFileError) as error:
@@ -315,20 +338,22 @@ def login():
         return _login_page("Sign-in is unavailable; ask your administrator.", 503)
     user = users_file.authenticate(accounts, name, password)
     if user is None:
-        throttle.failed(name, address)
+        throttle.failed(name, address, device)
         # Only a name that could be an account is recorded (never what was typed as password).
         actor = name if users_file.NAME_PATTERN.match(name) else "(invalid name)"
         audit(actor, "sign_in_failed", {"method": "password"})
         return _login_page(GENERIC_ERROR, 401, name=name if users_file.NAME_PATTERN.match(name)
                            else "")
-    throttle.succeeded(name)
     try:
+        throttle.succeeded(name, device)
         _sign_in(user, "password", accounts[user.name])
     except Exception as error:  # noqa: BLE001 - no session can be recorded: no sign-in
         log.error("sign-in not recorded: %s", type(error).__name__)
         flask.session.clear()
         return _login_page("Sign-in is unavailable; ask your administrator.", 503)
-    return flask.redirect(safe_next(form.get("next")))
+    response = flask.redirect(safe_next(form.get("next")))
+    _remember_device(response, user.name)
+    return response
 
 
 def logout():
@@ -499,7 +524,13 @@ def install(app: dash.Dash, config: AuthConfig | None) -> None:
             PERMANENT_SESSION_LIFETIME=config.session_lifetime,
             SESSION_REFRESH_EACH_REQUEST=False,  # a sign-in lasts session_hours, not longer
         )
-        server.extensions["va_login_throttle"] = LoginThrottle()
+        if config.proxy_hops:
+            from werkzeug.middleware.proxy_fix import ProxyFix
+
+            # Exactly proxy_hops proxies are trusted: the client address is the one the
+            # outermost trusted proxy saw; anything a client adds to the header is ignored.
+            server.wsgi_app = ProxyFix(server.wsgi_app, x_for=config.proxy_hops,
+                                       x_proto=config.proxy_hops)
         server.add_url_rule("/login", "va_login", login, methods=["GET", "POST"])
         # GET answers 405 with a sign-out button (Dash's page route would serve it otherwise).
         server.add_url_rule("/logout", "va_logout", logout, methods=["GET", "POST"])

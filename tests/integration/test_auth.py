@@ -276,6 +276,106 @@ def test_repeated_failures_are_rate_limited(app):
     assert sign_in(client, "ana").status_code == 302  # other names are not blocked
 
 
+def _sign_in_through_proxy(client, name, password, client_address, claimed=None):
+    """Sign in as a browser at ``client_address`` behind one proxy that appends the address it
+    sees to ``X-Forwarded-For`` (after whatever the client ``claimed`` there)."""
+    forwarded = {"X-Forwarded-For": ", ".join([*([claimed] if claimed else []), client_address])}
+    page = client.get("/login", headers=forwarded).get_data(as_text=True)
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+    return client.post("/login", headers=forwarded,
+                       data={"username": name, "password": password, "csrf_token": token})
+
+
+@pytest.fixture
+def own_store(tmp_path):
+    """A small store of its own, so the failures counted by a test stay in it."""
+    database = f"sqlite:///{tmp_path / 'own.db'}"
+    import_dataframe(demo_records(200, seed=4), "demo", database, synthetic=True)
+    return database
+
+
+def test_failures_on_made_up_names_behind_a_proxy_do_not_lock_out_the_admin(own_store, tmp_path):
+    """issue 13 item 3: behind the proxy every client was 127.0.0.1, so about 40 failed
+    sign-ins with made-up names locked the real admin out."""
+    config = auth_dir(tmp_path / "auth", {"adm": ("admin", None)}, extra="proxy_hops = 1\n")
+    app = create_app(own_store, load_config(config))
+    attacker, admin = app.server.test_client(), app.server.test_client()
+    statuses = []
+    for attempt in range(40):
+        # The attacker claims the admin's address; only the proxy's own entry is trusted.
+        response = _sign_in_through_proxy(attacker, f"made-up-{attempt}", "wrong-password-x",
+                                          "203.0.113.66", claimed="198.51.100.7")
+        statuses.append(response.status_code)
+    assert statuses[:20] == [401] * 20  # 20 free failures per address, then back-off
+    assert statuses.count(401) <= 22 and statuses[-1] == 429
+    assert 1 <= int(response.headers["Retry-After"]) <= 300
+    assert "try again in" in response.get_data(as_text=True)
+    signed_in = _sign_in_through_proxy(admin, "adm", PASSWORD, "198.51.100.7")
+    assert signed_in.status_code == 302
+    assert admin.get("/_dash-layout").status_code == 200
+
+
+def test_without_proxy_hops_a_forwarded_address_is_not_believed(site, tmp_path):
+    config = auth_dir(tmp_path / "auth", {"adm": ("admin", None)})
+    assert load_config(config).proxy_hops == 0
+    app = create_app(site[0], load_config(config))
+    client = app.server.test_client()
+    with app.server.test_request_context("/", headers={"X-Forwarded-For": "203.0.113.9"},
+                                         environ_base={"REMOTE_ADDR": "127.0.0.1"}):
+        from dashboard.auth.web import client_address
+
+        assert client_address() == "127.0.0.1"
+    assert client.get("/login", headers={"X-Forwarded-For": "203.0.113.9"}).status_code == 200
+
+
+@pytest.mark.parametrize("value", ["-1", "6", "true", '"1"'])
+def test_proxy_hops_must_be_a_small_whole_number(tmp_path, value):
+    from dashboard.auth.config import AuthConfigError
+
+    config = auth_dir(tmp_path / "auth", {"ana": ("analyst", None)},
+                      extra=f"proxy_hops = {value}\n")
+    with pytest.raises(AuthConfigError, match="proxy_hops"):
+        load_config(config)
+
+
+def test_a_correct_password_is_slowed_down_never_locked_out(own_store, tmp_path, monkeypatch):
+    """Failures on the admin's own name slow a new browser down (exponential back-off, then
+    the password is checked); the admin's known browser is not slowed by them at all."""
+    from dashboard.auth import throttle
+
+    config = auth_dir(tmp_path / "auth", {"adm": ("admin", None)}, extra="proxy_hops = 1\n")
+    app = create_app(own_store, load_config(config))
+    start = throttle.now()
+    clock = {"now": start}
+    monkeypatch.setattr(throttle, "now", lambda: clock["now"])
+    known = app.server.test_client()
+    assert _sign_in_through_proxy(known, "adm", PASSWORD, "198.51.100.7").status_code == 302
+    assert known.get_cookie("va_device", path="/login") is not None
+    attacker = app.server.test_client()
+    for _ in range(25):  # the attacker waits out every delay, so each guess is checked
+        response = _sign_in_through_proxy(attacker, "adm", "wrong-password-x", "203.0.113.66")
+        if response.status_code == 429:
+            clock["now"] += pd.Timedelta(seconds=int(response.headers["Retry-After"]))
+            response = _sign_in_through_proxy(attacker, "adm", "wrong-password-x",
+                                              "203.0.113.66")
+        assert response.status_code == 401
+    # 25 failures: the 26th attempt for "adm" waits 2^(25-5) s, capped at 300 s.
+    fresh = app.server.test_client()
+    slowed = _sign_in_through_proxy(fresh, "adm", PASSWORD, "198.51.100.8")
+    assert slowed.status_code == 429 and int(slowed.headers["Retry-After"]) == 300
+    # The admin's own browser signs in at once; a new one after the wait.
+    assert _sign_in_through_proxy(known, "adm", PASSWORD, "198.51.100.7").status_code == 302
+    clock["now"] += pd.Timedelta(seconds=300)
+    assert _sign_in_through_proxy(fresh, "adm", PASSWORD, "198.51.100.8").status_code == 302
+    # A forged device cookie is an unknown device.
+    forged = app.server.test_client()
+    forged.set_cookie("va_device", "eyJuYW1lIjoiYWRtIn0.forged", domain="localhost",
+                      path="/login")
+    for _ in range(6):
+        _sign_in_through_proxy(forged, "adm", "wrong-password-x", "203.0.113.67")
+    assert _sign_in_through_proxy(forged, "adm", PASSWORD, "203.0.113.67").status_code == 429
+
+
 # -- roles -----------------------------------------------------------------------------------
 
 def _signed_in(app, name):
