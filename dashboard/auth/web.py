@@ -10,9 +10,10 @@
 * ``POST /logout`` (with the CSRF token): ends the session in the store and clears the
   cookie (:mod:`dashboard.auth.sessions`);
 * a ``before_request`` gate: every request's session is checked against the store
-  (:func:`session_user`: open, used within ``idle_minutes``, account unchanged); signed-out page requests are redirected to ``/login``, signed-out
-  ``/_dash-*`` requests get 401 JSON, and a callback request is refused with 403 when the
-  callback was decorated with :func:`dashboard.auth.requires_role` and the user lacks the role;
+  (:func:`session_user`: open, used within ``idle_minutes``, account unchanged); signed-out
+  page requests are redirected to ``/login``, signed-out ``/_dash-*`` requests get 401 JSON,
+  and a callback request is refused with 403 when the callback was decorated with
+  :func:`dashboard.auth.requires_role` and the user lacks the role;
 * without an auth configuration: only loopback clients are answered (403 for others).
 """
 
