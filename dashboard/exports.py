@@ -46,6 +46,19 @@ _COUNT_COLUMN = re.compile(
 # page's import history and rules): suppression does not apply to them.
 UNSUPPRESSED_GRIDS = frozenset({"data-batches", "data-rejections", "data-dictionary",
                                 "data-rules"})
+#: Every display grid of the pages (``data_grid(frame, name, ...)``). A download's audit event
+#: names the grid only when it is one of these: the name arrives from the browser, so anything
+#: else is logged as an unlisted grid (tests/unit check that every page's grid is listed).
+GRID_NAMES = frozenset({
+    "comparison-balance", "comparison-effects", "comparison-mdd", "comparison-overlap-bins",
+    "comparison-table-one", "comparison-weights", "complications-at-risk",
+    "complications-benchmarks", "complications-rates", "complications-trend", "costs-icer",
+    "costs-rates", "costs-responders", "costs-summary", "data-batches",
+    "data-completeness-grid", "data-dictionary", "data-rejections", "data-rules",
+    "durations-setting-table", "durations-summary", "overview-kpis", "pain-histogram-table",
+    "pain-odi-table", "pain-opioid-table", "pain-responder-table", "pain-trajectory-table",
+    "quality-units",
+})
 
 
 def neutralise_cell(value):
@@ -202,7 +215,12 @@ def download_grid_csv(n_clicks, virtual_rows, rows, column_defs, export_params, 
         # A column is a count column when either its field or its heading says so.
         frame = resuppress(resuppress(frame, fields), list(frame.columns))
     file_name = _file_name((export_params or {}).get("fileName"), name)
-    log_download(name, file_name, len(frame), state, page=str(pathname or "/")[:100])
+    # The table name is the server's (a listed grid); the count is of the rows written.
+    listed = name in GRID_NAMES
+    pages = {page.get("path") for page in dash.page_registry.values()}
+    log_download(name if listed else "unlisted grid", file_name, len(frame), state,
+                 page=pathname if pathname in pages else "unlisted page",
+                 **({} if listed else {"grid_as_sent": _file_name(name, "grid")[:-4]}))
     return dcc.send_string(safe_csv(frame), file_name, type="text/csv")
 
 

@@ -96,8 +96,19 @@ def user_menu(user: User) -> html.Div:
         html.Span(user.name, id="user-name", className="small text-white fw-semibold"),
         html.Span(f"({user.role}{scope})", id="user-role", className="small text-white-50 ms-1"),
         *tools,
-        html.A("Sign out", href="/logout", id="sign-out", className="btn btn-sm btn-light ms-2"),
+        sign_out_form(),
     ], id="user-menu", className="ms-2 text-nowrap d-flex align-items-center")
+
+
+def sign_out_form() -> html.Form:
+    """"Sign out": a form that posts to ``/logout`` with the session's CSRF token (no script,
+    so the CSP's ban on inline scripts holds; a link could be followed by another site)."""
+    from dashboard.auth.web import csrf_token
+
+    return html.Form([
+        dcc.Input(type="hidden", name="csrf_token", value=csrf_token(), id="sign-out-csrf"),
+        html.Button("Sign out", type="submit", id="sign-out", className="btn btn-sm btn-light"),
+    ], method="POST", action="/logout", id="sign-out-form", className="ms-2 mb-0")
 
 
 def shell() -> html.Div:

@@ -15,6 +15,9 @@ dictionary [--output FILE]
     Print the data dictionary as Markdown.
 info
     Where the store is, its schema version and record count.
+audit verify
+    Check the audit log's hash chain. Exit status 0 when intact, 1 when broken (the message
+    names the first broken link), 2 when the store cannot be opened.
 """
 
 from __future__ import annotations
@@ -179,6 +182,14 @@ def cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_audit_verify(args: argparse.Namespace) -> int:
+    from data.audit import verify_chain
+
+    check = verify_chain(args.database)
+    print(check.message(), file=sys.stdout if check.intact else sys.stderr)
+    return 0 if check.intact else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m data", description=__doc__.split("\n")[0])
     parser.add_argument("--database", help="SQLAlchemy URL or SQLite file (default: $DATABASE_URL "
@@ -215,6 +226,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = commands.add_parser("info", parents=[common], help="show the store")
     p.set_defaults(func=cmd_info)
+
+    p = commands.add_parser("audit", parents=[common], help="check the audit log")
+    checks = p.add_subparsers(dest="audit_command", required=True)
+    verify = checks.add_parser("verify", parents=[common],
+                               help="verify the hash chain; exit 1 at the first broken link")
+    verify.set_defaults(func=cmd_audit_verify)
     return parser
 
 

@@ -14,8 +14,15 @@ Tables
 ``store_meta``
     Key/value facts about the store, including ``schema_version``.
 ``audit_log``
-    Append-only (database triggers refuse UPDATE and DELETE): who did what and when (sign-ins,
-    imports, downloads, role changes), with filters, file names and counts only (schema 2).
+    Append-only (database triggers refuse UPDATE, DELETE and an INSERT reusing an event id):
+    who did what and when (sign-ins, imports, downloads, role changes, record browsing), with
+    filters, file names and counts only (schema 2). Each event holds the hash of the event
+    before it and its own (``prev_hash``, ``row_hash``; schema 5), so a rewrite made past the
+    triggers is found by ``python -m data audit verify``.
+``auth_sessions``
+    Server-side sign-in sessions (schema 3): the SHA-256 of each session cookie's token, the
+    user, when it started, when it was last used and when and why it ended. A cookie whose
+    session ended (sign-out, inactivity, lifetime) signs nobody in.
 
 The database is named by ``--database`` / ``DATABASE_URL``: a SQLAlchemy URL
 (``postgresql+psycopg://user@host/db``) or a path to a SQLite file.
@@ -33,7 +40,10 @@ from sqlalchemy.engine import Connection, Engine
 
 from data.dictionary import FIELDS, Field
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 5
+#: ``store_meta`` key of the audit chain's newest hash, and the hash "before" the first event.
+AUDIT_HEAD_KEY = "audit_head"
+AUDIT_GENESIS = "0" * 64
 DEFAULT_SQLITE_PATH = Path("instance") / "vertebral_augmentation.db"
 
 metadata = sa.MetaData()
@@ -106,17 +116,26 @@ audit_log = sa.Table(
     sa.Column("actor", sa.String(255), nullable=False),
     sa.Column("action", sa.String(32), nullable=False, index=True),
     sa.Column("detail", sa.Text, nullable=False),  # JSON object: filters, file names, counts
+    # The hash chain (schema 5): sha256 of the event before, and of (that hash + this event).
+    sa.Column("prev_hash", sa.String(64), nullable=True),
+    sa.Column("row_hash", sa.String(64), nullable=True),
 )
 
 # The audit log is append-only, enforced by the database itself: no statement of any code path
 # can change or remove an event; that takes dropping the triggers on purpose (and a database
 # role without that right, in deployments that need it). The triggers are created with the
 # table, by create_all or by the migration.
+# SQLite's INSERT OR REPLACE deletes the old row without firing DELETE triggers (unless
+# recursive triggers are on), so an INSERT naming an existing event_id is refused before it.
 _SQLITE_AUDIT_TRIGGERS = (
-    "CREATE TRIGGER audit_log_no_update BEFORE UPDATE ON audit_log "
+    "CREATE TRIGGER IF NOT EXISTS audit_log_no_update BEFORE UPDATE ON audit_log "
     "BEGIN SELECT RAISE(ABORT, 'audit_log is append-only: UPDATE refused'); END",
-    "CREATE TRIGGER audit_log_no_delete BEFORE DELETE ON audit_log "
+    "CREATE TRIGGER IF NOT EXISTS audit_log_no_delete BEFORE DELETE ON audit_log "
     "BEGIN SELECT RAISE(ABORT, 'audit_log is append-only: DELETE refused'); END",
+    "CREATE TRIGGER IF NOT EXISTS audit_log_no_reuse BEFORE INSERT ON audit_log "
+    "WHEN EXISTS (SELECT 1 FROM audit_log WHERE event_id = NEW.event_id) "
+    "BEGIN SELECT RAISE(ABORT, 'audit_log is append-only: INSERT of an existing event_id "
+    "refused'); END",
 )
 _POSTGRES_AUDIT_TRIGGERS = (
     "CREATE OR REPLACE FUNCTION audit_log_append_only() RETURNS trigger LANGUAGE plpgsql AS "
@@ -126,12 +145,52 @@ _POSTGRES_AUDIT_TRIGGERS = (
     "CREATE TRIGGER audit_log_no_truncate BEFORE TRUNCATE ON audit_log "
     "FOR EACH STATEMENT EXECUTE FUNCTION audit_log_append_only()",
 )
+_POSTGRES_AUDIT_INSERT_TRIGGER = (
+    "CREATE OR REPLACE FUNCTION audit_log_no_reuse() RETURNS trigger LANGUAGE plpgsql AS "
+    "$body$ BEGIN IF EXISTS (SELECT 1 FROM audit_log WHERE event_id = NEW.event_id) THEN "
+    "RAISE EXCEPTION 'audit_log is append-only: INSERT of an existing event_id refused'; "
+    "END IF; RETURN NEW; END $body$",
+    "DROP TRIGGER IF EXISTS audit_log_no_reuse ON audit_log",
+    "CREATE TRIGGER audit_log_no_reuse BEFORE INSERT ON audit_log "
+    "FOR EACH ROW EXECUTE FUNCTION audit_log_no_reuse()",
+)
 for _statement in _SQLITE_AUDIT_TRIGGERS:
     sa.event.listen(audit_log, "after_create", sa.DDL(_statement).execute_if(dialect="sqlite"))
-for _statement in _POSTGRES_AUDIT_TRIGGERS:
+for _statement in (*_POSTGRES_AUDIT_TRIGGERS, *_POSTGRES_AUDIT_INSERT_TRIGGER):
     # DDL text is %-formatted by SQLAlchemy: the literal % of RAISE must be doubled.
     sa.event.listen(audit_log, "after_create",
                     sa.DDL(_statement.replace("%", "%%")).execute_if(dialect="postgresql"))
+
+auth_sessions = sa.Table(
+    "auth_sessions", metadata,
+    sa.Column("session_id", sa.String(64), primary_key=True),  # sha256 hex of the cookie token
+    sa.Column("user_name", sa.String(255), nullable=False, index=True),
+    sa.Column("source", sa.String(16), nullable=False),
+    sa.Column("created_at", sa.DateTime, nullable=False),  # UTC, naive
+    sa.Column("last_seen_at", sa.DateTime, nullable=False),
+    sa.Column("ended_at", sa.DateTime, nullable=True),
+    sa.Column("end_reason", sa.String(32), nullable=True),
+)
+
+record_views = sa.Table(
+    "record_views", metadata,
+    sa.Column("view_key", sa.String(64), primary_key=True),  # sha256 of session + selection
+    sa.Column("session_key", sa.String(64), nullable=False, index=True),
+    sa.Column("actor", sa.String(255), nullable=False),
+    sa.Column("detail", sa.Text, nullable=False),  # JSON: filters, column filters, sort
+    sa.Column("started_at", sa.DateTime, nullable=False),
+    sa.Column("last_logged_at", sa.DateTime, nullable=True),
+    sa.Column("rows_served", sa.Integer, nullable=False),
+    sa.Column("rows_logged", sa.Integer, nullable=False),
+    sa.Column("matching_rows", sa.Integer, nullable=False),
+)
+
+login_failures = sa.Table(
+    "login_failures", metadata,
+    sa.Column("key", sa.String(80), primary_key=True),  # "name:<sha256>", "address:...", ...
+    sa.Column("failures", sa.Integer, nullable=False),
+    sa.Column("last_failure", sa.DateTime, nullable=False, index=True),  # UTC, naive
+)
 
 RECORD_COLUMNS: tuple[str, ...] = tuple(field.name for field in FIELDS)
 
@@ -250,6 +309,7 @@ def _ensure_schema(engine: Engine) -> None:
             connection.execute(store_meta.insert(), [
                 {"key": "schema_version", "value": str(SCHEMA_VERSION)},
                 {"key": "created_at", "value": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")},
+                {"key": AUDIT_HEAD_KEY, "value": AUDIT_GENESIS},
             ])
         return
     if "store_meta" not in tables:
@@ -277,8 +337,51 @@ def _add_audit_log(connection: Connection) -> None:
     audit_log.create(connection, checkfirst=True)
 
 
+def _add_auth_sessions(connection: Connection) -> None:
+    """Version 3: the ``auth_sessions`` table (revocable server-side sessions)."""
+    auth_sessions.create(connection, checkfirst=True)
+
+
+def _add_login_failures(connection: Connection) -> None:
+    """Version 4: the ``login_failures`` table (sign-in back-off shared by all workers)."""
+    login_failures.create(connection, checkfirst=True)
+
+
+def _chain_audit_log(connection: Connection) -> None:
+    """Version 5: the audit log's hash chain and INSERT trigger, and ``record_views``.
+
+    Events already logged are chained now, in event order (the chain vouches for them from
+    the upgrade on); the UPDATE trigger is lifted for that one statement series, inside the
+    migration's transaction, and restored before it commits.
+    """
+    from data import audit
+
+    columns = {c["name"] for c in sa.inspect(connection).get_columns("audit_log")}
+    for name in ("prev_hash", "row_hash"):
+        if name not in columns:
+            connection.exec_driver_sql(f"ALTER TABLE audit_log ADD COLUMN {name} VARCHAR(64)")
+    postgres = connection.dialect.name == "postgresql"
+    if postgres:
+        for statement in _POSTGRES_AUDIT_INSERT_TRIGGER:
+            connection.exec_driver_sql(statement)
+        connection.exec_driver_sql("DROP TRIGGER IF EXISTS audit_log_no_change ON audit_log")
+        connection.exec_driver_sql("DROP TRIGGER IF EXISTS audit_log_no_truncate ON audit_log")
+    else:
+        connection.exec_driver_sql("DROP TRIGGER IF EXISTS audit_log_no_update")
+        for statement in _SQLITE_AUDIT_TRIGGERS[2:]:
+            connection.exec_driver_sql(statement)
+    audit.chain_existing(connection)
+    if postgres:
+        for statement in _POSTGRES_AUDIT_TRIGGERS:  # the driver %-formats: double RAISE's %
+            connection.exec_driver_sql(statement.replace("%", "%%"))
+    else:
+        connection.exec_driver_sql(_SQLITE_AUDIT_TRIGGERS[0])
+    record_views.create(connection, checkfirst=True)
+
+
 # schema version -> function that upgrades a store from the version before it, in one transaction.
-MIGRATIONS: dict[int, callable] = {2: _add_audit_log}
+MIGRATIONS: dict[int, callable] = {2: _add_audit_log, 3: _add_auth_sessions,
+                                   4: _add_login_failures, 5: _chain_audit_log}
 
 
 def schema_version(database: str | None = None) -> int:

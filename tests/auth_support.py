@@ -18,7 +18,7 @@ def write_private(path: Path, text: str) -> Path:
 
 
 def auth_dir(folder: Path, accounts: dict[str, tuple[str, list[str] | None]],
-             secure: bool = False, extra: str = "") -> Path:
+             secure: bool = False, extra: str = "", hours: float = 1) -> Path:
     """An auth configuration in ``folder`` with ``accounts`` {name: (role, facilities)}, all
     with :data:`PASSWORD`; returns the path of ``auth.toml``."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -28,7 +28,8 @@ def auth_dir(folder: Path, accounts: dict[str, tuple[str, list[str] | None]],
         users_file.add_user(folder / "users.json", name, role, PASSWORD, facilities)
     return write_private(folder / "auth.toml", (
         'users_file = "users.json"\nsecret_key_file = "secret_key"\n'
-        f"session_cookie_secure = {'true' if secure else 'false'}\nsession_hours = 1\n{extra}"))
+        f"session_cookie_secure = {'true' if secure else 'false'}\nsession_hours = {hours}\n"
+        f"{extra}"))
 
 
 def csrf_token(client) -> str:
@@ -65,3 +66,26 @@ def callback_payload(app, output: str, values: dict[tuple[str, str], object] | N
         "state": [item(spec) for spec in entry["state"]],
         "changedPropIds": changed or [f"{s['id']}.{s['property']}" for s in entry["inputs"][:1]],
     }
+
+
+def _layout_props(node):
+    if isinstance(node, dict):
+        if isinstance(node.get("props"), dict):
+            yield node["props"]
+        for value in node.values():
+            yield from _layout_props(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _layout_props(value)
+
+
+def sign_out_token(client) -> str:
+    """The CSRF token of the navigation bar's sign-out form (from ``/_dash-layout``)."""
+    layout = client.get("/_dash-layout").get_json()
+    return next(props["value"] for props in _layout_props(layout)
+                if props.get("id") == "sign-out-csrf")
+
+
+def sign_out(client):
+    """Post the navigation bar's sign-out form, as the browser does."""
+    return client.post("/logout", data={"csrf_token": sign_out_token(client)})

@@ -133,16 +133,14 @@ def _user_from_cookie() -> User | None:
         data = serializer.loads(value, max_age=int(app.permanent_session_lifetime.total_seconds()))
     except Exception:  # noqa: BLE001 - a forged, expired or damaged cookie signs nobody in
         return None
-    return _refresh(User.from_session(data.get(SESSION_KEY)))
+    return _session_user(data)
 
 
-def _refresh(user: User | None) -> User | None:
-    """Re-read a users-file account, so role changes and removals take effect at once."""
-    if user is None or user.source != "users-file":
-        return user
-    from dashboard.auth.web import refresh_local_user
+def _session_user(data: Any) -> User | None:
+    """The user of a session after the server-side checks (:func:`dashboard.auth.web.session_user`)."""
+    from dashboard.auth.web import session_user
 
-    return refresh_local_user(user)
+    return session_user(data)
 
 
 def current_user() -> User:
@@ -164,7 +162,7 @@ def current_user() -> User:
     if flask.has_request_context():
         user = getattr(flask.g, "va_user", None)
         if user is None:
-            user = _refresh(User.from_session(flask.session.get(SESSION_KEY)))
+            user = _session_user(dict(flask.session))
             if user is not None:
                 flask.g.va_user = user
         if user is not None:

@@ -42,6 +42,11 @@ secret_key_file = "secret_key"
 # Session cookies only over HTTPS. Set false only for a test server on plain HTTP.
 session_cookie_secure = true
 session_hours = 8
+# A session unused for this many minutes ends (sign in again).
+idle_minutes = 30
+# Reverse proxies in front of the app (nginx on this machine: 1). Their X-Forwarded-For tells
+# the client's address for the sign-in back-off; 0 = no proxy (the header is ignored).
+proxy_hops = 0
 
 # Single sign-on (optional): uncomment and fill in.
 # [oidc]

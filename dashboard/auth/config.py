@@ -6,6 +6,8 @@ Keys (paths are relative to the configuration file)::
     secret_key_file = "secret_key"     # signs session cookies; or env VA_SECRET_KEY
     session_cookie_secure = true       # cookie only over HTTPS (default true)
     session_hours = 8                  # a sign-in lasts this long (default 8)
+    idle_minutes = 30                  # ...unless unused this long (default 30)
+    proxy_hops = 0                     # reverse proxies in front whose X-Forwarded-For is trusted
 
     [oidc]                             # optional single sign-on
     name = "Hospital SSO"              # the button label
@@ -43,7 +45,9 @@ ENV_CONFIG = "VA_AUTH_CONFIG"
 ENV_SECRET_KEY = "VA_SECRET_KEY"
 ENV_OIDC_SECRET = "VA_OIDC_CLIENT_SECRET"
 MIN_SECRET_KEY_BYTES = 32
-KNOWN_KEYS = {"users_file", "secret_key_file", "session_cookie_secure", "session_hours", "oidc"}
+KNOWN_KEYS = {"users_file", "secret_key_file", "session_cookie_secure", "session_hours",
+              "idle_minutes", "proxy_hops", "oidc"}
+DEFAULT_IDLE_MINUTES = 30
 OIDC_KEYS = {"name", "server_metadata_url", "client_id", "client_secret_file", "scope",
              "groups_claim", "username_claim", "roles", "facilities"}
 
@@ -85,10 +89,17 @@ class AuthConfig:
     session_cookie_secure: bool = True
     session_hours: float = 8.0
     oidc: OIDCConfig | None = None
+    idle_minutes: float = DEFAULT_IDLE_MINUTES
+    proxy_hops: int = 0
 
     @property
     def session_lifetime(self) -> dt.timedelta:
         return dt.timedelta(hours=self.session_hours)
+
+    @property
+    def idle_timeout(self) -> dt.timedelta:
+        """A session unused this long has ended (server-side, on every worker)."""
+        return dt.timedelta(minutes=self.idle_minutes)
 
 
 def _fail(path: Path, key: str, rule: str) -> AuthConfigError:
@@ -204,13 +215,20 @@ def load_config(path: str | os.PathLike[str]) -> AuthConfig:
     hours = table.get("session_hours", 8)
     if isinstance(hours, bool) or not isinstance(hours, (int, float)) or not 0 < hours <= 24 * 30:
         raise _fail(path, "session_hours", "expected a number of hours between 0 and 720")
+    idle = table.get("idle_minutes", DEFAULT_IDLE_MINUTES)
+    if isinstance(idle, bool) or not isinstance(idle, (int, float)) or not 1 <= idle <= 24 * 60:
+        raise _fail(path, "idle_minutes", "expected a number of minutes between 1 and 1440")
+    hops = table.get("proxy_hops", 0)
+    if isinstance(hops, bool) or not isinstance(hops, int) or not 0 <= hops <= 5:
+        raise _fail(path, "proxy_hops", "expected a whole number of proxies from 0 to 5")
     secret = _read_secret(base, path, "secret_key_file", table.get("secret_key_file"),
                           ENV_SECRET_KEY, "secret key file")
     if len(secret.encode()) < MIN_SECRET_KEY_BYTES:
         raise _fail(path, "secret_key_file",
                     f"the secret key must have at least {MIN_SECRET_KEY_BYTES} characters")
     return AuthConfig(path=path, secret_key=secret.encode(), users_file=users_file,
-                      session_cookie_secure=secure, session_hours=float(hours), oidc=oidc)
+                      session_cookie_secure=secure, session_hours=float(hours), oidc=oidc,
+                      idle_minutes=float(idle), proxy_hops=hops)
 
 
 def config_path_from_env() -> str | None:

@@ -3,25 +3,28 @@
 :func:`install` adds to a Dash app
 
 * ``GET/POST /login`` — the sign-in form for local accounts (CSRF token, constant-time
-  checks, one generic error message, a per-name and per-address attempt limit);
+  checks, one generic error message, exponential back-off per name, address and known device
+  counted in the store: :mod:`dashboard.auth.throttle`);
 * ``GET /login/oidc`` and ``/login/oidc/callback`` — OpenID Connect sign-in (Authlib), groups
   mapped to the highest role found and to facilities; a user with no mapped group is refused;
-* ``GET /logout``;
-* a ``before_request`` gate: signed-out page requests are redirected to ``/login``, signed-out
-  ``/_dash-*`` requests get 401 JSON, and a callback request is refused with 403 when the
-  callback was decorated with :func:`dashboard.auth.requires_role` and the user lacks the role;
+* ``POST /logout`` (with the CSRF token): ends the session in the store and clears the
+  cookie (:mod:`dashboard.auth.sessions`);
+* a ``before_request`` gate: every request's session is checked against the store
+  (:func:`session_user`: open, used within ``idle_minutes``, account unchanged); signed-out
+  page requests are redirected to ``/login``, signed-out ``/_dash-*`` requests get 401 JSON,
+  and a callback request is refused with 403 when the callback was decorated with
+  :func:`dashboard.auth.requires_role` and the user lacks the role;
 * without an auth configuration: only loopback clients are answered (403 for others).
 """
 
 from __future__ import annotations
 
-import collections
 import hmac
 import ipaddress
 import logging
+import math
 import secrets
 import threading
-import time
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode, urlsplit
@@ -30,18 +33,19 @@ import dash
 import flask
 from markupsafe import Markup
 
-from dashboard.auth import CONFIG_KEY, LOCAL_USER, ROLES, SESSION_KEY, User
+from dashboard.auth import CONFIG_KEY, LOCAL_USER, ROLES, SESSION_KEY, User, sessions
 from dashboard.auth import users as users_file
 from dashboard.auth.config import AuthConfig
+from dashboard.auth.throttle import LoginThrottle
 
 log = logging.getLogger(__name__)
 
 #: Paths served without sign-in: the sign-in pages and what they need (Bootstrap CSS, icon).
 PUBLIC_PREFIXES = ("/login", "/vendor/bootstrap/", "/_favicon.ico")
-#: Failed sign-ins allowed per user name, and per client address, within the window.
-MAX_FAILURES_PER_NAME = 5
-MAX_FAILURES_PER_ADDRESS = 20
-FAILURE_WINDOW_SECONDS = 15 * 60
+#: A browser that signed in as a user carries this signed cookie naming the user (and a random
+#: device id): its sign-in attempts are slowed only by its own failures (dashboard.auth.throttle).
+DEVICE_COOKIE = "va_device"
+DEVICE_DAYS = 90
 GENERIC_ERROR = "Wrong user name or password."
 # Headers a reverse proxy adds: their presence means the loopback address is not the client's.
 PROXY_HEADERS = ("X-Forwarded-For", "X-Real-IP", "Forwarded")
@@ -86,43 +90,6 @@ def safe_next(target: str | None) -> str:
     return target
 
 
-class LoginThrottle:
-    """Counts recent failed sign-ins per user name and per client address (per process)."""
-
-    def __init__(self, per_name: int = MAX_FAILURES_PER_NAME,
-                 per_address: int = MAX_FAILURES_PER_ADDRESS,
-                 window: float = FAILURE_WINDOW_SECONDS) -> None:
-        self.limits = {"name": per_name, "address": per_address}
-        self.window = window
-        self._failures: dict[tuple[str, str], collections.deque] = {}
-        self._lock = threading.Lock()
-
-    def _recent(self, key: tuple[str, str], now: float) -> collections.deque:
-        entries = self._failures.setdefault(key, collections.deque())
-        while entries and now - entries[0] > self.window:
-            entries.popleft()
-        return entries
-
-    def blocked(self, name: str, address: str) -> bool:
-        now = time.monotonic()
-        with self._lock:
-            return (len(self._recent(("name", name.lower()), now)) >= self.limits["name"]
-                    or len(self._recent(("address", address), now)) >= self.limits["address"])
-
-    def failed(self, name: str, address: str) -> None:
-        now = time.monotonic()
-        with self._lock:
-            self._recent(("name", name.lower()), now).append(now)
-            self._recent(("address", address), now).append(now)
-            if len(self._failures) > 10_000:  # bound memory under a spray of names
-                for key in [k for k, v in self._failures.items() if not v]:
-                    del self._failures[key]
-
-    def succeeded(self, name: str) -> None:
-        with self._lock:
-            self._failures.pop(("name", name.lower()), None)
-
-
 _ACCOUNTS_CACHE: dict[str, tuple[tuple[int, int, int], dict[str, users_file.Account]]] = {}
 _ACCOUNTS_LOCK = threading.Lock()
 
@@ -145,8 +112,10 @@ def _config() -> AuthConfig | None:
     return flask.current_app.config.get(CONFIG_KEY)
 
 
-def refresh_local_user(user: User) -> User | None:
-    """The current state of a users-file account (``None`` once it is removed or unreadable)."""
+def refresh_local_user(user: User, stamp: object = None) -> User | None:
+    """The current state of a users-file account: ``None`` once it is removed or unreadable,
+    or when ``stamp`` (taken at sign-in) no longer matches the account (its password, role or
+    facilities changed since)."""
     config = _config()
     if config is None or config.users_file is None:
         return None
@@ -155,7 +124,47 @@ def refresh_local_user(user: User) -> User | None:
     except (OSError, users_file.UsersFileError) as error:
         log.error("users file unreadable, refusing sign-ins: %s", error)
         return None
-    return account.user() if account is not None else None
+    if account is None:
+        return None
+    if stamp is not None and not hmac.compare_digest(str(stamp), _stamp(account)):
+        return None
+    return account.user()
+
+
+def _stamp(account: users_file.Account) -> str:
+    config = _config()
+    return sessions.account_stamp(config.secret_key, account.role, account.facilities,
+                                  account.password_hash)
+
+
+def session_user(data: Any) -> User | None:
+    """The user a session (cookie contents) signs in, after the server-side checks.
+
+    The session must be open in the store (not signed out, used within ``idle_minutes``, begun
+    within ``session_hours``), and a users-file account must be unchanged since sign-in.
+    Anything else, including an unreachable store, signs nobody in.
+    """
+    if not isinstance(data, dict):
+        return None
+    user = User.from_session(data.get(SESSION_KEY))
+    config = _config()
+    if user is None or config is None:
+        return None
+    try:
+        from dashboard.context import database
+
+        if not sessions.check(database(), data.get(sessions.TOKEN_KEY), user.name,
+                              config.idle_timeout, config.session_lifetime):
+            return None
+    except Exception as error:  # noqa: BLE001 - no store, no session: deny by default
+        log.error("session check failed, signing nobody in: %s", type(error).__name__)
+        return None
+    if flask.has_request_context():
+        flask.g.va_session = sessions.session_digest(data[sessions.TOKEN_KEY])
+    if user.source != "users-file":
+        return user
+    stamp = data.get(sessions.STAMP_KEY)
+    return refresh_local_user(user, stamp if stamp is not None else "")
 
 
 def audit(actor: str, action: str, detail: dict | None = None) -> None:
@@ -170,7 +179,52 @@ def audit(actor: str, action: str, detail: dict | None = None) -> None:
 
 
 def client_address() -> str:
+    """The client's address: the peer's, or with ``proxy_hops`` = N the address the N-th
+    proxy from the app reported (werkzeug's ``ProxyFix``); never one a client claims itself."""
     return flask.request.remote_addr or "unknown"
+
+
+_PROXY_WARNED: set[str] = set()
+
+
+def _warn_untrusted_proxy(config: AuthConfig) -> None:
+    """Log once when sign-ins arrive through a proxy the configuration does not trust: every
+    client then has the proxy's address and shares one back-off."""
+    if config.proxy_hops or str(config.path) in _PROXY_WARNED:
+        return
+    if any(header in flask.request.headers for header in PROXY_HEADERS):
+        _PROXY_WARNED.add(str(config.path))
+        log.warning("sign-ins arrive through a reverse proxy but proxy_hops = 0: all clients "
+                    "share the proxy's address for the sign-in back-off; set proxy_hops in %s",
+                    config.path)
+
+
+def _device_serializer():
+    from itsdangerous import URLSafeTimedSerializer
+
+    return URLSafeTimedSerializer(_config().secret_key, salt="va-known-device")
+
+
+def known_device(name: str) -> str | None:
+    """The device id of this browser's known-device cookie when it names ``name``."""
+    value = flask.request.cookies.get(DEVICE_COOKIE)
+    if not value or not name:
+        return None
+    try:
+        data = _device_serializer().loads(value, max_age=DEVICE_DAYS * 86400)
+    except Exception:  # noqa: BLE001 - forged, expired or damaged: an unknown device
+        return None
+    if not isinstance(data, dict) or data.get("name") != name:
+        return None
+    device = data.get("device")
+    return device if isinstance(device, str) and device else None
+
+
+def _remember_device(response: flask.Response, name: str) -> None:
+    config = _config()
+    value = _device_serializer().dumps({"name": name, "device": secrets.token_urlsafe(16)})
+    response.set_cookie(DEVICE_COOKIE, value, max_age=DEVICE_DAYS * 86400, path="/login",
+                        httponly=True, secure=config.session_cookie_secure, samesite="Strict")
 
 
 # -- pages -------------------------------------------------------------------------------
@@ -187,6 +241,11 @@ def _page(title: str, body: Markup, status: int = 200) -> flask.Response:
     response = flask.make_response(str(html), status)
     response.headers["Content-Type"] = "text/html; charset=utf-8"
     return response
+
+
+def csrf_token() -> str:
+    """The session's CSRF token (created when missing), for forms that post to the app."""
+    return _csrf_token()
 
 
 def _csrf_token() -> str:
@@ -224,9 +283,14 @@ def _login_page(error: str | None = None, status: int = 200, name: str = "") -> 
     return _page("Sign in", Markup("").join(parts), status)
 
 
-def _sign_in(user: User, method: str) -> None:
+def _sign_in(user: User, method: str, account: users_file.Account | None = None) -> None:
+    from dashboard.context import database
+
     flask.session.clear()  # nothing from before sign-in survives it
     flask.session[SESSION_KEY] = user.to_session()
+    flask.session[sessions.TOKEN_KEY] = sessions.start(database(), user.name, user.source)
+    if account is not None:
+        flask.session[sessions.STAMP_KEY] = _stamp(account)
     flask.session["csrf"] = secrets.token_urlsafe(32)
     flask.session.permanent = True
     flask.g.va_user = user
@@ -235,6 +299,8 @@ def _sign_in(user: User, method: str) -> None:
 
 
 def login():
+    from dashboard.context import database
+
     config = _config()
     if config is None:
         return flask.redirect("/")
@@ -249,11 +315,23 @@ def login():
         return _login_page("The form expired; please sign in again.", 400)
     name = form.get("username", "").strip()[:64]
     password = form.get("password", "")
-    throttle: LoginThrottle = flask.current_app.extensions["va_login_throttle"]
+    throttle = LoginThrottle(database())
+    _warn_untrusted_proxy(config)
     address = client_address()
-    if throttle.blocked(name, address):
-        audit(name or "(empty)", "sign_in_failed", {"reason": "rate limited"})
-        return _login_page("Too many failed attempts; wait a few minutes and try again.", 429)
+    device = known_device(name)
+    try:
+        wait = throttle.wait(name, address, device)
+    except Exception as error:  # noqa: BLE001 - no store: no sign-in (fail closed)
+        log.error("sign-in back-off unavailable: %s", type(error).__name__)
+        return _login_page("Sign-in is unavailable; ask your administrator.", 503)
+    if wait > 0:
+        seconds = math.ceil(wait)
+        actor = name if users_file.NAME_PATTERN.match(name) else "(invalid name)"
+        audit(actor, "sign_in_failed", {"reason": "rate limited"})
+        response = _login_page(f"Too many failed sign-ins; try again in {seconds} seconds.",
+                               429, name=actor if actor != "(invalid name)" else "")
+        response.headers["Retry-After"] = str(seconds)
+        return response
     try:
         accounts = _accounts(config.users_file)
     except (OSError, users_file.UsersFileError) as error:
@@ -261,21 +339,55 @@ def login():
         return _login_page("Sign-in is unavailable; ask your administrator.", 503)
     user = users_file.authenticate(accounts, name, password)
     if user is None:
-        throttle.failed(name, address)
+        throttle.failed(name, address, device)
         # Only a name that could be an account is recorded (never what was typed as password).
         actor = name if users_file.NAME_PATTERN.match(name) else "(invalid name)"
         audit(actor, "sign_in_failed", {"method": "password"})
         return _login_page(GENERIC_ERROR, 401, name=name if users_file.NAME_PATTERN.match(name)
                            else "")
-    throttle.succeeded(name)
-    _sign_in(user, "password")
-    return flask.redirect(safe_next(form.get("next")))
+    try:
+        throttle.succeeded(name, device)
+        _sign_in(user, "password", accounts[user.name])
+    except Exception as error:  # noqa: BLE001 - no session can be recorded: no sign-in
+        log.error("sign-in not recorded: %s", type(error).__name__)
+        flask.session.clear()
+        return _login_page("Sign-in is unavailable; ask your administrator.", 503)
+    response = flask.redirect(safe_next(form.get("next")))
+    _remember_device(response, user.name)
+    return response
 
 
 def logout():
+    """``POST /logout`` with the session's CSRF token: end the session on the server too.
+
+    A copy of the cookie kept from before (another tab, a proxy log, malware) signs nobody in
+    afterwards, because the store has ended its session.
+    """
+    from dashboard.context import database
+
     user = User.from_session(flask.session.get(SESSION_KEY))
-    if user is not None:
-        audit(user.name, "sign_out")
+    if user is None:
+        flask.session.clear()
+        return flask.redirect("/login")
+    if flask.request.method != "POST":
+        # A link or an image on another site must not sign anyone out: offer the form.
+        response = _page("Sign out", Markup(
+            '<form method="post" action="/logout" id="logout-form">'
+            '<input type="hidden" name="csrf_token" value="{csrf}">'
+            '<button class="btn btn-primary" type="submit">Sign out</button></form>'
+        ).format(csrf=_csrf_token()), 405)
+        response.headers["Allow"] = "POST"
+        return response
+    expected = flask.session.get("csrf", "")
+    sent = flask.request.form.get("csrf_token", "")
+    if not expected or not hmac.compare_digest(sent.encode(), expected.encode()):
+        return _page("Sign out", Markup('<p id="logout-error">The sign-out form expired. '
+                                        '<a href="/">Back to the dashboard</a>.</p>'), 400)
+    try:
+        sessions.end(database(), flask.session.get(sessions.TOKEN_KEY))
+    except Exception as error:  # noqa: BLE001 - the cookie is cleared below in any case
+        log.error("session end not recorded: %s", type(error).__name__)
+    audit(user.name, "sign_out")
     flask.session.clear()
     return flask.redirect("/login")
 
@@ -344,7 +456,7 @@ def oidc_callback():
         return _page("Access not granted", Markup(
             '<p id="oidc-refused">You signed in, but your account is not in any group that '
             "grants access to this dashboard. Ask your administrator to add you to one.</p>"
-            '<p><a href="/logout">Back</a></p>'), 403)
+            '<p><a href="/login">Back</a></p>'), 403)
     next_url = safe_next(flask.session.get("oidc_next"))
     _sign_in(user, "oidc")
     return flask.redirect(next_url)
@@ -378,10 +490,10 @@ def _gate(app: dash.Dash):
                                       "answers on this computer.", 403, mimetype="text/plain")
             flask.g.va_user = LOCAL_USER
         elif not path.startswith(PUBLIC_PREFIXES) and path != "/logout":
-            from dashboard.auth import _refresh
-
-            user = _refresh(User.from_session(flask.session.get(SESSION_KEY)))
+            user = session_user(dict(flask.session))
             if user is None:
+                if SESSION_KEY in flask.session:
+                    flask.session.clear()  # ended on the server: drop the cookie too
                 if path.startswith("/_"):
                     return flask.jsonify(error="sign-in required", login="/login"), 401
                 target = request.full_path if request.query_string else path
@@ -413,8 +525,15 @@ def install(app: dash.Dash, config: AuthConfig | None) -> None:
             PERMANENT_SESSION_LIFETIME=config.session_lifetime,
             SESSION_REFRESH_EACH_REQUEST=False,  # a sign-in lasts session_hours, not longer
         )
-        server.extensions["va_login_throttle"] = LoginThrottle()
+        if config.proxy_hops:
+            from werkzeug.middleware.proxy_fix import ProxyFix
+
+            # Exactly proxy_hops proxies are trusted: the client address is the one the
+            # outermost trusted proxy saw; anything a client adds to the header is ignored.
+            server.wsgi_app = ProxyFix(server.wsgi_app, x_for=config.proxy_hops,
+                                       x_proto=config.proxy_hops)
         server.add_url_rule("/login", "va_login", login, methods=["GET", "POST"])
+        # GET answers 405 with a sign-out button (Dash's page route would serve it otherwise).
         server.add_url_rule("/logout", "va_logout", logout, methods=["GET", "POST"])
         if config.oidc is not None:
             from authlib.integrations.flask_client import OAuth

@@ -6,6 +6,11 @@ with that block only (``getRowsResponse``), so the table never travels to the br
 Column filters and sorting are applied on the server too. The records come from
 :func:`dashboard.data_access.filtered_records`, which applies the user's facility restriction.
 
+Browsing is audited per session and selection (:func:`audit_rows_served`,
+:func:`data.audit.note_records_served`): a ``records_view`` event when a session asks for a
+new selection (filters, column filters, sort), follow-ups at most every five minutes while it
+keeps scrolling, all with the rows the server sent (counted on the server).
+
 Only the dictionary's non-identifying fields are shown: ``record_id`` and ``patient_id``
 (pseudonyms that link rows to the source system and to each other) are left out, and cannot be
 filtered or sorted on. Cells are plain text (no HTML or Markdown renderer).
@@ -20,15 +25,18 @@ import threading
 import dash
 import dash_ag_grid as dag
 import dash_bootstrap_components as dbc
+import flask
 import numpy as np
 import pandas as pd
 from dash import Input, Output, State, callback, clientside_callback, dcc, html
 
 from analysis.filters import RecordFilter
 from dashboard import data_access
-from dashboard.auth import requires_role, scope_key
+from dashboard.auth import current_user, requires_role, scope_key
 from dashboard.components import page_header
-from dashboard.exports import log_download, safe_csv
+from dashboard.context import database
+from dashboard.exports import filter_detail, log_download, safe_csv
+from data import audit
 from data.dictionary import FIELDS, FIELDS_BY_NAME
 
 dash.register_page(__name__, path="/records", name="Records", title="Records", order=8.5,
@@ -244,6 +252,36 @@ def _cached_positions(frame: pd.DataFrame, request: dict | None, cache_key: str)
 # Callbacks (all analyst-only, checked on the server)
 
 
+def _column_filters(request: dict) -> list[str]:
+    """The shown columns a grid request filters on (names only, never the typed text)."""
+    model = request.get("filterModel")
+    return sorted(c for c in (model if isinstance(model, dict) else {}) if c in COLUMNS)
+
+
+def _sort(request: dict) -> list[str]:
+    """The shown columns a grid request sorts by, in order, with ``-`` for descending."""
+    model = request.get("sortModel")
+    return [("-" if s.get("sort") == "desc" else "") + s["colId"]
+            for s in (model if isinstance(model, list) else [])
+            if isinstance(s, dict) and s.get("colId") in COLUMNS]
+
+
+def audit_rows_served(request: dict | None, state: dict | None, rows: int, total: int) -> None:
+    """Audit record-grid browsing: per session and selection, with the rows this server sent.
+
+    ``rows`` and ``total`` are the server's counts of the block it answers and of the matching
+    records; the table name is fixed here. Nothing the browser claims is logged as a count.
+    """
+    request = request if isinstance(request, dict) else {}
+    selection = {"filters": filter_detail(state), "column_filters": _column_filters(request),
+                 "sort": _sort(request)}
+    identity = json.dumps([request.get("filterModel"), request.get("sortModel")],
+                          sort_keys=True, default=str)
+    session = getattr(flask.g, "va_session", None) or "local"
+    audit.note_records_served(database(), session, current_user().name, selection, rows,
+                              total, identity)
+
+
 @callback(Output(GRID_ID, "getRowsResponse"), Input(GRID_ID, "getRowsRequest"),
           State("filter-state", "data"), prevent_initial_call=True)
 @requires_role("analyst")
@@ -253,6 +291,7 @@ def serve_rows(request, state):
     key = json.dumps([data_access.data_version(), scope_key(), selection.to_dict()],
                      sort_keys=True, default=str)
     rows, total = block(records, request, key)
+    audit_rows_served(request, state, len(rows), total)
     return {"rowData": rows, "rowCount": total}
 
 

@@ -19,12 +19,20 @@ from werkzeug.exceptions import Forbidden
 
 from dashboard.app_factory import create_app
 from dashboard.auth import SESSION_KEY, User, current_user, requires_role, scope_key
+from dashboard.auth import users as users_file
 from dashboard.auth.config import load_config
 from dashboard.suppression import format_count
 from data import import_dataframe, load_records, store
 from data.audit import read_events
 from data.demo import demo_records
-from tests.auth_support import PASSWORD, auth_dir, callback_payload, csrf_token, sign_in
+from tests.auth_support import (
+    PASSWORD,
+    auth_dir,
+    callback_payload,
+    csrf_token,
+    sign_in,
+    sign_out,
+)
 from tests.conftest import ROOT
 
 RESTRICTED = ["FAC-004", "FAC-011"]
@@ -112,10 +120,122 @@ def test_sign_in_sets_a_safe_session_and_sign_out_ends_it(app, site):
                                                  "facilities": None, "source": "users-file"}
     layout = client.get("/_dash-layout")
     assert layout.status_code == 200 and '"ana"' in layout.get_data(as_text=True)
-    assert client.get("/logout").status_code == 302
+    assert sign_out(client).status_code == 302
     assert client.get("/_dash-layout").status_code == 401
     actions = read_events(site[0]).query("actor == 'ana'").action.tolist()
     assert "sign_in" in actions and "sign_out" in actions
+
+
+def _admin_callback(app) -> dict:
+    """An admin-only callback (the Users page's "fill the form" callback) for user ``vic``."""
+    return callback_payload(app, next(k for k in app.callback_map if "users-role.value" in k),
+                            {("users-select", "value"): "vic"})
+
+
+def _replay(app, cookie: str):
+    """A fresh client presenting a copied session cookie (as an attacker would)."""
+    client = app.server.test_client()
+    client.set_cookie("va_session", cookie, domain="localhost")
+    return client
+
+
+def test_sign_out_is_post_only_with_csrf_and_ends_the_session_on_the_server(app, site):
+    """issue 13 item 2: after /logout the old cookie answered an admin callback with 200."""
+    admin = _signed_in(app, "adm")
+    cookie = admin.get_cookie("va_session").value
+    payload = _admin_callback(app)
+    assert admin.post("/_dash-update-component", json=payload).status_code == 200
+    # The navigation bar signs out with a form that posts the CSRF token (no link, no script).
+    layout = json.dumps(admin.get("/_dash-layout").get_json())
+    assert '"sign-out-form"' in layout and '"method": "POST"' in layout
+    assert '"action": "/logout"' in layout and '"href": "/logout"' not in layout
+    # A GET (a link or an image on another site) and a post without the token sign nobody out.
+    assert admin.get("/logout").status_code == 405
+    assert admin.post("/logout", data={"csrf_token": "forged"}).status_code == 400
+    assert admin.post("/logout").status_code == 400
+    assert admin.post("/_dash-update-component", json=payload).status_code == 200
+    assert sign_out(admin).status_code == 302
+    assert admin.get("/_dash-layout").status_code == 401
+    # The cookie copied before sign-out is dead on the server too.
+    replayed = _replay(app, cookie)
+    assert replayed.post("/_dash-update-component", json=payload).status_code == 401
+    assert replayed.get("/_dash-layout").status_code == 401
+    assert "sign_out" in read_events(site[0]).query("actor == 'adm'").action.tolist()
+
+
+def test_a_password_change_ends_every_session_of_the_user(app, site, tmp_path):
+    """issue 13 item 2: the cookie of before a password change still worked."""
+    database, config, _records = site
+    users = load_config(config).users_file
+    first, second = _signed_in(app, "adm"), _signed_in(app, "adm")
+    cookie = first.get_cookie("va_session").value
+    payload = _admin_callback(app)
+    assert first.post("/_dash-update-component", json=payload).status_code == 200
+    new_password = "a-brand-new-password"
+    try:
+        users_file.update_user(users, "adm", password=new_password)
+        for client in (first, second, _replay(app, cookie)):
+            assert client.post("/_dash-update-component", json=payload).status_code == 401
+        assert sign_in(app.server.test_client(), "adm").status_code == 401
+        fresh = app.server.test_client()
+        assert sign_in(fresh, "adm", new_password).status_code == 302
+        assert fresh.post("/_dash-update-component", json=payload).status_code == 200
+    finally:
+        users_file.update_user(users, "adm", password=PASSWORD)
+
+
+def test_sessions_end_after_inactivity(site, tmp_path, monkeypatch):
+    """A session unused for ``idle_minutes`` has ended, on the server; use keeps it alive."""
+    from dashboard.auth import sessions
+
+    config = auth_dir(tmp_path / "auth", {"ana": ("analyst", None)}, hours=2,
+                      extra="idle_minutes = 30\n")
+    app = create_app(site[0], load_config(config))
+    assert load_config(config).idle_minutes == 30
+    start = sessions.now()
+    clock = {"now": start}
+    monkeypatch.setattr(sessions, "now", lambda: clock["now"])
+    client = _signed_in(app, "ana")
+    cookie = client.get_cookie("va_session").value
+    for minutes in (20, 45, 74):  # each request within 30 minutes of the one before
+        clock["now"] = start + pd.Timedelta(minutes=minutes)
+        assert client.get("/_dash-layout").status_code == 200
+    clock["now"] = start + pd.Timedelta(minutes=74 + 31)
+    assert client.get("/_dash-layout").status_code == 401
+    clock["now"] = start + pd.Timedelta(minutes=74 + 32)
+    assert _replay(app, cookie).get("/_dash-layout").status_code == 401
+    # The lifetime still holds for a session in constant use (session_hours = 2 here).
+    again = _signed_in(app, "ana")
+    for minutes in range(106, 106 + 141, 20):
+        clock["now"] = start + pd.Timedelta(minutes=minutes)
+        response = again.get("/_dash-layout")
+    assert response.status_code == 401
+
+
+@pytest.mark.parametrize("value", ["0", "2000", "true", '"30"'])
+def test_idle_minutes_must_be_a_sensible_number(tmp_path, value):
+    from dashboard.auth.config import AuthConfigError
+
+    config = auth_dir(tmp_path / "auth", {"ana": ("analyst", None)},
+                      extra=f"idle_minutes = {value}\n")
+    with pytest.raises(AuthConfigError, match="idle_minutes"):
+        load_config(config)
+
+
+def test_a_background_job_refuses_an_ended_session(app):
+    from dash._callback_context import context_value
+    from dash._utils import AttributeDict
+
+    client = _signed_in(app, "north")
+    cookie = client.get_cookie("va_session").value
+    assert sign_out(client).status_code == 302
+    with app.server.app_context():
+        token = context_value.set(AttributeDict(cookies={"va_session": cookie}))
+        try:
+            with pytest.raises(Forbidden):
+                current_user()
+        finally:
+            context_value.reset(token)
 
 
 def test_secure_cookie_when_configured(site, tmp_path):
@@ -154,6 +274,106 @@ def test_repeated_failures_are_rate_limited(app):
     assert limited.status_code == 429
     assert client.get("/_dash-layout").status_code == 401
     assert sign_in(client, "ana").status_code == 302  # other names are not blocked
+
+
+def _sign_in_through_proxy(client, name, password, client_address, claimed=None):
+    """Sign in as a browser at ``client_address`` behind one proxy that appends the address it
+    sees to ``X-Forwarded-For`` (after whatever the client ``claimed`` there)."""
+    forwarded = {"X-Forwarded-For": ", ".join([*([claimed] if claimed else []), client_address])}
+    page = client.get("/login", headers=forwarded).get_data(as_text=True)
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+    return client.post("/login", headers=forwarded,
+                       data={"username": name, "password": password, "csrf_token": token})
+
+
+@pytest.fixture
+def own_store(tmp_path):
+    """A small store of its own, so the failures counted by a test stay in it."""
+    database = f"sqlite:///{tmp_path / 'own.db'}"
+    import_dataframe(demo_records(200, seed=4), "demo", database, synthetic=True)
+    return database
+
+
+def test_failures_on_made_up_names_behind_a_proxy_do_not_lock_out_the_admin(own_store, tmp_path):
+    """issue 13 item 3: behind the proxy every client was 127.0.0.1, so about 40 failed
+    sign-ins with made-up names locked the real admin out."""
+    config = auth_dir(tmp_path / "auth", {"adm": ("admin", None)}, extra="proxy_hops = 1\n")
+    app = create_app(own_store, load_config(config))
+    attacker, admin = app.server.test_client(), app.server.test_client()
+    statuses = []
+    for attempt in range(40):
+        # The attacker claims the admin's address; only the proxy's own entry is trusted.
+        response = _sign_in_through_proxy(attacker, f"made-up-{attempt}", "wrong-password-x",
+                                          "203.0.113.66", claimed="198.51.100.7")
+        statuses.append(response.status_code)
+    assert statuses[:20] == [401] * 20  # 20 free failures per address, then back-off
+    assert statuses.count(401) <= 22 and statuses[-1] == 429
+    assert 1 <= int(response.headers["Retry-After"]) <= 300
+    assert "try again in" in response.get_data(as_text=True)
+    signed_in = _sign_in_through_proxy(admin, "adm", PASSWORD, "198.51.100.7")
+    assert signed_in.status_code == 302
+    assert admin.get("/_dash-layout").status_code == 200
+
+
+def test_without_proxy_hops_a_forwarded_address_is_not_believed(site, tmp_path):
+    config = auth_dir(tmp_path / "auth", {"adm": ("admin", None)})
+    assert load_config(config).proxy_hops == 0
+    app = create_app(site[0], load_config(config))
+    client = app.server.test_client()
+    with app.server.test_request_context("/", headers={"X-Forwarded-For": "203.0.113.9"},
+                                         environ_base={"REMOTE_ADDR": "127.0.0.1"}):
+        from dashboard.auth.web import client_address
+
+        assert client_address() == "127.0.0.1"
+    assert client.get("/login", headers={"X-Forwarded-For": "203.0.113.9"}).status_code == 200
+
+
+@pytest.mark.parametrize("value", ["-1", "6", "true", '"1"'])
+def test_proxy_hops_must_be_a_small_whole_number(tmp_path, value):
+    from dashboard.auth.config import AuthConfigError
+
+    config = auth_dir(tmp_path / "auth", {"ana": ("analyst", None)},
+                      extra=f"proxy_hops = {value}\n")
+    with pytest.raises(AuthConfigError, match="proxy_hops"):
+        load_config(config)
+
+
+def test_a_correct_password_is_slowed_down_never_locked_out(own_store, tmp_path, monkeypatch):
+    """Failures on the admin's own name slow a new browser down (exponential back-off, then
+    the password is checked); the admin's known browser is not slowed by them at all."""
+    from dashboard.auth import throttle
+
+    config = auth_dir(tmp_path / "auth", {"adm": ("admin", None)}, extra="proxy_hops = 1\n")
+    app = create_app(own_store, load_config(config))
+    start = throttle.now()
+    clock = {"now": start}
+    monkeypatch.setattr(throttle, "now", lambda: clock["now"])
+    known = app.server.test_client()
+    assert _sign_in_through_proxy(known, "adm", PASSWORD, "198.51.100.7").status_code == 302
+    assert known.get_cookie("va_device", path="/login") is not None
+    attacker = app.server.test_client()
+    for _ in range(25):  # the attacker waits out every delay, so each guess is checked
+        response = _sign_in_through_proxy(attacker, "adm", "wrong-password-x", "203.0.113.66")
+        if response.status_code == 429:
+            clock["now"] += pd.Timedelta(seconds=int(response.headers["Retry-After"]))
+            response = _sign_in_through_proxy(attacker, "adm", "wrong-password-x",
+                                              "203.0.113.66")
+        assert response.status_code == 401
+    # 25 failures: the 26th attempt for "adm" waits 2^(25-5) s, capped at 300 s.
+    fresh = app.server.test_client()
+    slowed = _sign_in_through_proxy(fresh, "adm", PASSWORD, "198.51.100.8")
+    assert slowed.status_code == 429 and int(slowed.headers["Retry-After"]) == 300
+    # The admin's own browser signs in at once; a new one after the wait.
+    assert _sign_in_through_proxy(known, "adm", PASSWORD, "198.51.100.7").status_code == 302
+    clock["now"] += pd.Timedelta(seconds=300)
+    assert _sign_in_through_proxy(fresh, "adm", PASSWORD, "198.51.100.8").status_code == 302
+    # A forged device cookie is an unknown device.
+    forged = app.server.test_client()
+    forged.set_cookie("va_device", "eyJuYW1lIjoiYWRtIn0.forged", domain="localhost",
+                      path="/login")
+    for _ in range(6):
+        _sign_in_through_proxy(forged, "adm", "wrong-password-x", "203.0.113.67")
+    assert _sign_in_through_proxy(forged, "adm", PASSWORD, "203.0.113.67").status_code == 429
 
 
 # -- roles -----------------------------------------------------------------------------------
@@ -274,7 +494,9 @@ def test_admin_manages_users_and_changes_are_audited_and_take_effect(app, site):
     assert temp.post("/_dash-update-component", json=records_csv).status_code == 403
     assert "temp1: analyst" in manage("users-save", select="temp1", role="analyst",
                                       facilities="")
-    # The new role applies to the signed-in session at once (the users file is re-read).
+    # A role change ends the user's sessions at once; signed in again, the new role applies.
+    assert temp.post("/_dash-update-component", json=records_csv).status_code == 401
+    assert sign_in(temp, "temp1", "a-one-time-password").status_code == 302
     assert temp.post("/_dash-update-component", json=records_csv).status_code == 200
     assert "you cannot remove your own account" in manage("users-remove", select="adm",
                                                           remove_confirm=True)

@@ -16,7 +16,7 @@ import pytest
 from dashboard.auth import ROLES, User, current_user, requires_role, scope_key
 from dashboard.auth import users as users_file
 from dashboard.auth.config import AuthConfigError, load_config
-from dashboard.auth.web import LoginThrottle, is_loopback, oidc_user, safe_next
+from dashboard.auth.web import is_loopback, oidc_user, safe_next
 from tests.auth_support import PASSWORD, auth_dir, write_private
 from tests.conftest import ROOT
 
@@ -226,19 +226,41 @@ def test_loopback_addresses():
                                      "example.org", "2001:db8::1"]))
 
 
-def test_login_throttle_counts_per_name_and_address():
-    throttle = LoginThrottle(per_name=3, per_address=5, window=60)
+def test_backoff_doubles_after_the_free_failures_and_is_capped():
+    from dashboard.auth.throttle import Backoff
+
+    policy = Backoff(free=3, base_seconds=2, max_seconds=60)
+    assert [policy.delay(n) for n in range(8)] == [0, 0, 0, 2, 4, 8, 16, 32]
+    assert policy.delay(9) == 60 and policy.delay(10_000) == 60
+
+
+def test_login_throttle_counts_per_name_address_and_device(database, monkeypatch):
+    """On SQLite and PostgreSQL (the store's upsert counts atomically on both)."""
+    from dashboard.auth import throttle as module
+
+    start = module.now()
+    clock = {"now": start}
+    monkeypatch.setattr(module, "now", lambda: clock["now"])
+    policies = {"name": module.Backoff(3), "address": module.Backoff(5),
+                "device": module.Backoff(3)}
+    throttle = module.LoginThrottle(database, policies)
     for _ in range(3):
-        assert not throttle.blocked("ana", "10.0.0.1")
+        assert throttle.wait("ana", "10.0.0.1") == 0
         throttle.failed("ana", "10.0.0.1")
-    assert throttle.blocked("ANA", "10.0.0.2")  # names are case-insensitive
-    assert not throttle.blocked("bob", "10.0.0.2")
+    assert throttle.wait("ANA", "10.0.0.2") == 1  # names are case-insensitive
+    assert throttle.wait("bob", "10.0.0.2") == 0
+    assert throttle.wait("ana", "10.0.0.2", device="dev-1") == 0  # a known device: its own
     throttle.failed("bob", "10.0.0.1")
     throttle.failed("cy", "10.0.0.1")
-    assert throttle.blocked("dan", "10.0.0.1")  # the address has had five failures
-    expired = LoginThrottle(per_name=1, per_address=9, window=0)
-    expired.failed("ana", "x")
-    assert not expired.blocked("ana", "x")
+    assert throttle.wait("dan", "10.0.0.1") == 1  # the address has had five failures
+    throttle.failed("ana", "10.0.0.9")
+    assert throttle.wait("ana", "10.0.0.9") == 2  # the delay doubles
+    clock["now"] = start + module.dt.timedelta(seconds=2)
+    assert throttle.wait("ana", "10.0.0.9") == 0
+    throttle.succeeded("ana")
+    assert throttle.wait("ana", "10.0.0.8") == 0
+    clock["now"] = start + module.WINDOW + module.dt.timedelta(seconds=3)
+    assert throttle.wait("dan", "10.0.0.1") == 0  # failures past the window are forgotten
 
 
 def test_oidc_groups_map_to_the_highest_role():
