@@ -57,6 +57,8 @@ def create_app(database: str | None = None, auth_config: AuthConfig | None = Non
     app.server.config["DEBUG"] = False
     gate_pages()  # pages declaring required_role show "not permitted" to lower roles
     auth_web.install(app, auth_config)
+    # Before sign-in's hook: the Host rule of local mode, well-formed callback bodies (400).
+    security.install_request_checks(app, local_only=auth_config is None)
     security.install(app, [auth_config.oidc.issuer_origin]
                      if auth_config is not None and auth_config.oidc is not None else [])
     # A function: filter options and the demo banner follow the data; during a database

@@ -6,8 +6,9 @@ client-side export), so that
 * only analysts and admins can download (:func:`dashboard.auth.requires_role`, checked on the
   server; hiding the button is not access control);
 * every file is neutralised against spreadsheet formula injection (:func:`neutralise_cell`,
-  :func:`safe_csv`): a text cell starting with ``=``, ``+``, ``-``, ``@``, a tab or a carriage
-  return gets a leading apostrophe, so Excel or LibreOffice show it as text instead of
+  :func:`safe_csv`): a text cell starting with ``=``, ``+``, ``-`` or ``@`` (also after leading
+  white space or control characters, which spreadsheets skip), or with a tab, carriage return
+  or line feed, gets a leading apostrophe, so Excel or LibreOffice show it as text instead of
   evaluating it; numbers stay numbers;
 * small-cell suppression is applied again to the count columns it can identify
   (:func:`resuppress`), so a tampered request cannot export a hidden count;
@@ -33,7 +34,10 @@ from dashboard.auth import current_user, requires_role
 from dashboard.context import database
 from data import audit
 
-FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+# A cell a spreadsheet may evaluate: a formula character after any leading white space or
+# control characters (Excel and LibreOffice skip a leading space or line feed before ``=``), or
+# a leading tab, carriage return or line feed (OWASP's CSV-injection list).
+_FORMULA_START = re.compile(r"[\s\x00-\x1f\x7f]*[=+\-@]|[\t\r\n]")
 _PLAIN_NUMBER = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?")
 DEFAULT_UPLOAD_MAX_MB = 50
 
@@ -64,8 +68,10 @@ GRID_NAMES = frozenset({
 def neutralise_cell(value):
     """A cell that a spreadsheet will show as text, never evaluate as a formula.
 
-    Text starting with ``=``, ``+``, ``-``, ``@``, tab or carriage return gets a leading
-    apostrophe. Numbers (and text that is just a number, such as ``"-2.5"``) are unchanged.
+    Text starting with ``=``, ``+``, ``-`` or ``@``, also after leading white space or control
+    characters (``" =1+1"``, ``"\\n=1+1"``), or with a tab, carriage return or line feed, gets a
+    leading apostrophe. Numbers (and text that is just a number, such as ``"-2.5"``) are
+    unchanged. This is the one rule; :func:`safe_frame` is its vectorised form.
 
     Examples
     --------
@@ -73,8 +79,10 @@ def neutralise_cell(value):
     '\\'=HYPERLINK("http://x")'
     >>> neutralise_cell("-2.5"), neutralise_cell(-3), neutralise_cell("@SUM(A1)")
     ('-2.5', -3, "'@SUM(A1)")
+    >>> neutralise_cell(" =1+1"), neutralise_cell("a =1")
+    ("' =1+1", 'a =1')
     """
-    if isinstance(value, str) and value.startswith(FORMULA_PREFIXES) \
+    if isinstance(value, str) and _FORMULA_START.match(value) \
             and not _PLAIN_NUMBER.fullmatch(value):
         return "'" + value
     return value
@@ -102,7 +110,7 @@ def safe_frame(frame: pd.DataFrame) -> pd.DataFrame:
         if not is_text.any():
             continue
         text = pd.Series(values[is_text], dtype="string")
-        risky = (text.str.startswith(FORMULA_PREFIXES)
+        risky = (text.str.match(_FORMULA_START.pattern)
                  & ~text.str.fullmatch(_PLAIN_NUMBER.pattern)).fillna(False).to_numpy(dtype=bool)
         if risky.any():
             positions = np.flatnonzero(is_text)[risky]  # by position: the index may repeat

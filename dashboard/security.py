@@ -12,17 +12,127 @@
   ``Referrer-Policy: same-origin``, ``Cross-Origin-Opener-Policy: same-origin``.
 * ``Cache-Control: no-store`` on everything except the versioned static bundles, so no page,
   callback result or download is kept by a browser or proxy cache.
+
+Request checks (:func:`install_request_checks`), before sign-in and role checks:
+
+* **Host header in local mode**: without sign-in the app answers only requests addressed to
+  ``127.0.0.1``, ``localhost`` or ``[::1]`` (any port); any other ``Host`` gets 421. A web page
+  on another site could otherwise rebind its own name to 127.0.0.1 (DNS rebinding) and read the
+  dashboard through the visitor's browser as a same-origin page.
+* **Callback bodies**: a request to ``/_dash-update-component`` whose JSON does not have the
+  shape of a call of a registered callback (an object naming a known output, with as many
+  inputs and states as that callback has, each an ``{id, property}`` object) gets 400 with a
+  short reason instead of reaching Dash, where it raised (HTTP 500).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
+from typing import Any
 
 import dash
 import flask
 
 #: Paths of static files that hold no data (cacheable).
 STATIC_PREFIXES = ("/_dash-component-suites/", "/assets/", "/vendor/bootstrap/", "/_favicon.ico")
+
+
+#: ``Host`` values a local (no sign-in) app answers, with any port.
+LOCAL_HOSTS = ("127.0.0.1", "localhost", "[::1]")
+_HOST = re.compile(r"(?P<name>\[[^\]]*\]|[^:\[\]]*)(:\d{1,5})?")
+CALLBACK_PATH_SUFFIX = "/_dash-update-component"
+
+
+def is_local_host(host: str | None) -> bool:
+    """Whether a ``Host`` header names this computer's loopback address (any port).
+
+    Examples
+    --------
+    >>> [is_local_host(h) for h in ("127.0.0.1:8050", "localhost", "[::1]:80", "LocalHost")]
+    [True, True, True, True]
+    >>> [is_local_host(h) for h in ("evil.example", "127.0.0.1.evil.example", "localhost:x", None)]
+    [False, False, False, False]
+    """
+    match = _HOST.fullmatch((host or "").strip())
+    return bool(match) and match.group("name").lower() in LOCAL_HOSTS
+
+
+def _is_dependency(item: Any) -> bool:
+    """An input/state/output entry: ``{id, property}``, or a list of them (pattern ``ALL``)."""
+    entries = item if isinstance(item, list) else [item]
+    return all(isinstance(entry, dict) and isinstance(entry.get("id"), (str, dict))
+               and isinstance(entry.get("property"), str) for entry in entries)
+
+
+def callback_body_problem(body: Any, callback_map: dict) -> str | None:
+    """Why ``body`` is not a well-formed call of a callback in ``callback_map``, or ``None``.
+
+    Examples
+    --------
+    >>> callbacks = {"out.children": {"inputs": [{}], "state": []}}
+    >>> ok = {"output": "out.children", "outputs": {"id": "out", "property": "children"},
+    ...       "inputs": [{"id": "in", "property": "value", "value": 1}],
+    ...       "changedPropIds": ["in.value"]}
+    >>> callback_body_problem(ok, callbacks) is None
+    True
+    >>> callback_body_problem({"output": "out.children"}, callbacks)
+    "'inputs' must be a list of 1 {id, property} entries"
+    """
+    if not isinstance(body, dict):
+        return "the body is not a JSON object"
+    output = body.get("output")
+    if not isinstance(output, str):
+        return "'output' is missing or not text"
+    entry = callback_map.get(output)
+    if entry is None:
+        return "no callback has this output"
+    for key in ("inputs", "state"):
+        items = body.get(key, [])
+        expected = len(entry.get(key) or [])
+        if not (isinstance(items, list) and len(items) == expected
+                and all(_is_dependency(item) for item in items)):
+            return f"'{key}' must be a list of {expected} {{id, property}} entries"
+    outputs = body.get("outputs", [])
+    if not (_is_dependency(outputs) or (isinstance(outputs, list)
+                                        and all(_is_dependency(item) for item in outputs))):
+        return "'outputs' must be {id, property} entries"
+    changed = body.get("changedPropIds", [])
+    if not (isinstance(changed, list) and all(isinstance(prop, str) for prop in changed)):
+        return "'changedPropIds' must be a list of text"
+    return None
+
+
+def _callbacks(app: dash.Dash) -> dict:
+    """The app's callbacks by output id. Before its first request has run Dash's set-up (which
+    needs the signed-in user, so it comes after these checks), callbacks declared with
+    ``dash.callback`` still wait in Dash's global map."""
+    from dash import _callback
+
+    if not _callback.GLOBAL_CALLBACK_MAP:
+        return app.callback_map
+    return {**_callback.GLOBAL_CALLBACK_MAP, **app.callback_map}
+
+
+def install_request_checks(app: dash.Dash, local_only: bool) -> None:
+    """Refuse requests to another host in local mode (``local_only``: no sign-in), and
+    malformed callback bodies, before any other before-request hook (sign-in included) runs."""
+    server = app.server
+
+    def check_request() -> flask.Response | None:
+        request = flask.request
+        if local_only and not is_local_host(request.headers.get("Host")):
+            return flask.Response(
+                "This dashboard has no sign-in configured and answers only requests addressed "
+                "to 127.0.0.1, localhost or [::1].", 421, mimetype="text/plain")
+        if request.method == "POST" and request.path.endswith(CALLBACK_PATH_SUFFIX):
+            body = request.get_json(silent=True)
+            problem = callback_body_problem(body, _callbacks(app))
+            if problem is not None:
+                return flask.jsonify(error=f"malformed callback request: {problem}"), 400
+        return None
+
+    server.before_request_funcs.setdefault(None, []).insert(0, check_request)
 
 
 def content_security_policy(script_hashes: Sequence[str], form_targets: Sequence[str] = ()) -> str:

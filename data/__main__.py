@@ -2,9 +2,12 @@
 
 Commands
 --------
-import PATH [PATH ...] [--json] [--replace]
+import PATH [PATH ...] [--json] [--replace] [--memory-limit MB] [--time-limit S] [--no-limits]
     Import export files; one batch per file. Exit status 0 when every row was accepted or a
     duplicate, 1 when some rows were rejected or conflicted, 2 when a file was refused whole.
+    Each file is imported in a child process with the limits of data.limits (columns, rows,
+    uncompressed size, memory, time; VA_IMPORT_* variables); --no-limits lifts them all and
+    imports in this process.
 rejected BATCH --csv OUT
     Export a batch's quarantined rows, with their reasons, for correction.
 batches
@@ -23,6 +26,7 @@ audit verify
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -39,6 +43,8 @@ from data.importer import (
     import_dataframe,
     import_file,
 )
+from data.isolation import import_file_isolated
+from data.limits import ImportLimits
 
 
 def _summary(result: ImportResult) -> str:
@@ -74,9 +80,20 @@ def cmd_import(args: argparse.Namespace) -> int:
     status = 0
     results = []
     actor = default_actor("cli")
+    try:
+        limits = import_limits(args)
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     for path in args.paths:
         try:
-            result = import_file(path, args.database, replace=args.replace, actor=actor)
+            if args.no_limits:
+                result = import_file(path, args.database, replace=args.replace, actor=actor,
+                                     limits=limits)
+            else:
+                result = import_file_isolated(path, args.database, replace=args.replace,
+                                              actor=actor, limits=limits, progress=None,
+                                              time_setting="VA_IMPORT_SECONDS, --time-limit")
         except (ImportRefused, store.StoreError) as refused:
             status = 2
             if args.json:
@@ -102,6 +119,18 @@ def cmd_import(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(results[0] if len(results) == 1 else results, indent=2))
     return status
+
+
+def import_limits(args: argparse.Namespace) -> ImportLimits:
+    """The limits of ``import``: the environment's (``VA_IMPORT_*``), the options over them."""
+    if args.no_limits:
+        return ImportLimits.unlimited()
+    limits = ImportLimits.from_environment()
+    if args.memory_limit is not None:
+        limits = dataclasses.replace(limits, memory_mb=args.memory_limit or None)
+    if args.time_limit is not None:
+        limits = dataclasses.replace(limits, seconds=args.time_limit or None)
+    return limits
 
 
 def cmd_rejected(args: argparse.Namespace) -> int:
@@ -204,6 +233,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the accounting as JSON")
     p.add_argument("--replace", action="store_true",
                    help="let rows replace stored records with the same record_id")
+    p.add_argument("--memory-limit", type=int, metavar="MB",
+                   help="memory (address space) of the importing child process in MB; 0 lifts "
+                   "it (default $VA_IMPORT_MEMORY_MB or 4096)")
+    p.add_argument("--time-limit", type=float, metavar="SECONDS",
+                   help="time of the importing child process; 0 lifts it (default "
+                   "$VA_IMPORT_SECONDS or 3600)")
+    p.add_argument("--no-limits", action="store_true",
+                   help="lift every limit (columns, rows, uncompressed size, memory, time) and "
+                   "import in this process: only for files you trust")
     p.set_defaults(func=cmd_import)
 
     p = commands.add_parser("rejected", parents=[common], help="export a batch's quarantined rows")

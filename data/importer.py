@@ -37,6 +37,7 @@ import sqlalchemy as sa
 
 from data import audit, phi, store
 from data.dictionary import FIELDS, FIELDS_BY_NAME, REQUIRED_FIELDS, alias_map, normalise_heading
+from data.limits import ImportLimits, LimitExceeded, check_parquet, check_xlsx
 from data.normalise import TEXT_DTYPE, TYPE_RULES, ReadOptions, normalise_column
 from data.validation import find_violations
 
@@ -174,8 +175,23 @@ def sniff_delimiter(sample: str) -> str:
         return ","
 
 
-def read_chunks(path: Path, chunk_rows: int = CHUNK_ROWS) -> tuple[list[str], Iterator[pd.DataFrame], ReadOptions]:
-    """Headings and an iterator of raw text chunks (every cell a string, blank as "")."""
+def read_chunks(path: Path, chunk_rows: int = CHUNK_ROWS, limits: ImportLimits | None = None,
+                ) -> tuple[list[str], Iterator[pd.DataFrame], ReadOptions]:
+    """Headings and an iterator of raw text chunks (every cell a string, blank as "").
+
+    ``limits`` (default: :meth:`ImportLimits.from_environment`) caps the columns, rows and
+    uncompressed size a file may declare or hold; a file over a limit is refused with a
+    message naming the limit and its setting (:mod:`data.limits`).
+    """
+    limits = ImportLimits.from_environment() if limits is None else limits
+    try:
+        return _read_chunks(path, chunk_rows, limits)
+    except LimitExceeded as error:
+        raise ImportRefused(str(path), f"{error}. Nothing was stored.") from error
+
+
+def _read_chunks(path: Path, chunk_rows: int, limits: ImportLimits,
+                 ) -> tuple[list[str], Iterator[pd.DataFrame], ReadOptions]:
     suffix = path.suffix.lower()
     options = ReadOptions()
     if suffix in (".csv", ".txt", ".tsv"):
@@ -212,14 +228,15 @@ def read_chunks(path: Path, chunk_rows: int = CHUNK_ROWS) -> tuple[list[str], It
             raise ImportRefused(str(path), f"the heading row has a heading longer than "
                                 f"{MAX_HEADING_CHARS} characters: is the first line really the "
                                 "heading row?")
-        return headings, _csv_chunks(str(path), handle, reader, headings, chunk_rows), options
-    if suffix == ".xlsx":
         try:
-            frame = pd.read_excel(path, dtype=str, keep_default_na=False, engine="openpyxl")
-        except Exception as error:  # openpyxl raises many types for damaged workbooks
-            raise ImportRefused(str(path), f"cannot be read as an Excel workbook: {error}") from error
-        headings = [str(h) for h in frame.columns]
-        return headings, (frame.iloc[i:i + chunk_rows] for i in range(0, len(frame), chunk_rows)), options
+            limits.check_columns(len(headings), "the heading row")
+        except LimitExceeded:
+            handle.close()
+            raise
+        return headings, _csv_chunks(str(path), handle, reader, headings, chunk_rows,
+                                     limits), options
+    if suffix == ".xlsx":
+        return _read_xlsx(path, chunk_rows, limits, options)
     if suffix == ".parquet":
         import pyarrow.parquet as pq
 
@@ -227,6 +244,7 @@ def read_chunks(path: Path, chunk_rows: int = CHUNK_ROWS) -> tuple[list[str], It
             parquet = pq.ParquetFile(path)
         except Exception as error:
             raise ImportRefused(str(path), f"cannot be read as Parquet: {error}") from error
+        check_parquet(parquet.metadata, limits)
         headings = list(parquet.schema_arrow.names)
 
         def parquet_chunks() -> Iterator[pd.DataFrame]:
@@ -238,6 +256,113 @@ def read_chunks(path: Path, chunk_rows: int = CHUNK_ROWS) -> tuple[list[str], It
 
         return headings, parquet_chunks(), options
     raise ImportRefused(str(path), f"unsupported file type {suffix!r}; use one of {', '.join(SUPPORTED_SUFFIXES)}")
+
+
+def _read_xlsx(path: Path, chunk_rows: int, limits: ImportLimits, options: ReadOptions,
+               ) -> tuple[list[str], Iterator[pd.DataFrame], ReadOptions]:
+    """The first sheet of a workbook, streamed (openpyxl's read-only mode) after its
+    uncompressed size and declared dimension passed the limits; rows are never padded to a
+    declared width, and each row's actual width and the row count are checked as they come."""
+    import openpyxl
+
+    try:
+        check_xlsx(path, limits)
+        workbook = openpyxl.load_workbook(path, read_only=True, data_only=True)
+        sheet = workbook.worksheets[0]
+        # Read-only mode takes these from the sheet's <dimension ref="A1:XFD9"> (None if absent).
+        declared_rows, declared_columns = sheet.max_row, sheet.max_column
+    except (LimitExceeded, MemoryError):
+        raise
+    except Exception as error:  # zipfile and openpyxl raise many types for damaged workbooks
+        raise ImportRefused(str(path), f"cannot be read as an Excel workbook: {error}") from error
+    what = f"the sheet {sheet.title!r} (its declared dimension)"
+    try:
+        if declared_columns is not None:
+            limits.check_columns(declared_columns, what)
+        if declared_rows is not None:
+            limits.check_rows(declared_rows - 1, what)
+    except LimitExceeded:
+        workbook.close()
+        raise
+    sheet.reset_dimensions()  # rows as wide as their last cell, not as the declaration says
+    rows = sheet.iter_rows(values_only=True)
+    heading_row = 0
+    headings: list[str] | None = None
+    try:
+        for heading_row, row in enumerate(rows, start=1):
+            limits.check_columns(len(row), f"row {heading_row} of the sheet")
+            if any(cell not in (None, "") for cell in row):
+                headings = _xlsx_headings(row)
+                break
+    except (LimitExceeded, MemoryError):
+        workbook.close()
+        raise
+    except Exception as error:
+        workbook.close()
+        raise ImportRefused(str(path), f"cannot be read as an Excel workbook: {error}") from error
+    if headings is None:
+        workbook.close()
+        raise ImportRefused(str(path), "the workbook's first sheet is empty")
+    return headings, _xlsx_chunks(str(path), workbook, rows, headings, heading_row, chunk_rows,
+                                  limits), options
+
+
+def _xlsx_headings(row: tuple) -> list[str]:
+    """Heading texts; a trailing run of blank cells is not a column, an inner blank one is
+    ``Unnamed: i`` (as pandas names it)."""
+    cells = list(row)
+    while cells and cells[-1] in (None, ""):
+        cells.pop()
+    return [f"Unnamed: {i}" if cell in (None, "") else _xlsx_text(cell).strip()
+            for i, cell in enumerate(cells)]
+
+
+def _xlsx_text(value) -> str:
+    """A cell as the text pandas' Excel reader gave it (``dtype=str``): whole numbers without
+    ``.0``, dates as ``YYYY-MM-DD HH:MM:SS``, blank as ""."""
+    if value is None:
+        return ""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def _xlsx_chunks(path: str, workbook, rows: Iterator[tuple], headings: list[str], heading_row: int,
+                 chunk_rows: int, limits: ImportLimits) -> Iterator[pd.DataFrame]:
+    """Data rows as text chunks; blank rows are skipped (as in a CSV file), cells beyond the
+    headings are not read into the frame, and a row wider than the column limit or a sheet
+    longer than the row limit stops the import."""
+    width = len(headings)
+    read = 0
+    batch: list[list[str]] = []
+    try:
+        for number, row in enumerate(rows, start=heading_row + 1):
+            limits.check_columns(len(row), f"row {number} of the sheet")
+            cells = [_xlsx_text(cell) for cell in row[:width]]
+            if not any(cells):
+                continue
+            read += 1
+            limits.check_rows(read, "the sheet")
+            batch.append(cells + [""] * (width - len(cells)))
+            if len(batch) == chunk_rows:
+                yield _xlsx_frame(batch, headings)
+                batch = []
+        if batch:
+            yield _xlsx_frame(batch, headings)
+    except LimitExceeded as error:
+        raise ImportRefused(path, f"{error}. Nothing was stored.") from error
+    except (ImportRefused, MemoryError):
+        raise
+    except Exception as error:  # a damaged sheet part midway
+        raise ImportRefused(path, f"cannot be read as an Excel workbook: {error}") from error
+    finally:
+        workbook.close()
+
+
+def _xlsx_frame(rows: list[list[str]], headings: list[str]) -> pd.DataFrame:
+    frame = pd.DataFrame(rows, columns=range(len(headings)), dtype=object)
+    frame.columns = headings  # set afterwards: duplicate headings must not collapse columns
+    return frame
 
 
 def _parquet_text(batch: pa.RecordBatch) -> pd.DataFrame:
@@ -274,10 +399,14 @@ FIELD_SIZE_LIMIT = 16 * 1024 * 1024
 MAX_HEADING_CHARS = 1000
 
 
-def _csv_chunks(path: str, handle, reader, headings: list[str], chunk_rows: int) -> Iterator[pd.DataFrame]:
+def _csv_chunks(path: str, handle, reader, headings: list[str], chunk_rows: int,
+                limits: ImportLimits | None = None) -> Iterator[pd.DataFrame]:
     """Rows as text chunks; a ragged row is padded or cut to the headings and tagged with its
-    true cell count so that it is rejected (never silently realigned)."""
+    true cell count so that it is rejected (never silently realigned). More rows than
+    ``limits`` allow stop the import."""
     width = len(headings)
+    max_rows = limits.max_rows if limits is not None else None
+    read = 0
     with handle:
         rows: list[list[str]] = []
         counts: list[int] = []
@@ -285,6 +414,10 @@ def _csv_chunks(path: str, handle, reader, headings: list[str], chunk_rows: int)
             for row in reader:
                 if not row or (len(row) == 1 and not row[0].strip()):
                     continue  # a blank line is not a record
+                read += 1
+                if max_rows is not None and read > max_rows:
+                    raise ImportRefused(path, f"the file has more than {max_rows:,} rows, the "
+                                        "limit (VA_IMPORT_MAX_ROWS). Nothing was stored.")
                 counts.append(len(row))
                 rows.append((row + [""] * width)[:width])
                 if len(rows) == chunk_rows:
@@ -507,7 +640,7 @@ def _log_refusal(database: str | None, actor: str, file_name: str) -> None:
 
 def import_file(path: str | os.PathLike[str], database: str | None = None, *, replace: bool = False,
                 synthetic: bool = False, progress: bool | None = None, actor: str | None = None,
-                file_name: str | None = None) -> ImportResult:
+                file_name: str | None = None, limits: ImportLimits | None = None) -> ImportResult:
     """Import one export file (CSV, Excel .xlsx or Parquet) into the store as one batch.
 
     Parameters
@@ -528,6 +661,11 @@ def import_file(path: str | os.PathLike[str], database: str | None = None, *, re
         ``python:<OS user>``.
     file_name : str, optional
         The name to record and show instead of ``path``'s (an upload saved to a temporary file).
+    limits : ImportLimits, optional
+        Caps on the columns, rows and uncompressed size the file may declare or hold; default
+        :meth:`ImportLimits.from_environment`, ``ImportLimits.unlimited()`` lifts them. (The
+        memory and time limits apply when the import runs in a child process:
+        :func:`data.isolation.import_file_isolated`.)
 
     Returns
     -------
@@ -536,8 +674,8 @@ def import_file(path: str | os.PathLike[str], database: str | None = None, *, re
     Raises
     ------
     ImportRefused
-        The whole file was refused (identifier columns, missing required columns, unreadable);
-        nothing was stored.
+        The whole file was refused (identifier columns, missing required columns, unreadable,
+        over a limit); nothing was stored.
 
     Examples
     --------
@@ -552,7 +690,7 @@ def import_file(path: str | os.PathLike[str], database: str | None = None, *, re
     try:
         if not path.is_file():
             raise ImportRefused(str(path), "no such file")
-        headings, chunks, options = read_chunks(path)
+        headings, chunks, options = read_chunks(path, limits=limits)
         mapping = map_headings(str(path), headings)
         return _import(name, file_sha256(path), mapping, chunks, options, database,
                        replace=replace, synthetic=synthetic, progress=progress,

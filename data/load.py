@@ -107,7 +107,11 @@ def snapshot_path(url: str, version: str) -> Path | None:
 def _write_snapshot(frame: pd.DataFrame, path: Path) -> None:
     temporary = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     try:
-        frame.to_parquet(temporary, index=False)
+        # Mode 0600 like the store it copies (patient-level records), whatever the umask.
+        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.fchmod(descriptor, 0o600)
+        with os.fdopen(descriptor, "wb") as handle:
+            frame.to_parquet(handle, index=False)
         os.replace(temporary, path)  # atomic: other workers see the old file or the new one
     except OSError as error:  # a read-only folder only costs speed
         log.warning("could not write the records snapshot %s: %s", path, error)

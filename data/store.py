@@ -31,6 +31,7 @@ The database is named by ``--database`` / ``DATABASE_URL``: a SQLAlchemy URL
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -39,6 +40,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from data.dictionary import FIELDS, Field
+
+log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 5
 #: ``store_meta`` key of the audit chain's newest hash, and the hash "before" the first event.
@@ -271,8 +274,8 @@ def get_engine(database: str | os.PathLike[str] | None = None) -> Engine:
     kwargs: dict = {}
     if url.startswith("sqlite"):
         path = sa.make_url(url).database
-        if path and path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        if path and path != ":memory:" and not path.startswith("file:"):
+            create_private_file(Path(path))
         kwargs["connect_args"] = {"timeout": 60}
     else:
         kwargs["pool_pre_ping"] = True  # recover when the server restarted under a running app
@@ -290,6 +293,40 @@ def get_engine(database: str | os.PathLike[str] | None = None) -> Engine:
         raise unavailable_error(url, error) from error
     _ENGINES[url] = engine
     return engine
+
+
+def create_private_file(path: Path) -> None:
+    """Create ``path`` empty with mode 0600 (its missing folders 0700) unless it exists.
+
+    The store holds patient-level records: under a umask of 022 SQLite would create the file,
+    and Python the folder, readable by every user of the machine. SQLite gives its ``-wal`` and
+    ``-shm`` files the database file's mode. An existing file keeps its mode (the operator's
+    choice); a warning is logged when other users may read it.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> folder = Path(tempfile.mkdtemp())
+    >>> create_private_file(folder / "new" / "store.db")
+    >>> oct((folder / "new" / "store.db").stat().st_mode & 0o777)
+    '0o600'
+    """
+    for folder in reversed([p for p in path.parents if not p.exists()]):
+        try:
+            folder.mkdir(mode=0o700)
+        except FileExistsError:
+            pass
+        else:
+            folder.chmod(0o700)  # mkdir's mode is reduced by the umask
+    try:
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        if path.stat().st_mode & 0o077:
+            log.warning("the store %s may be read by other users of this machine (mode %o); "
+                        "chmod 600 it and its -wal/-shm files", path, path.stat().st_mode & 0o777)
+        return
+    os.fchmod(descriptor, 0o600)  # O_CREAT's mode is reduced by the umask; 0600 is not widened
+    os.close(descriptor)
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:

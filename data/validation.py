@@ -79,6 +79,16 @@ def _field_checks(field: Field) -> list[Check]:
             "allowed_values", name, f"{name} must be one of {field.values_text}",
             lambda r, n=name, a=allowed: _col(r, n).isna() | _col(r, n).astype(object).isin(a),
         ))
+    if field.kind == "id":
+        # Plotly renders <a href>, <b>, <span style> in hover texts and axis labels: an id
+        # carrying markup would become a link in every chart (dashboard figures escape ids
+        # too). Ids are codes, so markup in one is never legitimate; labels (region) may hold
+        # any text and are escaped where they are drawn.
+        checks.append(Check(
+            "markup", name, f"{name} must not contain the markup characters < or >",
+            lambda r, n=name: ~_col(r, n).astype("string").str.contains("[<>]", regex=True)
+            .fillna(False).astype(bool),
+        ))
     if field.minimum is not None or field.maximum is not None:
         def in_range(r: pd.DataFrame, f: Field = field) -> pd.Series:
             values = _col(r, f.name).astype("Float64")

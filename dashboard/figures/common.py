@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import html
 import json
 
 import numpy as np
@@ -189,6 +190,22 @@ def empty_figure(message: str = "No records match the filters.", height: int = 3
     figure.update_xaxes(visible=False)
     figure.update_yaxes(visible=False)
     return base_layout(figure, height=height)
+
+
+def plain_text(value) -> str:
+    """``value`` as text that Plotly shows as written: ``<``, ``>`` and ``&`` become entities,
+    so markup in data (an id ``<a href=…>``) is not rendered as a link or style in hover texts,
+    axis labels or legends. Use it wherever a data value (an id, a label from a file) is put
+    into figure text; the importer refuses ids with markup too (rule ``markup``).
+
+    Examples
+    --------
+    >>> plain_text('<a href="https://x.example">FAC-1</a>')
+    '&lt;a href="https://x.example"&gt;FAC-1&lt;/a&gt;'
+    >>> plain_text("FAC-001")
+    'FAC-001'
+    """
+    return html.escape(str(value), quote=False)
 
 
 def percent(value: float | None, digits: int = 1) -> str:

@@ -22,6 +22,7 @@ from dashboard.figures.common import (
     PROCEDURES,
     base_layout,
     empty_figure,
+    plain_text,
     procedure_label,
 )
 from dashboard.suppression import format_count, is_small, label, suppress_table
@@ -125,7 +126,7 @@ def cost_figure(summary: pd.DataFrame, by: tuple[str, ...], currency: str) -> go
         return empty_figure("No converted costs in the selection.")
     rows, n_groups = _figure_rows(summary, by)
     rows = rows[rows["n"] > 0]
-    rows = rows.assign(y=[(f"{g} · {SHORT.get(str(p), p)}" if g else procedure_label(str(p)))
+    rows = rows.assign(y=[(f"{plain_text(g)} · {SHORT.get(str(p), p)}" if g else procedure_label(str(p)))
                           for g, p in zip(rows["group"], rows["procedure"], strict=True)])
     figure = make_subplots(rows=1, cols=2, shared_yaxes=True, horizontal_spacing=0.04,
                            subplot_titles=["Median and interquartile range",

@@ -22,7 +22,7 @@ from analysis.quality import (
     RiskModelResult,
     oe_ratio,
 )
-from dashboard.figures.common import OKABE_ITO, base_layout, empty_figure
+from dashboard.figures.common import OKABE_ITO, base_layout, empty_figure, plain_text
 from dashboard.suppression import format_count, is_small, label, suppress_table
 
 OUTCOME_LABELS: dict[str, str] = {
@@ -180,7 +180,7 @@ def funnel_figure(result: FunnelResult | None) -> go.Figure:
 
 
 def _funnel_hover(row, adjusted: bool, measure: str = "proportion") -> str:
-    parts = [f"<b>{row.unit}</b>",
+    parts = [f"<b>{plain_text(row.unit)}</b>",
              f"n {format_count(row.n)} · events {format_count(row.events)}"]
     if is_small([row.n])[0] or is_small([row.events])[0]:
         parts.append("rate suppressed (" + label() + ")")
@@ -240,12 +240,12 @@ def caterpillar_figure(table: pd.DataFrame | None, unit: str = "facility_id",
         if rows.empty:
             continue
         figure.add_scatter(
-            x=rows["unit"], y=rows["oe"], mode="markers", name=name,
+            x=[plain_text(u) for u in rows["unit"]], y=rows["oe"], mode="markers", name=name,
             marker={"color": colour, "symbol": symbol, "size": 9},
             error_y={"type": "data", "symmetric": False, "array": rows["high"] - rows["oe"],
                      "arrayminus": rows["oe"] - rows["low"], "color": colour, "thickness": 1.3,
                      "width": 0},
-            hovertext=[f"<b>{r.unit}</b><br>O/E {r.oe:.2f} (95% CI {r.low:.2f}–{r.high:.2f})"
+            hovertext=[f"<b>{plain_text(r.unit)}</b><br>O/E {r.oe:.2f} (95% CI {r.low:.2f}–{r.high:.2f})"
                        f"<br>observed {format_count(r.observed)} · expected {r.expected:,.1f}"
                        f" · n {format_count(r.n)}" for r in rows.itertuples()],
             hovertemplate="%{hovertext}<extra></extra>",
@@ -253,7 +253,7 @@ def caterpillar_figure(table: pd.DataFrame | None, unit: str = "facility_id",
     figure.add_hline(y=1.0, line={"color": OKABE_ITO["black"], "dash": "dash", "width": 1.2})
     base_layout(figure, height=400)
     many = len(shown) > 60
-    figure.update_xaxes(categoryorder="array", categoryarray=list(shown["unit"]),
+    figure.update_xaxes(categoryorder="array", categoryarray=[plain_text(u) for u in shown["unit"]],
                         showticklabels=not many, tickangle=-60,
                         title_text=f"{unit_name(unit, plural=True).capitalize()}, sorted by O/E")
     name = outcome_label(outcome, short=True).lower()

@@ -201,7 +201,9 @@ def handle_upload(contents: str | None, filename: str | None, database_url: str 
     """Import an uploaded file through :func:`data.import_file` and describe the outcome.
 
     The file is written to a private temporary folder (mode 0700, file 0600), imported as one
-    batch with the upload's name and ``actor`` in the audit log, and deleted. Returns the same
+    batch with the upload's name and ``actor`` in the audit log, in a child process with the
+    memory and time limits of :mod:`data.limits` (:func:`data.isolation.import_file_isolated`),
+    and deleted. Returns the same
     accounting as the command line (``rows read = accepted + rejected + duplicates +
     conflicts``), the refusal message of a refused file (it names columns, never values), or a
     message for a wrong type, an oversized or an unreadable upload.
@@ -212,7 +214,9 @@ def handle_upload(contents: str | None, filename: str | None, database_url: str 
     'data-upload-refused'
     """
     from data import store
-    from data.importer import ImportRefused, import_file
+    from data.importer import ImportRefused
+    from data.isolation import import_file_isolated
+    from data.limits import ImportLimits
 
     name = _upload_name(filename)
     suffix = Path(name).suffix.lower()
@@ -238,7 +242,11 @@ def handle_upload(contents: str | None, filename: str | None, database_url: str 
         with os.fdopen(descriptor, "wb") as handle:
             handle.write(payload)
         try:
-            result = import_file(path, database_url, actor=actor, file_name=name, progress=False)
+            # In a child process with the memory and time limits (VA_IMPORT_MEMORY_MB,
+            # VA_UPLOAD_SECONDS): a hostile workbook stops the child, not this worker.
+            result = import_file_isolated(path, database_url, actor=actor, file_name=name,
+                                          limits=ImportLimits.from_environment(upload=True),
+                                          time_setting="VA_UPLOAD_SECONDS")
         except ImportRefused as refused:
             return _upload_refused(name, refused.reason)
         except store.StoreError as error:
@@ -379,7 +387,8 @@ def upload_export(contents, filename, refreshes):
 
     A regular callback, not a background one: an upload is at most ``VA_UPLOAD_MAX_MB``
     (50 MB by default), which the pipeline imports in seconds, and the request carries the
-    file anyway; the user sees a spinner meanwhile.
+    file anyway; the user sees a spinner meanwhile. The import runs in a child process that is
+    stopped after ``VA_UPLOAD_SECONDS`` (100 s), below the web worker's timeout.
     """
     if not contents:
         return dash.no_update, dash.no_update

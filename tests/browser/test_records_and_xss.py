@@ -28,8 +28,13 @@ def database(tmp_path_factory):
     url = f"sqlite:///{folder / 'store.db'}"
     records = demo_records(800, seed=8)
     records.loc[records.index[:4], "region"] = IMG
-    records.loc[records.index[:4], "operator_id"] = SCRIPT
     import_dataframe(records, "demo", url, synthetic=True)
+    # Markup in ids is refused at import (rule "markup"); a store written before that rule may
+    # still hold such ids, and they must show as text too.
+    with store.get_engine(url).begin() as connection:
+        connection.execute(store.records.update().where(
+            store.records.c.record_id.in_(records["record_id"].iloc[:4].tolist()))
+            .values(operator_id=SCRIPT))
     # A file whose name and extra column heading are markup, with a rejected row.
     export = folder / f"{IMG}.csv"
     export.write_text(

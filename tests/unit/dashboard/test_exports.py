@@ -31,6 +31,22 @@ def test_neutralise_cell(cell, expected):
     assert neutralise_cell(cell) == expected
 
 
+@pytest.mark.parametrize("cell", [
+    " =1+1", "  =HYPERLINK(\"http://x\")", "\n=1+1", "\r\n=1+1", " \t@SUM(A1)", "\u00a0=1+1",
+    "\x0b=1", "\x00+1+1", " -1+1", "\n", "\nplain",
+])
+def test_leading_white_space_or_control_characters_do_not_hide_a_formula(cell):
+    """Issue 13, item 6: a space or line feed before ``=`` was exported as it was; spreadsheets
+    skip it and evaluate the rest."""
+    assert neutralise_cell(cell) == "'" + cell
+    assert safe_frame(pd.DataFrame({"v": [cell]})).v.tolist() == ["'" + cell]
+
+
+@pytest.mark.parametrize("cell", [" ok", "a =1", "Leeds = north", " 12"])
+def test_text_with_a_formula_character_later_is_unchanged(cell):
+    assert neutralise_cell(cell) == cell
+
+
 def test_safe_csv_keeps_numbers_and_quotes_formulas():
     frame = pd.DataFrame({"site": ["=cmd|' /C calc'!A0", "@x", "Leeds"], "n": [12, -3, 40],
                           "rate": [0.5, -0.25, None], "=head": ["-", "+", "ok"]})

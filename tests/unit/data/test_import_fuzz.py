@@ -57,7 +57,9 @@ def workspace():
 def run_import(database: str, path: Path, as_json: bool = True) -> tuple[int, str, str]:
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        status = main(["--database", database, "import", str(path)]
+        # In this process (--no-limits): a child process per example would cost seconds each;
+        # the limits and the child process are tested in tests/integration/test_import_limits.
+        status = main(["--database", database, "import", str(path), "--no-limits"]
                       + (["--json"] if as_json else []))
     return status, out.getvalue(), err.getvalue()
 
