@@ -257,7 +257,7 @@ def _intervals(estimate: NDArray, variance: NDArray, level: float
     """SE and log(−log) interval of cumulative incidences (NaN where nobody was analysed)."""
     z = st.norm.isf((1.0 - level) / 2.0)
     se = np.sqrt(variance)
-    with np.errstate(divide="ignore", invalid="ignore"):
+    with np.errstate(all="ignore"):
         low, high = _loglog_ci(estimate, se / estimate, z)
     return se, low, high
 
