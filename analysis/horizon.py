@@ -500,6 +500,7 @@ def iptw_cumulative_incidence(
     seed: int = 0,
     level: float = 0.95,
     max_n: int = 5000,
+    weights: NDArray[np.float64] | None = None,
 ) -> IptwCumulativeIncidence:
     """Cumulative incidence at `horizon` of KP and VP weighted by the inverse probability
     of treatment (ATE, stabilised), with a bootstrap that refits the propensity model.
@@ -521,6 +522,10 @@ def iptw_cumulative_incidence(
     max_n : int, default 5000
         Above this many records each replicate resamples ``max_n`` of them and the SE is
         rescaled by ``sqrt(m / n)`` (m-out-of-n bootstrap, as the g-computation does).
+    weights : numpy.ndarray, optional
+        The weights of the point estimate when already computed from the same propensity
+        model on these records (as :func:`analysis.comparison.compare_procedures` has them);
+        default: fitted here.
 
     Returns
     -------
@@ -536,13 +541,17 @@ def iptw_cumulative_incidence(
     """
     from analysis.adjustment import _propensity  # here: adjustment is the heavier module
 
+    if weights is None:
+        _, weights, _, _ = _propensity(x, treated, "ATE", True, None)
+    # The weights come from every modelled record (also those without a time at the
+    # horizon, as the propensity model of analysis.adjustment); the estimate uses those
+    # with a time.
     ok = ~(np.isnan(time) | np.isnan(code) | np.isnan(treated))
-    time, code, treated, x = time[ok], code[ok], treated[ok], x[ok]
+    time, code, treated, x, w = time[ok], code[ok], treated[ok], x[ok], weights[ok]
     n = time.size
     if min(int((treated == 1).sum()), int((treated == 0).sum())) < 2:
         raise InsufficientDataError("IPTW cumulative incidence",
                                     "fewer than 2 records in a procedure")
-    _, w, _, _ = _propensity(x, treated, "ATE", True, None)
     kp, vp = _weighted_pair(time, code, treated, w, horizon)
     rng = np.random.default_rng(seed)
     m = min(n, max_n)
