@@ -29,6 +29,7 @@ from analysis.comparison import (
     minimum_detectable_differences,
 )
 from analysis.errors import AnalysisError
+from analysis.horizon import HORIZON_OUTCOMES, horizon_time_event
 from analysis.table_one import table_one
 from dashboard.figures.common import OKABE_ITO, PROCEDURE_COLOURS, base_layout, empty_figure
 from dashboard.suppression import format_count, is_small, label, partition_suppression
@@ -48,7 +49,7 @@ OUTCOME_LABELS = {
     "pain_month1": "Pain at month 1",
     "cement_leakage": "Cement leakage",
     "pulmonary_embolism": "Cement embolism",
-    "adjacent_fracture_12m": "New fracture ≤12 months",
+    "adjacent_fracture_12m": "New fracture by 12 months (cumulative incidence)",
     "duration_min": "Procedure duration",
     "cost": "Procedure cost",
     "time_to_fracture": "Time to new fracture",
@@ -224,14 +225,22 @@ def baseline_analysis(records: pd.DataFrame) -> BaselineResult:
 def comparison_analysis(records: pd.DataFrame, level: float = DEFAULT_LEVEL) -> pd.DataFrame:
     """:func:`analysis.comparison.compare_procedures` (adjusted) plus ``events_vp, events_kp``.
 
-    Event counts (needed for suppression) are risk × n for binary outcomes and the new
+    Event counts (needed for suppression) are risk × n for binary outcomes, the events
+    observed by the horizon for the cumulative incidences "by day N", and the new
     fractures of :func:`analysis.comparison.fracture_time_event` for the time-to-event row;
     NaN for continuous outcomes and costs.
     """
     table = compare_procedures(records, adjust=True, level=level)
     events = {VP: np.full(len(table), np.nan), KP: np.full(len(table), np.nan)}
     for i, row in table.iterrows():
-        if row["kind"] == "binary":
+        if row["outcome"] in HORIZON_OUTCOMES:
+            # A cumulative incidence times n is not a count: the events observed by the horizon.
+            time, code = horizon_time_event(records, row["outcome"])
+            by_day = (code == 1) & (time <= HORIZON_OUTCOMES[row["outcome"]].horizon_days)
+            arm = records["procedure"].astype(str).to_numpy()
+            for name in PROCEDURES:
+                events[name][i] = int((by_day & (arm == name)).sum())
+        elif row["kind"] == "binary":
             for name, n, risk in (
                 (VP, row["n_vp"], row["estimate_vp"]),
                 (KP, row["n_kp"], row["estimate_kp"]),
