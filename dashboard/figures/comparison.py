@@ -1125,7 +1125,9 @@ METHOD_NOTES: tuple[tuple[str, str], ...] = (
     (
         "Unadjusted effect",
         "The raw difference between KP and VP patients in these records (risk difference with a "
-        "Newcombe interval, Welch difference in means, Cox hazard ratio with KP alone). It mixes "
+        "Newcombe interval; for new fracture by 12 months the difference of the two cumulative "
+        "incidences at 12 months, Aalen–Johansen with death competing, with a delta-method "
+        "interval; Welch difference in means, Cox hazard ratio with KP alone). It mixes "
         "the effect of the procedure with every way KP and VP patients differ.",
     ),
     (
@@ -1133,7 +1135,10 @@ METHOD_NOTES: tuple[tuple[str, str], ...] = (
         "Compares KP and VP at the same mix of recorded patient characteristics (age, sex, "
         "etiology, levels treated, country, and fracture age and prior fractures when recorded). "
         "Binary outcomes: g-computation — every patient's risk predicted as if treated with KP "
-        "and with VP, then averaged; pain: ANCOVA on baseline pain; duration: linear regression; "
+        "and with VP, then averaged; new fracture by 12 months: cumulative incidences weighted "
+        "by the inverse probability of the procedure (IPTW), since a model of the status at 12 "
+        "months would drop the patients followed for less; "
+        "pain: ANCOVA on baseline pain; duration: linear regression; "
         "cost: ratio of mean costs from a gamma model; new fracture: Cox model. It is only as "
         "good as the model and the recorded characteristics.",
     ),
