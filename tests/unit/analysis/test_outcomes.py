@@ -756,3 +756,15 @@ def test_property_counts_nest_and_rates_lie_in_intervals(rows, kind, threshold):
         assert 0 <= got.events <= got.n
         if got.n:
             assert got.low <= got.rate <= got.high
+
+
+def test_demo_new_fracture_by_12_months_is_near_its_published_targets():
+    """Issue 12 item 1 on the 5,000-record demo (data/demo.py is calibrated to 20% VP / 18%
+    KP new fractures by 12 months): the old share of classified records gave 31.9% / 28.5%."""
+    from data import demo_records
+
+    summary = outcome_summary(demo_records(5000), outcomes=("adjacent_fracture_12m",))
+    for procedure, target in ((VP, 0.20), (KP, 0.18)):
+        got = row(summary, procedure=procedure, outcome="adjacent_fracture_12m")
+        assert abs(got.estimate - target) < 3 * got.se
+        assert got.unit == "cumulative incidence" and got.at_risk > 0
