@@ -119,6 +119,16 @@ def _column(records: pd.DataFrame, name: str) -> NDArray[np.float64]:
     return records[name].to_numpy(dtype=float, na_value=np.nan)
 
 
+def _flag(records: pd.DataFrame, name: str) -> tuple[NDArray[np.bool_], NDArray[np.bool_]]:
+    """(known, true) of a boolean column as numpy bools (one pass each, no float copy)."""
+    if name not in records.columns:
+        none = np.zeros(len(records), dtype=bool)
+        return none, none
+    column = records[name]
+    values = column.to_numpy(dtype=bool, na_value=False)
+    return column.notna().to_numpy(), values
+
+
 def fracture_competing_times(
     records: pd.DataFrame, time: NDArray[np.float64], event: NDArray[np.float64]
 ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
@@ -129,7 +139,7 @@ def fracture_competing_times(
     Without a ``died`` column the inputs are returned unchanged."""
     if "died" not in records.columns:
         return time, event
-    died = _column(records, "died") == 1
+    _, died = _flag(records, "died")
     death_days = _column(records, "death_days")
     followup = _column(records, "followup_days")
     with np.errstate(invalid="ignore"):
@@ -172,17 +182,29 @@ def horizon_time_event(
                          f"{', '.join(HORIZON_OUTCOMES)}")
     followup = _column(records, "followup_days")
     if outcome == "death_30d":
-        died = _column(records, "died") == 1
+        _, died = _flag(records, "died")
         death_days = _column(records, "death_days")
         time = np.where(died, death_days, followup)
         code = np.where(np.isnan(time), np.nan, died.astype(float))
         return time, code
-    fracture = _column(records, "adjacent_fracture")
-    fracture_days = _column(records, "adjacent_fracture_days")
-    time = np.where(fracture == 1, fracture_days, followup)
-    time[np.isnan(fracture)] = np.nan
-    event = np.where(np.isnan(time), np.nan, (fracture == 1).astype(float))
-    return fracture_competing_times(records, time, event)
+    # Written for speed (a page computes this on a million records): boolean masks and
+    # in-place updates instead of float copies; the same codes as fracture_competing_times.
+    known, fracture = _flag(records, "adjacent_fracture")
+    time = np.where(fracture, _column(records, "adjacent_fracture_days"), followup)
+    code = fracture.astype(float)
+    if "died" in records.columns:
+        _, died = _flag(records, "died")
+        death_days = _column(records, "death_days")
+        with np.errstate(invalid="ignore"):
+            competing = died & ~fracture & (death_days <= followup)
+        np.copyto(time, death_days, where=competing)
+        np.copyto(code, COMPETING, where=competing)
+    if not known.all():
+        time[~known] = np.nan
+    unknown = np.isnan(time)
+    if unknown.any():
+        code[unknown] = np.nan
+    return time, code
 
 
 # --------------------------------------------------------------------------------------------
@@ -202,54 +224,58 @@ def _at_horizon(
     the number at risk at the horizon, the cumulative incidence there and its variance.
 
     `groups` numbers the records 0..n_groups-1 (negative: not in any group); records with a
-    NaN time or code are left out. One table of (group, distinct time up to the horizon) is
-    counted with ``np.bincount`` (whole days: the day itself; other times: one sort of the
-    times up to the horizon); times after the horizon go to one extra column, where they
-    are still at risk at every earlier time. The estimator is the one of
-    :func:`analysis.survival.cumulative_incidence` (shared code), read at the last column.
+    NaN time or code are left out. Every record gets one cell of a (group, time column,
+    state) table — the time column is the day itself for whole days (else the rank among
+    the distinct times up to the horizon, one sort), one extra column for times after the
+    horizon (at risk at every earlier time, no event counted), the state its code 0, 1 or
+    2+ — and one ``np.bincount`` counts them all, with no copy of the records. The estimator
+    is the one of :func:`analysis.survival.cumulative_incidence` (shared code), read at the
+    last column.
     """
-    ok = ~(np.isnan(time) | np.isnan(code)) & (groups >= 0)
-    if not ok.all():
-        time, code, groups = time[ok], code[ok], groups[ok]
-        weights = None if weights is None else weights[ok]
-    w = np.ones(time.size) if weights is None else np.asarray(weights, dtype=float)
-    inside = time <= horizon
-    days = time[inside]
-    whole = days.size == 0 or (np.array_equal(days, np.floor(days)) and days.min() >= 0)
+    valid = ~np.isnan(time + code)
+    if groups.size and groups.min() < 0:
+        valid &= groups >= 0
+    everyone = bool(valid.all())
+    t = time if everyone else np.where(valid, time, 0.0)
+    days = t.astype(np.intp)  # whole days: the column is the day (one pass, no sort)
+    whole = float(horizon).is_integer() and bool(np.array_equal(days, t))
     if whole:
-        width = int(horizon) + 1 if float(horizon).is_integer() else int(math.floor(horizon)) + 1
-        column = np.where(inside, time, width).astype(np.intp)
+        width = int(horizon) + 1  # days 0..horizon, then the column "after the horizon"
+        column = np.minimum(days, width, out=days)
+        before_horizon = np.arange(width + 1) < int(horizon)
+        at_horizon = np.arange(width + 1) >= int(horizon)
     else:
-        grid = np.unique(days)
+        grid = np.unique(t[valid & (t <= horizon)])
         width = grid.size
-        column = np.where(inside, np.searchsorted(grid, np.minimum(time, horizon)), width)
-    size = n_groups * (width + 1)
-    cell = groups.astype(np.intp) * (width + 1) + column
-
-    def table(values: NDArray | None) -> NDArray[np.float64]:
-        counts = np.bincount(cell, weights=values, minlength=size)
-        return counts.reshape(n_groups, width + 1).astype(float)
-
-    total = table(w)
-    d_one = table(np.where(code == EVENT, w, 0.0))
-    d_all = table(np.where(code > 0, w, 0.0))
-    # The extra column holds only times after the horizon: no event is counted there.
+        column = np.where(t <= horizon, np.searchsorted(grid, t), width)
+        values = np.append(grid, np.inf)
+        before_horizon = values < horizon
+        at_horizon = values >= horizon
+    state = (code if everyone else np.where(valid, code, 0.0)).astype(np.intp)
+    np.minimum(state, 2, out=state)
+    cells = n_groups * (width + 1) * 3
+    key = groups.astype(np.intp, copy=False) * ((width + 1) * 3)
+    key += column * 3
+    key += state
+    if not everyone:
+        key[~valid] = cells
+    counts = np.bincount(key, weights=weights, minlength=cells + 1)[:cells]
+    counts = counts.reshape(n_groups, width + 1, 3).astype(float)
+    total = counts.sum(axis=2)
+    d_one = counts[:, :, 1].copy()
+    d_all = d_one + counts[:, :, 2]
+    # The last column holds only times after the horizon: no event is counted there.
     d_one[:, -1] = 0.0
     d_all[:, -1] = 0.0
     n_total = total.sum(axis=1)
     at_risk_before = n_total[:, None] - np.concatenate(
         [np.zeros((n_groups, 1)), np.cumsum(total, axis=1)[:, :-1]], axis=1)
     cif, var = _aalen_johansen(at_risk_before, d_all, d_one)
-    counted = np.bincount(groups, minlength=n_groups).astype(float)
-    events = np.bincount(groups, weights=(inside & (code == EVENT)).astype(float),
-                         minlength=n_groups)
-    competing = np.bincount(groups, weights=(inside & (code == COMPETING)).astype(float),
-                            minlength=n_groups)
-    censored = np.bincount(groups, weights=((time < horizon) & (code == CENSORED)).astype(float),
-                           minlength=n_groups)
-    at_risk = np.bincount(groups, weights=(time >= horizon).astype(float), minlength=n_groups)
-    return {"n": counted, "events": events, "competing": competing, "censored": censored,
-            "at_risk": at_risk, "estimate": cif[:, -1], "variance": var[:, -1]}
+    return {"n": n_total, "events": d_one.sum(axis=1),
+            "competing": counts[:, :-1, 2].sum(axis=1),
+            "censored": counts[:, before_horizon, 0].sum(axis=1),
+            "at_risk": total[:, at_horizon].sum(axis=1),
+            "estimate": cif[:, -1], "variance": var[:, -1]}
 
 
 def _intervals(estimate: NDArray, variance: NDArray, level: float
