@@ -797,9 +797,9 @@ def _horizon_row(
     row.update(n_vp=n_vp, n_kp=n_kp, estimate_vp=float(out["estimate"][0]),
                estimate_kp=float(out["estimate"][1]))
     day = spec.horizon_days
-    counts = (f"{int(out['events'][1])} events by day {day} of {n_kp} KP and "
-              f"{int(out['events'][0])} of {n_vp} VP; at risk at day {day}: "
-              f"{int(out['at_risk'][1])} KP, {int(out['at_risk'][0])} VP")
+    counts = (f"events by day {day} {int(out['events'][1])}/{n_kp} KP vs "
+              f"{int(out['events'][0])}/{n_vp} VP; still at risk at day {day}: "
+              f"{int(out['at_risk'][1])} patients KP, {int(out['at_risk'][0])} patients VP")
     try:
         cmp = compare_cumulative_incidence(out["estimate"][1], out["se"][1],
                                            out["estimate"][0], out["se"][0], level=level)

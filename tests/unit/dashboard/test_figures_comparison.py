@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 
 import numpy as np
 import pandas as pd
@@ -365,3 +366,21 @@ def test_table_one_hides_a_partner_level_so_the_small_one_cannot_be_derived():
     shown = table_one_display(table_one(pd.concat([vp, kp])))
     sex = shown.set_index("Characteristic").loc[["\u2003F", "\u2003M"], "KP"]
     assert list(sex) == ["<11", "<11"]
+
+
+def test_horizon_row_method_counts_are_redacted():
+    """The 12-month row's method text carries events and numbers at risk at the horizon:
+    every count from 1 to the threshold must be redacted on the page (issue 12 item 1)."""
+    from analysis.comparison import compare_procedures
+    from dashboard.figures.comparison import redact_counts
+    from data import demo_records
+
+    records = demo_records(400, seed=3)
+    kp = records.index[records.procedure == "kyphoplasty"]
+    records = records.drop(kp[30:])  # few KP patients: small counts at day 365
+    row = compare_procedures(records, outcomes=["adjacent_fracture_12m"], adjust=False).iloc[0]
+    text = redact_counts(row["unadjusted_method"])
+    assert "events by day 365" in text and "still at risk at day 365" in text
+    numbers = [int(n.replace(",", "")) for n in re.findall(r"(?<![\w.])\d[\d,]*(?![\w.])", text)
+               if n not in ("365",)]
+    assert not any(1 <= n <= 10 for n in numbers), text
