@@ -74,6 +74,8 @@ __all__ = [
     "IptwCumulativeIncidence",
     "compare_cumulative_incidence",
     "cumulative_incidence_at",
+    "fracture_competing_times",
+    "horizon_groups",
     "horizon_time_event",
     "iptw_cumulative_incidence",
 ]
