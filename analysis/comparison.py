@@ -94,6 +94,14 @@ from analysis.cluster_variance import (
 )
 from analysis.costs import CostOptions, adjusted_cost_ratio, normalise_costs
 from analysis.errors import AnalysisError, InsufficientDataError
+from analysis.horizon import (
+    HORIZON_OUTCOMES,
+    compare_cumulative_incidence,
+    fracture_competing_times,
+    horizon_groups,
+    horizon_time_event,
+    iptw_cumulative_incidence,
+)
 from analysis.means import compare_means
 from analysis.multiplicity import adjust_pvalues
 from analysis.outcomes import COMPLICATION_OUTCOMES, ResponderDefinition
@@ -301,17 +309,21 @@ def fracture_time_event(records: pd.DataFrame) -> pd.DataFrame:
         ``followup_days``; NaN when unknown), ``event`` (1 fracture, 0 censored — deaths are
         censored at the last contact, as in a cause-specific analysis), ``cr_time`` and
         ``cr_code`` for competing risks (0 censored at ``followup_days``, 1 fracture at
-        ``adjacent_fracture_days``, 2 death at ``death_days`` — or at ``followup_days`` when
-        the day is not recorded — for a death without a preceding fracture).
+        ``adjacent_fracture_days``, 2 death at ``death_days`` for a death without a
+        preceding fracture on or before the last contact). New fractures are ascertained
+        only up to the last contact, so a death **after** ``followup_days`` (e.g. found by
+        registry linkage), or a death without its day, is censored at ``followup_days``
+        (code 0), not kept at risk until the death (:mod:`analysis.horizon`).
 
     Examples
     --------
-    >>> rows = pd.DataFrame({"adjacent_fracture": [True, False, False],
-    ...                      "adjacent_fracture_days": [100, None, None],
-    ...                      "followup_days": [400, 200, 300], "died": [False, True, False],
-    ...                      "death_days": [None, 250, None]})
+    >>> rows = pd.DataFrame({"adjacent_fracture": [True, False, False, False],
+    ...                      "adjacent_fracture_days": [100, None, None, None],
+    ...                      "followup_days": [400, 200, 300, 150],
+    ...                      "died": [False, True, False, True],
+    ...                      "death_days": [None, 200, None, 250]})
     >>> fracture_time_event(rows)[["time", "event", "cr_time", "cr_code"]].to_numpy().tolist()
-    [[100.0, 1.0, 100.0, 1.0], [200.0, 0.0, 250.0, 2.0], [300.0, 0.0, 300.0, 0.0]]
+    [[100.0, 1.0, 100.0, 1.0], [200.0, 0.0, 200.0, 2.0], [300.0, 0.0, 300.0, 0.0], [150.0, 0.0, 150.0, 0.0]]
     """
     # Copied into the frame: without deaths the competing-risk columns are the same arrays.
     return pd.DataFrame(_fracture_arrays(records), index=records.index, copy=True)
@@ -1024,6 +1036,87 @@ def _time_row(
     return row
 
 
+#: Bootstrap replicates of the IPTW cumulative incidence when ``n_boot`` is 0 (it has no
+#: analytic variance here): the SE's Monte-Carlo error is about 1/sqrt(2 * 200) = 5% of it.
+HORIZON_N_BOOT = 200
+
+
+def _horizon_row(
+    records: pd.DataFrame,
+    name: str,
+    t_all: NDArray[np.float64],
+    shared: _Shared | None,
+    adjust: bool,
+    level: float,
+    seed: int,
+    n_boot: int,
+) -> dict[str, Any]:
+    """An outcome "by day N" (new fracture by 12 months, death by 30 days): cumulative
+    incidences at the horizon (:mod:`analysis.horizon`), their KP − VP difference and ratio
+    (delta method), and the IPTW-weighted difference as the adjusted estimate."""
+    spec = HORIZON_OUTCOMES[name]
+    competing = "died" in records.columns and bool(records["died"].notna().any())
+    estimand = spec.estimand(competing)
+    row = _nan_row(name, "binary", f"{COMPLICATION_OUTCOMES[name]}: {estimand}")
+    row["effect_measure"] = row["unadjusted_measure"] = "RD"
+    time, code = horizon_time_event(records, name)
+    groups = np.where(np.isnan(t_all), -1, t_all).astype(np.intp)
+    out = horizon_groups(time, code, spec.horizon_days, groups, 2, level)
+    n_vp, n_kp = int(out["n"][0]), int(out["n"][1])
+    row.update(n_vp=n_vp, n_kp=n_kp, estimate_vp=float(out["estimate"][0]),
+               estimate_kp=float(out["estimate"][1]))
+    day = spec.horizon_days
+    counts = (f"events by day {day} {int(out['events'][1])}/{n_kp} KP vs "
+              f"{int(out['events'][0])}/{n_vp} VP; still at risk at day {day}: "
+              f"{int(out['at_risk'][1])} patients KP, {int(out['at_risk'][0])} patients VP")
+    try:
+        cmp = compare_cumulative_incidence(out["estimate"][1], out["se"][1],
+                                           out["estimate"][0], out["se"][0], level=level)
+    except InsufficientDataError as exc:
+        _add_note(row, f"unadjusted comparison skipped: {exc.reason}")
+        return row
+    row.update(unadjusted=cmp.difference, unadjusted_low=cmp.diff_low,
+               unadjusted_high=cmp.diff_high, p_unadjusted=cmp.p_value,
+               unadjusted_method=(f"difference in {estimand}, KP − VP; {cmp.method} ({counts})"),
+               rr_unadjusted=cmp.ratio, rr_unadjusted_low=cmp.ratio_low,
+               rr_unadjusted_high=cmp.ratio_high)
+    if not adjust:
+        return row
+    _add_note(row, "g-computation not used: a model of the status at the horizon would drop "
+              "the patients censored before it; adjusted = IPTW-weighted cumulative incidence")
+    if shared is None:
+        _add_note(row, "adjusted model skipped: no adjustment design")
+        return row
+    for label, events in ((KP, int(out["events"][1])), (VP, int(out["events"][0]))):
+        if events < MIN_EVENTS_ADJUSTED:
+            _add_note(row, f"adjusted model skipped: {_events(events)} in {label}, at least "
+                      f"{MIN_EVENTS_ADJUSTED} needed")
+            return row
+    _ensure_weights(records, shared)
+    if shared.weights is None:
+        _add_note(row, shared.ps_error or "IPTW skipped")
+        return row
+    rows = shared.design.rows
+    try:
+        ip = iptw_cumulative_incidence(
+            time[rows], code[rows], shared.t, shared.x[:, : shared.kp_col], day,
+            n_boot=n_boot if n_boot > 0 else HORIZON_N_BOOT, seed=seed, level=level,
+            max_n=BOOTSTRAP_MAX_N,
+            weights=shared.weights.to_numpy()[rows])
+    except (AnalysisError, np.linalg.LinAlgError, ValueError) as exc:
+        _add_note(row, f"adjusted model skipped: {_skip_reason(exc)}")
+        return row
+    text = ip.method + f"; propensity model: {shared.covariate_text()}"
+    if shared.design.imputed:
+        text += "; missing numeric covariates: median + indicator"
+    row.update(adjusted=ip.difference, adjusted_low=ip.low, adjusted_high=ip.high,
+               p_adjusted=ip.p_value, adjusted_method=text, rr_adjusted=ip.ratio,
+               rr_adjusted_low=ip.ratio_low, rr_adjusted_high=ip.ratio_high)
+    if shared.positivity:
+        _add_note(row, f"IPTW positivity warning: {shared.positivity}")
+    return row
+
+
 # --------------------------------------------------------------------------------------------
 # compare_procedures
 # --------------------------------------------------------------------------------------------
@@ -1076,7 +1169,9 @@ def compare_procedures(
         influence-function (sandwich) variance, which has no Monte-Carlo error; a positive
         number for a percentile bootstrap with that many replicates, whose Monte-Carlo error
         the method text states (about 0.19 SE at 200 replicates). The clustered
-        g-computation interval is a closed form and takes no replicates.
+        g-computation interval is a closed form and takes no replicates. The IPTW cumulative
+        incidences "by day N" always use a bootstrap: `n_boot` replicates, or
+        :data:`HORIZON_N_BOOT` when it is 0.
     iptw_outcomes : sequence of str, default ("cement_leakage",)
         Binary outcomes that also get the IPTW risk difference (keyword only; methods note
         §1.4 asks for it on leakage). Each costs one weighted GLM over all records; for
@@ -1112,7 +1207,17 @@ def compare_procedures(
     -----
     Methods per outcome kind (methods note §0–§1.5):
 
-    * **binary** (responder, leakage, embolism, new fracture within 12 months): unadjusted
+    * **outcomes "by day N"** (new fracture by 12 months, death by 30 days): the
+      cumulative incidence at the horizon per procedure (Aalen–Johansen with death
+      competing; 1 − KM for death; :mod:`analysis.horizon`), so that censored patients
+      count for as long as they were followed; unadjusted KP − VP difference with SE
+      ``sqrt(var_KP + var_VP)`` and ratio with a log-scale interval (delta method); adjusted
+      difference and ratio from the IPTW-weighted cumulative incidence (ATE, stabilised
+      weights of the shared propensity model, bootstrap SE refitting it; Cole & Hernán
+      2004). g-computation is not used for them: a model of the status at the horizon would
+      drop the censored patients. The 12-month estimates equal the 365-day cumulative
+      incidences of the time-to-fracture row.
+    * **binary** (responder, leakage, embolism): unadjusted
       RD with the Newcombe hybrid score CI and the chi-square/Fisher test
       (:func:`analysis.proportions.compare_proportions`); adjusted RD and RR by
       g-computation from a logistic model (:func:`analysis.adjustment.standardised_risks`;
@@ -1194,7 +1299,12 @@ def compare_procedures(
     for name in names:
         kind = kinds[name]
         try:
-            if kind == "binary":
+            if name in HORIZON_OUTCOMES:
+                row = _horizon_row(records, name, t_all, shared, adjust, level, seed, n_boot)
+                if clusters is not None:
+                    _add_note(row, "intervals not clustered by facility: delta-method and "
+                              "patient-level bootstrap intervals of the cumulative incidences")
+            elif kind == "binary":
                 resolved = _binary_outcome(records, name, responder)
                 if resolved is None:
                     resolved = (_floats(records[name]), name)
@@ -1301,14 +1411,9 @@ def _fracture_arrays(records: pd.DataFrame) -> dict[str, NDArray[np.float64]]:
     time = np.where(fracture == 1, fdays, followup)
     time[np.isnan(fracture)] = np.nan
     event = np.where(np.isnan(time), np.nan, (fracture == 1).astype(float))
-    cr_time, cr_code = time, event
-    if "died" in records.columns:
-        died = _floats(records["died"]) == 1
-        ddays = (_floats(records["death_days"]) if "death_days" in records.columns
-                 else np.full(size, np.nan))
-        dead = died & (event == 0)
-        cr_time = np.where(dead, np.where(np.isnan(ddays), followup, ddays), time)
-        cr_code = np.where(dead, 2.0, event)
+    # Deaths compete only up to the last contact: fractures are ascertained up to
+    # followup_days, so a later death (or one without its day) is censored there.
+    cr_time, cr_code = fracture_competing_times(records, time, event)
     return {"time": time, "event": event, "cr_time": cr_time, "cr_code": cr_code}
 
 
@@ -1363,7 +1468,9 @@ def fracture_survival(
     ties (Efron 1977), deaths censored, i.e. a cause-specific hazard ratio; Aalen–Johansen
     cumulative incidence (Aalen & Johansen 1978) with codes 0 censored at
     ``followup_days``, 1 fracture at ``adjacent_fracture_days``, 2 death at ``death_days``
-    for a death without a preceding fracture. Because the elderly osteoporotic population
+    for a death without a preceding fracture on or before the last contact (a death after
+    the last contact is censored at ``followup_days``: fractures are only ascertained up
+    to then). Because the elderly osteoporotic population
     dies often, 1 − KM overstates the fracture risk; show the cumulative incidence.
 
     Examples
@@ -1822,7 +1929,19 @@ def minimum_detectable_differences(
         a, b = y[have & (t_all == 1)], y[have & (t_all == 0)]
         row.update(n_vp=int(b.size), n_kp=int(a.size), unit=unit)
         try:
-            if kind == "binary":
+            if name in HORIZON_OUTCOMES:
+                # The VP risk is its cumulative incidence at the horizon; n counts the
+                # patients whose status at the horizon is known (conservative: the censored
+                # ones add some information too).
+                time, code = horizon_time_event(records, name)
+                vp_rows = np.flatnonzero(t_all == 0)
+                cif = horizon_groups(time[vp_rows], code[vp_rows],
+                                     HORIZON_OUTCOMES[name].horizon_days,
+                                     np.zeros(vp_rows.size, dtype=np.intp), 1)
+                p_ref = float(cif["estimate"][0])
+                row["note"] = ("reference: VP cumulative incidence at the horizon; n: patients "
+                               "with a known status there (conservative)")
+            elif kind == "binary":
                 p_ref = float(b.mean()) if b.size else math.nan
                 row["reference"] = p_ref
                 if not 0.0 < p_ref < 1.0:

@@ -481,6 +481,46 @@ def _efron_score_residuals(
     return resid
 
 
+def _aalen_johansen(
+    n: NDArray[np.float64], d_all: NDArray[np.float64], d_one: NDArray[np.float64]
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """Aalen–Johansen cumulative incidence and its delta-method variance along the last axis.
+
+    `n` is the number at risk just before each distinct time, `d_all` the events of any type
+    and `d_one` the events of interest there (1-d arrays of one group, or 2-d arrays with one
+    row per group on a shared grid of times; a time where a group has nobody at risk
+    contributes nothing). ``CIF(t) = sum_{t_j <= t} S(t_j-) d1_j / n_j`` with S the
+    all-cause Kaplan–Meier estimate; the variance is the estimator of Collett (2015, §12.2)
+    (Marubini & Valsecchi 1995), which with a single event type is Greenwood's for 1 − KM.
+    Used by :func:`cumulative_incidence` and by the horizon estimates of
+    :mod:`analysis.horizon`, so both are one estimator.
+    """
+    with np.errstate(divide="ignore", invalid="ignore"):
+        hazard_all = np.where(n > 0, d_all / n, 0.0)
+        hazard_one = np.where(n > 0, d_one / n, 0.0)
+        surv = np.cumprod(1.0 - hazard_all, axis=-1)
+        surv_before = np.concatenate([np.ones_like(surv[..., :1]), surv[..., :-1]], axis=-1)
+        cif = np.cumsum(surv_before * hazard_one, axis=-1)
+        # Var F(t) = sum_j [(F(t)-F_j)^2 a_j + b_j - 2 (F(t)-F_j) c_j], expanded in F(t) so
+        # that cumulative sums give every t in O(J). a_j is infinite only at a last time where
+        # all at risk fail, and there F(t) - F_j = 0, so its term is 0.
+        a = np.where(n > d_all, d_all / (n * (n - d_all)), 0.0)
+        b = np.where(n > 0, surv_before**2 * d_one * (n - d_one) / n**3, 0.0)
+        c = np.where(n > 0, surv_before * d_one / n**2, 0.0)
+
+    def cum(v: NDArray[np.float64]) -> NDArray[np.float64]:
+        return np.cumsum(v, axis=-1)
+
+    var = (
+        cif**2 * cum(a)
+        - 2 * cif * cum(a * cif)
+        + cum(a * cif**2)
+        + cum(b)
+        - 2 * (cif * cum(c) - cum(c * cif))
+    )
+    return cif, np.maximum(var, 0.0)  # rounding can leave -1e-18 where the variance is 0
+
+
 def cumulative_incidence(
     time: ArrayLike,
     event_code: ArrayLike,
@@ -538,25 +578,7 @@ def cumulative_incidence(
     times, total, (d_all, d_one) = _tied_counts(t, (code > 0).astype(float),
                                                 (code == event_of_interest).astype(float))
     n = t.size - np.concatenate([[0.0], np.cumsum(total)[:-1]])
-    surv = np.cumprod(1.0 - d_all / n)
-    surv_before = np.concatenate([[1.0], surv[:-1]])
-    cif = np.cumsum(surv_before * d_one / n)
-
-    # Var F(t) = sum_j [(F(t)-F_j)^2 a_j + b_j - 2 (F(t)-F_j) c_j], expanded in F(t) so that
-    # cumulative sums give every t in O(J). a_j is infinite only at a last time where all at
-    # risk fail, and there F(t) - F_j = 0, so its term is 0.
-    with np.errstate(divide="ignore", invalid="ignore"):
-        a = np.where(n > d_all, d_all / (n * (n - d_all)), 0.0)
-    b = surv_before**2 * d_one * (n - d_one) / n**3
-    c = surv_before * d_one / n**2
-    var = (
-        cif**2 * np.cumsum(a)
-        - 2 * cif * np.cumsum(a * cif)
-        + np.cumsum(a * cif**2)
-        + np.cumsum(b)
-        - 2 * (cif * np.cumsum(c) - np.cumsum(c * cif))
-    )
-    var = np.maximum(var, 0.0)  # rounding can leave -1e-18 where the variance is 0
+    cif, var = _aalen_johansen(n, d_all, d_one)
     z = st.norm.isf((1.0 - level) / 2.0)
     with np.errstate(divide="ignore", invalid="ignore"):
         se_log = np.sqrt(var) / cif

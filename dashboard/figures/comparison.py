@@ -30,6 +30,7 @@ from analysis.comparison import (
     minimum_detectable_differences,
 )
 from analysis.errors import AnalysisError
+from analysis.horizon import HORIZON_OUTCOMES, horizon_time_event
 from analysis.table_one import table_one
 from dashboard.figures.common import OKABE_ITO, PROCEDURE_COLOURS, base_layout, empty_figure
 from dashboard.suppression import format_count, is_small, label, partition_suppression
@@ -49,7 +50,7 @@ OUTCOME_LABELS = {
     "pain_month1": "Pain at month 1",
     "cement_leakage": "Cement leakage",
     "pulmonary_embolism": "Cement embolism",
-    "adjacent_fracture_12m": "New fracture ≤12 months",
+    "adjacent_fracture_12m": "New fracture by 12 months (cumulative incidence)",
     "duration_min": "Procedure duration",
     "cost": "Procedure cost",
     "time_to_fracture": "Time to new fracture",
@@ -123,6 +124,14 @@ def level_text(level: float) -> str:
 def ci_label(level: float, clustered: bool) -> str:
     """``"95% CI, clustered by facility"`` (or ``"95% CI"`` for model-based intervals)."""
     return f"{level_text(level)} CI" + (", clustered by facility" if clustered else "")
+
+
+def unclustered_outcomes(comparison: pd.DataFrame) -> set[str]:
+    """Outcomes whose intervals are model-based although the comparison is clustered (the
+    cumulative incidences "by day N"); their labels must not say "clustered"."""
+    if not is_clustered(comparison):
+        return set()
+    return set(comparison.loc[~comparison["clustered"].astype(bool), "outcome"])
 
 
 def is_clustered(comparison: pd.DataFrame) -> bool:
@@ -240,7 +249,9 @@ def comparison_analysis(
     """:func:`analysis.comparison.compare_procedures` (adjusted) plus ``events_vp, events_kp``.
 
     ``clustered``: intervals clustered by facility (``cluster="facility_id"``, the default),
-    else model-based (``cluster=None``). Event counts (needed for suppression) are risk × n for binary outcomes and the new
+    else model-based (``cluster=None``). Event counts (needed for suppression) are risk × n
+    for binary outcomes, the events observed by the horizon for the cumulative incidences
+    "by day N", and the new
     fractures of :func:`analysis.comparison.fracture_time_event` for the time-to-event row;
     NaN for continuous outcomes and costs.
     """
@@ -249,7 +260,14 @@ def comparison_analysis(
     )
     events = {VP: np.full(len(table), np.nan), KP: np.full(len(table), np.nan)}
     for i, row in table.iterrows():
-        if row["kind"] == "binary":
+        if row["outcome"] in HORIZON_OUTCOMES:
+            # A cumulative incidence times n is not a count: the events observed by the horizon.
+            time, code = horizon_time_event(records, row["outcome"])
+            by_day = (code == 1) & (time <= HORIZON_OUTCOMES[row["outcome"]].horizon_days)
+            arm = records["procedure"].astype(str).to_numpy()
+            for name in PROCEDURES:
+                events[name][i] = int((by_day & (arm == name)).sum())
+        elif row["kind"] == "binary":
             for name, n, risk in (
                 (VP, row["n_vp"], row["estimate_vp"]),
                 (KP, row["n_kp"], row["estimate_kp"]),
@@ -586,7 +604,7 @@ def forest_figure(comparison: pd.DataFrame, level: float = DEFAULT_LEVEL) -> go.
     )
     figure.update_annotations(font={"size": 13}, xanchor="left", x=0)  # the panel titles
     shown_legend: set[str] = set()
-    ci = ci_label(level, is_clustered(comparison))
+    clustered, unclustered = is_clustered(comparison), unclustered_outcomes(comparison)
     for index, panel in enumerate(panels, start=1):
         part = points[points["panel"] == panel]
         outcomes = list(dict.fromkeys(part["outcome"]))
@@ -597,7 +615,8 @@ def forest_figure(comparison: pd.DataFrame, level: float = DEFAULT_LEVEL) -> go.
                 continue
             hover = [
                 f"{r.label} — {name.lower()}: {_value_text(panel, r.value, currency)} "
-                f"({ci} {_interval_text(panel, r.low, r.high, currency) or 'not available'}), "
+                f"({ci_label(level, clustered and r.outcome not in unclustered)} "
+                f"{_interval_text(panel, r.low, r.high, currency) or 'not available'}), "
                 f"p {p_text(r.p)}"
                 for r in rows.itertuples()
             ]
@@ -760,6 +779,7 @@ def effects_table(comparison: pd.DataFrame, level: float = DEFAULT_LEVEL) -> pd.
     """
     hidden = suppressed_outcomes(comparison)
     ci = ci_label(level, is_clustered(comparison))
+    unclustered = unclustered_outcomes(comparison)
     rows = []
     for (_, row), suppressed in zip(comparison.iterrows(), hidden, strict=True):
         currency = currency_of(row["definition"])
@@ -783,6 +803,8 @@ def effects_table(comparison: pd.DataFrame, level: float = DEFAULT_LEVEL) -> pd.
                 interval = _interval_text(
                     panel, scale * row[f"{estimate}_low"], scale * row[f"{estimate}_high"], currency
                 )
+                if row["outcome"] in unclustered:
+                    interval += ", not clustered"
                 text = f"{measure} {_value_text(panel, scale * value, currency)} ({interval})"
                 p = p_text(row[f"p_{estimate}"])
             out[f"{title} ({ci})"] = text
@@ -1144,15 +1166,20 @@ METHOD_NOTES: tuple[tuple[str, str], ...] = (
         "Unadjusted effect",
         "The raw difference between KP and VP patients in these records (risk difference, "
         "difference in means, Cox hazard ratio with KP alone; Wald intervals from the "
-        "facility-clustered variance, or Newcombe and Welch intervals when clustering is off). "
-        "It mixes the effect of the procedure with every way KP and VP patients differ.",
+        "facility-clustered variance, or Newcombe and Welch intervals when clustering is off; "
+        "for new fracture by 12 months the difference of the two cumulative incidences at 12 "
+        "months, Aalen–Johansen with death competing, with a delta-method interval that is not "
+        "clustered). It mixes the effect of the procedure with every way KP and VP patients differ.",
     ),
     (
         "Adjusted effect (model-based)",
         "Compares KP and VP at the same mix of recorded patient characteristics (age, sex, "
         "etiology, levels treated, country, and fracture age and prior fractures when recorded). "
         "Binary outcomes: g-computation — every patient's risk predicted as if treated with KP "
-        "and with VP, then averaged; pain: ANCOVA on baseline pain; duration: linear regression; "
+        "and with VP, then averaged; new fracture by 12 months: cumulative incidences weighted "
+        "by the inverse probability of the procedure (IPTW), since a model of the status at 12 "
+        "months would drop the patients followed for less; "
+        "pain: ANCOVA on baseline pain; duration: linear regression; "
         "cost: ratio of mean costs from a gamma model; new fracture: Cox model. It is only as "
         "good as the model and the recorded characteristics.",
     ),

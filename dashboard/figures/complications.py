@@ -24,7 +24,7 @@ from dashboard.figures.common import (
     procedure_label,
     subplot_grid,
 )
-from dashboard.suppression import is_small, label, suppress_table, threshold
+from dashboard.suppression import format_count, is_small, label, suppress_table, threshold
 
 SHORT = {"vertebroplasty": "VP", "kyphoplasty": "KP", "vp_or_kp": "VP or KP", "kp_vs_vp": "KP vs VP"}
 DASHES = {"vertebroplasty": "solid", "kyphoplasty": "dash"}
@@ -35,8 +35,9 @@ PERIOD_NAMES = {"Y": "year", "Q": "quarter"}
 PERIOD_HOVER = {"Y": "%{x|%Y}", "Q": "%{x|%Y Q%q}"}
 #: Largest number of points drawn per cumulative-incidence curve (the rest is thinned out).
 MAX_CURVE_POINTS = 400
-TESTS = {"pearson_chi2": "Pearson χ²", "fisher_exact": "Fisher exact"}
-SHORT_TESTS = {"pearson_chi2": "χ²", "fisher_exact": "Fisher"}
+TESTS = {"pearson_chi2": "Pearson χ²", "fisher_exact": "Fisher exact",
+         "wald_z": "Wald z, delta-method SE"}
+SHORT_TESTS = {"pearson_chi2": "χ²", "fisher_exact": "Fisher", "wald_z": "Wald z"}
 #: Marks a risk ratio computed with 0.5 added to every cell of the 2×2 table (a zero cell).
 ZERO_CELL_MARK = "†"
 MINUS = "−"
@@ -103,12 +104,14 @@ def p_text(p) -> str:
 COMPARISON_COLUMNS = (
     "outcome", "label", "vp_events", "vp_n", "vp_rate", "vp_low", "vp_high", "kp_events", "kp_n",
     "kp_rate", "kp_low", "kp_high", "rd", "rd_low", "rd_high", "rr", "rr_low", "rr_high",
-    "p_value", "test", "zero_cell_correction",
+    "p_value", "test", "zero_cell_correction", "vp_at_risk", "kp_at_risk", "estimand",
 )
-#: Columns of :func:`rates_table`.
-RATE_COLUMNS = ("Outcome", "VP events / n", "VP rate (95% CI)", "KP events / n",
-                "KP rate (95% CI)", "KP − VP, percentage points (95% CI)",
-                "Risk ratio KP/VP (95% CI)", "p (test)")
+#: Columns of :func:`rates_table`. For an outcome "by day N" the rate is the cumulative
+#: incidence at the horizon, "events / n" the events observed by then of the patients
+#: analysed, and "at risk" the patients still followed without the event at the horizon.
+RATE_COLUMNS = ("Outcome", "VP events / n", "VP at risk at horizon", "VP rate (95% CI)",
+                "KP events / n", "KP at risk at horizon", "KP rate (95% CI)",
+                "KP − VP, percentage points (95% CI)", "Risk ratio KP/VP (95% CI)", "p (test)")
 
 
 def suppression_flags(comparison: pd.DataFrame) -> pd.DataFrame:
@@ -138,9 +141,11 @@ def rates_table(comparison: pd.DataFrame) -> pd.DataFrame:
         rows.append({
             "Outcome": row.label,
             "VP events / n": f"{vp_row.vp_events} / {vp_row.vp_n}",
+            "VP at risk at horizon": format_count(getattr(row, "vp_at_risk", None)),
             "VP rate (95% CI)": ("suppressed" if vp_row.suppressed
                                  else rate_text(row.vp_rate, row.vp_low, row.vp_high)),
             "KP events / n": f"{kp_row.kp_events} / {kp_row.kp_n}",
+            "KP at risk at horizon": format_count(getattr(row, "kp_at_risk", None)),
             "KP rate (95% CI)": ("suppressed" if kp_row.suppressed
                                  else rate_text(row.kp_rate, row.kp_low, row.kp_high)),
             "KP − VP, percentage points (95% CI)": (rd_text(row.rd, row.rd_low, row.rd_high)
@@ -643,7 +648,8 @@ def benchmark_figure(comparison: pd.DataFrame, benchmarks: pd.DataFrame) -> go.F
     top = 0.0
     for index, (_, outcome, group) in enumerate(BENCHMARK_GROUPS, start=1):
         names = []
-        horizon = " (12 months)" if outcome == "adjacent_fracture_12m" else ""
+        horizon = (" (12-month cumulative incidence)" if outcome == "adjacent_fracture_12m"
+                   else "")
         for procedure, prefix in (("vertebroplasty", "vp"), ("kyphoplasty", "kp")):
             name = f"This selection · {SHORT[procedure]}{horizon}"
             if outcome not in local.index:

@@ -13,6 +13,7 @@ from analysis.benchmarks import literature_benchmarks
 from analysis.comparison import fracture_survival
 from analysis.descriptive import trend_by_period
 from analysis.filters import RecordFilter
+from analysis.horizon import HORIZON_OUTCOMES, compare_cumulative_incidence
 from analysis.outcomes import COMPLICATION_OUTCOMES, complication_rates
 from analysis.proportions import compare_proportions
 from dashboard.components import chart_card, data_grid, empty_state, page_header, safe_callback
@@ -88,7 +89,11 @@ def layout(**_query) -> html.Div:
 
 def comparison_frame(records: pd.DataFrame) -> pd.DataFrame:
     """One row per complication: VP and KP events, n and rate (95% CI) from
-    ``complication_rates``, and KP vs VP from ``compare_proportions``."""
+    ``complication_rates``, and KP vs VP from ``compare_proportions``; for the outcomes "by
+    day N" (new fracture by 12 months, death by 30 days) the rate is the cumulative
+    incidence at the horizon with the number at risk there, and KP vs VP comes from
+    ``compare_cumulative_incidence`` (difference with SE sqrt(var_KP + var_VP), ratio on the
+    log scale, Wald z test)."""
     rates = complication_rates(records, by=("procedure",))
     rates = rates.assign(procedure=rates["procedure"].astype(str)).set_index(
         ["procedure", "outcome"])
@@ -100,12 +105,22 @@ def comparison_frame(records: pd.DataFrame) -> pd.DataFrame:
             rate = rates.loc[(procedure, outcome)] if found else None
             row[f"{prefix}_events"] = int(rate["events"]) if found else 0
             row[f"{prefix}_n"] = int(rate["n"]) if found else 0
-            for key in ("rate", "low", "high"):
+            for key in ("rate", "low", "high", "se", "at_risk"):
                 row[f"{prefix}_{key}"] = float(rate[key]) if found else np.nan
+            if found:
+                row["estimand"] = rate["estimand"]
+        row.setdefault("estimand", "")
         row.update({key: np.nan for key in ("rd", "rd_low", "rd_high", "rr", "rr_low",
                                             "rr_high", "p_value")})
         row.update(test="", zero_cell_correction=False)
-        if row["vp_n"] > 0 and row["kp_n"] > 0:
+        if outcome in HORIZON_OUTCOMES:
+            if row["vp_n"] > 0 and row["kp_n"] > 0:
+                result = compare_cumulative_incidence(row["kp_rate"], row["kp_se"],
+                                                      row["vp_rate"], row["vp_se"])
+                row.update(rd=result.difference, rd_low=result.diff_low,
+                           rd_high=result.diff_high, rr=result.ratio, rr_low=result.ratio_low,
+                           rr_high=result.ratio_high, p_value=result.p_value, test="wald_z")
+        elif row["vp_n"] > 0 and row["kp_n"] > 0:
             result = compare_proportions(row["kp_events"], row["kp_n"], row["vp_events"],
                                          row["vp_n"])
             row.update(rd=result.risk_difference, rd_low=result.rd_low, rd_high=result.rd_high,
@@ -113,7 +128,7 @@ def comparison_frame(records: pd.DataFrame) -> pd.DataFrame:
                        p_value=result.p_value, test=result.test,
                        zero_cell_correction=result.zero_cell_correction)
         rows.append(row)
-    return pd.DataFrame(rows, columns=list(COMPARISON_COLUMNS))
+    return pd.DataFrame(rows).reindex(columns=list(COMPARISON_COLUMNS))
 
 
 def trend_frame(records: pd.DataFrame, freq: str) -> pd.DataFrame:
@@ -151,13 +166,20 @@ def rates_note() -> str:
         "from Pearson's χ² when every expected count is at least 5, otherwise Fisher's exact "
         "test. † zero-cell correction: a cell of the 2×2 table is 0, so 0.5 was added to every "
         "cell for the risk ratio (the risk difference is never corrected). New fracture by 12 "
-        "months and 30-day death count only patients followed that long or with the event. "
+        "months and death by 30 days are cumulative incidences at the horizon, so that every "
+        "patient counts for as long as followed: Aalen–Johansen with death as a competing "
+        "risk for the fracture (a death after the last contact is censored there), 1 − "
+        "Kaplan–Meier for death, log(−log) intervals; events are those observed by the "
+        "horizon, at risk the patients still followed without the event at the horizon; "
+        "their KP − VP difference has the SE √(var KP + var VP) and the ratio a log-scale "
+        "interval (delta method), p from the Wald z test. "
         f"Counts from 1 to {threshold()} are shown as {label()} and the rates and comparisons "
         "resting on them are hidden."
     )
 
 
 RATE_FLEX = {"Outcome": 1.9, "VP rate (95% CI)": 1.4, "KP rate (95% CI)": 1.4,
+             "VP at risk at horizon": 0.9, "KP at risk at horizon": 0.9,
              "KP − VP, percentage points (95% CI)": 1.5, "Risk ratio KP/VP (95% CI)": 1.4,
              "p (test)": 1.1}
 

@@ -35,8 +35,11 @@ KPI_OUTCOMES = {  # outcome_summary outcome -> card title
     "responder": "Pain relief (≥30% at 1 month)",
     "cement_leakage": "Cement leakage",
     "pulmonary_embolism": "Cement embolism",
-    "adjacent_fracture_12m": "New fracture by 12 months",
+    "adjacent_fracture_12m": "New fracture by 12 months (cumulative incidence)",
 }
+#: Card outcomes estimated as a cumulative incidence at a horizon (analysis.horizon): their
+#: detail also gives the number still at risk at the horizon.
+HORIZON_CARDS = {"adjacent_fracture_12m": "12 months"}
 
 
 def layout(**_query) -> html.Div:
@@ -90,6 +93,9 @@ def kpi_rows(records: pd.DataFrame) -> pd.DataFrame:
                 value = f"{100 * row.estimate:.1f}%"
                 detail = f"95% CI {100 * row.low:.1f}–{100 * row.high:.1f}%" + (
                     "" if hidden_n else f", n {int(row.n):,}")
+                if outcome in HORIZON_CARDS:
+                    detail += (f"; {format_count(row.at_risk)} at risk at "
+                               f"{HORIZON_CARDS[outcome]}")
             rows.append({"procedure": procedure, "measure": title, "value": value, "detail": detail})
         for values, title, unit in ((durations, "Median duration", "min"),):
             values = values[masks[procedure]]
@@ -163,9 +169,15 @@ def overview_report(selection: RecordFilter) -> list[ReportSection]:
     details = kpis.pivot(index="measure", columns="procedure", values="detail").reindex(
         columns=list(PROCEDURES)).reset_index()
     table = table.merge(details, on="measure", suffixes=("", " (95% CI, n)"))
-    return [ReportSection("Key figures, VP and KP", "Rates with 95% Wilson intervals; medians "
-                          "with distribution-free intervals.", table=table),
+    return [ReportSection("Key figures, VP and KP", KEY_FIGURES_NOTE, table=table),
             ReportSection("Quarterly volume and rates", trend_summary(trend), figure=trend_figure(trend))]
+
+
+KEY_FIGURES_NOTE = (
+    "Rates with 95% Wilson intervals; new fracture by 12 months is the cumulative incidence "
+    "at 365 days (Aalen–Johansen, death as a competing risk, log(−log) interval), so that "
+    "patients followed for less than a year count for as long as they were followed, with "
+    "the number still at risk at 12 months; medians with distribution-free intervals.")
 
 
 def _trend(records: pd.DataFrame) -> pd.DataFrame:
@@ -193,4 +205,5 @@ def update_overview(state):
                    graph_id="overview-trend"),
         html.H2("Key figures", className="h6"),
         data_grid(table, "overview-kpis", "overview-key-figures"),
+        html.P(KEY_FIGURES_NOTE, className="small text-muted mt-1", id="overview-key-note"),
     ])

@@ -186,3 +186,56 @@ def test_report_sections_and_suppression(dashboard_app):
     assert "Cement leakage" in sent["content"] and "differ between studies" in sent["content"]
     assert "<td>0 / &lt;11</td>" in tiny["content"]  # rates table
     assert "<td>&lt;11</td>" in tiny["content"]  # number at risk
+
+
+def test_fracture_row_is_the_cumulative_incidence_with_its_comparison(dashboard_app):
+    """Issue 12 item 1: new fracture by 12 months is the Aalen–Johansen cumulative incidence
+    at 365 days (with the number at risk), its KP − VP difference uses the delta-method
+    SE, and it is near the demo's published 20% / 18%."""
+    from analysis.horizon import (
+        compare_cumulative_incidence,
+        cumulative_incidence_at,
+        horizon_time_event,
+    )
+
+    app, records = dashboard_app
+    with app.server.app_context():
+        rates, benchmarks, *_ = page().update_rates(RecordFilter().to_dict())
+    time, code = horizon_time_event(records, "adjacent_fracture_12m")
+    cif = cumulative_incidence_at(time, code, 365, group=records.procedure.astype(str))
+    cif = cif.set_index("group")
+    vp, kp = cif.loc["vertebroplasty"], cif.loc["kyphoplasty"]
+    row = next(r for r in grid_rows(rates, "complications-rates")
+               if r["Outcome"].startswith("New vertebral fracture by 12 months"))
+    assert "cumulative incidence" in row["Outcome"]
+    assert row["VP rate (95% CI)"] == (f"{100 * vp.cumulative_incidence:.1f}% "
+                                       f"({100 * vp.low:.1f}–{100 * vp.high:.1f})")
+    assert row["KP at risk at horizon"] == f"{int(kp.at_risk):,}"
+    assert row["KP events / n"] == f"{int(kp.events):,} / {int(kp.n):,}"
+    result = compare_cumulative_incidence(kp.cumulative_incidence, kp.se,
+                                          vp.cumulative_incidence, vp.se)
+    assert row["KP − VP, percentage points (95% CI)"].startswith(
+        f"{100 * result.difference:.1f}".replace("-", "−"))
+    assert row["p (test)"].endswith("(Wald z)")
+    for est, target in ((vp, 0.20), (kp, 0.18)):
+        assert abs(est.cumulative_incidence - target) < 3 * est.se
+    # The benchmark plot shows the same estimate, labelled as a cumulative incidence.
+    figure = json.dumps(graph(benchmarks, "complications-benchmark-graph").to_plotly_json(),
+                        default=str)
+    assert "12-month cumulative incidence" in figure
+    assert f"{100 * vp.cumulative_incidence:.1f}%" in figure
+    # Proportions stay proportions: no number at risk.
+    leak = next(r for r in grid_rows(rates, "complications-rates")
+                if r["Outcome"] == "Cement leakage")
+    assert leak["VP at risk at horizon"] == "–"
+
+
+def test_small_at_risk_counts_are_suppressed(dashboard_app):
+    app, _ = dashboard_app
+    with app.server.app_context():
+        rates, *_ = page().update_rates(TINY.to_dict())
+    rows = grid_rows(rates, "complications-rates")
+    shown = {r["Outcome"]: r for r in rows}
+    fracture = next(v for k, v in shown.items() if k.startswith("New vertebral fracture"))
+    assert fracture["VP at risk at horizon"] in ("0", "<11")
+    assert not any(ch.isdigit() for ch in fracture["VP rate (95% CI)"])

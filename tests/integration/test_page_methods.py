@@ -98,7 +98,8 @@ def test_definitions_follow_the_code(page_text):
         assert f"{label} pain_{suffix} {nominal} {window}" in page_text  # a row of the table
     for label in COMPLICATION_OUTCOMES.values():
         assert label.split(" ")[0] in page_text
-    assert "within 365 days" in page_text and "within 30 days" in page_text
+    assert "by day 365" in page_text and "by day 30" in page_text
+    assert "cumulative incidence at day 365 with death as a competing risk" in page_text
 
 
 def test_contents_links_match_the_sections(app, methods):

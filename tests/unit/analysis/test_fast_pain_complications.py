@@ -21,6 +21,7 @@ from analysis import outcomes as out
 from analysis._histogram import blend, histogram_stats
 from analysis.comparison import _fracture_arrays, fracture_survival, fracture_time_event
 from analysis.descriptive import _months
+from analysis.horizon import HORIZON_OUTCOMES, horizon_time_event
 from analysis.outcomes import (
     COMPLICATION_OUTCOMES,
     ResponderDefinition,
@@ -309,8 +310,22 @@ def test_complication_rates_equal_the_per_outcome_counts(seed, by):
     old = out._long(groups.keys, out._complication_blocks(records, groups,
                                                           tuple(COMPLICATION_OUTCOMES), 0.95))
     pd.testing.assert_frame_equal(got, old)
-    # And the counts straight from the per-record status with pandas.
+    # And the counts straight from the per-record status with pandas; the cumulative
+    # incidences "by day N" from analysis.survival.cumulative_incidence group by group.
     for outcome in COMPLICATION_OUTCOMES:
+        if outcome in HORIZON_OUTCOMES:
+            time, code = horizon_time_event(records, outcome)
+            horizon = HORIZON_OUTCOMES[outcome].horizon_days
+            rows = got[got["outcome"] == outcome]
+            for (_, part), (_, estimate) in zip(grouped(records, by), rows.iterrows(),
+                                                strict=True):
+                at = records.index.get_indexer(part.index)
+                curve = cumulative_incidence(time[at], code[at])
+                before = curve[curve["time"] <= horizon]
+                value = before["cumulative_incidence"].iloc[-1] if len(before) else 0.0
+                assert estimate["rate"] == pytest.approx(value, abs=1e-12)
+                assert estimate["n"] == int((~np.isnan(time[at])).sum())
+            continue
         event, non_event, censored = out._complication_status(records, outcome)
         status = pd.DataFrame({"event": event, "known": event | non_event,
                                "censored": censored}, index=records.index)

@@ -16,6 +16,8 @@ Sources of the expected values (never the functions under test):
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -376,16 +378,19 @@ def test_opioid_use_without_pairs():
 # --- complications --------------------------------------------------------------------------
 
 
-def test_adjacent_fracture_12m_eligibility_rules():
-    # (adjacent_fracture, adjacent_fracture_days, followup_days) -> expected status
+def test_adjacent_fracture_12m_is_a_cumulative_incidence_with_censoring():
+    """Issue 12 item 1: the old share "followed a year or with a fracture" dropped the
+    censored records (3 of 6 here = 50%); the estimate is 1 − KM at day 365 (no ``died``
+    column, so no competing risk), worked by hand below."""
+    # (adjacent_fracture, adjacent_fracture_days, followup_days) -> time, status
     cases = [
         (True, 100, 500, "event"),
         (True, 365, 365, "event"),  # day 365 is within the 12 months
-        (True, 200, 200, "event"),  # short follow-up but the event happened: counts
-        (True, 400, 800, "non-event"),  # first new fracture after 12 months
-        (False, None, 365, "non-event"),
-        (False, None, 900, "non-event"),
-        (False, None, 364, "censored"),
+        (True, 200, 200, "event"),
+        (True, 400, 800, "after"),  # first new fracture after 12 months: at risk to day 365
+        (False, None, 365, "at risk"),
+        (False, None, 900, "at risk"),
+        (False, None, 364, "censored"),  # followed 364 days: in the estimate until then
         (False, None, 30, "censored"),
         (True, None, 500, "missing"),  # fracture without its day
         (None, None, 900, "missing"),
@@ -399,27 +404,54 @@ def test_adjacent_fracture_12m_eligibility_rules():
     })
     got = row(complication_rates(frame, outcomes=["adjacent_fracture_12m"]),
               outcome="adjacent_fracture_12m")
-    statuses = [c[3] for c in cases]
-    events = statuses.count("event")
-    n = events + statuses.count("non-event")
-    assert (got.events, got.n, got.n_censored, got.n_missing) == (
-        events, n, statuses.count("censored"), statuses.count("missing"))
-    assert (events, n) == (3, 6)
-    close(got.rate, 3 / 6)
+    assert (got.events, got.n, got.n_censored, got.n_missing, got.at_risk) == (3, 8, 2, 3, 4)
+    # Sorted times: 30 c, 100 F (7 at risk), 200 F (6), 364 c, 365 F + 365 c (4), 400, 900.
+    survival = (6 / 7) * (5 / 6) * (3 / 4)
+    close(got.rate, 1 - survival)
+    greenwood = survival * math.sqrt(1 / (7 * 6) + 1 / (6 * 5) + 1 / (4 * 3))
+    close(got.se, greenwood)
+    assert got.rate != 3 / 6  # the biased share of the old code
+    assert got.method == "1 − Kaplan–Meier; log(−log) CI"
+    assert got.estimand.startswith("cumulative incidence of new vertebral fracture at 365 days")
 
 
-def test_death_30d_eligibility_rules():
-    # (died, death_days, followup_days) -> expected status
+def test_adjacent_fracture_12m_death_competes_and_late_death_is_censored():
+    # Two fractures (days 50, 300), a death at the last contact (day 100), a death after the
+    # last contact (registry: last contact day 150, death day 250) -> censored at day 150, and
+    # two patients followed beyond a year.
+    frame = typed({
+        "procedure": [VP] * 6,
+        "adjacent_fracture": [True, True, False, False, False, False],
+        "adjacent_fracture_days": [50, 300, None, None, None, None],
+        "followup_days": [400, 300, 100, 150, 500, 600],
+        "died": [False, False, True, True, False, False],
+        "death_days": [None, None, 100, 250, None, None],
+    })
+    got = row(complication_rates(frame, outcomes=["adjacent_fracture_12m"]),
+              outcome="adjacent_fracture_12m")
+    # Day 50: 6 at risk, fracture: F = 1/6, S = 5/6. Day 100: death (competing), S = 4/6.
+    # Day 150: censored (not at risk to day 250). Day 300: 3 at risk, fracture:
+    # F += (4/6) (1/3).
+    close(got.rate, 1 / 6 + (4 / 6) * (1 / 3))
+    assert (got.n, got.events, got.n_censored, got.at_risk) == (6, 2, 1, 2)
+    assert got.method == "Aalen–Johansen, death as a competing risk; log(−log) CI"
+    # Kept at risk until day 250 (the old competing-risk time), the estimate would be lower:
+    # 1/6 + (4/6) (1/4)... the patient censored at 150 must not dilute the day-300 fracture.
+    assert got.rate > 1 / 6 + (4 / 6) * (1 / 4)
+
+
+def test_death_30d_is_one_minus_kaplan_meier():
+    # (died, death_days, followup_days)
     cases = [
-        (True, 10, 10, "event"),
-        (True, 30, 30, "event"),
-        (True, 31, 20, "non-event"),  # death registry: died on day 31, last contact day 20
-        (False, None, 30, "non-event"),
-        (None, None, 45, "non-event"),  # seen alive after day 30
-        (False, None, 29, "censored"),
-        (None, None, 5, "censored"),
-        (True, None, 10, "missing"),  # death day unknown, last contact before day 30
-        (False, None, None, "missing"),
+        (True, 10, 10),
+        (True, 30, 30),
+        (True, 31, 20),  # death registry: died on day 31, last contact day 20
+        (False, None, 30),
+        (None, None, 45),
+        (False, None, 29),  # censored before day 30: in the estimate until then
+        (None, None, 5),
+        (True, None, 10),  # death day unknown: missing
+        (False, None, None),  # no follow-up time: missing
     ]
     frame = typed({
         "procedure": [VP] * len(cases),
@@ -428,10 +460,11 @@ def test_death_30d_eligibility_rules():
         "followup_days": [c[2] for c in cases],
     })
     got = row(complication_rates(frame, outcomes=["death_30d"]), outcome="death_30d")
-    statuses = [c[3] for c in cases]
-    assert (got.events, got.n, got.n_censored, got.n_missing) == (
-        statuses.count("event"), statuses.count("event") + statuses.count("non-event"),
-        statuses.count("censored"), statuses.count("missing"))
+    assert (got.events, got.n, got.n_censored, got.n_missing, got.at_risk) == (2, 7, 2, 2, 4)
+    # Times: 5 c, 10 D (6 at risk), 29 c, 30 D + 30 c (4 at risk), 31 D, 45 c.
+    survival = (5 / 6) * (3 / 4)
+    close(got.rate, 1 - survival)
+    close(got.se, survival * math.sqrt(1 / (6 * 5) + 1 / (4 * 3)))
 
 
 def test_symptomatic_leakage_denominator():
@@ -569,7 +602,7 @@ def test_outcome_summary_stacks_the_other_tables():
     })
     summary = outcome_summary(frame)
     assert list(summary.columns) == ["procedure", "outcome", "n", "events", "estimate", "low",
-                                     "high", "method", "label", "unit"]
+                                     "high", "method", "label", "unit", "se", "at_risk"]
     expected_outcomes = ["responder", *COMPLICATION_OUTCOMES, "duration_min",
                          "cement_volume_ml", "length_of_stay_days"]
     assert summary.outcome.tolist() == expected_outcomes * 2
@@ -648,13 +681,13 @@ EXPECTED_COLUMNS = {
                  "high_before", "rate_after", "low_after", "high_after", "change", "stopped",
                  "started", "p_mcnemar", "method"],
     complication_rates: ["outcome", "n", "events", "rate", "low", "high", "method",
-                         "n_missing", "n_censored"],
+                         "n_missing", "n_censored", "se", "at_risk", "estimand"],
     resource_summary: ["variable", "n", "missing", "mean", "sd", "median", "q1", "q3", "min",
                        "max"],
     setting_mix: ["n", "outpatient", "inpatient", "missing", "share_outpatient", "low", "high",
                   "method"],
     outcome_summary: ["outcome", "n", "events", "estimate", "low", "high", "method", "label",
-                      "unit"],
+                      "unit", "se", "at_risk"],
 }
 
 
@@ -714,7 +747,24 @@ def test_property_counts_nest_and_rates_lie_in_intervals(rows, kind, threshold):
         outcomes=["cement_leakage", "leakage_symptomatic", "adjacent_fracture_12m", "death_30d"])
     sizes = frame.groupby("procedure", observed=True).size()
     for _, got in complications.iterrows():
-        assert got.n + got.n_missing + got.n_censored == sizes[got.procedure]
+        if got.outcome in ("adjacent_fracture_12m", "death_30d"):
+            # Cumulative incidences: censored records are in n (followed as long as they were).
+            assert got.n + got.n_missing == sizes[got.procedure]
+            assert got.n_censored + got.events + got.at_risk <= got.n
+        else:
+            assert got.n + got.n_missing + got.n_censored == sizes[got.procedure]
         assert 0 <= got.events <= got.n
         if got.n:
             assert got.low <= got.rate <= got.high
+
+
+def test_demo_new_fracture_by_12_months_is_near_its_published_targets():
+    """Issue 12 item 1 on the 5,000-record demo (data/demo.py is calibrated to 20% VP / 18%
+    KP new fractures by 12 months): the old share of classified records gave 31.9% / 28.5%."""
+    from data import demo_records
+
+    summary = outcome_summary(demo_records(5000), outcomes=("adjacent_fracture_12m",))
+    for procedure, target in ((VP, 0.20), (KP, 0.18)):
+        got = row(summary, procedure=procedure, outcome="adjacent_fracture_12m")
+        assert abs(got.estimate - target) < 3 * got.se
+        assert got.unit == "cumulative incidence" and got.at_risk > 0

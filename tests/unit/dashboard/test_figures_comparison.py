@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 
 import numpy as np
 import pandas as pd
@@ -375,14 +376,39 @@ def test_table_one_hides_a_partner_level_so_the_small_one_cannot_be_derived():
 
 def test_interval_labels_say_whether_they_are_clustered(demo, effects):
     # Issue 12 item 5: the default intervals are clustered by facility and say so.
-    assert effects["clustered"].all()
+    # The cumulative incidences "by day N" are the one exception: delta-method intervals,
+    # labelled as not clustered wherever they are shown.
+    horizon = effects["outcome"] == "adjacent_fracture_12m"
+    assert effects.loc[~horizon, "clustered"].all() and not effects.loc[horizon, "clustered"].any()
     shown = fig.effects_table(effects, 0.95)
     assert "Adjusted (95% CI, clustered by facility)" in shown.columns
+    fracture = shown[shown["Outcome"] == effects.loc[horizon, "definition"].iloc[0]].iloc[0]
+    assert fracture["Unadjusted (95% CI, clustered by facility)"].endswith(", not clustered)")
     assert "confidence intervals clustered by facility" in fig.forest_summary(effects)
     hovers = [h for t in fig.forest_figure(effects).data for h in (t.hovertext or [])]
-    assert hovers and all("95% CI, clustered by facility" in h for h in hovers)
+    label = "New fracture by 12 months"
+    assert hovers and all(("95% CI, clustered by facility" in h) != h.startswith(label)
+                          for h in hovers if "95% CI" in h)
     plain = fig.comparison_analysis(demo, clustered=False)
     assert not plain["clustered"].any()
     assert "Adjusted (95% CI)" in fig.effects_table(plain, 0.95).columns
     assert "(model-based)" in fig.forest_summary(plain)
     np.testing.assert_allclose(plain["adjusted"], effects["adjusted"], rtol=1e-6)
+
+
+def test_horizon_row_method_counts_are_redacted():
+    """The 12-month row's method text carries events and numbers at risk at the horizon:
+    every count from 1 to the threshold must be redacted on the page (issue 12 item 1)."""
+    from analysis.comparison import compare_procedures
+    from dashboard.figures.comparison import redact_counts
+    from data import demo_records
+
+    records = demo_records(400, seed=3)
+    kp = records.index[records.procedure == "kyphoplasty"]
+    records = records.drop(kp[30:])  # few KP patients: small counts at day 365
+    row = compare_procedures(records, outcomes=["adjacent_fracture_12m"], adjust=False).iloc[0]
+    text = redact_counts(row["unadjusted_method"])
+    assert "events by day 365" in text and "still at risk at day 365" in text
+    numbers = [int(n.replace(",", "")) for n in re.findall(r"(?<![\w.])\d[\d,]*(?![\w.])", text)
+               if n not in ("365",)]
+    assert not any(1 <= n <= 10 for n in numbers), text

@@ -80,7 +80,7 @@ def test_forest_hides_suppressed_outcomes_everywhere():
     assert f"{rr:.2f}" not in text  # the infection risk ratio is nowhere, hover included
     assert "7/1,000" not in text and "7/1000" not in text
     corrected = [t for t in points if t.marker.symbol == "diamond-open"]
-    assert [y for t in corrected for y in t.y] == ["Death within 30 days"]
+    assert [y for t in corrected for y in t.y] == ["Death by 30 days (cumulative incidence)"]
     assert figure.layout.xaxis.type == "log"
     assert figure.layout.shapes[0].x0 == 1.0  # the line of no effect
 
