@@ -29,6 +29,7 @@ from analysis.costs import (
     CostConversion,
     CostOptions,
     IncrementalCost,
+    NetBenefit,
     RateTableError,
     adjusted_cost_ratio,
     convert_costs,
@@ -36,12 +37,20 @@ from analysis.costs import (
     cost_summary,
     exchange_rates,
     incremental_cost_per_responder,
+    net_benefit_regression,
     normalise_costs,
     ppp_factors,
 )
 from analysis.descriptive import median_ci, procedure_counts, trend_by_period
 from analysis.errors import AnalysisError, InsufficientDataError
 from analysis.filters import AGE_BANDS, LEVEL_GROUPS, RecordFilter, apply_filter
+from analysis.horizon import (
+    CumulativeIncidenceComparison,
+    IptwCumulativeIncidence,
+    compare_cumulative_incidence,
+    cumulative_incidence_at,
+    iptw_cumulative_incidence,
+)
 from analysis.means import EquivalenceTest, MeanComparison, compare_means, equivalence_means
 from analysis.meta import PooledEstimate, pool_studies
 from analysis.multiplicity import adjust_pvalues
@@ -88,9 +97,12 @@ from analysis.quality import (
     funnel_data,
     funnel_limits,
     funnel_limits_oe,
+    horizon_outcome,
     oe_ratio,
+    outcome_completeness,
     outcome_values,
     p_chart,
+    person_time,
     risk_model,
 )
 from analysis.survival import (
@@ -123,6 +135,16 @@ __all__ = [
     "CostConversion",
     "CostOptions",
     "IncrementalCost",
+    "NetBenefit",
+    "net_benefit_regression",
+    "CumulativeIncidenceComparison",
+    "IptwCumulativeIncidence",
+    "compare_cumulative_incidence",
+    "cumulative_incidence_at",
+    "iptw_cumulative_incidence",
+    "horizon_outcome",
+    "outcome_completeness",
+    "person_time",
     "RateTableError",
     "RecordFilter",
     "adjusted_cost_ratio",

@@ -84,6 +84,11 @@ def median_ci(values, level: float = 0.95) -> tuple[float, float, float]:
     return float(median), float(part[r - 1]), float(part[n - r])
 
 
+#: Flags recorded only up to the last contact (or a death): not proportions of the records.
+_TIME_TO_EVENT_FLAGS = frozenset({"adjacent_fracture", "adjacent_fracture_12m", "died",
+                                  "death_30d"})
+
+
 def trend_by_period(records: pd.DataFrame, outcomes: tuple[str, ...] = ("cement_leakage",),
                     freq: str = "Q", level: float = 0.95) -> pd.DataFrame:
     """Volume and event rates per calendar period and procedure.
@@ -93,7 +98,8 @@ def trend_by_period(records: pd.DataFrame, outcomes: tuple[str, ...] = ("cement_
     records : pandas.DataFrame
         Records with ``procedure_date``, ``procedure`` and the boolean outcome columns.
     outcomes : tuple of str
-        Boolean columns whose rates are tracked.
+        Boolean columns whose rates are tracked. Time-to-event flags (new fracture, death)
+        are refused with a ValueError: their share ignores censoring.
     freq : str
         Pandas period frequency (``"Q"`` quarters, ``"M"`` months, ``"Y"`` years).
     level : float
@@ -108,6 +114,13 @@ def trend_by_period(records: pd.DataFrame, outcomes: tuple[str, ...] = ("cement_
     """
     from analysis.proportions import proportion_ci
 
+    time_to_event = [name for name in outcomes if name in _TIME_TO_EVENT_FLAGS]
+    if time_to_event:
+        # A share of records with the flag ignores censoring: use the cumulative incidence.
+        raise ValueError(
+            f"{', '.join(time_to_event)} is a time-to-event outcome: a per-period proportion "
+            "would ignore censoring; use analysis.outcomes.complication_rates(..., by=<period "
+            "column>) for its cumulative incidence by period")
     columns = ["period", "period_start", "procedure", "procedures", "outcome", "n", "events",
                "rate", "low", "high"]
     if records.empty:

@@ -135,3 +135,16 @@ def test_bad_input_gets_a_clear_message():
         cumulative_incidence_at([1, 2], [0, 1], -1)
     with pytest.raises(ValueError, match="unknown horizon outcome"):
         horizon_time_event(pd.DataFrame(), "cement_leakage")
+
+
+@pytest.mark.parametrize("flag", ["adjacent_fracture", "died"])
+def test_trend_by_period_refuses_time_to_event_flags(flag):
+    """A per-period share of the fracture (or death) flag ignores censoring, the defect of
+    issue 12 item 1: the trend function refuses it and names the estimator to use."""
+    from analysis.descriptive import trend_by_period
+
+    records = pd.DataFrame({"procedure_date": pd.to_datetime(["2024-01-05", "2024-04-05"]),
+                            "procedure": ["vertebroplasty", "kyphoplasty"],
+                            flag: [True, False]})
+    with pytest.raises(ValueError, match="cumulative incidence"):
+        trend_by_period(records, (flag,))
