@@ -1155,34 +1155,8 @@ def funnel_data(
     table = table[columns]
 
     # Smooth grid of limits (x = n, or the effective volume E/θ0 when adjusted).
-    x_max = float(table["plot_n"].max()) * 1.1
-    x_min = max(1.0, float(table["plot_n"].min()) * 0.5)
-    grid_n = np.unique(np.geomspace(x_min, max(x_max, x_min * 1.01), 200))
-    grid_e = grid_n * theta
-    frames = []
-    for level in FUNNEL_LEVELS:
-        if applied:
-            # Adjusted: V = E(1-θ0) is the variance of a unit with E expected events at risk θ0.
-            s_grid = (
-                np.sqrt(grid_e * (1.0 - theta)) / grid_e
-                if adjust
-                else np.sqrt(theta * (1.0 - theta) / grid_n)
-            )
-            low, high = _od_limits(centre, s_grid, _z(level), overdispersion, od.phi, od.tau2)
-        elif adjust:
-            lim = funnel_limits_oe(grid_e, levels=[level])
-            low, high = lim["low"].to_numpy(), lim["high"].to_numpy()
-        else:
-            lim = funnel_limits(grid_n, theta, levels=[level])
-            low, high = lim["low"].to_numpy(), lim["high"].to_numpy()
-        low = np.maximum(low, 0.0) * scale
-        high = (high if adjust else np.minimum(high, 1.0)) * scale
-        frames.append(
-            pd.DataFrame(
-                {"n": grid_n, "expected": grid_e, "level": level, "low": low, "high": high}
-            )
-        )
-    limits = pd.concat(frames, ignore_index=True)
+    limits = _limit_grid(float(table["plot_n"].min()) * 0.5, float(table["plot_n"].max()) * 1.1,
+                         theta, bool(adjust), bool(applied), overdispersion, od.phi, od.tau2)
     return FunnelResult(
         units=table,
         limits=limits,
@@ -1199,6 +1173,62 @@ def funnel_data(
         min_volume=int(min_volume),
         notes=tuple(notes),
     )
+
+
+def limit_curves(result: FunnelResult, n_low: float, n_high: float) -> pd.DataFrame:
+    """The funnel's limit curves of ``result`` over volumes ``n_low``..``n_high`` only.
+
+    The same model as ``result.limits`` (exact, Poisson or over-dispersion limits around the
+    same target), on a grid chosen by the caller: a display draws the limits over the range of
+    the units it shows, so the curves' extent reveals no hidden unit's volume.
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> df = pd.DataFrame({"facility_id": np.repeat(list("ABCDE"), 100),
+    ...                    "cement_leakage": rng.random(500) < 0.2})
+    >>> curves = limit_curves(funnel_data(df), 50.0, 110.0)
+    >>> float(curves["n"].min()), float(curves["n"].max())
+    (50.0, 110.0)
+    """
+    return _limit_grid(n_low, n_high, result.target, result.adjusted,
+                       result.overdispersion_applied, result.overdispersion, result.phi,
+                       result.tau2)
+
+
+def _limit_grid(n_low: float, n_high: float, theta: float, adjust: bool, applied: bool,
+                overdispersion: str, phi: float, tau2: float) -> pd.DataFrame:
+    """Limit curves (``n, expected, level, low, high``) on a geometric grid of 200 volumes."""
+    x_min = max(1.0, n_low)
+    x_max = n_high
+    scale = theta if adjust else 1.0
+    centre = 1.0 if adjust else theta
+    grid_n = np.unique(np.geomspace(x_min, max(x_max, x_min * 1.01), 200))
+    grid_e = grid_n * theta
+    frames = []
+    for level in FUNNEL_LEVELS:
+        if applied:
+            # Adjusted: V = E(1-θ0) is the variance of a unit with E expected events at risk θ0.
+            s_grid = (
+                np.sqrt(grid_e * (1.0 - theta)) / grid_e
+                if adjust
+                else np.sqrt(theta * (1.0 - theta) / grid_n)
+            )
+            low, high = _od_limits(centre, s_grid, _z(level), overdispersion, phi, tau2)
+        elif adjust:
+            lim = funnel_limits_oe(grid_e, levels=[level])
+            low, high = lim["low"].to_numpy(), lim["high"].to_numpy()
+        else:
+            lim = funnel_limits(grid_n, theta, levels=[level])
+            low, high = lim["low"].to_numpy(), lim["high"].to_numpy()
+        low = np.maximum(low, 0.0) * scale
+        high = (high if adjust else np.minimum(high, 1.0)) * scale
+        frames.append(
+            pd.DataFrame(
+                {"n": grid_n, "expected": grid_e, "level": level, "low": low, "high": high}
+            )
+        )
+    return pd.concat(frames, ignore_index=True)
 
 
 # ---------------------------------------------------------------------------------------------

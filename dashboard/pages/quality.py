@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 from dash import Input, Output, State, callback, dcc, html
 
-from analysis.errors import InsufficientDataError
+from analysis.errors import AnalysisError, InsufficientDataError
 from analysis.filters import RecordFilter
 from analysis.quality import (
     DEFAULT_COVARIATES,
@@ -41,6 +41,8 @@ from dashboard.components import (
     chart_card,
     data_grid,
     empty_state,
+    limitation_state,
+    mask_small_counts,
     page_header,
     safe_callback,
     stat_card,
@@ -59,16 +61,22 @@ from dashboard.figures.quality import (
     cusum_summary,
     cusum_text,
     default_cusum_unit,
+    every_unit_hidden,
+    excluded_units,
     funnel_figure,
     funnel_summary,
     funnel_text,
     interpretation,
+    nothing_shown,
     outcome_label,
+    shown_flags,
+    suppressed_units,
     unit_name,
     units_table,
+    with_hidden_units,
 )
 from dashboard.report import ReportSection, register_report
-from dashboard.suppression import is_small, label
+from dashboard.suppression import is_small, label, range_text
 from data import store
 
 PATH = "/quality"
@@ -269,13 +277,14 @@ def _reference_fit(url, version, outcome):
 
 
 @functools.lru_cache(maxsize=4)  # one float per record each: keep few
-def _fit(url, version, selection, outcome):
+def _fit(url, version, selection, outcome, unit=None, excluded=()):
     """The reference model applied to the selection (intercept recalibrated to its rate),
     shared by the funnel, caterpillar and CUSUM callbacks (None when it cannot be used).
     Fitting once per data version instead of per filter is what keeps a filter change fast
-    at a million records; ``docs/quality-monitoring.md`` says so to the user."""
+    at a million records; ``docs/quality-monitoring.md`` says so to the user. ``excluded``
+    units (of column ``unit``) are left out (see :func:`_excluded`)."""
     reference = _reference_fit(url, version, outcome)
-    records = _frame(url, version, selection)
+    records = _shown_frame(url, version, selection, unit, excluded)
     if reference is None or records.empty:
         return None
     fit = apply_risk_model(reference, records)
@@ -284,13 +293,50 @@ def _fit(url, version, selection, outcome):
     return fit
 
 
+# Small-cell suppression of the compared units. A unit with 1..threshold cases or events is
+# hidden (listed as hidden, never plotted); when the hidden units together form a small cell,
+# the pooled target and the limits would let a viewer recover it (target × N − shown events),
+# so the units shown are then compared among themselves: the hidden ones are left out of the
+# target, the case-mix recalibration and the limits (:func:`_excluded`).
+@functools.lru_cache(maxsize=16)
+def _excluded(url, version, selection, unit, outcome) -> tuple[str, ...]:
+    """Hidden units to leave out of the displayed comparison (empty when none need be)."""
+    records = _frame(url, version, selection)
+    if records.empty or unit not in records:
+        return ()
+    values = outcome_values(records, outcome)
+    keep = (values.notna() & records[unit].notna()).to_numpy()
+    counts = pd.DataFrame({"unit": records[unit].to_numpy()[keep],
+                           "events": values.to_numpy(dtype=float)[keep]})
+    table = counts.groupby("unit", observed=True)["events"].agg(["size", "sum"])
+    return excluded_units(table.index.astype(str), table["size"], table["sum"])
+
+
+@functools.lru_cache(maxsize=4)
+def _shown_frame(url, version, selection, unit=None, excluded=()):
+    """The selection's frame without the ``excluded`` units' records."""
+    records = _frame(url, version, selection)
+    if not excluded:
+        return records
+    return records[~records[unit].astype(object).isin(excluded).to_numpy(bool)]
+
+
 @functools.lru_cache(maxsize=16)
 def _funnel(url, version, selection, unit, outcome, adjust, overdispersion):
+    """``(result, adjustment failed)`` of the displayed funnel: the hidden units the target
+    would reveal left out (:func:`_excluded`) and listed back as hidden rows."""
     records = _frame(url, version, selection)
     if records.empty:
         return None, None
-    model = _fit(url, version, selection, outcome) if adjust else None
-    return funnel_result(records, unit, outcome, adjust, overdispersion, model)
+    excluded = _excluded(url, version, selection, unit, outcome)
+    shown = _shown_frame(url, version, selection, unit, excluded)
+    if excluded and shown.empty:  # every unit is hidden: nothing may be compared
+        return every_unit_hidden(records, unit, outcome), None
+    model = _fit(url, version, selection, outcome, unit, excluded) if adjust else None
+    result, failed = funnel_result(shown, unit, outcome, adjust, overdispersion, model)
+    if excluded:
+        result = with_hidden_units(result, records, excluded)
+    return result, failed
 
 
 @functools.lru_cache(maxsize=8)
@@ -313,8 +359,12 @@ def _caterpillar(url, version, selection, unit, outcome, adjust):
     records = _frame(url, version, selection)
     if records.empty:
         return None
-    model = _fit(url, version, selection, outcome) if adjust else None
-    return caterpillar_result(records, unit, outcome, adjust, model)
+    excluded = _excluded(url, version, selection, unit, outcome)
+    shown = _shown_frame(url, version, selection, unit, excluded)
+    if shown.empty:
+        return None
+    model = _fit(url, version, selection, outcome, unit, excluded) if adjust else None
+    return caterpillar_result(shown, unit, outcome, adjust, model)
 
 
 @functools.lru_cache(maxsize=8)  # a chart holds one row per case: keep few
@@ -322,8 +372,13 @@ def _cusum(url, version, selection, unit, unit_id, outcome, adjust):
     records = _frame(url, version, selection)
     if records.empty:
         return None, "No records match the current filters."
-    model = _fit(url, version, selection, outcome) if adjust else None
-    return cusum_result(records, unit, unit_id, outcome, adjust, model)
+    excluded = _excluded(url, version, selection, unit, outcome)
+    if str(unit_id) in excluded:
+        return None, (f"{unit_id} has fewer than {label()[1:]} cases or events in the "
+                      "selection: its case-level chart is suppressed.")
+    shown = _shown_frame(url, version, selection, unit, excluded)
+    model = _fit(url, version, selection, outcome, unit, excluded) if adjust else None
+    return cusum_result(shown, unit, unit_id, outcome, adjust, model)
 
 
 def _selection(state) -> RecordFilter:
@@ -332,9 +387,12 @@ def _selection(state) -> RecordFilter:
 
 # ------------------------------------------------------------------------------ components
 def stats_row(result) -> dbc.Row:
+    """The cards count the units shown: a hidden unit's flag is not counted (the plot would
+    not agree, and a flag is derived from its counts); hidden units are counted as hidden."""
     units = result.units
-    tested = units["flag"] != "low_volume"
-    flags = units["flag"].value_counts()
+    hidden = suppressed_units(units)
+    tested = (units["flag"] != "low_volume").to_numpy() & ~hidden
+    flags = shown_flags(result)
     alarms = int(flags.get("alarm_high", 0) + flags.get("alarm_low", 0))
     alerts = int(flags.get("alert_high", 0) + flags.get("alert_low", 0))
     od = ("applied" if result.overdispersion_applied else
@@ -343,7 +401,8 @@ def stats_row(result) -> dbc.Row:
         stat_card("Target (pooled rate)", f"{100 * result.target:.1f}%",
                   outcome_label(result.outcome), "quality-target", OKABE_ITO["black"]),
         stat_card(f"{unit_name(result.unit, True).capitalize()} tested", f"{int(tested.sum())}",
-                  f"of {len(units)}; fewer than {result.min_volume} cases: not tested",
+                  f"of {len(units)}; fewer than {result.min_volume} cases: not tested; "
+                  f"{int(hidden.sum())} hidden ({range_text()} cases or events)",
                   "quality-tested"),
         stat_card("Alarms (beyond 99.8%)", str(alarms), f"{int(flags.get('alarm_high', 0))} high",
                   "quality-alarms", OKABE_ITO["vermillion"]),
@@ -354,6 +413,14 @@ def stats_row(result) -> dbc.Row:
                   f"τ² {result.tau2:.3g}; {od}", "quality-phi"),
     ]
     return dbc.Row([dbc.Col(card, xs=6, md=4, xl=True) for card in cards], className="g-2 mb-3")
+
+
+def every_unit_hidden_text(result) -> str:
+    plural = unit_name(result.unit, plural=True)
+    return (f"Every one of the {len(result.units)} {plural} in this selection has "
+            f"{range_text()} procedures, events or non-events with this outcome recorded, so "
+            "none can be plotted or compared (small-cell suppression); the table lists them "
+            "as hidden. Widen the filters to compare them.")
 
 
 def funnel_card(result):
@@ -419,6 +486,9 @@ def update_quality(state, outcome, unit, adjust, overdispersion, current=None):
     result, _failed = _funnel(*_store_key(), selection, unit, outcome, adjusted, overdispersion)
     if result is None:
         return empty_state(), None, None, None, [], None, {"display": "none"}
+    if nothing_shown(result):
+        return (limitation_state(every_unit_hidden_text(result)), None, None,
+                table_card(result), cusum_options(result), None, {"display": "none"})
     options = cusum_options(result)
     allowed = {o["value"] for o in options if not o["disabled"]}
     chosen = current if current in allowed else default_cusum_unit(result)
@@ -477,17 +547,25 @@ def quality_report(selection: RecordFilter) -> list[ReportSection]:
     no over-dispersion model."""
     outcome, unit = "cement_leakage", "facility_id"
     key = _store_key()
-    result, failed = _funnel(*key, selection, unit, outcome, True, "none")
+    try:
+        result, failed = _funnel(*key, selection, unit, outcome, True, "none")
+    except AnalysisError as error:  # a selection the funnel cannot support: say so
+        return [ReportSection("Funnel plot", mask_small_counts(str(error)))]
     if result is None:
         return [ReportSection("No records", "No records match the filters.")]
+    if nothing_shown(result):
+        table = units_table(result)
+        table = table.astype(object).where(table.notna(), "–").rename(columns=TABLE_LABELS)
+        return [ReportSection("Units", every_unit_hidden_text(result), table=table)]
     model = _model(*key, selection, outcome) if result.adjusted else None
     table = units_table(result)
     table = table.astype(object).where(table.notna(), "–").rename(columns=TABLE_LABELS)
     sections = [
         ReportSection("How to read these results", " ".join(interpretation(result, model, failed))),
         ReportSection("Funnel plot", funnel_summary(result), figure=funnel_figure(result)),
-        ReportSection("Units", "Alphabetical, not a ranking. Counts of 1–10 are shown as "
-                      f"{label()} and the values computed from them are hidden.", table=table),
+        ReportSection("Units", f"Alphabetical, not a ranking. Counts of {range_text()} are "
+                      f"shown as {label()} and the values computed from them are hidden.",
+                      table=table),
     ]
     cat = _caterpillar(*key, selection, unit, outcome, True)
     sections.append(ReportSection("Observed / expected ratios", caterpillar_summary(cat, unit),

@@ -20,7 +20,7 @@ from werkzeug.exceptions import Forbidden
 from dashboard.app_factory import create_app
 from dashboard.auth import SESSION_KEY, User, current_user, requires_role, scope_key
 from dashboard.auth.config import load_config
-from dashboard.suppression import format_count
+from dashboard.suppression import format_count, rounded_count
 from data import import_dataframe, load_records, store
 from data.audit import read_events
 from data.demo import demo_records
@@ -304,7 +304,8 @@ def test_restricted_user_sees_only_their_facilities(app, site):
     count = client.post("/_dash-update-component",
                         json=callback_payload(app, "match-count.children",
                                               {("filter-state", "data"): {}}))
-    assert f"of {len(mine):,} records" in json.dumps(count.get_json())
+    assert f"of {rounded_count(len(mine))} records" in json.dumps(count.get_json(),
+                                                                  ensure_ascii=False)
     # A filter naming another facility matches nothing of it.
     other = sorted(others)[0]
     leaked = client.post("/_dash-update-component", json=callback_payload(
