@@ -153,7 +153,9 @@ def safe_callback(n_outputs: int = 1, message: str = "Please adjust the filters 
                 elif isinstance(error, AnalysisError):
                     # A method the selection cannot support: expected, so no traceback either.
                     log.info("callback %s: %s", function.__name__, type(error).__name__)
-                    alert = limitation_state(mask_small_counts(str(error)))
+                    from dashboard.suppression import display_error
+
+                    alert = limitation_state(display_error(error))
                 else:
                     log.exception("callback %s failed", function.__name__)
                     alert = error_state(message)

@@ -233,3 +233,27 @@ def mask_small_counts(text: str, limit: int | None = None) -> str:
 
     text = _FRACTION_IN_TEXT.sub(lambda m: f"{one(m.group(1))}/{one(m.group(2))}", text)
     return _COUNT_IN_TEXT.sub(lambda m: one(m.group(1)) + m.group(2), text)
+
+
+def display_text(text, limit: int | None = None) -> str:
+    """A message as displayed: the counts of a :class:`analysis._results.CountedText` are
+    formatted with :func:`format_count` (they travel as data); any other text is scrubbed by
+    :func:`mask_small_counts` as a safety net.
+
+    >>> from analysis._results import CountedText
+    >>> display_text(CountedText.of("{label} has {count} record(s)", label="KP", count=3))
+    'KP has <11 record(s)'
+    """
+    from analysis._results import CountedText
+
+    if isinstance(text, CountedText):
+        return text.formatted(lambda count: format_count(count, limit))
+    return mask_small_counts(text, limit)
+
+
+def display_error(error: Exception, limit: int | None = None) -> str:
+    """An analysis error's message as displayed (see :func:`display_text`)."""
+    reason, method = getattr(error, "reason", None), getattr(error, "method", None)
+    if method and reason is not None:
+        return f"{method} skipped: {display_text(reason, limit)}"
+    return mask_small_counts(str(error), limit)

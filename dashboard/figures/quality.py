@@ -288,7 +288,8 @@ def caterpillar_figure(table: pd.DataFrame | None, unit: str = "facility_id",
     shown = table[~hidden].reset_index(drop=True)
     figure = go.Figure()
     if shown.empty:
-        figure = empty_figure("Every unit has fewer than 11 cases or events: O/E suppressed.")
+        figure = empty_figure(f"Every unit has {range_text()} cases, events or non-events: "
+                              "O/E suppressed.")
         return figure
     above = shown["low"] > 1.0
     below = shown["high"] < 1.0

@@ -76,7 +76,7 @@ from dashboard.figures.quality import (
     with_hidden_units,
 )
 from dashboard.report import ReportSection, register_report
-from dashboard.suppression import is_small, label, range_text
+from dashboard.suppression import is_small, label, range_text, threshold
 from data import store
 
 PATH = "/quality"
@@ -178,7 +178,8 @@ def _store_key() -> tuple[str, str]:
     # The user's scope (role, facilities) is part of every lru_cache key below: a restricted
     # user's results are computed from their facilities' rows only.
     url = store.database_url(database())
-    return url, f"{data_access.data_version(url)}|{scope_key()}"
+    # The threshold too: which units are hidden (and left out of the target) depends on it.
+    return url, f"{data_access.data_version(url)}|{scope_key()}|t{threshold()}"
 
 
 @functools.lru_cache(maxsize=2)
@@ -250,7 +251,7 @@ def cusum_result(records, unit: str, unit_id: str, outcome: str, adjust: bool, m
     n, events = int(y.notna().sum()), int(y.sum())
     if n == 0:
         return None, f"{unit_id} has no procedures with this outcome recorded in the selection."
-    if is_small([n])[0] or is_small([events])[0] or n < MIN_VOLUME:
+    if is_small([n, events, n - events]).any() or n < MIN_VOLUME:
         return None, (f"{unit_id} has fewer than {label()[1:]} cases or events in the "
                       "selection: its case-level chart is suppressed.")
     arl = max(1000.0, 5.0 * n)

@@ -85,3 +85,23 @@ def test_totals_are_rounded_to_five_and_never_show_a_small_count(monkeypatch):
     assert {rounded_count(v) for v in range(33, 38)} == {"≈35"}
     monkeypatch.setenv("VA_SUPPRESSION_THRESHOLD", "20")
     assert rounded_count(18) == "<21" and rounded_count(22) == "≈21"
+
+
+def test_counts_in_analysis_errors_travel_as_data(monkeypatch):
+    """An error's counts are formatted by the display, at the configured threshold, without
+    parsing its prose (the words and the thresholds "2 are needed" stay as written)."""
+    from analysis.errors import InsufficientDataError
+    from analysis.power import _check_groups
+    from dashboard.suppression import display_error
+
+    monkeypatch.setenv("VA_SUPPRESSION_THRESHOLD", "20")
+    try:
+        _check_groups(1, 40, "Sample size")
+    except InsufficientDataError as error:
+        assert str(error) == "Sample size skipped: group 1 has 1 patient(s); 2 are needed"
+        assert error.reason.counts == {"n": 1}
+        assert display_error(error) == "Sample size skipped: group 1 has <21 patient(s); 2 are needed"
+    else:
+        raise AssertionError("no error")
+    plain = InsufficientDataError("Welch t-test", "kyphoplasty group has 15 values")
+    assert display_error(plain) == "Welch t-test skipped: kyphoplasty group has <21 values"
