@@ -118,17 +118,30 @@ def excluded_units(names, n, events) -> tuple[str, ...]:
     return tuple(str(name) for name, h in zip(names, hidden, strict=True) if h)
 
 
+def unit_counts(records: pd.DataFrame, unit: str, outcome: str) -> pd.DataFrame:
+    """Cases (``n``) and ``events`` of each unit with the outcome recorded (units with none
+    left out), counted on integer codes (a million records in milliseconds)."""
+    values = outcome_values(records, outcome).to_numpy(dtype=float, na_value=np.nan)
+    units = records[unit]
+    if isinstance(units.dtype, pd.CategoricalDtype):
+        codes, names = units.cat.codes.to_numpy(), np.asarray(units.cat.categories, dtype=object)
+    else:
+        codes, names = pd.factorize(units.astype(object), use_na_sentinel=True)
+        names = np.asarray(names, dtype=object)
+    keep = (codes >= 0) & ~np.isnan(values)
+    n = np.bincount(codes[keep], minlength=len(names))
+    events = np.bincount(codes[keep], weights=values[keep], minlength=len(names))
+    present = n > 0
+    return pd.DataFrame({"unit": names[present].astype(str), "n": n[present],
+                         "events": np.rint(events[present]).astype(int)})
+
+
 def _hidden_rows(records: pd.DataFrame, unit: str, outcome: str,
                  units: tuple[str, ...]) -> pd.DataFrame:
     """Rows of hidden units for the unit table: their counts (shown as "<11") and flag."""
-    values = outcome_values(records, outcome)
-    ids = records[unit].astype(object)
-    keep = (values.notna() & ids.notna() & ids.isin(units)).to_numpy()
-    table = (pd.DataFrame({"unit": ids.to_numpy()[keep], "y": values.to_numpy(float)[keep]})
-             .groupby("unit")["y"].agg(["size", "sum"]))
-    rows = pd.DataFrame({"unit": table.index.astype(str), "n": table["size"].to_numpy(),
-                         "events": table["sum"].round().astype(int).to_numpy(),
-                         "flag": HIDDEN_FLAG})
+    counts = unit_counts(records, unit, outcome)
+    rows = counts[counts["unit"].isin(units)].reset_index(drop=True)
+    rows["flag"] = HIDDEN_FLAG
     for column in ("rate", "expected", "oe", "z", "z_raw", "p_value", "p_adjusted", "plot_n",
                    "plot_rate"):
         rows[column] = np.nan
@@ -144,8 +157,8 @@ def with_hidden_units(result: FunnelResult, records: pd.DataFrame,
 
 def every_unit_hidden(records: pd.DataFrame, unit: str, outcome: str) -> FunnelResult:
     """A result listing every unit as hidden, with no target and no limits."""
-    ids = records[unit].dropna().astype(str).unique()
-    rows = _hidden_rows(records, unit, outcome, tuple(ids))
+    rows = _hidden_rows(records, unit, outcome,
+                        tuple(unit_counts(records, unit, outcome)["unit"]))
     return FunnelResult(units=rows, limits=pd.DataFrame(columns=["n", "level", "low", "high"]),
                         outcome=outcome, unit=unit, target=float("nan"), target_source="pooled",
                         phi=float("nan"), phi_p_value=float("nan"), tau2=float("nan"),

@@ -71,6 +71,7 @@ from dashboard.figures.quality import (
     outcome_label,
     shown_flags,
     suppressed_units,
+    unit_counts,
     unit_name,
     units_table,
     with_hidden_units,
@@ -305,12 +306,8 @@ def _excluded(url, version, selection, unit, outcome) -> tuple[str, ...]:
     records = _frame(url, version, selection)
     if records.empty or unit not in records:
         return ()
-    values = outcome_values(records, outcome)
-    keep = (values.notna() & records[unit].notna()).to_numpy()
-    counts = pd.DataFrame({"unit": records[unit].to_numpy()[keep],
-                           "events": values.to_numpy(dtype=float)[keep]})
-    table = counts.groupby("unit", observed=True)["events"].agg(["size", "sum"])
-    return excluded_units(table.index.astype(str), table["size"], table["sum"])
+    counts = unit_counts(records, unit, outcome)
+    return excluded_units(counts["unit"], counts["n"], counts["events"])
 
 
 @functools.lru_cache(maxsize=4)
@@ -319,7 +316,7 @@ def _shown_frame(url, version, selection, unit=None, excluded=()):
     records = _frame(url, version, selection)
     if not excluded:
         return records
-    return records[~records[unit].astype(object).isin(excluded).to_numpy(bool)]
+    return records[~records[unit].isin(excluded).to_numpy(bool)]
 
 
 @functools.lru_cache(maxsize=16)

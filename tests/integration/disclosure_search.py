@@ -62,7 +62,17 @@ def _int(text: str) -> int:
     return int(text.replace(",", ""))
 
 
+#: Published figures quoted with their source (the literature benchmarks: "VP 11/532 PVs ...
+#: https://doi.org/...") are counts of other studies, not of these records.
+CITATION = re.compile(r"doi\.org/|et al\.", re.I)
+
+
 def counts_in_text(text: str, where: str) -> list[Displayed]:
+    found = [d for d in _counts_in_text(text, where) if not CITATION.search(d.context)]
+    return found
+
+
+def _counts_in_text(text: str, where: str) -> list[Displayed]:
     found = []
     for match in COUNT_BEFORE_NOUN.finditer(text):
         found.append(Displayed(_int(match.group(1)), where, _around(text, match)))

@@ -242,9 +242,9 @@ def funnel_leaks(responses, scope: pd.DataFrame, selection: RecordFilter, limit:
             continue
         text = json.dumps(body)
         for figure in _figures(body):
-            markers = [t for t in figure["data"] if t.get("mode") == "markers"
-                       and "limit" not in str(t.get("name", "")).lower()]
-            lines = [t for t in figure["data"] if "limits" in str(t.get("name", ""))]
+            markers = [t for t in figure["data"] if t.get("mode") == "markers"]
+            lines = [t for t in figure["data"] if t.get("mode") == "lines"
+                     and "limits" in str(t.get("name", ""))]
             if not lines:
                 continue
             xs = [x for t in markers for x in _numbers(t.get("x"))]
