@@ -414,8 +414,9 @@ def stats_row(result) -> dbc.Row:
 
 
 def every_unit_hidden_text(result) -> str:
-    plural = unit_name(result.unit, plural=True)
-    return (f"Every one of the {len(result.units)} {plural} in this selection has "
+    count = len(result.units)
+    units = f"{count} {unit_name(result.unit, plural=count != 1)}"
+    return (f"Every unit in this selection ({units}) has "
             f"{range_text()} procedures, events or non-events with this outcome recorded, so "
             "none can be plotted or compared (small-cell suppression); the table lists them "
             "as hidden. Widen the filters to compare them.")
