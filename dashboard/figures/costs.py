@@ -215,7 +215,8 @@ def cost_figure_summary(summary: pd.DataFrame, by: tuple[str, ...], currency: st
                     f"{money(high['median'], currency)} ({_group_label(high, by)}, "
                     f"{SHORT.get(str(high.procedure), '')})")
     if n_hidden:
-        text += f"; {n_hidden} group(s) with fewer than 11 costed procedures hidden ({label()})"
+        text += (f"; {n_hidden} group(s) with fewer than {label()[1:]} costed procedures hidden "
+                 f"({label()})")
     n_groups = len({_group_label(row, by) for _, row in summary.iterrows()})
     if n_groups > MAX_FIGURE_GROUPS:
         text += (f"; the figure draws the {MAX_FIGURE_GROUPS} largest of {n_groups} groups, "
