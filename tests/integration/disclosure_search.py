@@ -261,3 +261,39 @@ def small(found: Iterable[Displayed], limit: int) -> list[Displayed]:
     leaks = [d for d in found if 1 <= d.value <= limit]
     leaks += [d for d in found if d.total is not None and 1 <= d.total - d.value <= limit]
     return leaks
+
+
+def csv_counts(text: str, where: str) -> list[Displayed]:
+    """Displayed counts of a CSV download: its count columns and its text cells."""
+    import csv
+    import io
+
+    rows = list(csv.reader(io.StringIO(text)))
+    if not rows:
+        return []
+    headers = [h.strip().lower().replace(" ", "_") for h in rows[0]]
+    found = []
+    for row in rows[1:]:
+        for header, cell in zip(headers, row, strict=False):
+            if header in COUNT_FIELDS:
+                number = _grid_number(cell)
+                if number is not None:
+                    found.append(Displayed(number, where, f"{header}={cell} in {row}"[:160]))
+    found.extend(counts_in_text(" ".join(" ".join(r) for r in rows[1:]), where))
+    return found
+
+
+def grids(node, found=None) -> list[dict]:
+    """The display grids (``{"type": "data-grid"}`` ids) in a callback response."""
+    found = [] if found is None else found
+    if isinstance(node, dict):
+        props = node.get("props") if "namespace" in node else None
+        if props and isinstance(props.get("id"), dict) \
+                and props["id"].get("type") == "data-grid":
+            found.append(props)
+        for value in node.values():
+            grids(value, found)
+    elif isinstance(node, list):
+        for item in node:
+            grids(item, found)
+    return found

@@ -1,8 +1,9 @@
 """A search for small counts a signed-in user can recover (issue 13, item 1).
 
 For random small selections (facility × procedure × sex × age band ...), on every page and for
-every role, every callback response and the page's HTML report are collected through the Flask
-test client, and the test fails when
+every role, every callback response, the page's HTML report and (for analysts and admins) the
+CSV download of every grid are collected through the Flask test client, and the test fails
+when
 
 * a displayed count (see :mod:`tests.integration.disclosure_search` for what is read as one)
   is from 1 to the suppression threshold, or a shown "part of total" leaves a complement from 1
@@ -26,6 +27,7 @@ dashboard. The expected failures on the code before the fix are listed in the co
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import json
 import re
@@ -42,7 +44,14 @@ from dashboard.suppression import threshold
 from data import import_dataframe, load_records, store
 from data.demo import demo_records
 from tests.auth_support import auth_dir, callback_payload, sign_in
-from tests.integration.disclosure_search import Displayed, displayed_counts, report_counts, small
+from tests.integration.disclosure_search import (
+    Displayed,
+    csv_counts,
+    displayed_counts,
+    grids,
+    report_counts,
+    small,
+)
 
 RESTRICTED = ["FAC-005", "FAC-015", "FAC-032", "FAC-023", "FAC-020"]
 ACCOUNTS = {"vic": ("viewer", None), "ana": ("analyst", None), "adm": ("admin", None),
@@ -114,7 +123,8 @@ def _page_callbacks(app, path: str) -> tuple[list[str], dict]:
     return outputs, defaults
 
 
-def page_responses(app, client, path: str, selection: RecordFilter) -> list[tuple[str, object]]:
+def page_responses(app, client, path: str, selection: RecordFilter,
+                   downloads: bool = False) -> list[tuple[str, object]]:
     """Every page callback's response for ``selection`` (chained outputs feed later inputs,
     e.g. the Quality page's chosen CUSUM unit), then the page's HTML report."""
     outputs, values = _page_callbacks(app, path)
@@ -137,6 +147,11 @@ def page_responses(app, client, path: str, selection: RecordFilter) -> list[tupl
             for prop, value in props.items():
                 if prop in ("value",):
                     values[(ident, prop)] = value
+    if downloads:  # analysts and admins: every grid's "Download CSV", as the browser posts it
+        for _where, body in list(responses):
+            for grid in grids(body):
+                responses.append((f"{path} csv {grid['id']['name']}",
+                                  _csv(client, grid, selection, path)))
     report = callback_payload(app, "report-download.data", {
         ("report-button", "n_clicks"): 1, ("url", "pathname"): path,
         ("filter-state", "data"): selection.to_dict()})
@@ -150,6 +165,31 @@ def page_responses(app, client, path: str, selection: RecordFilter) -> list[tupl
         app, "match-count.children", {("filter-state", "data"): selection.to_dict()}))
     responses.append(("match count", match.get_json()["response"]))
     return responses
+
+
+CSV_KEY = '{"name":["MATCH"],"type":"csv-file"}.data'
+
+
+def _csv(client, grid: dict, selection: RecordFilter, path: str) -> str:
+    name = grid["id"]["name"]
+    button = {"type": "csv-export", "name": name}
+    payload = {
+        "output": CSV_KEY, "outputs": {"id": {"type": "csv-file", "name": name},
+                                       "property": "data"},
+        "inputs": [{"id": button, "property": "n_clicks", "value": 1}],
+        "state": [{"id": grid["id"], "property": "virtualRowData", "value": grid["rowData"]},
+                  {"id": grid["id"], "property": "rowData", "value": grid["rowData"]},
+                  {"id": grid["id"], "property": "columnDefs", "value": grid.get("columnDefs")},
+                  {"id": grid["id"], "property": "csvExportParams",
+                   "value": grid.get("csvExportParams")},
+                  {"id": button, "property": "id", "value": button},
+                  {"id": "filter-state", "property": "data", "value": selection.to_dict()},
+                  {"id": "url", "property": "pathname", "value": path}],
+        "changedPropIds": [f"{json.dumps(button, separators=(',', ':'))}.n_clicks"],
+    }
+    response = client.post("/_dash-update-component", json=payload)
+    assert response.status_code == 200, (path, name, response.status_code)
+    return "CSV\n" + next(iter(response.get_json()["response"].values()))["data"]["content"]
 
 
 def _background_result(client, payload, job: dict, timeout: float = 120) -> dict:
@@ -168,7 +208,9 @@ def _background_result(client, payload, job: dict, timeout: float = 120) -> dict
 def counts_of(responses) -> list[Displayed]:
     found = []
     for where, body in responses:
-        if isinstance(body, str):
+        if isinstance(body, str) and body.startswith("CSV\n"):
+            found.extend(csv_counts(body[4:], where))
+        elif isinstance(body, str):
             found.extend(report_counts(body, where))
         else:
             found.extend(displayed_counts(body, where))
@@ -328,6 +370,9 @@ def scope_of(records: pd.DataFrame, role: str) -> pd.DataFrame:
     return records if facilities is None else records[records["facility_id"].isin(facilities)]
 
 
+COLLECTED: collections.Counter = collections.Counter()
+
+
 def search(site, selections: list[RecordFilter], pages=PAGES) -> list[str]:
     app, clients, records = site
     limit = threshold()
@@ -340,7 +385,11 @@ def search(site, selections: list[RecordFilter], pages=PAGES) -> list[str]:
         for selection in family:
             responses = []
             for path in pages if selection is base else ("/",):
-                responses.extend(page_responses(app, client, path, selection))
+                responses.extend(page_responses(app, client, path, selection,
+                                                downloads=role != "vic"))
+            COLLECTED.update(where.split(" ")[1] if where.split(" ")[1:2] and
+                             where.split(" ")[1] in ("csv", "report") else "callback"
+                             for where, _ in responses)
             found = counts_of(responses)
             leaks += [f"[{role}] {selection.describe()} {failure}"
                       for failure in failures(responses)]
@@ -360,8 +409,12 @@ def search(site, selections: list[RecordFilter], pages=PAGES) -> list[str]:
 
 def test_no_small_count_can_be_recovered_from_any_page_or_report(site):
     _app, _clients, records = site
+    COLLECTED.clear()
     leaks = search(site, random_selections(records, SELECTIONS, seed=13))
     assert not leaks, "\n".join(dict.fromkeys(leaks))
+    # The search did look: callbacks, reports and CSV downloads were all collected.
+    assert COLLECTED["callback"] > 100 and COLLECTED["report"] >= 8 * SELECTIONS
+    assert COLLECTED["csv"] > 10, COLLECTED
 
 
 def test_no_small_count_leaks_at_a_threshold_above_ten(site, monkeypatch):
