@@ -37,3 +37,40 @@ class Result:
             if not isinstance(getattr(self, field.name), (pd.DataFrame, pd.Series, list, dict))
         }
         return pd.DataFrame([row])
+
+
+class CountedText(str):
+    """A message with the counts it quotes kept as data (a ``str`` for every other use).
+
+    Analysis messages name counts ("kyphoplasty has 3 modelled records"); a display must be
+    able to suppress them without parsing prose. The text is ``template`` formatted with
+    ``counts``; :func:`dashboard.suppression.display_text` formats the counts itself.
+
+    Examples
+    --------
+    >>> note = CountedText.of("{label} has {count} record(s)", count=3, label="kyphoplasty")
+    >>> str(note), note.counts, note.words
+    ('kyphoplasty has 3 record(s)', {'count': 3}, {'label': 'kyphoplasty'})
+    """
+
+    template: str
+    counts: dict[str, int]
+    words: dict[str, str]
+
+    @classmethod
+    def of(cls, template: str, words: dict[str, Any] | None = None,
+           **counts: int) -> CountedText:
+        """``template`` with ``{name}`` fields: integer keyword arguments are counts, string
+        ones (or ``words``) are plain words."""
+        plain = {key: value for key, value in counts.items() if isinstance(value, str)}
+        plain.update({key: str(value) for key, value in (words or {}).items()})
+        numbers = {key: int(value) for key, value in counts.items() if key not in plain}
+        text = cls(template.format(**plain, **numbers))
+        text.template, text.counts, text.words = template, numbers, plain
+        return text
+
+    def formatted(self, count_text) -> str:
+        """The message with each count written by ``count_text(count)``."""
+        return self.template.format(**self.words,
+                                    **{key: count_text(value) for key, value in
+                                       self.counts.items()})

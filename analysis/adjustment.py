@@ -101,7 +101,7 @@ import statsmodels.api as sm
 from numpy.typing import ArrayLike, NDArray
 from statsmodels.tools.sm_exceptions import DomainWarning
 
-from analysis._results import Result
+from analysis._results import CountedText, Result
 from analysis.errors import InsufficientDataError
 
 __all__ = [
@@ -1329,8 +1329,9 @@ def propensity_weights(
     n1, n0 = int((t == 1).sum()), int((t == 0).sum())
     for label, count in ((KP, n1), (VP, n0)):
         if count < 2:
-            raise InsufficientDataError(method, f"{label} has {count} modelled record(s); "
-                                        "2 are needed")
+            raise InsufficientDataError(method, CountedText.of(
+                "{label} has {count} modelled record(s); 2 are needed", label=label,
+                count=count))
     e, w, active, warnings_text = _propensity(design.matrix, t, estimand, stabilised, trim)
     n_trimmed = int((~active).sum())
     scores = pd.Series(np.nan, index=records.index, name="propensity_score")
@@ -1517,8 +1518,9 @@ def iptw_effect(
     n1, n0 = int((t == 1).sum()), int((t == 0).sum())
     for label, count in ((KP, n1), (VP, n0)):
         if count < 2:
-            raise InsufficientDataError(method_name, f"{label} has {count} record(s) with an "
-                                        "outcome and a positive weight; 2 are needed")
+            raise InsufficientDataError(method_name, CountedText.of(
+                "{label} has {count} record(s) with an outcome and a positive weight; 2 are "
+                "needed", label=label, count=count))
     binary = _is_binary(y)
     m1 = float(np.average(y[t == 1], weights=w[t == 1]))
     m0 = float(np.average(y[t == 0], weights=w[t == 0]))
@@ -1901,8 +1903,8 @@ def standardised_risks(
     n1, n0 = int((t == 1).sum()), int((t == 0).sum())
     for label, count in ((KP, n1), (VP, n0)):
         if count < 2:
-            raise InsufficientDataError(method_name, f"{label} has {count} record(s); "
-                                        "2 are needed")
+            raise InsufficientDataError(method_name, CountedText.of(
+                "{label} has {count} record(s); 2 are needed", label=label, count=count))
     if y.sum() == 0 or y.sum() == y.size:
         raise InsufficientDataError(method_name, "the outcome has no events or no non-events")
     return _gcomp(design.matrix, y, outcome=name, covariates=design.covariates,

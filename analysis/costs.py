@@ -82,7 +82,7 @@ import scipy.stats as st
 from numpy.typing import NDArray
 
 from analysis._grouping import group_codes
-from analysis._results import Result
+from analysis._results import CountedText, Result
 from analysis.errors import AnalysisError, InsufficientDataError
 
 __all__ = [
@@ -1584,8 +1584,9 @@ def incremental_cost_per_responder(
     method_name = "incremental cost per responder"
     for label, mask in (("kyphoplasty", kp), ("vertebroplasty", vp)):
         if mask.sum() < 2:
-            raise InsufficientDataError(method_name, f"{label} has {int(mask.sum())} patient(s) "
-                                        "with a known cost and responder status; 2 are needed")
+            raise InsufficientDataError(method_name, CountedText.of(
+                "{label} has {count} patient(s) with a known cost and responder status; 2 are "
+                "needed", label=label, count=int(mask.sum())))
     cost_kp, cost_vp = conversion.values[kp], conversion.values[vp]
     resp_kp, resp_vp = resp[kp], resp[vp]
     d_cost = float(cost_kp.mean() - cost_vp.mean())
@@ -2318,8 +2319,9 @@ def adjusted_cost_ratio(
     method_name = "gamma GLM (log link)"
     for label, count in (("kyphoplasty", n_kp), ("vertebroplasty", n_vp)):
         if count < 2:
-            raise InsufficientDataError(method_name, f"{label} has {count} record(s) with a "
-                                        "positive cost and complete covariates; 2 are needed")
+            raise InsufficientDataError(method_name, CountedText.of(
+                "{label} has {count} record(s) with a positive cost and complete covariates; "
+                "2 are needed", label=label, count=count))
     blocks: list[pd.Series | pd.DataFrame] = [
         pd.Series(1.0, index=data.index, name="Intercept"), data["kp"]]
     used, dropped = [], []
@@ -2339,8 +2341,9 @@ def adjusted_cost_ratio(
             blocks.append(values.rename(name))
     exog = pd.concat(blocks, axis=1)
     if exog.shape[0] - exog.shape[1] < 1:
-        raise InsufficientDataError(method_name, f"{exog.shape[0]} records for "
-                                    f"{exog.shape[1]} coefficients")
+        raise InsufficientDataError(method_name, CountedText.of(
+            "{records} records for {coefficients} coefficients", records=exog.shape[0],
+            words={"coefficients": exog.shape[1]}))
     gram = exog.to_numpy().T @ exog.to_numpy()
     full_rank = np.linalg.matrix_rank(gram) == exog.shape[1]
     model = sm.GLM(data["cost"], exog, family=sm.families.Gamma(link=sm.families.links.Log()))

@@ -22,6 +22,7 @@ from statsmodels.stats.proportion import (
     samplesize_proportions_2indep_onetail,
 )
 
+from analysis._results import CountedText
 from analysis.errors import InsufficientDataError
 
 __all__ = [
@@ -42,7 +43,8 @@ def _check_power_alpha(power: float, alpha: float) -> None:
 def _check_groups(n1: float, n2: float, method: str) -> None:
     for label, n in (("group 1", n1), ("group 2", n2)):
         if n < 2:
-            raise InsufficientDataError(method, f"{label} has {n} patient(s); 2 are needed")
+            raise InsufficientDataError(method, CountedText.of(
+                "{label} has {n} patient(s); 2 are needed", label=label, n=n))
 
 
 def minimum_detectable_difference(

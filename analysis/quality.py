@@ -1572,7 +1572,7 @@ def funnel_data(
     flag = np.where(tested, "within", "low_volume").astype(object)
     for level in sorted(FUNNEL_LEVELS):
         low, high = _unit_limits(volume, theta, level, rate_outcome, applied, overdispersion,
-                                 od, s_plot)
+                                 od.phi, od.tau2, s_plot)
         name = "alarm" if level == max(FUNNEL_LEVELS) else "alert"
         beyond = tested & (p_value < 1.0 - level)
         flag = np.where(beyond & high_side, f"{name}_high", flag)
@@ -1597,24 +1597,8 @@ def funnel_data(
     table = table[columns]
 
     # Smooth grid of limits (x = n, or the effective volume E/θ0).
-    x_max = float(table["plot_n"].max()) * 1.1
-    x_min = max(1.0, float(table["plot_n"].min()) * 0.5)
-    if rate_outcome:
-        x_min = float(table["plot_n"].min()) * 0.5
-    grid_n = np.unique(np.geomspace(x_min, max(x_max, x_min * 1.01), 200))
-    grid_e = grid_n * theta
-    s_grid = (theta / np.sqrt(grid_e) if rate_outcome
-              else np.sqrt(theta * (1.0 - theta) / grid_n))
-    frames = []
-    for level in FUNNEL_LEVELS:
-        low, high = _unit_limits(grid_n, theta, level, rate_outcome, applied, overdispersion,
-                                 od, s_grid)
-        frames.append(
-            pd.DataFrame(
-                {"n": grid_n, "expected": grid_e, "level": level, "low": low, "high": high}
-            )
-        )
-    limits = pd.concat(frames, ignore_index=True)
+    limits = _limit_grid(float(table["plot_n"].min()) * 0.5, float(table["plot_n"].max()) * 1.1,
+                         theta, rate_outcome, applied, overdispersion, od.phi, od.tau2)
     return FunnelResult(
         units=table,
         limits=limits,
@@ -1636,11 +1620,11 @@ def funnel_data(
 
 
 def _unit_limits(volume: np.ndarray, theta: float, level: float, rate_outcome: bool,
-                 applied: bool, overdispersion: str, od: Overdispersion,
+                 applied: bool, overdispersion: str, phi: float, tau2: float,
                  se: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Funnel limits on the plotted scale at the (effective) volumes of :func:`funnel_data`."""
     if applied:
-        low, high = _od_limits(theta, se, _z(level), overdispersion, od.phi, od.tau2)
+        low, high = _od_limits(theta, se, _z(level), overdispersion, phi, tau2)
     elif rate_outcome:
         lim = funnel_limits_oe(volume * theta, levels=[level])
         low, high = lim["low"].to_numpy() * theta, lim["high"].to_numpy() * theta
@@ -1651,6 +1635,48 @@ def _unit_limits(volume: np.ndarray, theta: float, level: float, rate_outcome: b
     if not rate_outcome:
         high = np.minimum(high, 1.0)
     return low, high
+
+
+def limit_curves(result: FunnelResult, n_low: float, n_high: float) -> pd.DataFrame:
+    """The funnel's limit curves of ``result`` over volumes ``n_low``..``n_high`` only.
+
+    The same model as ``result.limits`` (exact binomial, Poisson or over-dispersion limits
+    around the same target), on a grid chosen by the caller: a display draws the limits over
+    the range of the units it shows, so the curves' extent reveals no hidden unit's volume.
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> df = pd.DataFrame({"facility_id": np.repeat(list("ABCDE"), 100),
+    ...                    "cement_leakage": rng.random(500) < 0.2})
+    >>> curves = limit_curves(funnel_data(df), 50.0, 110.0)
+    >>> float(curves["n"].min()), float(curves["n"].max())
+    (50.0, 110.0)
+    """
+    return _limit_grid(n_low, n_high, result.target, result.measure == "rate",
+                       result.overdispersion_applied, result.overdispersion, result.phi,
+                       result.tau2)
+
+
+def _limit_grid(n_low: float, n_high: float, theta: float, rate_outcome: bool, applied: bool,
+                overdispersion: str, phi: float, tau2: float) -> pd.DataFrame:
+    """Limit curves (``n, expected, level, low, high``) on a geometric grid of 200 volumes
+    (person-years for a rate outcome, which may be below 1)."""
+    x_min = n_low if rate_outcome else max(1.0, n_low)
+    grid_n = np.unique(np.geomspace(x_min, max(n_high, x_min * 1.01), 200))
+    grid_e = grid_n * theta
+    s_grid = (theta / np.sqrt(grid_e) if rate_outcome
+              else np.sqrt(theta * (1.0 - theta) / grid_n))
+    frames = []
+    for level in FUNNEL_LEVELS:
+        low, high = _unit_limits(grid_n, theta, level, rate_outcome, applied, overdispersion,
+                                 phi, tau2, s_grid)
+        frames.append(
+            pd.DataFrame(
+                {"n": grid_n, "expected": grid_e, "level": level, "low": low, "high": high}
+            )
+        )
+    return pd.concat(frames, ignore_index=True)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import re
 import uuid
 from collections.abc import Callable, Sequence
 
@@ -116,24 +115,12 @@ def error_state(message: str) -> dbc.Alert:
                      color="warning", className="my-3")
 
 
-_SMALL_COUNT = re.compile(
-    r"\b([1-9]|10)(\s+)(events?|records?|patients?|cases?|values?|procedures?|fractures?|"
-    r"deaths?|responders?|non-events?)\b")
-
-
 def mask_small_counts(text: str) -> str:
-    """Replace counts of 1–10 in a message (e.g. "5 events") by the suppression label.
+    """Counts from 1 to the threshold in a message replaced by the suppression label (see
+    :func:`dashboard.suppression.mask_small_counts`, which follows the configured threshold)."""
+    from dashboard.suppression import mask_small_counts as mask
 
-    Analysis errors name the counts that made a method impossible; shown in the page they
-    would bypass small-cell suppression.
-    """
-    from dashboard.suppression import label, threshold
-
-    def replace(match: re.Match) -> str:
-        return f"{label()}{match.group(2)}{match.group(3)}" if int(match.group(1)) <= threshold() \
-            else match.group(0)
-
-    return _SMALL_COUNT.sub(replace, text)
+    return mask(text)
 
 
 def safe_callback(n_outputs: int = 1, message: str = "Please adjust the filters or try again."
@@ -166,7 +153,9 @@ def safe_callback(n_outputs: int = 1, message: str = "Please adjust the filters 
                 elif isinstance(error, AnalysisError):
                     # A method the selection cannot support: expected, so no traceback either.
                     log.info("callback %s: %s", function.__name__, type(error).__name__)
-                    alert = limitation_state(mask_small_counts(str(error)))
+                    from dashboard.suppression import display_error
+
+                    alert = limitation_state(display_error(error))
                 else:
                     log.exception("callback %s failed", function.__name__)
                     alert = error_state(message)

@@ -19,7 +19,7 @@ from dashboard.auth.gate import may_see
 from dashboard.components import safe_callback
 from dashboard.compute_cache import cached_output
 from dashboard.state import filter_from_query, page_parameters, query_from_filter
-from dashboard.suppression import format_count
+from dashboard.suppression import rounded_count
 from data.dictionary import FIELDS_BY_NAME
 
 FILTER_CONTROLS: dict[str, str] = {  # RecordFilter field -> control id
@@ -191,7 +191,10 @@ def match_count(state):
     records = data_access.all_records()
     # The records' shared filter index (built once per frame), as filtered_records uses.
     matched = int(filter_mask(records, selection, frame_index(records)).sum())
-    text = f"{format_count(matched)} of {len(records):,} records match"
+    # Secondary suppression: the match count can be differenced against any refinement of the
+    # selection shown elsewhere (FAC-005 ≈35, FAC-005 + KP 33), so it is rounded to the
+    # nearest 5 (and "<11" when small), as is the total it is a part of.
+    text = f"{rounded_count(matched)} of {rounded_count(len(records))} records match"
     return text if matched else [text, " — no records match these filters; press Reset filters."]
 
 

@@ -8,17 +8,34 @@ no one). The threshold is configurable with ``VA_SUPPRESSION_THRESHOLD`` (a whol
 Complements are protected too: when a total and its events are both shown, the non-events
 (total − events) could be derived, so a row is also suppressed when that difference is small
 (e.g. 95 responders of 100 followed would reveal 5 non-responders).
+
+Secondary (complementary) suppression, so that no hidden count follows by subtraction:
+
+* within a displayed partition (VP and KP of one selection, the units of a funnel plot), when
+  one cell is hidden the next smallest is hidden too (:func:`partition_suppression`,
+  :func:`partition_texts`; shown as "≥11");
+* the match count ("N of M records match"), a total that a viewer can difference against any
+  refinement of the selection (FAC-005 alone, FAC-005 + KP), is shown rounded to the nearest
+  :data:`ROUNDING_BASE` (as NHS Digital rounds published counts) and as "<11" at or below the
+  threshold (:func:`rounded_count`): total − subgroup then gives a range, never a count.
+
+Counts travel as numbers until they become display text; text that an analysis wrote with
+counts in it (an error message) is scrubbed by :func:`mask_small_counts`, whatever the
+threshold.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+import re
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
 DEFAULT_THRESHOLD = 10
+#: Totals that can be differenced against a shown subgroup are rounded to this base.
+ROUNDING_BASE = 5
 
 
 def threshold() -> int:
@@ -127,3 +144,116 @@ def suppress_table(table: pd.DataFrame, count_columns: Sequence[str],
         shown[column] = shown[column].astype(object).where(~small_any, None)
     shown["suppressed"] = small_any
     return shown
+
+
+def secondary_label(limit: int | None = None) -> str:
+    """The text shown for a count hidden by secondary suppression, e.g. ``"≥11"``."""
+    return f"≥{(limit or threshold()) + 1}"
+
+
+def range_text(limit: int | None = None) -> str:
+    """The suppressed range in words, e.g. ``"1–10"`` (follows the configured threshold)."""
+    return f"1–{limit or threshold()}"
+
+
+def partition_texts(counts: Mapping[str, int], limit: int | None = None,
+                    rounded: bool = False) -> dict[str, str]:
+    """Display texts of the cells of one partition, with complementary suppression.
+
+    A cell of 1..threshold shows :func:`label`; when exactly one cell is hidden, the smallest
+    other non-zero cell shows :func:`secondary_label`, so the hidden one cannot be recovered
+    from a shown total (:func:`partition_suppression`). ``rounded``: the cells shown are
+    totals of the selection (e.g. its procedures per procedure), rounded like the match count
+    (:func:`rounded_count`).
+
+    >>> partition_texts({"kyphoplasty": 33, "vertebroplasty": 1}, limit=10)
+    {'kyphoplasty': '≥11', 'vertebroplasty': '<11'}
+    >>> partition_texts({"kyphoplasty": 33, "vertebroplasty": 0}, limit=10)
+    {'kyphoplasty': '33', 'vertebroplasty': '0'}
+    >>> partition_texts({"kyphoplasty": 33, "vertebroplasty": 12}, limit=10, rounded=True)
+    {'kyphoplasty': '≈35', 'vertebroplasty': '≈11'}
+    """
+    hidden = partition_suppression(dict(counts), limit)
+    texts = {}
+    for key, value in counts.items():
+        if key in hidden and not is_small([value], limit)[0]:
+            texts[key] = secondary_label(limit)
+        elif rounded:
+            texts[key] = rounded_count(value, limit)
+        else:
+            texts[key] = format_count(value, limit)
+    return texts
+
+
+def rounded_count(count, limit: int | None = None, base: int = ROUNDING_BASE) -> str:
+    """A total as displayed where it can be differenced against shown subgroups: 0 as "0",
+    1..threshold as the label, else rounded to the nearest ``base`` (halves up) with "≈".
+
+    >>> rounded_count(34, limit=10), rounded_count(7, limit=10), rounded_count(5002, limit=10)
+    ('≈35', '<11', '≈5,000')
+    """
+    if count is None or (isinstance(count, float) and np.isnan(count)):
+        return "–"
+    count = int(count)
+    if count == 0 or is_small([count], limit)[0]:
+        return format_count(count, limit)
+    rounded = max(base * ((count + base // 2) // base), (limit or threshold()) + 1)
+    return f"≈{rounded:,}"
+
+
+_COUNT_WORDS = (r"(?:events?|non-events?|records?|patients?|cases?|values?|procedures?|"
+                r"fractures?|deaths?|responders?|non-responders?|observations?|costed|"
+                r"modelled|followed|kyphoplast\w*|vertebroplast\w*)")
+_COUNT_IN_TEXT = re.compile(
+    r"(?<![\w.,])(?<!than )(?<!least )(\d{1,3}(?:,\d{3})+|\d+)(?![\d.])(\s+)"
+    r"(?=" + _COUNT_WORDS + r"\b)")
+_FRACTION_IN_TEXT = re.compile(r"(?<![\w.,])(\d{1,3}(?:,\d{3})+|\d+)/(\d{1,3}(?:,\d{3})+|\d+)"
+                               r"(?![\w.])")
+
+
+def mask_small_counts(text: str, limit: int | None = None) -> str:
+    """Replace every count from 1 to the threshold in a message by the label.
+
+    Analysis errors name the counts that made a method impossible ("kyphoplasty group has 3
+    values"); shown in the page they would bypass small-cell suppression. Any whole number
+    before a count word, and both sides of ``a/b``, are checked against the configured
+    threshold (not a fixed 1–10); thresholds in words ("fewer than 12 events", "at least 10
+    values") are left alone.
+
+    >>> mask_small_counts("3 events in 40 records; 2/40", limit=10)
+    '<11 events in 40 records; <11/40'
+    >>> mask_small_counts("15 events", limit=20)
+    '<21 events'
+    """
+    if not isinstance(text, str) or not text:
+        return text
+
+    def one(number: str) -> str:
+        return label(limit) if is_small([int(number.replace(",", ""))], limit)[0] else number
+
+    text = _FRACTION_IN_TEXT.sub(lambda m: f"{one(m.group(1))}/{one(m.group(2))}", text)
+    return _COUNT_IN_TEXT.sub(lambda m: one(m.group(1)) + m.group(2), text)
+
+
+def display_text(text, limit: int | None = None) -> str:
+    """A message as displayed: the counts of a :class:`analysis._results.CountedText` are
+    formatted with :func:`format_count` (they travel as data); any other text is scrubbed by
+    :func:`mask_small_counts` as a safety net.
+
+    >>> from analysis._results import CountedText
+    >>> display_text(CountedText.of("{label} has {count} record(s)", label="KP", count=3))
+    'KP has <11 record(s)'
+    """
+    from analysis._results import CountedText
+
+    if isinstance(text, CountedText):
+        return text.formatted(lambda count: format_count(count, limit))
+    return mask_small_counts(text, limit)
+
+
+def display_error(error: Exception, limit: int | None = None) -> str:
+    """An analysis error's message as displayed (see :func:`display_text`)."""
+    reason, method = getattr(error, "reason", None), getattr(error, "method", None)
+    if method and reason is not None:
+        return f"{method} skipped: {display_text(reason, limit)}"
+    return mask_small_counts(str(error), limit)

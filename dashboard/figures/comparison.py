@@ -156,7 +156,8 @@ _FRACTION = re.compile(r"(?<![\w.])(\d[\d,]*)/(\d[\d,]*)(?![\w.])")
 
 
 def redact_counts(text) -> str:
-    """Method and note texts with every count from 1 to 10 replaced by "<11".
+    """Method and note texts with every count from 1 to the threshold replaced by the label
+    (``"<11"`` with the default threshold of 10; :func:`dashboard.suppression.is_small`).
 
     The analysis layer writes counts into its texts ("3 events in kyphoplasty", "12/40 vs
     7/35"); thresholds ("at least 10 needed", "fewer than 2 values") are left alone.

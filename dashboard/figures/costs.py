@@ -25,7 +25,14 @@ from dashboard.figures.common import (
     plain_text,
     procedure_label,
 )
-from dashboard.suppression import format_count, is_small, label, suppress_table
+from dashboard.suppression import (
+    format_count,
+    is_small,
+    label,
+    partition_texts,
+    rounded_count,
+    suppress_table,
+)
 
 SHORT = PROCEDURE_SHORT
 TABLE_NAMES = SHORT  # tables have many columns: VP / KP
@@ -209,7 +216,8 @@ def cost_figure_summary(summary: pd.DataFrame, by: tuple[str, ...], currency: st
                     f"{money(high['median'], currency)} ({_group_label(high, by)}, "
                     f"{SHORT.get(str(high.procedure), '')})")
     if n_hidden:
-        text += f"; {n_hidden} group(s) with fewer than 11 costed procedures hidden ({label()})"
+        text += (f"; {n_hidden} group(s) with fewer than {label()[1:]} costed procedures hidden "
+                 f"({label()})")
     n_groups = len({_group_label(row, by) for _, row in summary.iterrows()})
     if n_groups > MAX_FIGURE_GROUPS:
         text += (f"; the figure draws the {MAX_FIGURE_GROUPS} largest of {n_groups} groups, "
@@ -427,13 +435,18 @@ def conversion_counts(normalised: pd.DataFrame,
         converted = int(np.count_nonzero(~np.isnan(conversion.values)))
         unconverted = conversion.unconverted
     no_cost = int(normalised["cost"].isna().sum())
-    rows = [("Records in the selection", len(normalised)),
-            ("With a cost converted to the reporting currency", converted),
-            ("Without a recorded cost", no_cost),
-            ("With a cost that could not be converted", int(sum(unconverted.values())))]
-    rows += [(f"  of which: {reason}", count) for reason, count in unconverted.items()]
+    # The three kinds partition the selection: complementary suppression among them, and the
+    # selection's total rounded like the match count (it can be differenced against them).
+    parts = partition_texts({"converted": converted, "no_cost": no_cost,
+                             "unconverted": int(sum(unconverted.values()))})
+    rows = [("Records in the selection", rounded_count(len(normalised))),
+            ("With a cost converted to the reporting currency", parts["converted"]),
+            ("Without a recorded cost", parts["no_cost"]),
+            ("With a cost that could not be converted", parts["unconverted"])]
+    reasons = partition_texts({str(reason): count for reason, count in unconverted.items()})
+    rows += [(f"  of which: {reason}", reasons[str(reason)]) for reason in unconverted]
     return pd.DataFrame({"records": [name for name, _ in rows],
-                         "count": [format_count(count) for _, count in rows]})
+                         "count": [text for _, text in rows]})
 
 
 def rate_table(options, exchange: pd.DataFrame, ppp: pd.DataFrame | None,

@@ -13,7 +13,7 @@ from dashboard.figures.common import (
     procedure_label,
     subplot_grid,
 )
-from dashboard.suppression import is_small, label
+from dashboard.suppression import is_small, label, partition_texts, threshold
 
 TREND_OUTCOMES = {"responder": "Pain relief (≥30% at 1 month)", "cement_leakage": "Cement leakage",
                   "pulmonary_embolism": "Cement embolism"}
@@ -75,7 +75,7 @@ def trend_figure(trend: pd.DataFrame) -> go.Figure:
         part = trend[trend.outcome == outcome]
         if len(part) and (is_small(part.events) | is_small(part.n)).all():
             annotations.append({
-                "text": "every quarter has fewer than 11 events: rates suppressed",
+                "text": f"every quarter has fewer than {threshold() + 1} events: rates suppressed",
                 "showarrow": False, "xref": axes[(index, 1)]["xaxis"] + " domain",
                 "yref": axes[(index, 1)]["yaxis"] + " domain", "x": 0.5, "y": 0.5,
                 "font": {"color": "#666"}})
@@ -89,8 +89,12 @@ def trend_summary(trend: pd.DataFrame) -> str:
         return "No procedures in the selected period."
     volume = trend.drop_duplicates(["period", "procedure"])
     quarters = volume.period.nunique()
-    totals = volume.groupby("procedure").procedures.sum()
+    totals = volume.groupby("procedure", observed=True).procedures.sum()
+    # Suppressed once, where the counts become text: a small total shows "<11" and, with a
+    # complement that the match count would reveal, the other total "≥11" (the KPI cards'
+    # rule); totals of the selection are rounded like the match count.
+    shown = partition_texts({str(p): int(n) for p, n in totals.items()}, rounded=True)
     parts = [f"{quarters} quarters from {volume.period.min()} to {volume.period.max()}"]
-    parts += [f"{procedure_label(p)}: {int(n):,} procedures" for p, n in totals.items()]
-    return "; ".join(parts) + ". Rates with 95% Wilson intervals; periods with fewer than 11 " \
-        "procedures or events are not shown."
+    parts += [f"{procedure_label(p)}: {text} procedures" for p, text in shown.items()]
+    return "; ".join(parts) + (f". Rates with 95% Wilson intervals; periods with fewer than "
+                               f"{threshold() + 1} procedures or events are not shown.")

@@ -132,7 +132,8 @@ def rate_text(row: pd.Series | None) -> tuple[str, str]:
     if row is None:
         return "–", "no records"
     missing = f"{format_count(row.n_missing)} missing follow-up"
-    if _small(row.responders, row.n_followed):
+    if _small(row.responders, row.n_followed, row.n_followed - row.responders):
+        # The complement too: "20 of 29 followed" would give 9 non-responders.
         return label(), f"suppressed (n followed {format_count(row.n_followed)}; {missing})"
     if pd.isna(row.rate):
         return "–", f"no patient with a score at this visit ({missing})"

@@ -1,12 +1,17 @@
 """Figures, tables and texts of the Quality monitoring page (pure functions, no Dash callbacks).
 
 Every builder takes results of :mod:`analysis.quality` and applies small-cell suppression: a unit
-with 1–10 cases or 1–10 events is not plotted, its counts show as "<11" and its rate, expected
-count, O/E, CI, z and p-value are hidden, in hover texts and tables alike.
+with 1–10 cases, events or non-events (the threshold of :mod:`dashboard.suppression`) is not
+plotted, its counts show as "<11", its rate, expected count, O/E, CI, z, p-value and flag are
+hidden, in hover texts and tables alike, and it is listed as hidden. Counts of flags (cards,
+summaries, texts) count the units shown; the limit curves span the shown units' volumes only;
+when the hidden units together form a small cell the page compares the shown units among
+themselves (:func:`excluded_units`), so the pooled target reveals nothing hidden.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 
@@ -20,10 +25,12 @@ from analysis.quality import (
     CusumResult,
     FunnelResult,
     RiskModelResult,
+    limit_curves,
     oe_ratio,
+    outcome_values,
 )
 from dashboard.figures.common import OKABE_ITO, base_layout, empty_figure, plain_text
-from dashboard.suppression import format_count, is_small, label, suppress_table
+from dashboard.suppression import format_count, is_small, label, range_text, suppress_table
 
 OUTCOME_LABELS: dict[str, str] = {
     "cement_leakage": "Cement leakage",
@@ -44,6 +51,8 @@ FLAG_STYLES: dict[str, tuple[str, str, str]] = {
     "alarm_low": ("Alarm: below the 99.8% limit", OKABE_ITO["bluish_green"], "square"),
     "low_volume": ("Low volume (not tested)", OKABE_ITO["grey"], "circle-open"),
 }
+#: The flag of a unit whose counts are suppressed: never its real flag (that is a count too).
+HIDDEN_FLAG = "hidden"
 LIMIT_STYLES = {0.95: ("95% limits (alert)", "dash"), 0.998: ("99.8% limits (alarm)", "solid")}
 #: The CUSUM figure shows at most about this many points per series (peaks and signals kept).
 CUSUM_MAX_POINTS = 3000
@@ -54,6 +63,7 @@ OUTCOME_SHORT: dict[str, str] = {"non_response": "Non-response"}
 TABLE_FLAGS: dict[str, str] = {
     "alarm_high": "Alarm high", "alert_high": "Alert high", "within": "Within",
     "alert_low": "Alert low", "alarm_low": "Alarm low", "low_volume": "Low volume",
+    HIDDEN_FLAG: "Hidden (small counts)",
 }
 
 
@@ -73,11 +83,99 @@ def flag_label(flag: str) -> str:
 
 
 def suppressed_units(units: pd.DataFrame, count_columns=("n", "events")) -> np.ndarray:
-    """Units whose case or event count is 1–10 (shown only as "<11")."""
+    """Units whose cases, events or non-events (cases − events) are 1..threshold (shown only
+    as "<11"; a plotted rate with its n would give the events)."""
     hidden = np.zeros(len(units), dtype=bool)
     for column in count_columns:
         hidden |= is_small(units[column])
+    total, part = count_columns
+    hidden |= is_small(pd.to_numeric(units[total], errors="coerce")
+                       - pd.to_numeric(units[part], errors="coerce"))
+    if "flag" in units:
+        hidden |= (units["flag"] == HIDDEN_FLAG).to_numpy()
     return hidden
+
+
+def excluded_units(names, n, events) -> tuple[str, ...]:
+    """Hidden units to leave out of the displayed comparison, by the secondary rule.
+
+    A unit is hidden when its cases, events or non-events are 1..threshold. When the hidden
+    units *together* have 1..threshold cases, events or non-events, the pooled target (all
+    events ÷ all cases) and the shown units' exact counts would give that small cell by
+    subtraction, so all hidden units are left out of the target and the limits (returned
+    here); otherwise none is (the hidden pool is no small cell, and the target keeps every
+    unit).
+
+    >>> excluded_units(["A", "B", "C"], [100, 120, 8], [20, 30, 3])
+    ('C',)
+    >>> excluded_units(["A", "B", "C", "D"], [100, 120, 300, 280], [20, 30, 6, 7])
+    ()
+    """
+    frame = pd.DataFrame({"n": np.asarray(n, dtype=float), "events": np.asarray(events, float)})
+    hidden = suppressed_units(frame)
+    pool_n, pool_events = frame["n"][hidden].sum(), frame["events"][hidden].sum()
+    if not hidden.any() or not is_small([pool_n, pool_events, pool_n - pool_events]).any():
+        return ()
+    return tuple(str(name) for name, h in zip(names, hidden, strict=True) if h)
+
+
+def unit_counts(records: pd.DataFrame, unit: str, outcome: str) -> pd.DataFrame:
+    """Cases (``n``) and ``events`` of each unit with the outcome recorded (units with none
+    left out), counted on integer codes (a million records in milliseconds)."""
+    values = outcome_values(records, outcome).to_numpy(dtype=float, na_value=np.nan)
+    units = records[unit]
+    if isinstance(units.dtype, pd.CategoricalDtype):
+        codes, names = units.cat.codes.to_numpy(), np.asarray(units.cat.categories, dtype=object)
+    else:
+        codes, names = pd.factorize(units.astype(object), use_na_sentinel=True)
+        names = np.asarray(names, dtype=object)
+    keep = (codes >= 0) & ~np.isnan(values)
+    n = np.bincount(codes[keep], minlength=len(names))
+    events = np.bincount(codes[keep], weights=values[keep], minlength=len(names))
+    present = n > 0
+    return pd.DataFrame({"unit": names[present].astype(str), "n": n[present],
+                         "events": np.rint(events[present]).astype(int)})
+
+
+def _hidden_rows(records: pd.DataFrame, unit: str, outcome: str,
+                 units: tuple[str, ...]) -> pd.DataFrame:
+    """Rows of hidden units for the unit table: their counts (shown as "<11") and flag."""
+    counts = unit_counts(records, unit, outcome)
+    rows = counts[counts["unit"].isin(units)].reset_index(drop=True)
+    rows["flag"] = HIDDEN_FLAG
+    for column in ("rate", "expected", "oe", "z", "z_raw", "p_value", "p_adjusted", "plot_n",
+                   "plot_rate"):
+        rows[column] = np.nan
+    return rows
+
+
+def with_hidden_units(result: FunnelResult, records: pd.DataFrame,
+                      units: tuple[str, ...]) -> FunnelResult:
+    """``result`` (of the shown units) with the left-out hidden ``units`` listed as hidden."""
+    rows = _hidden_rows(records, result.unit, result.outcome, units)
+    return dataclasses.replace(result, units=pd.concat([result.units, rows], ignore_index=True))
+
+
+def every_unit_hidden(records: pd.DataFrame, unit: str, outcome: str) -> FunnelResult:
+    """A result listing every unit as hidden, with no target and no limits."""
+    rows = _hidden_rows(records, unit, outcome,
+                        tuple(unit_counts(records, unit, outcome)["unit"]))
+    return FunnelResult(units=rows, limits=pd.DataFrame(columns=["n", "level", "low", "high"]),
+                        outcome=outcome, unit=unit, target=float("nan"), target_source="pooled",
+                        phi=float("nan"), phi_p_value=float("nan"), tau2=float("nan"),
+                        overdispersion="none", overdispersion_applied=False, adjusted=False,
+                        min_volume=0)
+
+
+def nothing_shown(result: FunnelResult | None) -> bool:
+    """Every unit hidden: no target, limits nor flags may be shown."""
+    return result is not None and not np.isfinite(result.target)
+
+
+def shown_flags(result: FunnelResult) -> pd.Series:
+    """Counts of each flag among the units shown (hidden units' flags are not counted)."""
+    units = result.units
+    return units.loc[~suppressed_units(units), "flag"].value_counts()
 
 
 def _pct(value: float, digits: int = 1) -> str:
@@ -128,7 +226,14 @@ def funnel_figure(result: FunnelResult | None) -> go.Figure:
     hidden = suppressed_units(units)
     shown = units[~hidden]
     figure = go.Figure()
-    limits = result.limits
+    if shown.empty:
+        figure = empty_figure(f"Every {unit_name(result.unit)} has {range_text()} cases or "
+                              "events: nothing can be shown.")
+        return figure
+    # The curves span the shown units' volumes only (as funnel_data spans all of them), so
+    # their extent reveals no hidden unit's n.
+    limits = limit_curves(result, 0.5 * float(shown["plot_n"].min()),
+                          1.1 * float(shown["plot_n"].max()))
     for level, (name, dash) in LIMIT_STYLES.items():
         part = limits[np.isclose(limits["level"], level)]
         for bound, show in (("high", True), ("low", False)):
@@ -228,7 +333,8 @@ def caterpillar_figure(table: pd.DataFrame | None, unit: str = "facility_id",
     shown = table[~hidden].reset_index(drop=True)
     figure = go.Figure()
     if shown.empty:
-        figure = empty_figure("Every unit has fewer than 11 cases or events: O/E suppressed.")
+        figure = empty_figure(f"Every unit has {range_text()} cases, events or non-events: "
+                              "O/E suppressed.")
         return figure
     above = shown["low"] > 1.0
     below = shown["high"] < 1.0
@@ -507,8 +613,9 @@ def units_table(result: FunnelResult | None,
         return pd.DataFrame(columns=columns)
     units = result.units.sort_values("unit", kind="mergesort")
     cis = []
-    for row in units.itertuples():
-        if row.expected > 0:
+    hidden = suppressed_units(units)
+    for row, small in zip(units.itertuples(), hidden, strict=True):
+        if not small and row.expected > 0:
             ratio = oe_ratio(int(row.events), float(row.expected))
             cis.append(f"{ratio.low:.2f}–{ratio.high:.2f}")
         else:
@@ -522,19 +629,26 @@ def units_table(result: FunnelResult | None,
         "oe": units["oe"].round(2).to_numpy(),
         "oe_ci": cis,
         "z": units["z"].round(2).to_numpy(),
-        "flag": [TABLE_FLAGS.get(f, f) for f in units["flag"]],
+        "flag": [TABLE_FLAGS[HIDDEN_FLAG] if small else TABLE_FLAGS.get(f, f)
+                 for f, small in zip(units["flag"], hidden, strict=True)],
         "p_adjusted": [_p_text(p) for p in units["p_adjusted"]],
     })
     shown = suppress_table(table, ["n", "events"],
                            ["rate", "expected", "oe", "oe_ci", "z", "p_adjusted"])
+    # Few non-events (n − events of 1..threshold): n and events are both large, but together
+    # they give the small complement, so the events are withheld too.
+    complement = is_small(table["n"] - table["events"]) & ~is_small(table["events"])
+    shown["events"] = shown["events"].where(~complement, "–")
+    for column in ("rate", "expected", "oe", "oe_ci", "z", "p_adjusted"):
+        shown[column] = shown[column].astype(object).where(~hidden, None)
     if completeness is not None:
         found = completeness.assign(unit=completeness["unit"].astype(str)).set_index("unit")
         found = found.reindex(table["unit"])
         eligible = found["n_eligible"].to_numpy(dtype=float)
         missing = eligible - found["n_recorded"].to_numpy(dtype=float)
-        hidden = is_small(eligible) | is_small(missing) | np.isnan(eligible)
+        small_share = is_small(eligible) | is_small(missing) | np.isnan(eligible)
         share = (100 * found["completeness"].to_numpy(dtype=float)).round(1)
-        shown["completeness"] = np.where(hidden, None, share).tolist()
+        shown["completeness"] = np.where(small_share, None, share).tolist()
     return shown.drop(columns="suppressed")  # "<11" in the count columns says it
 
 
@@ -626,24 +740,29 @@ def funnel_text(result: FunnelResult) -> list[str]:
     outcome = outcome_label(result.outcome, short=True).lower()
     paragraphs = []
     # 2. target and over-dispersion
-    tested = units["flag"] != "low_volume"
+    hidden = suppressed_units(units)
+    left_out = int((units["flag"] == HIDDEN_FLAG).sum())
+    tested = (units["flag"] != "low_volume") & ~hidden
+    pooled = units[units["flag"] != HIDDEN_FLAG]
     if result.measure == "rate":
         text = (f"Target: {_value(result.target, 'rate')}, the {result.target_source} {outcome} "
-                f"rate (events per person-time at risk) of all "
-                f"{format_count(int(units['n'].sum()))} procedures of the {len(units)} {plural} "
-                "shown. New fracture is a time-to-event outcome: each unit's observed events "
+                f"rate (events per person-time at risk) of the {len(pooled)} {plural} compared. "
+                "New fracture is a time-to-event outcome: each unit's observed events "
                 "are compared with the events expected over its procedures' time at risk (to "
                 "the first new fracture, death or last contact; a death recorded after the "
                 "last contact does not extend it), against Poisson limits, so longer follow-up "
                 "is not mistaken for more fractures. ")
     else:
         text = (f"Target: {_pct(result.target)}, the {result.target_source} {outcome} rate of "
-                f"all {format_count(int(units['n'].sum()))} procedures of the {len(units)} "
-                f"{plural} shown. ")
+                f"the {len(pooled)} {plural} compared. ")
     text += (f"Units with fewer than {result.min_volume} procedures are shown as low "
              "volume and not tested. The limits, the z-scores, the p-values and the flags come "
              f"from one {result.distribution} model, so a unit is outside the 95% (99.8%) "
              "limits exactly when its p-value is below 0.05 (0.002). ")
+    if left_out:
+        text += (f"{left_out} {plural if left_out != 1 else unit_name(result.unit)} with "
+                 f"{range_text()} cases or events (together, too) are left out of the target "
+                 "and the limits: including them would let their counts be worked out. ")
     if not np.isfinite(result.phi):
         text += "Over-dispersion cannot be estimated (fewer than 2 tested units). "
     else:
@@ -673,9 +792,8 @@ def funnel_text(result: FunnelResult) -> list[str]:
                  "(φ ≤ 1 or p ≥ 0.05): the limits allow for chance alone.")
     paragraphs.append(text)
     # 3. flags and what they mean
-    hidden = suppressed_units(units)
     n_tested = int(tested.sum())
-    flags = units["flag"].value_counts()
+    flags = shown_flags(result)
     count = {f: int(flags.get(f, 0)) for f in FLAG_STYLES}
     text = (f"Of {n_tested} tested {plural}, {count['alarm_high']} are above and "
             f"{count['alarm_low']} below the 99.8% limits (alarms), and {count['alert_high']} "
@@ -687,7 +805,8 @@ def funnel_text(result: FunnelResult) -> list[str]:
             "the table also gives Benjamini–Hochberg adjusted p-values (false discovery rate "
             "across all tested units).")
     if hidden.any():
-        text += (f" {int(hidden.sum())} {plural} with fewer than {label()[1:]} cases or events "
-                 "are counted here but not plotted, and their numbers are suppressed.")
+        text += (f" {int(hidden.sum())} {plural} with {range_text()} cases or events are "
+                 "hidden: not plotted, not tested here and not counted among the flags; the "
+                 "table lists them as hidden.")
     paragraphs.append(text)
     return paragraphs

@@ -52,7 +52,7 @@ from dashboard.compute_cache import (
 from dashboard.data_access import filtered_records
 from dashboard.figures import comparison as fig
 from dashboard.report import ReportSection, register_report
-from dashboard.suppression import label, suppress_table
+from dashboard.suppression import format_count, label, suppress_table
 
 dash.register_page(
     __name__, path="/comparison", name="VP vs KP", title="VP vs KP statistics", order=5
@@ -447,7 +447,7 @@ def diagnostics_section(result: fig.BaselineResult) -> html.Div:
                 [
                     warning,
                     html.P(
-                        f"Propensity model: {result.formula}. {result.n_used:,} records modelled"
+                        f"Propensity model: {result.formula}. {format_count(result.n_used)} records modelled"
                         + (
                             f", {result.n_dropped_missing:,} left out for a missing characteristic"
                             if result.n_dropped_missing

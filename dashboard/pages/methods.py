@@ -499,14 +499,35 @@ Centers for Medicare & Medicaid Services (no cell of 1 to 10).
   **{limit}** (default {DEFAULT_THRESHOLD}).
 - Counts of import batches (rows read, accepted, rejected) are counts of file rows, not of
   patients, and are not suppressed.
-- Secondary (complementary) suppression protects the common ways a hidden count could be
-  worked out by subtraction: a row is hidden when its total minus its events (for example
-  patients followed minus responders) is 1 to 10; when one level of a categorical variable is
-  hidden in Table 1, the next smallest level is hidden too; on the Overview, when one
-  procedure has 1 to 10 records the other's exact count is hidden (shown as "≥11"), because the
-  number of matching records is shown; counts inside error messages are masked. Combining
-  several different views of a very small selection can still narrow a count down: take care
-  when sharing them.
+- **Secondary suppression (the documented rule).** A hidden count must not follow from the
+  counts shown by subtraction. Three rules, applied where numbers become display text (the
+  same helpers for pages, hovers, figure texts, legends, axis ranges, CSV downloads and
+  reports):
+  1. *Within a cell:* a row is hidden when its total minus its events (for example patients
+     followed minus responders, cases minus events in a funnel plot) is 1 to {limit}.
+  2. *Within a partition* (complementary suppression, as in the CMS cell-size policy): when
+     one cell of a displayed partition is hidden (one procedure, one level of a Table 1
+     variable, one kind of cost record), the next smallest cell is hidden too, shown as
+     "≥{limit + 1}".
+  3. *Totals of the selection* (rounding, as NHS Digital publishes counts): the number of
+     matching records ("≈35 of ≈5,000 records match"), the Overview's procedures per
+     procedure and the Costs page's records in the selection are shown rounded to the nearest
+     5 ("{small}" when 1 to {limit}), because a viewer can difference them against any
+     refinement of the selection (a facility alone, then with one procedure): the
+     difference of a rounded total and a subgroup is then a range, never a count.
+- **Quality monitoring.** A unit with 1 to {limit} cases, events or non-events is hidden: not
+  plotted, not tested on the page, its flag not counted on the cards, and listed as hidden
+  in the table. The funnel's limit curves span the volumes of the units shown only. When the
+  hidden units together have 1 to {limit} cases, events or non-events, the pooled target
+  would give that small cell away (target × all cases − the events shown), so the hidden
+  units are left out of the target, the case-mix recalibration and the limits, and the page
+  says so; when every unit is hidden, no target is shown.
+- Counts inside messages written by the analysis (a method that could not run) are masked
+  at the configured threshold.
+- **What remains.** Exact counts of the same subgroup in two nested selections (a table's n
+  with and without a sex filter, or two adjacent date ranges) can still be subtracted; a
+  complete defence would round every count. Keep sign-in and facility restriction on for
+  data that warrant it, and take care when sharing several views of a very small selection.
 """),
         ("methods-data-handling", "Data handling", """
 - **De-identified data only.** Records carry pseudonymous identifiers (record, patient,

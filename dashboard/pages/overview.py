@@ -17,7 +17,13 @@ from dashboard.data_access import filtered_records
 from dashboard.figures.common import PROCEDURE_COLOURS, PROCEDURES, procedure_label
 from dashboard.figures.overview import trend_figure, trend_summary
 from dashboard.report import ReportSection, register_report
-from dashboard.suppression import format_count, is_small, is_small_or_complement, label
+from dashboard.suppression import (
+    format_count,
+    is_small,
+    is_small_or_complement,
+    label,
+    partition_texts,
+)
 
 dash.register_page(__name__, path="/", name="Overview", title="Overview", order=0)
 
@@ -70,12 +76,14 @@ def kpi_rows(records: pd.DataFrame) -> pd.DataFrame:
     costs_usd = _costs_usd(records)
     # Secondary suppression: the match count is shown, so when one procedure's count is hidden
     # the other's exact count (and the n of its rates) must go too, or subtraction reveals it.
+    # The counts are the selection's totals per procedure: rounded like the match count.
     protect = bool(is_small(list(sizes.values())).any())
+    shown_sizes = partition_texts(sizes, rounded=True)
     rows = []
     for procedure in PROCEDURES:
         hidden_n = protect and not is_small([sizes[procedure]])[0] and sizes[procedure] > 0
         rows.append({"procedure": procedure, "measure": "Procedures",
-                     "value": "≥11" if hidden_n else format_count(sizes[procedure]),
+                     "value": shown_sizes[procedure],
                      "detail": "exact count hidden (the other group is small)" if hidden_n
                      else "records in the selection"})
         for outcome, title in KPI_OUTCOMES.items():

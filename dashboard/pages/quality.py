@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 from dash import Input, Output, State, callback, dcc, html
 
-from analysis.errors import InsufficientDataError
+from analysis.errors import AnalysisError, InsufficientDataError
 from analysis.filters import RecordFilter
 from analysis.quality import (
     DEFAULT_COVARIATES,
@@ -48,6 +48,8 @@ from dashboard.components import (
     chart_card,
     data_grid,
     empty_state,
+    limitation_state,
+    mask_small_counts,
     page_header,
     safe_callback,
     stat_card,
@@ -67,18 +69,25 @@ from dashboard.figures.quality import (
     cusum_summary,
     cusum_text,
     default_cusum_unit,
+    every_unit_hidden,
+    excluded_units,
     false_alarm_text,
     funnel_figure,
     funnel_summary,
     funnel_text,
     interpretation,
+    nothing_shown,
     outcome_label,
+    shown_flags,
+    suppressed_units,
     table_labels,
+    unit_counts,
     unit_name,
     units_table,
+    with_hidden_units,
 )
 from dashboard.report import ReportSection, register_report
-from dashboard.suppression import is_small, label
+from dashboard.suppression import is_small, label, range_text, threshold
 from data import store
 
 PATH = "/quality"
@@ -200,7 +209,8 @@ def _store_key() -> tuple[str, str]:
     # The user's scope (role, facilities) is part of every lru_cache key below: a restricted
     # user's results are computed from their facilities' rows only.
     url = store.database_url(database())
-    return url, f"{data_access.data_version(url)}|{scope_key()}"
+    # The threshold too: which units are hidden (and left out of the target) depends on it.
+    return url, f"{data_access.data_version(url)}|{scope_key()}|t{threshold()}"
 
 
 @functools.lru_cache(maxsize=2)
@@ -295,7 +305,7 @@ def cusum_result(records, unit: str, unit_id: str, outcome: str, adjust: bool, m
     n, events = int(y.notna().sum()), int(y.sum())
     if n == 0:
         return None, f"{unit_id} has no procedures with this outcome recorded in the selection."
-    if is_small([n])[0] or is_small([events])[0] or n < MIN_VOLUME:
+    if is_small([n, events, n - events]).any() or n < MIN_VOLUME:
         return None, (f"{unit_id} has fewer than {label()[1:]} cases or events in the "
                       "selection: its case-level chart is suppressed.")
     kwargs = {"odds_ratio": CUSUM_ODDS_RATIO, "false_alarm": false_alarm}
@@ -322,13 +332,14 @@ def _reference_fit(url, version, outcome, procedure=False):
 
 
 @functools.lru_cache(maxsize=4)  # one float per record each: keep few
-def _fit(url, version, selection, outcome, procedure=False):
+def _fit(url, version, selection, outcome, procedure=False, unit=None, excluded=()):
     """The reference model applied to the selection (intercept recalibrated to its rate),
     shared by the funnel, caterpillar and CUSUM callbacks (None when it cannot be used).
     Fitting once per data version instead of per filter is what keeps a filter change fast
-    at a million records; ``docs/quality-monitoring.md`` says so to the user."""
+    at a million records; ``docs/quality-monitoring.md`` says so to the user. ``excluded``
+    units (of column ``unit``) are left out (see :func:`_excluded`)."""
     reference = _reference_fit(url, version, outcome, procedure)
-    records = _records(url, version, selection, outcome)
+    records = _shown_frame(url, version, selection, outcome, unit, excluded)
     if reference is None or records.empty:
         return None
     fit = apply_risk_model(reference, records)
@@ -337,13 +348,47 @@ def _fit(url, version, selection, outcome, procedure=False):
     return fit
 
 
+# Small-cell suppression of the compared units. A unit with 1..threshold cases or events is
+# hidden (listed as hidden, never plotted); when the hidden units together form a small cell,
+# the pooled target and the limits would let a viewer recover it (target × N − shown events),
+# so the units shown are then compared among themselves: the hidden ones are left out of the
+# target, the case-mix recalibration and the limits (:func:`_excluded`).
+@functools.lru_cache(maxsize=16)
+def _excluded(url, version, selection, unit, outcome) -> tuple[str, ...]:
+    """Hidden units to leave out of the displayed comparison (empty when none need be)."""
+    records = _frame(url, version, selection)
+    if records.empty or unit not in records:
+        return ()
+    counts = unit_counts(records, unit, outcome)
+    return excluded_units(counts["unit"], counts["n"], counts["events"])
+
+
+@functools.lru_cache(maxsize=4)
+def _shown_frame(url, version, selection, outcome, unit=None, excluded=()):
+    """The selection's frame for ``outcome`` (:func:`_records`) without the ``excluded``
+    units' records."""
+    records = _records(url, version, selection, outcome)
+    if not excluded:
+        return records
+    return records[~records[unit].isin(excluded).to_numpy(bool)]
+
+
 @functools.lru_cache(maxsize=16)
 def _funnel(url, version, selection, unit, outcome, adjust, overdispersion, procedure=False):
+    """``(result, adjustment failed)`` of the displayed funnel: the hidden units the target
+    would reveal left out (:func:`_excluded`) and listed back as hidden rows."""
     records = _records(url, version, selection, outcome)
     if records.empty:
         return None, None
-    model = _fit(url, version, selection, outcome, procedure) if adjust else None
-    return funnel_result(records, unit, outcome, adjust, overdispersion, model)
+    excluded = _excluded(url, version, selection, unit, outcome)
+    shown = _shown_frame(url, version, selection, outcome, unit, excluded)
+    if excluded and shown.empty:  # every unit is hidden: nothing may be compared
+        return every_unit_hidden(records, unit, outcome), None
+    model = _fit(url, version, selection, outcome, procedure, unit, excluded) if adjust else None
+    result, failed = funnel_result(shown, unit, outcome, adjust, overdispersion, model)
+    if excluded:
+        result = with_hidden_units(result, records, excluded)
+    return result, failed
 
 
 @functools.lru_cache(maxsize=8)
@@ -367,8 +412,12 @@ def _caterpillar(url, version, selection, unit, outcome, adjust, procedure=False
     records = _records(url, version, selection, outcome)
     if records.empty:
         return None
-    model = _fit(url, version, selection, outcome, procedure) if adjust else None
-    return caterpillar_result(records, unit, outcome, adjust, model)
+    excluded = _excluded(url, version, selection, unit, outcome)
+    shown = _shown_frame(url, version, selection, outcome, unit, excluded)
+    if shown.empty:
+        return None
+    model = _fit(url, version, selection, outcome, procedure, unit, excluded) if adjust else None
+    return caterpillar_result(shown, unit, outcome, adjust, model)
 
 
 @functools.lru_cache(maxsize=8)  # a chart holds one row per case: keep few
@@ -377,9 +426,15 @@ def _cusum(url, version, selection, unit, unit_id, outcome, adjust, procedure=Fa
     records = _records(url, version, selection, outcome)
     if records.empty:
         return None, "No records match the current filters."
+    excluded = _excluded(url, version, selection, unit, outcome)
+    if str(unit_id) in excluded:
+        return None, (f"{unit_id} has fewer than {label()[1:]} cases or events in the "
+                      "selection: its case-level chart is suppressed.")
+    shown = _shown_frame(url, version, selection, outcome, unit, excluded)
     chart_outcome = horizon_outcome(outcome)
-    model = _fit(url, version, selection, chart_outcome, procedure) if adjust else None
-    return cusum_result(records, unit, unit_id, outcome, adjust, model, false_alarm)
+    model = (_fit(url, version, selection, chart_outcome, procedure, unit, excluded)
+             if adjust else None)
+    return cusum_result(shown, unit, unit_id, outcome, adjust, model, false_alarm)
 
 
 def _selection(state) -> RecordFilter:
@@ -388,9 +443,12 @@ def _selection(state) -> RecordFilter:
 
 # ------------------------------------------------------------------------------ components
 def stats_row(result) -> dbc.Row:
+    """The cards count the units shown: a hidden unit's flag is not counted (the plot would
+    not agree, and a flag is derived from its counts); hidden units are counted as hidden."""
     units = result.units
-    tested = units["flag"] != "low_volume"
-    flags = units["flag"].value_counts()
+    hidden = suppressed_units(units)
+    tested = (units["flag"] != "low_volume").to_numpy() & ~hidden
+    flags = shown_flags(result)
     alarms = int(flags.get("alarm_high", 0) + flags.get("alarm_low", 0))
     alerts = int(flags.get("alert_high", 0) + flags.get("alert_low", 0))
     od = (f"{result.overdispersion} model applied" if result.overdispersion_applied else
@@ -403,7 +461,8 @@ def stats_row(result) -> dbc.Row:
     cards = [
         stat_card("Target (pooled rate)", target, detail, "quality-target", OKABE_ITO["black"]),
         stat_card(f"{unit_name(result.unit, True).capitalize()} tested", f"{int(tested.sum())}",
-                  f"of {len(units)}; fewer than {result.min_volume} cases: not tested",
+                  f"of {len(units)}; fewer than {result.min_volume} cases: not tested; "
+                  f"{int(hidden.sum())} hidden ({range_text()} cases or events)",
                   "quality-tested"),
         stat_card("Alarms (beyond 99.8%)", str(alarms), f"{int(flags.get('alarm_high', 0))} high",
                   "quality-alarms", OKABE_ITO["vermillion"]),
@@ -414,6 +473,15 @@ def stats_row(result) -> dbc.Row:
                   f"τ² {result.tau2:.3g}; {od}", "quality-phi"),
     ]
     return dbc.Row([dbc.Col(card, xs=6, md=4, xl=True) for card in cards], className="g-2 mb-3")
+
+
+def every_unit_hidden_text(result) -> str:
+    count = len(result.units)
+    units = f"{count} {unit_name(result.unit, plural=count != 1)}"
+    return (f"Every unit in this selection ({units}) has "
+            f"{range_text()} procedures, events or non-events with this outcome recorded, so "
+            "none can be plotted or compared (small-cell suppression); the table lists them "
+            "as hidden. Widen the filters to compare them.")
 
 
 def funnel_card(result):
@@ -505,6 +573,9 @@ def update_quality(state, outcome, unit, adjust, overdispersion, procedure="no",
                               _procedure(procedure))
     if result is None:
         return empty_state(), None, None, None, [], None, {"display": "none"}
+    if nothing_shown(result):
+        return (limitation_state(every_unit_hidden_text(result)), None, None,
+                table_card(result), cusum_options(result), None, {"display": "none"})
     options = cusum_options(result)
     allowed = {o["value"] for o in options if not o["disabled"]}
     chosen = current if current in allowed else default_cusum_unit(result)
@@ -570,17 +641,25 @@ def quality_report(selection: RecordFilter) -> list[ReportSection]:
     over-dispersion, CUSUM limits for a 5% false-alarm probability."""
     outcome, unit = "cement_leakage", "facility_id"
     key = _store_key()
-    result, failed = _funnel(*key, selection, unit, outcome, True, DEFAULT_OVERDISPERSION)
+    try:
+        result, failed = _funnel(*key, selection, unit, outcome, True, DEFAULT_OVERDISPERSION)
+    except AnalysisError as error:  # a selection the funnel cannot support: say so
+        return [ReportSection("Funnel plot", mask_small_counts(str(error)))]
     if result is None:
         return [ReportSection("No records", "No records match the filters.")]
+    if nothing_shown(result):
+        table = units_table(result)
+        table = table.astype(object).where(table.notna(), "–").rename(
+            columns=table_labels(result))
+        return [ReportSection("Units", every_unit_hidden_text(result), table=table)]
     model = _model(*key, selection, outcome) if result.adjusted else None
     table = units_table(result, _completeness(*key, selection, unit, outcome))
     table = table.astype(object).where(table.notna(), "–").rename(columns=table_labels(result))
     sections = [
         ReportSection("How to read these results", " ".join(interpretation(result, model, failed))),
         ReportSection("Funnel plot", funnel_summary(result), figure=funnel_figure(result)),
-        ReportSection("Units", "Alphabetical, not a ranking. Counts of 1–10 are shown as "
-                      f"{label()} and the values computed from them are hidden. "
+        ReportSection("Units", f"Alphabetical, not a ranking. Counts of {range_text()} are "
+                      f"shown as {label()} and the values computed from them are hidden. "
                       + completeness_note(outcome), table=table),
     ]
     cat = _caterpillar(*key, selection, unit, outcome, True)

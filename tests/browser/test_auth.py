@@ -10,6 +10,7 @@ from selenium.webdriver.common.by import By
 
 from dashboard.app_factory import create_app
 from dashboard.auth.config import load_config
+from dashboard.suppression import rounded_count
 from data import import_dataframe, load_records, store
 from data.demo import demo_records
 from tests.auth_support import PASSWORD, auth_dir
@@ -116,8 +117,9 @@ def test_facility_restriction_in_the_page(dash_duo, site):
     mine = records[records.facility_id.isin(RESTRICTED)]
     _start(dash_duo, site)
     _sign_in(dash_duo, "north")
-    dash_duo.wait_for_text_to_equal("#match-count",
-                                    f"{len(mine):,} of {len(mine):,} records match", timeout=30)
+    dash_duo.wait_for_text_to_equal(
+        "#match-count", f"{rounded_count(len(mine))} of {rounded_count(len(mine))} records match",
+        timeout=30)
     dash_duo.find_element("#filter-facility").click()
     dash_duo.wait_for_element("#filter-facility .Select-menu-outer, #filter-facility "
                               "[role='option'], .dash-dropdown-options", timeout=10)

@@ -7,6 +7,7 @@ import pytest
 
 from analysis.filters import RecordFilter, apply_filter
 from dashboard.app_factory import create_app
+from dashboard.suppression import rounded_count
 from data import import_dataframe, load_records, store
 from data.demo import demo_records
 
@@ -21,20 +22,24 @@ def database(tmp_path_factory):
 
 
 def kyphoplasty_count(records: pd.DataFrame) -> str:
-    return f"{int((records.procedure == 'kyphoplasty').sum()):,}"
+    """The Overview's KP "Procedures" card: a selection total, rounded (and protected)."""
+    from dashboard.suppression import partition_texts
+
+    sizes = {p: int((records.procedure == p).sum()) for p in ("vertebroplasty", "kyphoplasty")}
+    return partition_texts(sizes, rounded=True)["kyphoplasty"]
 
 
 def test_overview_loads_and_filters(dash_duo, database):
     records = load_records(database)
     dash_duo.start_server(create_app(database))
     dash_duo.wait_for_text_to_equal("#kpi-0-kyphoplasty", kyphoplasty_count(records), timeout=30)
-    dash_duo.wait_for_text_to_equal("#match-count", f"{len(records):,} of {len(records):,} records match")
+    dash_duo.wait_for_text_to_equal("#match-count", f"{rounded_count(len(records))} of {rounded_count(len(records))} records match")
     assert dash_duo.find_element("#demo-banner").text.startswith("Synthetic demonstration data")
 
     dash_duo.select_dcc_dropdown("#filter-country", value="GB")
     chosen = apply_filter(records, RecordFilter(countries=("GB",)))
     dash_duo.wait_for_text_to_equal("#kpi-0-kyphoplasty", kyphoplasty_count(chosen), timeout=30)
-    dash_duo.wait_for_text_to_equal("#match-count", f"{len(chosen):,} of {len(records):,} records match")
+    dash_duo.wait_for_text_to_equal("#match-count", f"{rounded_count(len(chosen))} of {rounded_count(len(records))} records match")
     assert "country=GB" in dash_duo.driver.current_url
     assert dash_duo.get_logs() == []
 

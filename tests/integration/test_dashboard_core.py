@@ -5,6 +5,7 @@ from __future__ import annotations
 from analysis.filters import RecordFilter, apply_filter
 from analysis.outcomes import ResponderDefinition, outcome_summary
 from dashboard.state import filter_from_query, query_from_filter
+from dashboard.suppression import rounded_count
 from tests.dash_tree import find_by_id, texts
 
 
@@ -44,7 +45,13 @@ def test_match_count(dashboard_app):
     expected = len(apply_filter(records, selection))
     with app.server.app_context():
         text = match_count(selection.to_dict())
-    assert text == f"{expected:,} of {len(records):,} records match"
+    # Rounded to the nearest 5 (secondary suppression: the total can be differenced against
+    # any refinement of the selection shown on a page).
+    assert text == f"≈{5 * round(expected / 5):,} of ≈{5 * round(len(records) / 5):,} records match"
+    assert expected % 5 != 0  # the rounding is visible in this test
+    with app.server.app_context():
+        tiny = match_count(RecordFilter(facilities=("FAC-TINY",)).to_dict())
+    assert tiny.startswith("<11 of")
 
 
 def test_overview_numbers_equal_analysis(dashboard_app):
@@ -61,7 +68,8 @@ def test_overview_numbers_equal_analysis(dashboard_app):
     shown = texts(find_by_id(cards, "kpi-2-kyphoplasty"))
     assert shown == [f"{100 * leak.estimate:.1f}%"]
     volume = texts(find_by_id(cards, "kpi-0-vertebroplasty"))
-    assert volume == [f"{(chosen.procedure == 'vertebroplasty').sum():,}"]
+    # A selection total per procedure: rounded like the match count (secondary suppression).
+    assert volume == [rounded_count((chosen.procedure == 'vertebroplasty').sum())]
 
 
 def test_overview_suppresses_small_cells(dashboard_app):
@@ -141,7 +149,8 @@ def test_small_group_cannot_be_derived_from_the_total(dashboard_app):
     assert texts(find_by_id(cards, "kpi-0-vertebroplasty")) == ["≥11"]
     vp = int(counts.loc[facility, "vertebroplasty"])
     assert f"n {vp:,}" not in " ".join(texts(cards))
-    assert total.startswith(f"{int(counts.loc[facility].sum()):,} of")
+    # The total is rounded (secondary suppression), so total − VP is a range, not KP's count.
+    assert total.startswith(f"{rounded_count(int(counts.loc[facility].sum()))} of")
 
 
 def test_repeated_filter_states_are_served_from_the_cache(monkeypatch, tmp_path):

@@ -378,3 +378,38 @@ def test_new_fracture_view_states_the_person_time_method(app_and_records):
                             "adjusted", "no", "0.05")
     card_words = " ".join(texts(card))
     assert "within 12 months" in card_words and "chance of at least one false signal" in card_words
+# -- issue 13: the funnel reveals no hidden unit -------------------------------------------
+
+def test_a_hidden_unit_is_listed_as_hidden_and_left_out_of_the_target(app_and_records):
+    """FAC-TINY (6 cases) beside one large facility: the pooled target of both would give
+    FAC-TINY's events (target × N − the large unit's shown events); the target is the shown
+    unit's own rate, the limits span its volume only, and FAC-TINY is listed as hidden."""
+    app, records = app_and_records
+    big = records[records.facility_id != "FAC-TINY"].facility_id.value_counts().index[0]
+    selection = RecordFilter(facilities=("FAC-TINY", big))
+    stats, funnel, text, table, _options, _chosen = run(app, selection, adjust="crude")
+    selected = apply_filter(records, selection)
+    shown = selected[selected.facility_id == big]["cement_leakage"].dropna().astype(float)
+    both = selected["cement_leakage"].dropna().astype(float)
+    assert f"{100 * shown.mean():.1f}" != f"{100 * both.mean():.1f}"  # the test can fail
+    assert texts(find_by_id(stats, "quality-target")) == [f"{100 * shown.mean():.1f}%"]
+    rows = grid_rows(table)
+    assert rows["FAC-TINY"]["n"] == "<11" and rows["FAC-TINY"]["flag"] == "Hidden (small counts)"
+    assert rows["FAC-TINY"]["rate"] is None
+    assert "1 hidden" in " ".join(texts(stats))
+    figure = find_by_id(funnel, "quality-funnel-graph").figure
+    limit_x = [x for t in figure.data if "limits" in (t.name or "") for x in t.x]
+    assert min(limit_x) == pytest.approx(0.5 * len(shown))
+    assert max(limit_x) == pytest.approx(1.1 * len(shown))
+    assert "left out of the target" in " ".join(texts(text))
+
+
+def test_every_unit_hidden_shows_no_target_nor_limits(app_and_records):
+    app, _records = app_and_records
+    stats, funnel, _text, table, options, chosen = run(
+        app, RecordFilter(facilities=("FAC-TINY",)), adjust="crude")
+    words = " ".join(texts(stats))
+    assert "none can be plotted" in words and "%" not in words
+    assert funnel is None and chosen is None
+    assert grid_rows(table)["FAC-TINY"]["flag"] == "Hidden (small counts)"
+    assert all(option["disabled"] for option in options)

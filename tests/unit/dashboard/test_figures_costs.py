@@ -127,7 +127,7 @@ def test_conversion_counts_show_small_counts_as_label():
     frame.loc[5:, "currency"] = frame.loc[5:, "currency"].where(frame.index[5:] > 30, "XYZ")
     counts = fig.conversion_counts(normalise_costs(frame, CostOptions(price_year="nominal")))
     shown = dict(zip(counts["records"], counts["count"], strict=True))
-    assert shown["Records in the selection"] == "40"
+    assert shown["Records in the selection"] == "≈40"  # a selection total: rounded
     assert shown["Without a recorded cost"] == "<11"
     assert shown["With a cost that could not be converted"] == "26"
     assert shown["  of which: XYZ not in the exchange-rate table"] == "26"

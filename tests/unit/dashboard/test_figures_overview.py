@@ -91,3 +91,24 @@ def test_suppressed_rates_are_hidden_and_annotated():
     hidden = [y for t in lines for y, data in zip(t.y, t.customdata, strict=True)
               if data[0] == label()]
     assert hidden and all(y is None or math.isnan(y) for y in hidden)
+
+
+def test_trend_summary_suppresses_and_protects_the_procedure_totals():
+    """Issue 13: FAC-005 of the demo read "Kyphoplasty (KP): 26 procedures; Vertebroplasty
+    (VP): 1 procedures" under a card that showed VP "<11"."""
+    import pandas as pd
+
+    from dashboard.figures.overview import trend_summary
+
+    records = demo_records(400, seed=5)
+    kp = records[records.procedure == "kyphoplasty"].head(33)
+    vp = records[records.procedure == "vertebroplasty"].head(1)
+    text = trend_summary(_trend(pd.concat([kp, vp])))
+    assert "Vertebroplasty (VP): <11 procedures" in text
+    assert "Kyphoplasty (KP): ≥11 procedures" in text
+    assert " 1 procedures" not in text and "33" not in text
+    # Without a small group the totals are shown, rounded like the match count.
+    text = trend_summary(_trend(pd.concat([kp, records[records.procedure == "vertebroplasty"]
+                                           .head(24)])))
+    assert "Kyphoplasty (KP): ≈35 procedures" in text
+    assert "Vertebroplasty (VP): ≈25 procedures" in text

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -176,3 +178,57 @@ def test_model_notes_with_small_counts_are_suppressed():
     note = "sex=X pooled with F: its 3 record(s) all have cement_leakage=0 (separation)"
     assert fq._sanitise_note(note).startswith("sex=X pooled with F: its <11 record(s)")
     assert "1,204 missing" in fq._sanitise_note("age: 1,204 missing value(s) set to the median 2")
+
+
+# -- issue 13: what is drawn and counted reveals no hidden unit ------------------------------
+
+def _line_x(figure) -> np.ndarray:
+    return np.concatenate([np.asarray(t.x, float) for t in figure.data
+                           if t.mode == "lines" and "limits" in (t.name or "")])
+
+
+@pytest.mark.parametrize("adjust", [True, False])
+def test_limit_curves_span_only_the_units_shown(records, adjust):
+    """The curves ran from half the smallest to 1.1 × the largest volume of every unit, hidden
+    ones included: FAC-TINY's 6 cases could be read off the start of the curves (3)."""
+    result = funnel_data(records, "facility_id", "cement_leakage", adjust=adjust)
+    shown = result.units[~fq.suppressed_units(result.units)]
+    x = _line_x(fq.funnel_figure(result))
+    assert x.min() == pytest.approx(0.5 * shown["plot_n"].min())
+    assert x.max() == pytest.approx(1.1 * shown["plot_n"].max())
+    # The curves are the analysis' own limits (same model), on another range.
+    every = result.units["plot_n"]
+    same = fq.limit_curves(result, 0.5 * every.min(), 1.1 * every.max())
+    pd.testing.assert_frame_equal(same, result.limits)
+
+
+def test_a_hidden_units_flag_is_neither_shown_nor_counted(funnel):
+    """Quality cards said "Alerts 3" while 2 were drawn: the third was a hidden unit."""
+    units = funnel.units.copy()
+    units.loc[units["unit"] == "FAC-FEW", "flag"] = "alert_high"
+    result = dataclasses.replace(funnel, units=units)
+    table = fq.units_table(result).set_index("unit")
+    assert table.loc["FAC-FEW", "flag"] == "Hidden (small counts)"
+    assert table.loc["FAC-FEW", "events"] == "<11" and table.loc["FAC-FEW", "n"] == "30"
+    shown = units[~fq.suppressed_units(units)]
+    assert fq.shown_flags(result).get("alert_high", 0) == (shown["flag"] == "alert_high").sum()
+    figure = fq.funnel_figure(result)
+    drawn = sum(len(t.x) for t in figure.data if t.mode == "markers"
+                and (t.name or "").startswith("Alert: above"))
+    assert drawn == fq.shown_flags(result).get("alert_high", 0)
+    words = " ".join(fq.funnel_text(result))
+    assert f"{drawn} above and" in words.split("alarms), and ")[1]
+
+
+def test_a_unit_with_few_non_events_is_hidden():
+    """n 50 and events 45 both shown would give 5 non-events."""
+    units = pd.DataFrame({"n": [50, 60, 8], "events": [45, 20, 0]})
+    assert fq.suppressed_units(units).tolist() == [True, False, True]
+
+
+def test_hidden_units_that_together_are_a_small_cell_are_left_out():
+    # Two hidden units with 3 and 4 events: 7 events in all, a small cell the target reveals.
+    assert fq.excluded_units(["A", "B", "C"], [200, 60, 70], [40, 3, 4]) == ("B", "C")
+    # Their pool of 13 events and 117 non-events is no small cell: nothing need be left out.
+    assert fq.excluded_units(["A", "B", "C"], [200, 60, 70], [40, 6, 7]) == ()
+    assert fq.excluded_units(["A", "B"], [200, 60], [40, 20]) == ()

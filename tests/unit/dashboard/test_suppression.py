@@ -48,3 +48,60 @@ def test_a_single_hidden_level_gets_a_partner():
     assert partition_suppression({"a": 3, "b": 5, "c": 900}) == {"a", "b"}  # already two hidden
     assert partition_suppression({"a": 40, "b": 60}) == set()
     assert partition_suppression({"a": 0, "b": 60}) == set()  # zero reveals no one
+
+
+# -- issue 13: counts travel as data; secondary suppression --------------------------------
+
+def test_messages_are_masked_at_any_threshold(monkeypatch):
+    """components.mask_small_counts matched only 1–10: a threshold of 20 let "15 events" out."""
+    from dashboard.components import mask_small_counts
+
+    monkeypatch.setenv("VA_SUPPRESSION_THRESHOLD", "20")
+    text = mask_small_counts("Welch t-test skipped: kyphoplasty group has 15 values; "
+                             "12/1,500 events; 25 records; fewer than 12 events needed")
+    assert text == ("Welch t-test skipped: kyphoplasty group has <21 values; <21/1,500 events; "
+                    "25 records; fewer than 12 events needed")
+
+
+def test_partition_texts_hide_the_complement_of_a_small_cell():
+    from dashboard.suppression import partition_texts
+
+    # FAC-005 of the demo: VP 1, KP 33, and the match count would give VP = total − KP.
+    assert partition_texts({"kyphoplasty": 33, "vertebroplasty": 1}) == {
+        "kyphoplasty": "≥11", "vertebroplasty": "<11"}
+    assert partition_texts({"a": 40, "b": 3, "c": 12, "d": 0}) == {
+        "a": "40", "b": "<11", "c": "≥11", "d": "0"}
+    # Two hidden cells protect each other; nothing else need go.
+    assert partition_texts({"a": 40, "b": 3, "c": 4}) == {"a": "40", "b": "<11", "c": "<11"}
+
+
+def test_totals_are_rounded_to_five_and_never_show_a_small_count(monkeypatch):
+    from dashboard.suppression import rounded_count
+
+    assert [rounded_count(v) for v in (0, 1, 10, 11, 12, 13, 34, 37, 38, 5000)] == [
+        "0", "<11", "<11", "≈11", "≈11", "≈15", "≈35", "≈35", "≈40", "≈5,000"]
+    # Total − subgroup then leaves a range of five values, never one count: 32..37 all show
+    # ≈30 or ≈35 while a subgroup of 33 is exact.
+    assert {rounded_count(v) for v in range(33, 38)} == {"≈35"}
+    monkeypatch.setenv("VA_SUPPRESSION_THRESHOLD", "20")
+    assert rounded_count(18) == "<21" and rounded_count(22) == "≈21"
+
+
+def test_counts_in_analysis_errors_travel_as_data(monkeypatch):
+    """An error's counts are formatted by the display, at the configured threshold, without
+    parsing its prose (the words and the thresholds "2 are needed" stay as written)."""
+    from analysis.errors import InsufficientDataError
+    from analysis.power import _check_groups
+    from dashboard.suppression import display_error
+
+    monkeypatch.setenv("VA_SUPPRESSION_THRESHOLD", "20")
+    try:
+        _check_groups(1, 40, "Sample size")
+    except InsufficientDataError as error:
+        assert str(error) == "Sample size skipped: group 1 has 1 patient(s); 2 are needed"
+        assert error.reason.counts == {"n": 1}
+        assert display_error(error) == "Sample size skipped: group 1 has <21 patient(s); 2 are needed"
+    else:
+        raise AssertionError("no error")
+    plain = InsufficientDataError("Welch t-test", "kyphoplasty group has 15 values")
+    assert display_error(plain) == "Welch t-test skipped: kyphoplasty group has <21 values"
