@@ -837,6 +837,29 @@ def _design(
     return pd.DataFrame(columns, index=data.index), terms, notes
 
 
+def _fitted_outputs(
+    index: pd.Index, keep: np.ndarray, y: np.ndarray, fitted: np.ndarray, lin: np.ndarray,
+    order: np.ndarray,
+) -> tuple[pd.DataFrame, pd.Series, pd.Series]:
+    """Calibration by deciles of ``order`` (observed and expected events per decile) and the
+    per-record expected events and linear predictor (NaN outside ``keep``) of a fitted
+    case-mix model."""
+    n_groups = min(10, y.size)
+    decile = pd.qcut(pd.Series(order).rank(method="first"), n_groups, labels=False) + 1
+    calibration = (
+        pd.DataFrame({"decile": decile.to_numpy(), "y": y, "p": fitted})
+        .groupby("decile")
+        .agg(n=("y", "size"), observed=("y", "sum"), expected=("p", "sum"))
+        .reset_index()
+    )
+    calibration["observed"] = calibration["observed"].astype(int)
+    expected = pd.Series(np.nan, index=index, name="expected")
+    expected[keep] = fitted
+    linear_predictor = pd.Series(np.nan, index=index, name="linear_predictor")
+    linear_predictor[keep] = lin
+    return calibration, expected, linear_predictor
+
+
 def risk_model(
     records: pd.DataFrame, outcome: str, covariates: Sequence[str] | None = None,
     adjust_procedure: bool = False,
@@ -962,19 +985,8 @@ def risk_model(
             "p_value": pvalues,
         }
     )
-    n_groups = min(10, y.size)
-    decile = pd.qcut(pd.Series(pred).rank(method="first"), n_groups, labels=False) + 1
-    calibration = (
-        pd.DataFrame({"decile": decile.to_numpy(), "y": y, "p": pred})
-        .groupby("decile")
-        .agg(n=("y", "size"), observed=("y", "sum"), expected=("p", "sum"))
-        .reset_index()
-    )
-    calibration["observed"] = calibration["observed"].astype(int)
-    expected = pd.Series(np.nan, index=records.index, name="expected")
-    expected[keep] = pred
-    linear_predictor = pd.Series(np.nan, index=records.index, name="linear_predictor")
-    linear_predictor[keep] = lin
+    calibration, expected, linear_predictor = _fitted_outputs(records.index, keep, y, pred,
+                                                              lin, order=pred)
     formula = f"{outcome} ~ " + (" + ".join(terms) if terms else "1")
     return RiskModelResult(
         outcome=outcome,
@@ -1051,19 +1063,8 @@ def _rate_model(records: pd.DataFrame, outcome: str, covariates: Sequence[str],
         "high": np.exp(params + half),
         "p_value": 2.0 * st.norm.sf(np.abs(params / bse)),
     })
-    n_groups = min(10, y.size)
-    decile = pd.qcut(pd.Series(lin).rank(method="first"), n_groups, labels=False) + 1
-    calibration = (
-        pd.DataFrame({"decile": decile.to_numpy(), "y": y, "p": mu})
-        .groupby("decile")
-        .agg(n=("y", "size"), observed=("y", "sum"), expected=("p", "sum"))
-        .reset_index()
-    )
-    calibration["observed"] = calibration["observed"].astype(int)
-    expected = pd.Series(np.nan, index=records.index, name="expected")
-    expected[keep] = mu
-    linear_predictor = pd.Series(np.nan, index=records.index, name="linear_predictor")
-    linear_predictor[keep] = lin
+    calibration, expected, linear_predictor = _fitted_outputs(records.index, keep, y, mu, lin,
+                                                              order=lin)
     exposure = pd.Series(np.where(keep, t_all, np.nan), index=records.index, name="person_time")
     formula = (f"{outcome} ~ " + (" + ".join(terms) if terms else "1")
                + " + offset(log(Σ person_time in band × band rate))")
