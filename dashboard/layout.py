@@ -140,6 +140,9 @@ def shell() -> html.Div:
     return html.Div([
         dcc.Location(id="url", refresh="callback-nav"),
         dcc.Store(id="filter-state"),
+        # The data version this page shows; data changes made on the page (an upload, removing
+        # the demo data) set it, and the match count and the demo banner follow.
+        dcc.Store(id="data-version", data=data_access.data_version()),
         dbc.Navbar(dbc.Container([
             dbc.NavbarBrand(html.Span("VA outcomes", title="Vertebral augmentation outcomes"),
                             href="/"),
@@ -148,7 +151,7 @@ def shell() -> html.Div:
             user_menu(user),
         ], fluid=True), color="primary", dark=True, className="mb-2"),
         dbc.Container([
-            banner,
+            html.Div(banner, id="demo-banner-slot"),
             dbc.Row([
                 dbc.Col(html.Aside(filter_panel(records), **{"aria-label": "Filters"}),
                         xs=12, md=3, xxl=2, className="mb-3"),
@@ -197,6 +200,11 @@ def match_count(state):
     return text if matched else [text, " — no records match these filters; press Reset filters."]
 
 
+def refresh_demo_banner(_data_version):
+    """The demo banner for the data now stored (after an upload or a removal)."""
+    return demo_banner(data_access.synthetic_share())
+
+
 def keep_filters_in_links(search, ids):
     """Navigation keeps the filters: every page link carries the current query string."""
     return [item["path"] + (search or "") for item in ids]
@@ -239,6 +247,8 @@ def register_callbacks(app: dash.Dash) -> None:
     )(sync_filters)
     app.callback(Output("match-count", "children"),
                  Input("filter-state", "data"))(safe_callback()(cached_output(match_count)))
+    app.callback(Output("demo-banner-slot", "children"), Input("data-version", "data"),
+                 prevent_initial_call=True)(safe_callback()(refresh_demo_banner))
     app.callback(Output("report-download", "data"), Input("report-button", "n_clicks"),
                  State("url", "pathname"), State("filter-state", "data"),
                  prevent_initial_call=True)(download_report)

@@ -78,8 +78,9 @@ def render_report(title: str, sections: list[ReportSection], selection: RecordFi
     ]
     if isinstance(synthetic, str) and synthetic:
         # The share of synthetic records (dashboard.data_access.synthetic_note), suppressed.
-        parts.append(f"<p class='note' id='synthetic-note'>{html.escape(synthetic)} Synthetic "
-                     "records were made by the demo generator and describe no real patient.</p>")
+        parts.append("<p class='note' id='synthetic-note'>Synthetic demonstration data: "
+                     f"{html.escape(synthetic)} They were made by the demo generator and "
+                     "describe no real patient.</p>")
     elif synthetic is True:
         parts.append("<p class='note'>Synthetic demonstration data: no real patient is described.</p>")
     parts.append(f"<p class='meta'>{html.escape(suppression_note)}</p>")

@@ -11,6 +11,9 @@ batches
     List import batches.
 demo [--records N] [--seed S] [--output FILE]
     Generate the synthetic demo dataset into the store (a batch marked synthetic) or a file.
+remove-demo [--yes]
+    Remove the records of every synthetic (demo) batch, audited; without --yes only says what
+    would be removed (exit status 1 then, 0 once removed or when there is nothing to remove).
 dictionary [--output FILE]
     Print the data dictionary as Markdown.
 info
@@ -161,6 +164,26 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0 if result.rejected == 0 else 1
 
 
+def cmd_remove_demo(args: argparse.Namespace) -> int:
+    from data.batches import remove_synthetic_batches, synthetic_batches
+
+    demo = synthetic_batches(args.database)
+    if demo.empty:
+        print("no synthetic (demo) batch holds records: nothing to remove")
+        return 0
+    listing = ", ".join(f"batch {row.batch_id} ({row.file_name}, {row.records:,} records)"
+                        for row in demo.itertuples())
+    if not args.yes:
+        print(f"would remove {int(demo['records'].sum()):,} synthetic records: {listing}.\n"
+              "Run again with --yes to remove them (written to the audit log).")
+        return 1
+    result = remove_synthetic_batches(args.database, default_actor("cli"))
+    print(f"removed {result.records:,} synthetic records and {result.quarantined:,} quarantined "
+          f"rows of batch {', '.join(map(str, result.batch_ids))}; the batches are kept in the "
+          "history, marked removed")
+    return 0
+
+
 def cmd_dictionary(args: argparse.Namespace) -> int:
     text = dictionary_markdown()
     if args.output:
@@ -208,6 +231,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=20240601)
     p.add_argument("--output", help="write to a file (.csv/.parquet/.xlsx) instead of the store")
     p.set_defaults(func=cmd_demo)
+
+    p = commands.add_parser("remove-demo", parents=[common],
+                            help="remove the synthetic (demo) batches' records, audited")
+    p.add_argument("--yes", action="store_true", help="remove them (otherwise only list them)")
+    p.set_defaults(func=cmd_remove_demo)
 
     p = commands.add_parser("dictionary", parents=[common], help="print the data dictionary (Markdown)")
     p.add_argument("--output", help="write to this file")

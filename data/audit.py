@@ -9,7 +9,7 @@ address, SSN or phone number), so a careless caller fails loudly instead of leak
 Actions
 -------
 ``sign_in``, ``sign_in_failed``, ``sign_out``, ``import``, ``download``, ``role_change``,
-``user_added``, ``user_removed``.
+``user_added``, ``user_removed``, ``remove_batch`` (the demo batches' records removed).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from data import store
 
 ACTIONS = frozenset({
     "sign_in", "sign_in_failed", "sign_out", "import", "download", "role_change", "user_added",
-    "user_removed",
+    "user_removed", "remove_batch",
 })
 COLUMNS = ["event_id", "occurred_at", "actor", "action", "detail"]
 MAX_DETAIL_CHARS = 8000

@@ -72,6 +72,8 @@ def layout(**_query) -> html.Div:
                     "data dictionary."),
         upload_section() if current_user().has_role("admin") else html.Div(id="data-upload-off"),
         imports_panel(data_access.store_wide_visible()),
+        demo_data_section() if current_user().has_role("admin")
+        and data_access.store_wide_visible() else html.Div(id="data-demo-off"),
         html.Section([
             html.H2("Field completeness of the selected records", id="data-completeness-heading",
                     className="h5"),
@@ -437,3 +439,101 @@ def _selected_records_sections(selection: RecordFilter) -> list[ReportSection]:
     sections.append(ReportSection("Data dictionary", "Every field of a procedure record.",
                                   table=dq.dictionary_table()))
     return sections
+
+
+# --------------------------------------------------------------------------------------------
+# Demo data: remove the synthetic batches (admins), with a confirmation step
+# --------------------------------------------------------------------------------------------
+
+
+def demo_data_section() -> html.Section:
+    """The admin's "Remove demo data" control: how many records the synthetic batches hold,
+    a button that asks for confirmation, and the outcome (:func:`remove_demo_data`)."""
+    from data.batches import synthetic_batches
+
+    demo = synthetic_batches(database())
+    held = int(demo["records"].sum()) if len(demo) else 0
+    if demo.empty:
+        body = [html.P("The store holds no synthetic (demo) batch.", id="data-demo-none",
+                       className="small text-muted mb-0")]
+    else:
+        names = ", ".join(f"batch {row.batch_id} ({row.file_name})" for row in demo.itertuples())
+        body = [
+            html.P([f"{_n(held, 'record')} of the store came from the demo generator ({names}). "
+                    "Removing them deletes those records and their quarantined rows; the batches "
+                    "stay in the import history, marked removed, and the removal is written to "
+                    "the audit log. Imported files are not touched."],
+                   id="data-demo-summary", className="small"),
+            dbc.Button("Remove demo data…", id="data-demo-open", color="danger", outline=True,
+                       size="sm"),
+            dbc.Modal([
+                dbc.ModalHeader(dbc.ModalTitle("Remove the demo data?")),
+                dbc.ModalBody(f"This deletes {_n(held, 'synthetic record')} ({names}) from the "
+                              "store for every user. It cannot be undone here; the demo data "
+                              "can be generated again with python -m data demo."),
+                dbc.ModalFooter([
+                    dbc.Button("Cancel", id="data-demo-cancel", color="secondary", outline=True),
+                    dbc.Button("Remove demo data", id="data-demo-confirm", color="danger"),
+                ]),
+            ], id="data-demo-modal", is_open=False),
+        ]
+    return html.Section([
+        html.H2("Demo data", id="data-demo-heading", className="h5"),
+        *body,
+        html.Div(id="data-demo-result", role="status", className="mt-2"),
+    ], className="mb-4", **{"aria-labelledby": "data-demo-heading"})
+
+
+@callback(Output("data-demo-modal", "is_open"), Input("data-demo-open", "n_clicks"),
+          Input("data-demo-cancel", "n_clicks"), Input("data-demo-confirm", "n_clicks"),
+          prevent_initial_call=True)
+def toggle_demo_confirmation(_open, _cancel, _confirm):
+    """Open the confirmation on "Remove demo data…", close it on Cancel or after confirming."""
+    return confirmation_open(dash.ctx.triggered_id)
+
+
+def confirmation_open(trigger: str | None) -> bool:
+    """Whether the confirmation shows after a click on ``trigger`` (a button id)."""
+    return trigger == "data-demo-open"
+
+
+@callback(Output("data-demo-result", "children"),
+          Output("data-refresh", "n_clicks", allow_duplicate=True),
+          Input("data-demo-confirm", "n_clicks"), State("data-refresh", "n_clicks"),
+          prevent_initial_call=True)
+@requires_role("admin")
+@safe_callback(n_outputs=2, message="The demo data could not be removed; nothing was changed.")
+def confirm_demo_removal(clicks, refreshes):
+    """Remove the synthetic batches (admins only; checked on the server), then refresh the
+    import history and, through it, the data version every page listens to."""
+    if not clicks:
+        return dash.no_update, dash.no_update
+    return remove_demo_data(database(), current_user().name), (refreshes or 0) + 1
+
+
+def remove_demo_data(database_url: str | None, actor: str) -> html.Div:
+    """Remove the synthetic batches for ``actor`` and describe the outcome.
+
+    A user restricted to some facilities may not change store-wide data, whatever the role.
+    """
+    from data.batches import remove_synthetic_batches
+
+    if not data_access.store_wide_visible():
+        return dbc.Alert("Removing demo data changes every facility's data; it needs an admin "
+                         "who may see all facilities.", color="danger", className="mb-0")
+    result = remove_synthetic_batches(database_url, actor)
+    if not result.batch_ids:
+        return dbc.Alert("There was no demo data to remove.", color="info", className="mb-0",
+                         id="data-demo-removed")
+    batches = ", ".join(map(str, result.batch_ids))
+    return dbc.Alert(f"Removed {_n(result.records, 'synthetic record')} (batch "
+                     f"{batches}); every page now shows the remaining records.",
+                     color="success", className="mb-0", id="data-demo-removed")
+
+
+@callback(Output("data-version", "data", allow_duplicate=True),
+          Input("data-refresh", "n_clicks"), prevent_initial_call=True)
+def announce_data_version(_clicks):
+    """After an upload or a removal (both bump ``data-refresh``) tell the shell the new data
+    version, so that the match count and the demo banner follow without a reload."""
+    return data_access.data_version()

@@ -26,8 +26,8 @@ def real_records(n: int, seed: int = 5) -> pd.DataFrame:
     return records
 
 
-def mixed_store(folder, real: int = REAL_N) -> str:
-    database = f"sqlite:///{folder / 'store.db'}"
+def mixed_store(folder, real: int = REAL_N, database: str | None = None) -> str:
+    database = database or f"sqlite:///{folder / 'store.db'}"
     import_dataframe(demo_records(DEMO_N, seed=3), "demo-600", database, synthetic=True)
     import_dataframe(real_records(real), "first-real-export.csv", database)
     return database
@@ -89,3 +89,171 @@ def test_banner_is_empty_without_synthetic_records(tmp_path):
     assert banner_text(app) == ""
     assert load_records(database).shape[0] == 30
     store.dispose_engines()
+
+
+# --- removing the demo batches ---------------------------------------------------------------
+
+
+def test_remove_synthetic_batches_is_audited_and_changes_the_data_version(database, tmp_path):
+    from data import audit
+    from data.batches import remove_synthetic_batches
+    from data.load import snapshot_path
+
+    mixed = mixed_store(tmp_path, database=database)  # SQLite and PostgreSQL
+
+    before = store.data_version(mixed)
+    assert len(load_records(mixed)) == DEMO_N + REAL_N  # writes the Parquet snapshot
+    result = remove_synthetic_batches(mixed, "cli:tester")
+    assert result.records == DEMO_N and result.batch_ids == (1,)
+
+    after = store.data_version(mixed)
+    assert after != before
+    records = load_records(mixed)  # not the old snapshot: a new version, a new snapshot
+    assert len(records) == REAL_N and records.record_id.str.startswith("REAL-").all()
+    if mixed.startswith("sqlite"):
+        assert snapshot_path(mixed, after).exists()
+        assert not snapshot_path(mixed, before).exists()
+    assert synthetic_share(mixed).synthetic == 0
+
+    event = audit.read_events(mixed, limit=1).iloc[0]
+    assert (event.actor, event.action) == ("cli:tester", "remove_batch")
+    assert event.detail["records"] == DEMO_N and event.detail["batches"] == [1]
+
+    with store.get_engine(mixed).connect() as connection:
+        statuses = dict(connection.execute(
+            store.import_batches.select().with_only_columns(
+                store.import_batches.c.batch_id, store.import_batches.c.status)).all())
+    assert statuses == {1: "removed", 2: "complete"}  # the history keeps the batch
+    # Nothing left to remove: no event, no change.
+    assert remove_synthetic_batches(mixed, "cli:tester").batch_ids == ()
+    assert store.data_version(mixed) == after
+
+
+def test_cli_remove_demo_asks_for_yes(mixed):
+    from tests.integration.test_cli import run
+
+    dry = run("remove-demo", database=mixed)
+    assert dry.returncode == 1 and "would remove 600 synthetic records" in dry.stdout
+    assert synthetic_share(mixed).synthetic == DEMO_N  # nothing removed without --yes
+    done = run("remove-demo", "--yes", database=mixed)
+    assert done.returncode == 0, done.stderr
+    assert "removed 600 synthetic records" in done.stdout
+    store.dispose_engines()
+    assert synthetic_share(mixed) == synthetic_share(mixed).__class__(0, REAL_N)
+    again = run("remove-demo", "--yes", database=mixed)
+    assert again.returncode == 0 and "nothing to remove" in again.stdout
+
+
+@pytest.fixture
+def signed_in_site(tmp_path):
+    """A mixed store with sign-in: an admin, an analyst and a facility-restricted admin."""
+    from dashboard.auth.config import load_config
+    from tests.auth_support import auth_dir
+
+    store.dispose_engines()
+    database = mixed_store(tmp_path)
+    config = auth_dir(tmp_path / "auth", {"adm": ("admin", None), "ana": ("analyst", None),
+                                          "north": ("admin", ["FAC-001"])})
+    app = create_app(database, load_config(config))
+    yield app, database
+    store.dispose_engines()
+
+
+def client_for(app, name: str):
+    from tests.auth_support import sign_in
+
+    client = app.server.test_client()
+    assert sign_in(client, name).status_code == 302
+    assert client.get("/").status_code == 200
+    return client
+
+
+REMOVE_KEY = "..data-demo-result.children...data-refresh.n_clicks@"
+
+
+def remove_payload(app):
+    from tests.auth_support import callback_payload
+
+    key = next(k for k in app.callback_map if k.startswith(REMOVE_KEY))
+    return callback_payload(app, key, {("data-demo-confirm", "n_clicks"): 1,
+                                       ("data-refresh", "n_clicks"): 3})
+
+
+def test_only_admins_remove_demo_data_from_the_page(signed_in_site):
+    import json
+
+    from data import audit
+
+    app, database = signed_in_site
+    refused = client_for(app, "ana").post("/_dash-update-component", json=remove_payload(app))
+    assert refused.status_code == 403
+    assert synthetic_share(database).synthetic == DEMO_N
+
+    restricted = client_for(app, "north").post("/_dash-update-component",
+                                               json=remove_payload(app))
+    assert restricted.status_code == 200 and "needs an admin who may see all" in restricted.text
+    assert synthetic_share(database).synthetic == DEMO_N
+
+    done = client_for(app, "adm").post("/_dash-update-component", json=remove_payload(app))
+    assert done.status_code == 200, done.text
+    response = json.loads(done.text)["response"]
+    assert "Removed 600 synthetic records" in json.dumps(response["data-demo-result"])
+    assert response["data-refresh"]["n_clicks"] == 4  # refreshes the history and data version
+    assert synthetic_share(database).synthetic == 0
+    event = audit.read_events(database, limit=1).iloc[0]
+    assert (event.actor, event.action) == ("adm", "remove_batch")
+
+
+def test_data_page_asks_for_confirmation_first(mixed):
+    from dashboard.pages.data import confirmation_open
+
+    assert confirmation_open("data-demo-open") is True
+    assert confirmation_open("data-demo-cancel") is False
+    assert confirmation_open("data-demo-confirm") is False
+    # The removal runs on "Remove demo data" inside the confirmation, never on the first button.
+    app = create_app(mixed)
+    assert app.server.test_client().get("/").status_code == 200  # registers page callbacks
+    key = next(k for k in app.callback_map if k.startswith(REMOVE_KEY))
+    assert [i["id"] for i in app.callback_map[key]["inputs"]] == ["data-demo-confirm"]
+    modal = app.callback_map["data-demo-modal.is_open"]
+    assert {i["id"] for i in modal["inputs"]} == {"data-demo-open", "data-demo-cancel",
+                                                 "data-demo-confirm"}
+
+
+def test_demo_section_lists_the_synthetic_batches(mixed):
+    from dashboard.pages.data import demo_data_section
+
+    app = create_app(mixed)
+    with app.server.test_request_context("/data"):
+        section = demo_data_section()
+    text = " ".join(texts(section))
+    assert "600 records of the store came from the demo generator (batch 1 (demo-600))" in text
+    assert find_by_id(section, "data-demo-confirm") is not None  # inside the confirmation
+
+
+# --- the match count follows data changes ----------------------------------------------------
+
+
+def test_match_count_and_banner_follow_the_data_version(mixed):
+    from dashboard.layout import match_count, refresh_demo_banner
+    from dashboard.pages.data import announce_data_version
+    from data.batches import remove_synthetic_batches
+
+    app = create_app(mixed)
+    assert app.server.test_client().get("/").status_code == 200  # registers page callbacks
+    inputs = {(i["id"], i["property"]) for i in app.callback_map["match-count.children"]["inputs"]}
+    assert ("data-version", "data") in inputs  # a data change re-runs the match count
+    announcer = next(v for k, v in app.callback_map.items() if k.startswith("data-version.data"))
+    assert [i["id"] for i in announcer["inputs"]] == ["data-refresh"]  # upload and removal bump it
+
+    state = RecordFilter().to_dict()
+    with app.server.test_request_context("/"):
+        version = announce_data_version(1)
+        assert match_count(state, version) == "625 of 625 records match"
+        remove_synthetic_batches(mixed, "adm")
+        import time
+        time.sleep(2.1)  # the cached data key lives 2 s (compute_cache.DATA_KEY_TTL_SECONDS)
+        new_version = announce_data_version(2)
+        assert new_version != version
+        assert match_count(state, new_version) == "25 of 25 records match"
+        assert texts(refresh_demo_banner(new_version)) == []
