@@ -191,7 +191,9 @@ def sync_filters(search, _reset, start, end, *values):
     return query_from_filter(selection, extra), selection.to_dict(), *controls
 
 
-def match_count(state):
+def match_count(state, _data_version=None):
+    """The records matching the filters, of all records (recomputed when the data version
+    changes as well as when the filters do)."""
     selection = RecordFilter.from_dict(state)
     records = data_access.all_records()
     # The records' shared filter index (built once per frame), as filtered_records uses.
@@ -245,8 +247,8 @@ def register_callbacks(app: dash.Dash) -> None:
         Output("url", "search"), Output("filter-state", "data"), *FILTER_OUTPUTS,
         Input("url", "search"), Input("filter-reset", "n_clicks"), *FILTER_INPUTS,
     )(sync_filters)
-    app.callback(Output("match-count", "children"),
-                 Input("filter-state", "data"))(safe_callback()(cached_output(match_count)))
+    app.callback(Output("match-count", "children"), Input("filter-state", "data"),
+                 Input("data-version", "data"))(safe_callback()(cached_output(match_count)))
     app.callback(Output("demo-banner-slot", "children"), Input("data-version", "data"),
                  prevent_initial_call=True)(safe_callback()(refresh_demo_banner))
     app.callback(Output("report-download", "data"), Input("report-button", "n_clicks"),
