@@ -6,7 +6,8 @@ import PATH [PATH ...] [--json] [--replace]
     Import export files; one batch per file. Exit status 0 when every row was accepted or a
     duplicate, 1 when some rows were rejected or conflicted, 2 when a file was refused whole.
 rejected BATCH --csv OUT
-    Export a batch's quarantined rows, with their reasons, for correction.
+    Export a batch's quarantined rows, with their reasons, for correction (text cells that a
+    spreadsheet would run as a formula get a leading apostrophe).
 batches
     List import batches.
 demo [--records N] [--seed S] [--output FILE]
@@ -105,28 +106,20 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 
 def cmd_rejected(args: argparse.Namespace) -> int:
-    engine = store.get_engine(args.database)
-    with engine.connect() as connection:
-        exists = connection.execute(sa.select(store.import_batches.c.batch_id).where(
-            store.import_batches.c.batch_id == args.batch)).scalar()
-        if exists is None:
-            print(f"error: there is no import batch {args.batch} (see: python -m data batches)",
-                  file=sys.stderr)
-            return 2
-        rows = connection.execute(
-            sa.select(store.rejected_rows).where(store.rejected_rows.c.batch_id == args.batch)
-            .order_by(store.rejected_rows.c.row_number)).mappings().all()
-    table = pd.DataFrame([
-        {"row": row["row_number"], "outcome": row["outcome"],
-         "reasons": "; ".join(f"{r['field']}: {r['rule']}" + (f" ({r['value']})" if r["value"] else "")
-                              for r in json.loads(row["reasons"])),
-         **json.loads(row["raw_values"])}
-        for row in rows
-    ])
+    from data.batches import batch_exists, quarantine_table
+    from data.spreadsheet import safe_csv
+
+    if not batch_exists(args.batch, args.database):
+        print(f"error: there is no import batch {args.batch} (see: python -m data batches)",
+              file=sys.stderr)
+        return 2
+    # Neutralised against formula injection: the values came from an untrusted file.
+    table = quarantine_table(args.batch, args.database)
+    text = safe_csv(table)
     if args.csv == "-":
-        table.to_csv(sys.stdout, index=False)
+        sys.stdout.write(text)
     else:
-        table.to_csv(args.csv, index=False)
+        Path(args.csv).write_text(text, encoding="utf-8")
         print(f"{len(table)} quarantined rows of batch {args.batch} written to {args.csv}")
     return 0
 

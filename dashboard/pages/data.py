@@ -74,6 +74,8 @@ def layout(**_query) -> html.Div:
         imports_panel(data_access.store_wide_visible()),
         demo_data_section() if current_user().has_role("admin")
         and data_access.store_wide_visible() else html.Div(id="data-demo-off"),
+        quarantine_section() if current_user().has_role("admin")
+        and data_access.store_wide_visible() else html.Div(id="data-quarantine-off"),
         html.Section([
             html.H2("Field completeness of the selected records", id="data-completeness-heading",
                     className="h5"),
@@ -537,3 +539,96 @@ def announce_data_version(_clicks):
     """After an upload or a removal (both bump ``data-refresh``) tell the shell the new data
     version, so that the match count and the demo banner follow without a reload."""
     return data_access.data_version()
+
+
+# --------------------------------------------------------------------------------------------
+# Quarantine download (admins): a batch's rejected rows as a neutralised CSV, audited
+# --------------------------------------------------------------------------------------------
+
+
+def quarantine_options(batches) -> list[dict]:
+    """Dropdown options: the batches with quarantined rows (rejected or in conflict), newest
+    first."""
+    if batches.empty:
+        return []
+    held = batches[(batches["rejected"] + batches["conflicts"]) > 0]
+    return [{"label": f"Batch {row.batch_id}: {row.file_name} "
+                      f"({_n(int(row.rejected) + int(row.conflicts), 'row')})",
+             "value": int(row.batch_id)}
+            for row in held.sort_values("batch_id", ascending=False).itertuples()]
+
+
+def quarantine_section() -> html.Section:
+    """Choose a batch and download its quarantined rows (the columns of
+    ``python -m data rejected``: row, outcome, reasons, then the file's dictionary columns)."""
+    options = quarantine_options(data_access.batches())
+    return html.Section([
+        html.H2("Download a batch's quarantined rows", id="data-quarantine-heading",
+                className="h5"),
+        html.P("Every rejected or conflicting row of the batch with its reasons and the values "
+               "it had (dictionary columns only; values that looked like identifiers were "
+               "redacted on import), to correct and import again. The same file as python -m "
+               "data rejected BATCH --csv OUT; cells a spreadsheet would run as a formula get a "
+               "leading apostrophe, and the download is written to the audit log.",
+               className="small text-muted"),
+        html.Div([
+            html.Div([
+                dbc.Label("Batch", html_for="data-quarantine-batch", className="small mb-0"),
+                dcc.Dropdown(id="data-quarantine-batch", options=options, clearable=False,
+                             value=options[0]["value"] if options else None,
+                             placeholder="No batch has quarantined rows"),
+            ], style={"minWidth": "18rem"}, className="me-2"),
+            dbc.Button("Download CSV", id="data-quarantine-download-button", size="sm",
+                       color="secondary", disabled=not options, className="mt-3"),
+        ], className="d-flex align-items-start flex-wrap"),
+        html.Div(id="data-quarantine-message", role="status", className="small mt-1"),
+        dcc.Download(id="data-quarantine-download"),
+    ], className="mb-4", **{"aria-labelledby": "data-quarantine-heading"})
+
+
+@callback(Output("data-quarantine-download", "data"), Output("data-quarantine-message", "children"),
+          Input("data-quarantine-download-button", "n_clicks"),
+          State("data-quarantine-batch", "value"), prevent_initial_call=True)
+@requires_role("admin")
+@safe_callback(n_outputs=2, message="The quarantined rows could not be exported.")
+def download_quarantine(clicks, batch):
+    """The chosen batch's quarantine as CSV (admins only, checked on the server)."""
+    if not clicks:
+        return dash.no_update, dash.no_update
+    return quarantine_download(batch, database())
+
+
+def quarantine_download(batch, database_url: str | None) -> tuple:
+    """``(download, message)`` for batch ``batch``: the neutralised CSV of its quarantine and
+    a ``download`` audit event, or no file and a message saying why."""
+    from dashboard.exports import log_download, safe_csv
+    from data.batches import batch_exists, quarantine_table
+
+    if not data_access.store_wide_visible():
+        return dash.no_update, STORE_WIDE_HIDDEN
+    try:
+        batch_id = int(batch)
+    except (TypeError, ValueError):
+        return dash.no_update, "Choose a batch first."
+    if isinstance(batch, bool) or not batch_exists(batch_id, database_url):
+        return dash.no_update, f"There is no import batch {batch}."
+    table = quarantine_table(batch_id, database_url)
+    name = f"rejected_{batch_id}.csv"
+    log_download("quarantine", name, len(table), None, batch=batch_id)
+    return (dcc.send_string(safe_csv(table), name, type="text/csv"),
+            f"{_n(len(table), 'quarantined row')} of batch {batch_id} downloaded as {name}.")
+
+
+@callback(Output("data-quarantine-batch", "options"), Output("data-quarantine-batch", "value"),
+          Output("data-quarantine-download-button", "disabled"),
+          Input("data-refresh", "n_clicks"), State("data-quarantine-batch", "value"),
+          prevent_initial_call=True)
+@requires_role("admin")
+def refresh_quarantine_batches(_clicks, chosen):
+    """After an upload (or Refresh) offer the new batches too, keeping the chosen one."""
+    if not data_access.store_wide_visible():
+        return [], None, True
+    options = quarantine_options(data_access.batches())
+    values = [option["value"] for option in options]
+    value = chosen if chosen in values else (values[0] if values else None)
+    return options, value, not options

@@ -257,3 +257,102 @@ def test_match_count_and_banner_follow_the_data_version(mixed):
         assert new_version != version
         assert match_count(state, new_version) == "25 of 25 records match"
         assert texts(refresh_demo_banner(new_version)) == []
+
+
+# --- the quarantine download ----------------------------------------------------------------
+
+FORMULA = '=HYPERLINK("http://x.example","open")'
+
+
+def import_with_formula_rejects(database: str, tmp_path) -> int:
+    """A batch whose three rejected rows (age 17) carry a formula in the region column."""
+    frame = real_records(15, seed=9)
+    frame["record_id"] = [f"Q-{i}" for i in range(15)]
+    frame.loc[frame.index[:3], "age"] = 17
+    frame.loc[frame.index[:3], "region"] = FORMULA
+    path = tmp_path / "with-formulas.csv"
+    frame.to_csv(path, index=False)
+    from data import import_file
+
+    result = import_file(path, database)
+    assert result.rejected == 3
+    return result.batch_id
+
+
+def test_cli_rejected_export_is_neutralised(mixed, tmp_path):
+    from tests.integration.test_cli import run
+
+    batch = import_with_formula_rejects(mixed, tmp_path)
+    out = tmp_path / "rejected.csv"
+    done = run("rejected", str(batch), "--csv", str(out), database=mixed)
+    assert done.returncode == 0, done.stderr
+    table = pd.read_csv(out, dtype=str)
+    assert list(table.columns[:3]) == ["row", "outcome", "reasons"]
+    assert table["region"].tolist() == ["'" + FORMULA] * 3  # shown as text, never evaluated
+    assert table["reasons"].str.startswith("age: range").all()
+    stdout = run("rejected", str(batch), "--csv", "-", database=mixed)
+    assert "'" + FORMULA.replace('"', '""') in stdout.stdout
+
+
+def test_the_dashboard_and_the_cli_share_one_neutralisation():
+    from dashboard import exports
+    from data import spreadsheet
+
+    assert exports.neutralise_cell is spreadsheet.neutralise_cell
+    assert exports.safe_csv is spreadsheet.safe_csv and exports.safe_frame is spreadsheet.safe_frame
+
+
+def quarantine_payload(app, batch):
+    from tests.auth_support import callback_payload
+
+    key = next(k for k in app.callback_map if "data-quarantine-download.data" in k)
+    return callback_payload(app, key, {("data-quarantine-download-button", "n_clicks"): 1,
+                                       ("data-quarantine-batch", "value"): batch})
+
+
+def test_admins_download_a_batchs_quarantine_from_the_data_page(signed_in_site, tmp_path):
+    import json
+
+    from data import audit
+
+    app, database = signed_in_site
+    batch = import_with_formula_rejects(database, tmp_path)
+    assert client_for(app, "ana").post("/_dash-update-component",
+                                       json=quarantine_payload(app, batch)).status_code == 403
+    restricted = client_for(app, "north").post("/_dash-update-component",
+                                               json=quarantine_payload(app, batch))
+    assert restricted.status_code == 200 and "content" not in restricted.text
+
+    admin = client_for(app, "adm")
+    page = admin.post("/_dash-update-component", json=quarantine_payload(app, batch))
+    assert page.status_code == 200, page.text
+    response = json.loads(page.text)["response"]
+    sent = response["data-quarantine-download"]["data"]
+    assert sent["filename"] == f"rejected_{batch}.csv"
+    from io import StringIO
+
+    table = pd.read_csv(StringIO(sent["content"]), dtype=str)
+    assert list(table.columns[:3]) == ["row", "outcome", "reasons"]
+    assert table["region"].tolist() == ["'" + FORMULA] * 3
+    from tests.integration.test_cli import run
+
+    assert sent["content"] == run("rejected", str(batch), "--csv", "-", database=database).stdout
+    event = audit.read_events(database, limit=1).iloc[0]
+    assert (event.actor, event.action) == ("adm", "download")
+    assert event.detail["table"] == "quarantine" and event.detail["batch"] == batch
+    assert event.detail["rows"] == 3
+
+    missing = admin.post("/_dash-update-component", json=quarantine_payload(app, 999))
+    assert "There is no import batch 999" in missing.text
+
+
+def test_quarantine_section_offers_only_batches_with_quarantined_rows(mixed, tmp_path):
+    from dashboard.pages.data import quarantine_section
+
+    batch = import_with_formula_rejects(mixed, tmp_path)
+    app = create_app(mixed)
+    with app.server.test_request_context("/data"):
+        section = quarantine_section()
+    dropdown = find_by_id(section, "data-quarantine-batch")
+    assert [option["value"] for option in dropdown.options] == [batch]
+    assert dropdown.value == batch
