@@ -163,7 +163,9 @@ def import_help() -> dbc.Card:
         html.P(["Also: ", html.Code("python -m data batches"), " lists the batches, ",
                 html.Code("python -m data dictionary"), " prints this dictionary as Markdown. "
                 "Only de-identified data are accepted; ages above 89 are stored as 90. Admins "
-                "can also upload a file on this page (same checks, same accounting)."],
+                "can also upload a file on this page (same checks, same accounting), download a "
+                "batch's quarantined rows, and remove the demo data (also ",
+                html.Code("python -m data remove-demo --yes"), ")."],
                className="small mb-0"),
     ]), className="mb-2")
 
