@@ -26,7 +26,9 @@ import sqlalchemy as sa
 from analysis.filters import RecordFilter, filter_mask, frame_index
 from dashboard.auth import current_user
 from dashboard.context import database
+from data import batches as data_batches
 from data import load_records, store
+from data.batches import SyntheticShare
 from data.load import restrict_to_facilities
 
 #: Restricted frames kept per process (distinct facility sets in use at once).
@@ -194,8 +196,29 @@ def rejection_reasons() -> pd.DataFrame:
                         columns=["batch_id", "outcome", "reason", "rows"])
 
 
+@functools.lru_cache(maxsize=RESTRICTED_CACHE_SIZE)
+def _synthetic_share(url: str, version: str,  # version is part of the cache key
+                     facilities: tuple[str, ...] | None) -> SyntheticShare:
+    return data_batches.synthetic_share(url, facilities)
+
+
+def synthetic_share() -> SyntheticShare:
+    """Synthetic (demo) records among the records the current user may see (counted once per
+    data version and facility scope: one grouped count over the records)."""
+    facilities = current_user().facilities
+    url = store.database_url(database())
+    return _synthetic_share(url, store.data_version(url),
+                            None if facilities is None else tuple(facilities))
+
+
+def synthetic_note() -> str:
+    """The banner's and the reports' sentence on synthetic records, counts suppressed
+    (empty when there are none)."""
+    from dashboard.suppression import format_count
+
+    return synthetic_share().sentence(format_count)
+
+
 def is_synthetic() -> bool:
-    """True when every stored record came from a synthetic (demo) batch."""
-    frame = batches()
-    complete = frame[frame.status == "complete"]
-    return bool(len(complete)) and bool(complete.loc[complete.accepted > 0, "synthetic"].all())
+    """True when every record the current user may see came from a synthetic (demo) batch."""
+    return synthetic_share().all

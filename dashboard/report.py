@@ -55,7 +55,7 @@ th,td{border:1px solid #ccc;padding:.25rem .5rem;text-align:left}th{background:#
 
 
 def render_report(title: str, sections: list[ReportSection], selection: RecordFilter,
-                  data_version: str, synthetic: bool, suppression_note: str) -> str:
+                  data_version: str, synthetic: bool | str, suppression_note: str) -> str:
     """The report as one HTML document (text from data is escaped, never rendered as HTML;
     table cells that a spreadsheet would run as a formula get a leading apostrophe).
 
@@ -76,7 +76,12 @@ def render_report(title: str, sections: list[ReportSection], selection: RecordFi
         f"{created} · data version {html.escape(data_version)}<br>Filters: "
         f"{html.escape(selection.describe())}</p>",
     ]
-    if synthetic:
+    if isinstance(synthetic, str) and synthetic:
+        # The share of synthetic records (dashboard.data_access.synthetic_note), suppressed.
+        parts.append("<p class='note' id='synthetic-note'>Synthetic demonstration data: "
+                     f"{html.escape(synthetic)} They were made by the demo generator and "
+                     "describe no real patient.</p>")
+    elif synthetic is True:
         parts.append("<p class='note'>Synthetic demonstration data: no real patient is described.</p>")
     parts.append(f"<p class='meta'>{html.escape(suppression_note)}</p>")
     for section in sections:

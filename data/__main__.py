@@ -9,11 +9,15 @@ import PATH [PATH ...] [--json] [--replace] [--memory-limit MB] [--time-limit S]
     uncompressed size, memory, time; VA_IMPORT_* variables); --no-limits lifts them all and
     imports in this process.
 rejected BATCH --csv OUT
-    Export a batch's quarantined rows, with their reasons, for correction.
+    Export a batch's quarantined rows, with their reasons, for correction (text cells that a
+    spreadsheet would run as a formula get a leading apostrophe).
 batches
     List import batches.
 demo [--records N] [--seed S] [--output FILE]
     Generate the synthetic demo dataset into the store (a batch marked synthetic) or a file.
+remove-demo [--yes]
+    Remove the records of every synthetic (demo) batch, audited; without --yes only says what
+    would be removed (exit status 1 then, 0 once removed or when there is nothing to remove).
 dictionary [--output FILE]
     Print the data dictionary as Markdown.
 info
@@ -134,28 +138,20 @@ def import_limits(args: argparse.Namespace) -> ImportLimits:
 
 
 def cmd_rejected(args: argparse.Namespace) -> int:
-    engine = store.get_engine(args.database)
-    with engine.connect() as connection:
-        exists = connection.execute(sa.select(store.import_batches.c.batch_id).where(
-            store.import_batches.c.batch_id == args.batch)).scalar()
-        if exists is None:
-            print(f"error: there is no import batch {args.batch} (see: python -m data batches)",
-                  file=sys.stderr)
-            return 2
-        rows = connection.execute(
-            sa.select(store.rejected_rows).where(store.rejected_rows.c.batch_id == args.batch)
-            .order_by(store.rejected_rows.c.row_number)).mappings().all()
-    table = pd.DataFrame([
-        {"row": row["row_number"], "outcome": row["outcome"],
-         "reasons": "; ".join(f"{r['field']}: {r['rule']}" + (f" ({r['value']})" if r["value"] else "")
-                              for r in json.loads(row["reasons"])),
-         **json.loads(row["raw_values"])}
-        for row in rows
-    ])
+    from data.batches import batch_exists, quarantine_table
+    from data.spreadsheet import safe_csv
+
+    if not batch_exists(args.batch, args.database):
+        print(f"error: there is no import batch {args.batch} (see: python -m data batches)",
+              file=sys.stderr)
+        return 2
+    # Neutralised against formula injection: the values came from an untrusted file.
+    table = quarantine_table(args.batch, args.database)
+    text = safe_csv(table)
     if args.csv == "-":
-        table.to_csv(sys.stdout, index=False)
+        sys.stdout.write(text)
     else:
-        table.to_csv(args.csv, index=False)
+        Path(args.csv).write_text(text, encoding="utf-8")
         print(f"{len(table)} quarantined rows of batch {args.batch} written to {args.csv}")
     return 0
 
@@ -191,6 +187,26 @@ def cmd_demo(args: argparse.Namespace) -> int:
                               synthetic=True, actor=default_actor("cli"))
     print(_summary(result))
     return 0 if result.rejected == 0 else 1
+
+
+def cmd_remove_demo(args: argparse.Namespace) -> int:
+    from data.batches import remove_synthetic_batches, synthetic_batches
+
+    demo = synthetic_batches(args.database)
+    if demo.empty:
+        print("no synthetic (demo) batch holds records: nothing to remove")
+        return 0
+    listing = ", ".join(f"batch {row.batch_id} ({row.file_name}, {row.records:,} records)"
+                        for row in demo.itertuples())
+    if not args.yes:
+        print(f"would remove {int(demo['records'].sum()):,} synthetic records: {listing}.\n"
+              "Run again with --yes to remove them (written to the audit log).")
+        return 1
+    result = remove_synthetic_batches(args.database, default_actor("cli"))
+    print(f"removed {result.records:,} synthetic records and {result.quarantined:,} quarantined "
+          f"rows of batch {', '.join(map(str, result.batch_ids))}; the batches are kept in the "
+          "history, marked removed")
+    return 0
 
 
 def cmd_dictionary(args: argparse.Namespace) -> int:
@@ -257,6 +273,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=20240601)
     p.add_argument("--output", help="write to a file (.csv/.parquet/.xlsx) instead of the store")
     p.set_defaults(func=cmd_demo)
+
+    p = commands.add_parser("remove-demo", parents=[common],
+                            help="remove the synthetic (demo) batches' records, audited")
+    p.add_argument("--yes", action="store_true", help="remove them (otherwise only list them)")
+    p.set_defaults(func=cmd_remove_demo)
 
     p = commands.add_parser("dictionary", parents=[common], help="print the data dictionary (Markdown)")
     p.add_argument("--output", help="write to this file")

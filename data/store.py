@@ -437,9 +437,10 @@ def data_version(database: str | None = None) -> str:
     """A string that changes whenever stored records change (for cache keys and snapshots).
 
     Records change only through import batches: the importer inserts, replaces and deletes
-    them, and writes the batch row, in one transaction. So the number of batches and the
+    them, and writes the batch row, in one transaction; removing a demo batch marks its row
+    ``removed``. So the number of batches and the
     newest batch (its id, file hash and start time) identify the content, read from the
-    small ``import_batches`` table only; counting the records instead cost 6–9 ms a call at
+    small ``import_batches`` table only (plus the number of removed batches); counting the records instead cost 6–9 ms a call at
     1,000,000 records, paid by every page callback.
 
     Examples
@@ -449,14 +450,20 @@ def data_version(database: str | None = None) -> str:
     """
     table = import_batches
     count = sa.select(sa.func.count()).select_from(table).scalar_subquery()
+    removed = (sa.select(sa.func.count()).select_from(table)
+               .where(table.c.status == "removed").scalar_subquery())
     with get_engine(database).connect() as connection:
         newest = connection.execute(
-            sa.select(table.c.batch_id, table.c.sha256, table.c.started_at, count.label("n"))
+            sa.select(table.c.batch_id, table.c.sha256, table.c.started_at, count.label("n"),
+                      removed.label("removed"))
             .order_by(table.c.batch_id.desc()).limit(1)).first()
     if newest is None:
         return "b0-n0"
     started = newest.started_at.strftime("%Y%m%dT%H%M%S%f")
-    return f"b{newest.batch_id}-n{newest.n}-{newest.sha256[:12]}-{started}"
+    # Removing a batch (data.batches.remove_synthetic_batches) deletes its records and marks
+    # it removed without adding a batch: the number of removed batches tells the two apart.
+    suffix = f"-r{newest.removed}" if newest.removed else ""
+    return f"b{newest.batch_id}-n{newest.n}-{newest.sha256[:12]}-{started}{suffix}"
 
 
 def existing_hashes(connection: Connection, record_ids: Sequence[str]) -> dict[str, str]:

@@ -72,6 +72,10 @@ def layout(**_query) -> html.Div:
                     "data dictionary."),
         upload_section() if current_user().has_role("admin") else html.Div(id="data-upload-off"),
         imports_panel(data_access.store_wide_visible()),
+        demo_data_section() if current_user().has_role("admin")
+        and data_access.store_wide_visible() else html.Div(id="data-demo-off"),
+        quarantine_section() if current_user().has_role("admin")
+        and data_access.store_wide_visible() else html.Div(id="data-quarantine-off"),
         html.Section([
             html.H2("Field completeness of the selected records", id="data-completeness-heading",
                     className="h5"),
@@ -159,7 +163,9 @@ def import_help() -> dbc.Card:
         html.P(["Also: ", html.Code("python -m data batches"), " lists the batches, ",
                 html.Code("python -m data dictionary"), " prints this dictionary as Markdown. "
                 "Only de-identified data are accepted; ages above 89 are stored as 90. Admins "
-                "can also upload a file on this page (same checks, same accounting)."],
+                "can also upload a file on this page (same checks, same accounting), download a "
+                "batch's quarantined rows, and remove the demo data (also ",
+                html.Code("python -m data remove-demo --yes"), ")."],
                className="small mb-0"),
     ]), className="mb-2")
 
@@ -446,3 +452,194 @@ def _selected_records_sections(selection: RecordFilter) -> list[ReportSection]:
     sections.append(ReportSection("Data dictionary", "Every field of a procedure record.",
                                   table=dq.dictionary_table()))
     return sections
+
+
+# --------------------------------------------------------------------------------------------
+# Demo data: remove the synthetic batches (admins), with a confirmation step
+# --------------------------------------------------------------------------------------------
+
+
+def demo_data_section() -> html.Section:
+    """The admin's "Remove demo data" control: how many records the synthetic batches hold,
+    a button that asks for confirmation, and the outcome (:func:`remove_demo_data`)."""
+    from data.batches import synthetic_batches
+
+    demo = synthetic_batches(database())
+    held = int(demo["records"].sum()) if len(demo) else 0
+    if demo.empty:
+        body = [html.P("The store holds no synthetic (demo) batch.", id="data-demo-none",
+                       className="small text-muted mb-0")]
+    else:
+        names = ", ".join(f"batch {row.batch_id} ({row.file_name})" for row in demo.itertuples())
+        body = [
+            html.P([f"{_n(held, 'record')} of the store came from the demo generator ({names}). "
+                    "Removing them deletes those records and their quarantined rows; the batches "
+                    "stay in the import history, marked removed, and the removal is written to "
+                    "the audit log. Imported files are not touched."],
+                   id="data-demo-summary", className="small"),
+            dbc.Button("Remove demo data…", id="data-demo-open", color="danger", outline=True,
+                       size="sm"),
+            dbc.Modal([
+                dbc.ModalHeader(dbc.ModalTitle("Remove the demo data?")),
+                dbc.ModalBody(f"This deletes {_n(held, 'synthetic record')} ({names}) from the "
+                              "store for every user. It cannot be undone here; the demo data "
+                              "can be generated again with python -m data demo."),
+                dbc.ModalFooter([
+                    dbc.Button("Cancel", id="data-demo-cancel", color="secondary", outline=True),
+                    dbc.Button("Remove demo data", id="data-demo-confirm", color="danger"),
+                ]),
+            ], id="data-demo-modal", is_open=False),
+        ]
+    return html.Section([
+        html.H2("Demo data", id="data-demo-heading", className="h5"),
+        *body,
+        html.Div(id="data-demo-result", role="status", className="mt-2"),
+    ], className="mb-4", **{"aria-labelledby": "data-demo-heading"})
+
+
+@callback(Output("data-demo-modal", "is_open"), Input("data-demo-open", "n_clicks"),
+          Input("data-demo-cancel", "n_clicks"), Input("data-demo-confirm", "n_clicks"),
+          prevent_initial_call=True)
+def toggle_demo_confirmation(_open, _cancel, _confirm):
+    """Open the confirmation on "Remove demo data…", close it on Cancel or after confirming."""
+    return confirmation_open(dash.ctx.triggered_id)
+
+
+def confirmation_open(trigger: str | None) -> bool:
+    """Whether the confirmation shows after a click on ``trigger`` (a button id)."""
+    return trigger == "data-demo-open"
+
+
+@callback(Output("data-demo-result", "children"),
+          Output("data-refresh", "n_clicks", allow_duplicate=True),
+          Input("data-demo-confirm", "n_clicks"), State("data-refresh", "n_clicks"),
+          prevent_initial_call=True)
+@requires_role("admin")
+@safe_callback(n_outputs=2, message="The demo data could not be removed; nothing was changed.")
+def confirm_demo_removal(clicks, refreshes):
+    """Remove the synthetic batches (admins only; checked on the server), then refresh the
+    import history and, through it, the data version every page listens to."""
+    if not clicks:
+        return dash.no_update, dash.no_update
+    return remove_demo_data(database(), current_user().name), (refreshes or 0) + 1
+
+
+def remove_demo_data(database_url: str | None, actor: str) -> html.Div:
+    """Remove the synthetic batches for ``actor`` and describe the outcome.
+
+    A user restricted to some facilities may not change store-wide data, whatever the role.
+    """
+    from data.batches import remove_synthetic_batches
+
+    if not data_access.store_wide_visible():
+        return dbc.Alert("Removing demo data changes every facility's data; it needs an admin "
+                         "who may see all facilities.", color="danger", className="mb-0")
+    result = remove_synthetic_batches(database_url, actor)
+    if not result.batch_ids:
+        return dbc.Alert("There was no demo data to remove.", color="info", className="mb-0",
+                         id="data-demo-removed")
+    batches = ", ".join(map(str, result.batch_ids))
+    return dbc.Alert(f"Removed {_n(result.records, 'synthetic record')} (batch "
+                     f"{batches}); every page now shows the remaining records.",
+                     color="success", className="mb-0", id="data-demo-removed")
+
+
+@callback(Output("data-version", "data", allow_duplicate=True),
+          Input("data-refresh", "n_clicks"), prevent_initial_call=True)
+def announce_data_version(_clicks):
+    """After an upload or a removal (both bump ``data-refresh``) tell the shell the new data
+    version, so that the match count and the demo banner follow without a reload."""
+    return data_access.data_version()
+
+
+# --------------------------------------------------------------------------------------------
+# Quarantine download (admins): a batch's rejected rows as a neutralised CSV, audited
+# --------------------------------------------------------------------------------------------
+
+
+def quarantine_options(batches) -> list[dict]:
+    """Dropdown options: the batches with quarantined rows (rejected or in conflict), newest
+    first."""
+    if batches.empty:
+        return []
+    held = batches[(batches["rejected"] + batches["conflicts"]) > 0]
+    return [{"label": f"Batch {row.batch_id}: {row.file_name} "
+                      f"({_n(int(row.rejected) + int(row.conflicts), 'row')})",
+             "value": int(row.batch_id)}
+            for row in held.sort_values("batch_id", ascending=False).itertuples()]
+
+
+def quarantine_section() -> html.Section:
+    """Choose a batch and download its quarantined rows (the columns of
+    ``python -m data rejected``: row, outcome, reasons, then the file's dictionary columns)."""
+    options = quarantine_options(data_access.batches())
+    return html.Section([
+        html.H2("Download a batch's quarantined rows", id="data-quarantine-heading",
+                className="h5"),
+        html.P("Every rejected or conflicting row of the batch with its reasons and the values "
+               "it had (dictionary columns only; values that looked like identifiers were "
+               "redacted on import), to correct and import again. The same file as python -m "
+               "data rejected BATCH --csv OUT; cells a spreadsheet would run as a formula get a "
+               "leading apostrophe, and the download is written to the audit log.",
+               className="small text-muted"),
+        html.Div([
+            html.Div([
+                dbc.Label("Batch", html_for="data-quarantine-batch", className="small mb-0"),
+                dcc.Dropdown(id="data-quarantine-batch", options=options, clearable=False,
+                             value=options[0]["value"] if options else None,
+                             placeholder="No batch has quarantined rows"),
+            ], style={"minWidth": "18rem"}, className="me-2"),
+            dbc.Button("Download CSV", id="data-quarantine-download-button", size="sm",
+                       color="secondary", disabled=not options, className="mt-3"),
+        ], className="d-flex align-items-start flex-wrap"),
+        html.Div(id="data-quarantine-message", role="status", className="small mt-1"),
+        dcc.Download(id="data-quarantine-download"),
+    ], className="mb-4", **{"aria-labelledby": "data-quarantine-heading"})
+
+
+@callback(Output("data-quarantine-download", "data"), Output("data-quarantine-message", "children"),
+          Input("data-quarantine-download-button", "n_clicks"),
+          State("data-quarantine-batch", "value"), prevent_initial_call=True)
+@requires_role("admin")
+@safe_callback(n_outputs=2, message="The quarantined rows could not be exported.")
+def download_quarantine(clicks, batch):
+    """The chosen batch's quarantine as CSV (admins only, checked on the server)."""
+    if not clicks:
+        return dash.no_update, dash.no_update
+    return quarantine_download(batch, database())
+
+
+def quarantine_download(batch, database_url: str | None) -> tuple:
+    """``(download, message)`` for batch ``batch``: the neutralised CSV of its quarantine and
+    a ``download`` audit event, or no file and a message saying why."""
+    from dashboard.exports import log_download, safe_csv
+    from data.batches import batch_exists, quarantine_table
+
+    if not data_access.store_wide_visible():
+        return dash.no_update, STORE_WIDE_HIDDEN
+    try:
+        batch_id = int(batch)
+    except (TypeError, ValueError):
+        return dash.no_update, "Choose a batch first."
+    if isinstance(batch, bool) or not batch_exists(batch_id, database_url):
+        return dash.no_update, f"There is no import batch {batch}."
+    table = quarantine_table(batch_id, database_url)
+    name = f"rejected_{batch_id}.csv"
+    log_download("quarantine", name, len(table), None, batch=batch_id)
+    return (dcc.send_string(safe_csv(table), name, type="text/csv"),
+            f"{_n(len(table), 'quarantined row')} of batch {batch_id} downloaded as {name}.")
+
+
+@callback(Output("data-quarantine-batch", "options"), Output("data-quarantine-batch", "value"),
+          Output("data-quarantine-download-button", "disabled"),
+          Input("data-refresh", "n_clicks"), State("data-quarantine-batch", "value"),
+          prevent_initial_call=True)
+@requires_role("admin")
+def refresh_quarantine_batches(_clicks, chosen):
+    """After an upload (or Refresh) offer the new batches too, keeping the chosen one."""
+    if not data_access.store_wide_visible():
+        return [], None, True
+    options = quarantine_options(data_access.batches())
+    values = [option["value"] for option in options]
+    value = chosen if chosen in values else (values[0] if values else None)
+    return options, value, not options
