@@ -889,15 +889,24 @@ def _convert(records: pd.DataFrame, options: CostOptions) -> CostConversion:
                      f"procedure year to {rates.price_year} with its country's price index, "
                      f"then converted at the {rates.price_year if options.year is None else options.year} "
                      f"{'PPPs' if ppp else 'exchange rates'}.")
+    # Notes that quote record counts keep them as data (CountedText): a display suppresses
+    # them without parsing the prose.
     if unconverted:
-        detail = "; ".join(f"{reason}: {count}" for reason, count in unconverted.items())
-        notes.append(f"{int(failed.sum())} row(s) with a cost could not be converted to "
-                     f"{rates.reporting} and are left missing ({detail})")
+        detail = "; ".join(f"{_braces(reason)}: {{u{i}}}"
+                           for i, reason in enumerate(unconverted))
+        notes.append(CountedText.of(
+            "{failed} row(s) with a cost could not be converted to "
+            f"{_braces(rates.reporting)} and are left missing ({detail})",
+            failed=int(failed.sum()),
+            **{f"u{i}": count for i, count in enumerate(unconverted.values())}))
     if index_substituted:
-        detail = "; ".join(f"{source} {year} → index of {used} ({count:,} record(s))"
-                           for (source, year, used), count in sorted(index_substituted.items()))
-        notes.append("year(s) missing from the price-index table, the nearest year's index "
-                     f"used (those costs are taken as if in that year's prices): {detail}")
+        items = sorted(index_substituted.items())
+        detail = "; ".join(f"{_braces(f'{source} {year} → index of {used}')} ({{s{i}}} record(s))"
+                           for i, ((source, year, used), _count) in enumerate(items))
+        notes.append(CountedText.of(
+            "year(s) missing from the price-index table, the nearest year's index used (those "
+            f"costs are taken as if in that year's prices): {detail}",
+            **{f"s{i}": count for i, (_key, count) in enumerate(items)}))
     if substituted:
         kind = "PPP" if ppp else "exchange-rate"
         detail = "; ".join(f"{year} → {used} for {', '.join(sorted(what))}"
@@ -906,6 +915,11 @@ def _convert(records: pd.DataFrame, options: CostOptions) -> CostConversion:
                      f"{detail}")
     return CostConversion(values, note_codes, tuple(labels), unconverted, tuple(notes),
                           options=options, index=records.index, price_year=rates.price_year)
+
+
+def _braces(text: object) -> str:
+    """``text`` safe inside a :class:`CountedText` template (literal braces doubled)."""
+    return str(text).replace("{", "{{").replace("}", "}}")
 
 
 def convert_costs(records: pd.DataFrame, options: CostOptions | None = None) -> CostConversion:

@@ -59,7 +59,7 @@ from dashboard.figures.costs import (
     summary_labels,
 )
 from dashboard.report import ReportSection, register_report
-from dashboard.suppression import is_small, label
+from dashboard.suppression import display_text, is_small, label
 
 dash.register_page(__name__, path="/costs", name="Costs", title="Costs", order=4)
 
@@ -225,7 +225,7 @@ def _net_benefit_section(results: CostResults) -> html.Div:
 def body(results: CostResults) -> html.Div:
     currency = results.options.reporting_currency
     grouping = GROUPING_LABELS[results.grouping].lower()
-    notes = [html.Li(note) for note in results.notes]
+    notes = [html.Li(display_text(note)) for note in results.notes]
     return html.Div([
         _count_cards(results),
         html.Details([html.Summary("Conversion notes"), html.Ul(notes, className="small")],
@@ -341,7 +341,7 @@ def costs_report(selection: RecordFilter) -> list[ReportSection]:
                       f"Costs in USD at market exchange rates, {results.price_year} prices, "
                       "grouped by country (the page's currency, grouping and price-year "
                       "controls are not part of the report). "
-                      + " ".join(results.notes), table=results.counts),
+                      + " ".join(display_text(note) for note in results.notes), table=results.counts),
         ReportSection("Cost per procedure by country",
                       cost_figure_summary(results.summary, results.by, currency),
                       figure=cost_figure(results.summary, results.by, currency),
