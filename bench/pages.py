@@ -58,12 +58,16 @@ def _outputs(entry) -> list:
     return output if isinstance(output, list) else [output]
 
 
-def _layout_values(layout) -> dict[tuple[str, str], object]:
-    """(id, property) -> value for every component with a string id in a layout."""
+def _layout_values(layout, app=None) -> dict[tuple[str, str], object]:
+    """(id, property) -> value for every component with a string id in a layout (built in
+    ``app``'s context when given: a page layout may read the store, as in a request)."""
+    from contextlib import nullcontext
+
     from dash.development.base_component import Component
 
     values: dict[tuple[str, str], object] = {}
-    root = layout() if callable(layout) else layout
+    with app.server.app_context() if app is not None else nullcontext():
+        root = layout() if callable(layout) else layout
     components = [root, *root._traverse()] if isinstance(root, Component) else []
     for component in components:
         component_id = getattr(component, "id", None)
@@ -97,7 +101,7 @@ def _ordered(callbacks: list[tuple[str, dict]]) -> list[tuple[str, dict]]:
 
 def page_callbacks(app, page: dict) -> list[tuple[str, dict]]:
     """The callbacks a filter change triggers on ``page``."""
-    ids = {component_id for component_id, _ in _layout_values(page["layout"])}
+    ids = {component_id for component_id, _ in _layout_values(page["layout"], app)}
     ids |= SHELL_OUTPUTS
     chosen = []
     for key, entry in app.callback_map.items():
@@ -264,7 +268,7 @@ def measure_pages(database: str, runs: int, only: list[str] | None = None) -> di
         own = [key for key, _ in callbacks if key != "match-count.children"]
         if not own:
             continue  # a page without filter-driven content (Methods)
-        values = _layout_values(page["layout"])
+        values = _layout_values(page["layout"], app)
         cold, warm, sizes = [], [], []
         for _ in range(runs):
             state = states.new()
@@ -283,7 +287,7 @@ def measure_pages(database: str, runs: int, only: list[str] | None = None) -> di
     if overview is not None and (not only or "/" in only):
         frame, rates = polars_frame(records), rates_frame()
         callbacks = page_callbacks(app, overview)
-        values = _layout_values(overview["layout"])
+        values = _layout_values(overview["layout"], app)
         references, updates = [], []
         for _ in range(runs):
             state = states.new(countries=[REFERENCE_COUNTRY])

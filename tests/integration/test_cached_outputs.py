@@ -40,7 +40,7 @@ def test_warm_update_is_served_from_the_cache_and_equal(dashboard_app, path):
     callbacks = page_callbacks(app, page)
     assert len(callbacks) >= 2  # the page's own callback(s) and the shell's match count
     state = {"date_from": "2019-02-01", "countries": ["US"]}
-    values = _layout_values(page["layout"])
+    values = _layout_values(page["layout"], app)
     cache = compute_cache.get_cache()
     cache.stats(enable=True, reset=True)
     cold = post_update(client, callbacks, dict(values), state)

@@ -110,7 +110,8 @@ def _page_callbacks(app, path: str) -> tuple[list[str], dict]:
     import dash
 
     page = next(p for p in dash.page_registry.values() if p["path"] == path)
-    defaults = _component_values(page["layout"](), {})
+    with app.server.app_context():  # a layout may read the store, as in a request
+        defaults = _component_values(page["layout"](), {})
     ids = {key[0] for key in defaults}
     outputs = []
     for output, entry in app.callback_map.items():
