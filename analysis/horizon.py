@@ -18,7 +18,11 @@ Both use the estimator and delta-method variance of :func:`analysis.survival.cum
 interval, with the number still at risk at the horizon. KP − VP differences and ratios at the
 horizon come from the two independent estimates (:func:`compare_cumulative_incidence`), and
 the confounding-adjusted difference from the IPTW-weighted cumulative incidence
-(:func:`iptw_cumulative_incidence`).
+(:func:`iptw_cumulative_incidence`). With records clustered in facilities, the difference
+and ratio get a grouped jackknife over the facilities
+(:func:`cluster_jackknife_cumulative_incidence`, every leave-one-out estimate from
+per-facility count tables: O(n) once + O(G × days)) and the IPTW bootstrap resamples whole
+facilities.
 
 Event times (:func:`horizon_time_event`)
 ----------------------------------------
@@ -51,6 +55,14 @@ References
    incidence).
 .. [7] Bickel PJ, Götze F, van Zwet WR. Resampling fewer than n observations. Stat Sin
    1997;7:1-31 (m-out-of-n bootstrap).
+.. [8] Efron B, Tibshirani RJ. An Introduction to the Bootstrap. Chapman & Hall 1993,
+   ch. 11 (the jackknife).
+.. [9] Cameron AC, Miller DL. A practitioner's guide to cluster-robust inference. J Hum
+   Resour 2015;50:317-372 (grouped jackknife, cluster bootstrap, t(G − 1)).
+.. [10] Field CA, Welsh AH. Bootstrapping clustered data. J R Stat Soc B 2007;69:369-390.
+.. [11] Lunceford JK, Davidian M. Stratification and weighting via the propensity score in
+   estimation of causal treatment effects. Stat Med 2004;23:2937-2960 (ignoring the
+   estimation of ATE weights is conservative).
 """
 
 from __future__ import annotations
