@@ -1084,9 +1084,10 @@ def _horizon_row(
                unadjusted_method=(f"difference in {estimand}, KP − VP; {cmp.method} ({counts})"),
                rr_unadjusted=cmp.ratio, rr_unadjusted_low=cmp.ratio_low,
                rr_unadjusted_high=cmp.ratio_high)
-    if clusters is not None:
-        _clustered_horizon(row, time, code, groups, spec.horizon_days, clusters, level,
-                           f"difference in {estimand}, KP − VP ({counts})")
+    if clusters is not None and not _clustered_horizon(
+            row, time, code, groups, spec.horizon_days, clusters, level,
+            f"difference in {estimand}, KP − VP ({counts})"):
+        clusters = None  # one "clustered" flag per row: the adjusted interval follows
     if not adjust:
         return row
     _add_note(row, "g-computation not used: a model of the status at the horizon would drop "
@@ -1118,7 +1119,14 @@ def _horizon_row(
         except InsufficientDataError as exc:
             if clusters is None or exc.method != "IPTW cluster bootstrap":
                 raise
-            _add_note(row, f"adjusted interval not clustered: {exc.reason}")
+            _add_note(row, f"intervals not clustered: {exc.reason} (the unadjusted one "
+                      "neither, one label per row)")
+            row["clustered"], row["n_clusters"] = False, 0
+            row.update(unadjusted_low=cmp.diff_low, unadjusted_high=cmp.diff_high,
+                       p_unadjusted=cmp.p_value, rr_unadjusted_low=cmp.ratio_low,
+                       rr_unadjusted_high=cmp.ratio_high,
+                       unadjusted_method=f"difference in {estimand}, KP − VP; {cmp.method} "
+                       f"({counts})")
             ip = iptw(None)
     except (AnalysisError, np.linalg.LinAlgError, ValueError) as exc:
         _add_note(row, f"adjusted model skipped: {_skip_reason(exc)}")
@@ -1139,21 +1147,24 @@ def _horizon_row(
 def _clustered_horizon(
     row: dict[str, Any], time: NDArray, code: NDArray, groups: NDArray[np.intp],
     horizon: int, clusters: _Clusters, level: float, what: str,
-) -> None:
+) -> bool:
     """Unadjusted difference and ratio of the cumulative incidences with the grouped
-    jackknife over the clusters (replacing the delta-method intervals)."""
+    jackknife over the clusters (replacing the delta-method intervals); False (and a note)
+    when it cannot be computed."""
     g_all = int(clusters.codes.max()) + 1
     try:
         jk = cluster_jackknife_cumulative_incidence(time, code, groups, horizon, clusters.codes,
                                                     g_all, level)
     except InsufficientDataError as exc:
-        _add_note(row, f"unadjusted interval not clustered: {exc.reason} (delta method)")
-        return
+        _add_note(row, f"intervals not clustered: {exc.reason} (delta method; the adjusted "
+                  "interval follows, one label per row)")
+        return False
     row.update(unadjusted=jk.difference, unadjusted_low=jk.low, unadjusted_high=jk.high,
                p_unadjusted=jk.p_value, rr_unadjusted=jk.ratio,
                rr_unadjusted_low=jk.ratio_low, rr_unadjusted_high=jk.ratio_high,
                unadjusted_method=(f"{what}; {jk.method}; clustered by {clusters.column}"))
     _mark_clustered(row, jk.n_clusters)
+    return True
 
 
 # --------------------------------------------------------------------------------------------

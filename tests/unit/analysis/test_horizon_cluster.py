@@ -105,10 +105,24 @@ def test_a_facility_holding_every_kp_record_falls_back_with_a_note(cohort):
     with pytest.raises(InsufficientDataError, match="leaving out one cluster"):
         cluster_jackknife_cumulative_incidence(time, code, d["kp"].to_numpy(), 365, codes,
                                                int(codes.max()) + 1)
-    row = compare_procedures(d, outcomes=["adjacent_fracture_12m"], adjust=False).iloc[0]
-    assert not row["clustered"]
-    assert "unadjusted interval not clustered" in row["note"]
+    row = compare_procedures(d, outcomes=["adjacent_fracture_12m"], n_boot=50,
+                             covariates=["age", "sex"]).iloc[0]
+    assert not row["clustered"] and row["n_clusters"] == 0
+    assert "intervals not clustered" in row["note"]
     assert "independent groups, delta method" in row["unadjusted_method"]
+    # One "clustered" label per row: the adjusted interval is not clustered either.
+    assert "bootstrap replicates refitting" in row["adjusted_method"]
+    assert "cluster bootstrap" not in row["adjusted_method"]
+
+
+def test_adjusted_row_is_a_cluster_bootstrap_of_facilities(cohort):
+    row = compare_procedures(cohort, outcomes=["adjacent_fracture_12m"], n_boot=50,
+                             covariates=["age", "sex"]).iloc[0]
+    assert row["clustered"] and row["n_clusters"] == 40
+    assert "cluster bootstrap replicates resampling whole clusters (40 clusters" in (
+        row["adjusted_method"])
+    assert "t, 39 df" in row["adjusted_method"]
+    assert row["adjusted_low"] < row["adjusted"] < row["adjusted_high"]
 
 
 def test_model_based_without_cluster(cohort):
