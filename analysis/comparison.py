@@ -96,6 +96,7 @@ from analysis.costs import CostOptions, adjusted_cost_ratio, normalise_costs
 from analysis.errors import AnalysisError, InsufficientDataError
 from analysis.horizon import (
     HORIZON_OUTCOMES,
+    cluster_jackknife_cumulative_incidence,
     compare_cumulative_incidence,
     fracture_competing_times,
     horizon_groups,
@@ -1050,10 +1051,13 @@ def _horizon_row(
     level: float,
     seed: int,
     n_boot: int,
+    clusters: _Clusters | None = None,
 ) -> dict[str, Any]:
     """An outcome "by day N" (new fracture by 12 months, death by 30 days): cumulative
     incidences at the horizon (:mod:`analysis.horizon`), their KP − VP difference and ratio
-    (delta method), and the IPTW-weighted difference as the adjusted estimate."""
+    (delta method; with `clusters` a grouped jackknife over the clusters), and the
+    IPTW-weighted difference as the adjusted estimate (bootstrap of records; with `clusters`
+    of whole clusters)."""
     spec = HORIZON_OUTCOMES[name]
     competing = "died" in records.columns and bool(records["died"].notna().any())
     estimand = spec.estimand(competing)
@@ -1080,6 +1084,10 @@ def _horizon_row(
                unadjusted_method=(f"difference in {estimand}, KP − VP; {cmp.method} ({counts})"),
                rr_unadjusted=cmp.ratio, rr_unadjusted_low=cmp.ratio_low,
                rr_unadjusted_high=cmp.ratio_high)
+    if clusters is not None and not _clustered_horizon(
+            row, time, code, groups, spec.horizon_days, clusters, level,
+            f"difference in {estimand}, KP − VP ({counts})"):
+        clusters = None  # one "clustered" flag per row: the adjusted interval follows
     if not adjust:
         return row
     _add_note(row, "g-computation not used: a model of the status at the horizon would drop "
@@ -1097,15 +1105,34 @@ def _horizon_row(
         _add_note(row, shared.ps_error or "IPTW skipped")
         return row
     rows = shared.design.rows
-    try:
-        ip = iptw_cumulative_incidence(
+
+    def iptw(cluster_codes: NDArray[np.intp] | None) -> Any:
+        return iptw_cumulative_incidence(
             time[rows], code[rows], shared.t, shared.x[:, : shared.kp_col], day,
             n_boot=n_boot if n_boot > 0 else HORIZON_N_BOOT, seed=seed, level=level,
-            max_n=BOOTSTRAP_MAX_N,
-            weights=shared.weights.to_numpy()[rows])
+            max_n=BOOTSTRAP_MAX_N, weights=shared.weights.to_numpy()[rows],
+            clusters=cluster_codes)
+
+    try:
+        try:
+            ip = iptw(None if clusters is None else clusters.codes[rows])
+        except InsufficientDataError as exc:
+            if clusters is None or exc.method != "IPTW cluster bootstrap":
+                raise
+            _add_note(row, f"intervals not clustered: {exc.reason} (the unadjusted one "
+                      "neither, one label per row)")
+            row["clustered"], row["n_clusters"] = False, 0
+            row.update(unadjusted_low=cmp.diff_low, unadjusted_high=cmp.diff_high,
+                       p_unadjusted=cmp.p_value, rr_unadjusted_low=cmp.ratio_low,
+                       rr_unadjusted_high=cmp.ratio_high,
+                       unadjusted_method=f"difference in {estimand}, KP − VP; {cmp.method} "
+                       f"({counts})")
+            ip = iptw(None)
     except (AnalysisError, np.linalg.LinAlgError, ValueError) as exc:
         _add_note(row, f"adjusted model skipped: {_skip_reason(exc)}")
         return row
+    if ip.n_clusters:
+        _mark_clustered(row, ip.n_clusters)
     text = ip.method + f"; propensity model: {shared.covariate_text()}"
     if shared.design.imputed:
         text += "; missing numeric covariates: median + indicator"
@@ -1115,6 +1142,29 @@ def _horizon_row(
     if shared.positivity:
         _add_note(row, f"IPTW positivity warning: {shared.positivity}")
     return row
+
+
+def _clustered_horizon(
+    row: dict[str, Any], time: NDArray, code: NDArray, groups: NDArray[np.intp],
+    horizon: int, clusters: _Clusters, level: float, what: str,
+) -> bool:
+    """Unadjusted difference and ratio of the cumulative incidences with the grouped
+    jackknife over the clusters (replacing the delta-method intervals); False (and a note)
+    when it cannot be computed."""
+    g_all = int(clusters.codes.max()) + 1
+    try:
+        jk = cluster_jackknife_cumulative_incidence(time, code, groups, horizon, clusters.codes,
+                                                    g_all, level)
+    except InsufficientDataError as exc:
+        _add_note(row, f"intervals not clustered: {exc.reason} (delta method; the adjusted "
+                  "interval follows, one label per row)")
+        return False
+    row.update(unadjusted=jk.difference, unadjusted_low=jk.low, unadjusted_high=jk.high,
+               p_unadjusted=jk.p_value, rr_unadjusted=jk.ratio,
+               rr_unadjusted_low=jk.ratio_low, rr_unadjusted_high=jk.ratio_high,
+               unadjusted_method=(f"{what}; {jk.method}; clustered by {clusters.column}"))
+    _mark_clustered(row, jk.n_clusters)
+    return True
 
 
 # --------------------------------------------------------------------------------------------
@@ -1300,10 +1350,8 @@ def compare_procedures(
         kind = kinds[name]
         try:
             if name in HORIZON_OUTCOMES:
-                row = _horizon_row(records, name, t_all, shared, adjust, level, seed, n_boot)
-                if clusters is not None:
-                    _add_note(row, "intervals not clustered by facility: delta-method and "
-                              "patient-level bootstrap intervals of the cumulative incidences")
+                row = _horizon_row(records, name, t_all, shared, adjust, level, seed, n_boot,
+                                   clusters)
             elif kind == "binary":
                 resolved = _binary_outcome(records, name, responder)
                 if resolved is None:

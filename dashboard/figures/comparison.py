@@ -127,8 +127,10 @@ def ci_label(level: float, clustered: bool) -> str:
 
 
 def unclustered_outcomes(comparison: pd.DataFrame) -> set[str]:
-    """Outcomes whose intervals are model-based although the comparison is clustered (the
-    cumulative incidences "by day N"); their labels must not say "clustered"."""
+    """Outcomes whose intervals are model-based although the comparison is clustered (a row
+    whose clustered interval could not be computed, e.g. a cumulative incidence "by day N"
+    when leaving out one facility removes every record of a procedure; its notes say why);
+    their labels must not say "clustered"."""
     if not is_clustered(comparison):
         return set()
     return set(comparison.loc[~comparison["clustered"].astype(bool), "outcome"])

@@ -251,7 +251,7 @@ left out and counted.
 | Outcome | Adjusted method | Source |
 |---|---|---|
 | Binary (responder, leakage, embolism) | logistic outcome model, then **standardised risks by g-computation**: every patient's risk predicted as if treated with KP and with VP, averaged; adjusted risk difference and risk ratio with a Wald interval from the **influence-function (sandwich) variance** of the standardised risks, which counts the estimation of the model and of the patient mix and, being analytic, has no Monte-Carlo error (the limits do not change with a random seed; a 200-replicate bootstrap used before moved them by about 0.2 standard errors). A nonparametric bootstrap of the whole pipeline (m-out-of-n above {BOOTSTRAP_MAX_N:,} records) remains available in the analysis package and reports its Monte-Carlo error. The responder model also adjusts for baseline pain. | Snowden et al. 2011; Stefanski & Boos 2002; Sjölander 2016; Efron & Tibshirani 1993; Bickel et al. 1997 |
-| New fracture by 12 months, death by 30 days | **IPTW-weighted cumulative incidence** at the horizon (Aalen–Johansen with weighted numbers at risk and events), stabilised ATE weights; difference and ratio with a bootstrap standard error refitting the propensity model (m-out-of-n above {BOOTSTRAP_MAX_N:,} records); these intervals are not clustered by facility | Cole & Hernán 2004; Aalen & Johansen 1978 |
+| New fracture by 12 months, death by 30 days | **IPTW-weighted cumulative incidence** at the horizon (Aalen–Johansen with weighted numbers at risk and events), stabilised ATE weights; difference and ratio with a bootstrap standard error refitting the propensity model (m-out-of-n above {BOOTSTRAP_MAX_N:,} records); clustered by facility: a cluster bootstrap of whole facilities (see below) | Cole & Hernán 2004; Aalen & Johansen 1978 |
 | Binary, second estimate | **propensity score** (logistic model of KP on the covariates) and **inverse probability of treatment weighting** with **stabilised ATE weights** (P(KP)/e for KP, (1 − P(KP))/(1 − e) for VP); weighted risk difference with a sandwich (HC0) standard error, which ignores the estimation of the score and is conservative for the ATE | Rosenbaum & Rubin 1983; Austin 2011; Austin & Stuart 2015; Xu et al. 2010 |
 | Pain at a visit | **ANCOVA**: pain at the visit ~ KP + baseline pain + covariates (OLS, t-based interval with residual df = n − rank on the records that have the score: a covariate column that is all zero or collinear on them is not estimated and not counted, as R's `lm()` does) | Vickers & Altman 2001 |
 | Pain over all visits | linear mixed model, random intercept per patient, REML; KP − VP contrast at each visit and a joint test of the procedure × visit interaction; visits with fewer than {MIN_VISIT_OBSERVATIONS} scores in a procedure are left out | Laird & Ware 1982 |
@@ -275,9 +275,20 @@ equations of the logistic model and the two standardised risks (Stefanski & Boos
 form, so no bootstrap); IPTW from the weighted model y ~ KP; ANCOVA, OLS and the gamma GLM from
 their sandwich; the Cox models from the **Lin–Wei robust variance** (Efron score residuals
 summed by facility, as R `coxph(..., cluster = facility)`, which uses no small-sample factor).
-A closed form is missing only for the skewed **unadjusted difference in mean costs**, which
+A closed form is missing for the skewed **unadjusted difference in mean costs**, which
 gets a percentile **cluster bootstrap** (2,000 resamples of whole facilities; Field & Welsh
-2007). The estimates are the same with and without clustering. The VP vs KP page has a switch
+2007), and for the cumulative incidences **"by day N"** (new fracture by 12 months, death by
+30 days): their unadjusted difference and ratio get a **grouped jackknife** over facilities —
+each facility is left out in turn, both cumulative incidences at the horizon are recomputed
+(from per-facility tables of the daily event and censoring counts, so all facilities cost
+one pass over the records), and Var = (G − 1)/G Σ(θ₋g − θ̄)² for the difference and for the
+log ratio (Efron & Tibshirani 1993; Cameron & Miller 2015), with t(G − 1) intervals; the
+IPTW-weighted difference gets a **cluster bootstrap** of whole facilities that refits the
+propensity model in every replicate (up to {BOOTSTRAP_MAX_N:,} records; above, the weights
+are held at the full-data propensity model, which for ATE weights is conservative, Lunceford
+& Davidian 2004, and each replicate adds per-facility weighted count tables). If leaving out
+one facility removes every record of a procedure, the row keeps its model-based interval and
+its notes say so. The estimates are the same with and without clustering. The VP vs KP page has a switch
 to turn clustering off (model-based intervals, as in the table above); a selection from a
 single facility is never clustered, and the table notes say so.
 
@@ -657,6 +668,9 @@ REFERENCES: tuple[str, ...] = (
     "Lin DY, Wei LJ. The robust inference for the Cox proportional hazards model. J Am Stat "
     "Assoc 1989;84:1074-1078.",
     "Lovegrove J et al. Lancet 1997;350:1128 (VLAD).",
+    "Lunceford JK, Davidian M. Stratification and weighting via the propensity score in "
+    "estimation of causal treatment effects: a comparative study. Stat Med "
+    "2004;23:2937-2960.",
     "MacKinnon JG, White H. Some heteroskedasticity-consistent covariance matrix estimators "
     "with improved finite sample properties. J Econom 1985;29:305-325.",
     "Mann HB, Whitney DR. On a test of whether one of two random variables is stochastically "

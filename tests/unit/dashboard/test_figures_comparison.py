@@ -375,17 +375,26 @@ def test_table_one_hides_a_partner_level_so_the_small_one_cannot_be_derived():
 
 
 def test_interval_labels_say_whether_they_are_clustered(demo, effects):
-    # Issue 12 item 5: the default intervals are clustered by facility and say so.
-    # The cumulative incidences "by day N" are the one exception: delta-method intervals,
-    # labelled as not clustered wherever they are shown.
+    # Issue 12 item 5: the default intervals are clustered by facility and say so, the
+    # cumulative incidences "by day N" included (grouped jackknife / cluster bootstrap).
     horizon = effects["outcome"] == "adjacent_fracture_12m"
-    assert effects.loc[~horizon, "clustered"].all() and not effects.loc[horizon, "clustered"].any()
+    assert effects["clustered"].all()
+    assert "not clustered" not in effects.loc[horizon, "note"].iloc[0]
     shown = fig.effects_table(effects, 0.95)
     assert "Adjusted (95% CI, clustered by facility)" in shown.columns
     fracture = shown[shown["Outcome"] == effects.loc[horizon, "definition"].iloc[0]].iloc[0]
-    assert fracture["Unadjusted (95% CI, clustered by facility)"].endswith(", not clustered)")
+    assert not fracture["Unadjusted (95% CI, clustered by facility)"].endswith(", not clustered)")
     assert "confidence intervals clustered by facility" in fig.forest_summary(effects)
     hovers = [h for t in fig.forest_figure(effects).data for h in (t.hovertext or [])]
+    assert hovers and all("95% CI, clustered by facility" in h for h in hovers if "95% CI" in h)
+    # A row that could not be clustered (e.g. one procedure in a single facility) is
+    # labelled as not clustered wherever it is shown.
+    mixed = effects.copy()
+    mixed.loc[horizon, "clustered"] = False
+    fracture = fig.effects_table(mixed, 0.95)
+    fracture = fracture[fracture["Outcome"] == effects.loc[horizon, "definition"].iloc[0]].iloc[0]
+    assert fracture["Unadjusted (95% CI, clustered by facility)"].endswith(", not clustered)")
+    hovers = [h for t in fig.forest_figure(mixed).data for h in (t.hovertext or [])]
     label = "New fracture by 12 months"
     assert hovers and all(("95% CI, clustered by facility" in h) != h.startswith(label)
                           for h in hovers if "95% CI" in h)
