@@ -110,7 +110,14 @@ def _page_callbacks(app, path: str) -> tuple[list[str], dict]:
     import dash
 
     page = next(p for p in dash.page_registry.values() if p["path"] == path)
-    with app.server.app_context():  # a layout may read the store, as in a request
+    import flask
+
+    from dashboard.auth import LOCAL_USER
+
+    # The layout as an admin's request builds it (it may read the store and the user): the
+    # callbacks it lists are those of every role.
+    with app.server.test_request_context("/"):
+        flask.g.va_user = LOCAL_USER
         defaults = _component_values(page["layout"](), {})
     ids = {key[0] for key in defaults}
     outputs = []
