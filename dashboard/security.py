@@ -65,6 +65,9 @@ def _is_dependency(item: Any) -> bool:
                and isinstance(entry.get("property"), str) for entry in entries)
 
 
+UNKNOWN_OUTPUT = "no callback has this output"
+
+
 def callback_body_problem(body: Any, callback_map: dict) -> str | None:
     """Why ``body`` is not a well-formed call of a callback in ``callback_map``, or ``None``.
 
@@ -86,7 +89,7 @@ def callback_body_problem(body: Any, callback_map: dict) -> str | None:
         return "'output' is missing or not text"
     entry = callback_map.get(output)
     if entry is None:
-        return "no callback has this output"
+        return UNKNOWN_OUTPUT
     for key in ("inputs", "state"):
         items = body.get(key, [])
         expected = len(entry.get(key) or [])
@@ -101,6 +104,12 @@ def callback_body_problem(body: Any, callback_map: dict) -> str | None:
     if not (isinstance(changed, list) and all(isinstance(prop, str) for prop in changed)):
         return "'changedPropIds' must be a list of text"
     return None
+
+
+def _set_up(app: dash.Dash) -> bool:
+    """Whether Dash's first-request set-up (server and pages) has run in this process."""
+    done = getattr(app, "_got_first_request", None) or {}
+    return bool(done.get("setup_server")) and (not app.use_pages or bool(done.get("pages")))
 
 
 def _callbacks(app: dash.Dash) -> dict:
@@ -128,6 +137,11 @@ def install_request_checks(app: dash.Dash, local_only: bool) -> None:
         if request.method == "POST" and request.path.endswith(CALLBACK_PATH_SUFFIX):
             body = request.get_json(silent=True)
             problem = callback_body_problem(body, _callbacks(app))
+            if problem == UNKNOWN_OUTPUT and not _set_up(app):
+                # Dash registers some callbacks (the pages router) only in its first-request
+                # set-up, which runs after this check: a worker whose first request is a
+                # callback cannot know them yet. The body's shape is checked once it can.
+                problem = None
             if problem is not None:
                 return flask.jsonify(error=f"malformed callback request: {problem}"), 400
         return None

@@ -108,3 +108,25 @@ def test_signed_in_users_get_400_for_malformed_bodies_too(database, tmp_path):
     client.get("/")
     response = client.post("/_dash-update-component", json={"output": ["x"]})
     assert response.status_code == 400
+
+
+def test_a_workers_first_request_may_be_the_pages_router(database):
+    """Dash registers the pages router callback only in its first-request set-up, after this
+    check: with several gunicorn workers a browser's router call can be a worker's first
+    request, and must not be refused as a callback that does not exist (it was: 400)."""
+    warm = create_app(database)
+    warm.server.test_client().get("/")
+    router = next(key for key in warm.callback_map if "_pages_content.children" in key)
+    body = {"output": router,
+            "outputs": [{"id": "_pages_content", "property": "children"},
+                        {"id": "_pages_store", "property": "data"}],
+            "inputs": [{"id": "_pages_location", "property": "pathname", "value": "/costs"},
+                       {"id": "_pages_location", "property": "search", "value": ""}],
+            "state": [], "changedPropIds": ["_pages_location.pathname"]}
+    fresh = create_app(database)
+    response = fresh.server.test_client().post("/_dash-update-component", json=body)
+    assert response.status_code == 200, response.get_data(as_text=True)[:300]
+    # Once set up, an unknown output is refused again.
+    again = fresh.server.test_client().post("/_dash-update-component",
+                                            json={**body, "output": "no-such.children"})
+    assert again.status_code == 400
