@@ -3,7 +3,13 @@ banner follow at once; an admin removes the demo data after confirming."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
+from selenium.common.exceptions import (
+    ElementClickInterceptedException,
+    StaleElementReferenceException,
+)
 
 from dashboard.app_factory import create_app
 from data import import_dataframe, store
@@ -19,12 +25,21 @@ def database(tmp_path):
     store.dispose_engines()
 
 
-def click(dash_duo, selector: str) -> None:
-    """Scroll the element to the middle of the window (above the sticky parts), then click."""
-    element = dash_duo.wait_for_element(selector, timeout=30)
-    dash_duo.driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", element)
-    dash_duo.wait_for_element_by_css_selector(selector)
-    element.click()
+def click(dash_duo, selector: str, attempts: int = 20) -> None:
+    """Scroll the element to the middle of the window (above the sticky parts), then click.
+
+    While the page is still settling (a loading overlay, sections filling in) another element
+    may take the click: scroll again and retry, a bounded number of times."""
+    for attempt in range(attempts):
+        element = dash_duo.wait_for_element(selector, timeout=30)
+        dash_duo.driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", element)
+        try:
+            element.click()
+            return
+        except (ElementClickInterceptedException, StaleElementReferenceException):
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.5)
 
 
 def test_upload_updates_the_match_count_and_the_demo_data_can_be_removed(dash_duo, database,
