@@ -122,7 +122,8 @@ def _loglog_ci(
     `se_log` = sqrt(var) / est, so the se of log(-log est) is se_log / |log est|. Where the
     estimate is 0 or 1 (or the se is undefined) the interval collapses onto the estimate.
     """
-    with np.errstate(divide="ignore", invalid="ignore"):
+    # An overflowing exp gives inf, whose exp(-inf) = 0 is the right bound.
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         theta = np.log(-np.log(est))
         se_theta = se_log / np.abs(np.log(est))
         a = np.exp(-np.exp(theta + z * se_theta))

@@ -22,7 +22,10 @@ def pytest_setup_options():
     # The machine has no network: without these Chromium keeps trying to reach Google services.
     for argument in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic",
                      "--no-first-run", "--disable-background-networking",
-                     "--disable-component-update", "--disable-sync", "--window-size=1280,900"):
+                     "--disable-component-update", "--disable-sync", "--window-size=1280,900",
+                     # Bootstrap scrolls smoothly unless reduced motion is asked for; an animated
+                     # scroll moves the element under a click.
+                     "--force-prefers-reduced-motion"):
         options.add_argument(argument)
     return options
 
