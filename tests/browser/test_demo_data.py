@@ -3,17 +3,12 @@ banner follow at once; an admin removes the demo data after confirming."""
 
 from __future__ import annotations
 
-import time
-
 import pytest
-from selenium.common.exceptions import (
-    ElementClickInterceptedException,
-    StaleElementReferenceException,
-)
 
 from dashboard.app_factory import create_app
 from data import import_dataframe, store
 from data.demo import demo_records
+from tests.browser.helpers import click
 
 
 @pytest.fixture
@@ -23,31 +18,6 @@ def database(tmp_path):
     import_dataframe(demo_records(800, seed=4), "demo-800", url, synthetic=True)
     yield url
     store.dispose_engines()
-
-
-def click(dash_duo, selector: str, attempts: int = 20) -> None:
-    """Scroll the element to the middle of the window at once, wait until it stops moving, click.
-
-    While the page is still settling (sections filling in above it) the element moves and
-    another may take the click: scroll again and retry, a bounded number of times."""
-    for attempt in range(attempts):
-        element = dash_duo.wait_for_element(selector, timeout=30)
-        previous = None
-        for _ in range(20):  # up to 2 s for the layout to hold still
-            rect = dash_duo.driver.execute_script(
-                "arguments[0].scrollIntoView({block: 'center', behavior: 'instant'});"
-                "const r = arguments[0].getBoundingClientRect(); return [r.top, r.left];", element)
-            if rect == previous:
-                break
-            previous = rect
-            time.sleep(0.1)
-        try:
-            element.click()
-            return
-        except (ElementClickInterceptedException, StaleElementReferenceException):
-            if attempt == attempts - 1:
-                raise
-            time.sleep(0.5)
 
 
 def test_upload_updates_the_match_count_and_the_demo_data_can_be_removed(dash_duo, database,
