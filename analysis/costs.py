@@ -1932,7 +1932,8 @@ def _fit_two(kp: NDArray[np.float64], coded: _Coded, outcomes: list[NDArray[np.f
                             for column in v])
     dd = (d * count[:, None]).T @ d            # Σ over rows of d dᵀ
     dv = d.T @ sums                            # Σ d vᵀ
-    vv = np.array([[float(np.dot(a, b)) for b in v] for a in v]).reshape(len(v), len(v))
+    stacked = np.column_stack(v)
+    vv = stacked.T @ stacked                   # VᵀV in one product (not len(v)² dot calls)
     gram = np.block([[dd, dv[:, :q]], [dv[:, :q].T, vv[:q, :q]]])
     cross = np.vstack([dv[:, q:], vv[:q, q:]])
     scale = np.sqrt(np.diag(gram))

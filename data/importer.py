@@ -419,7 +419,7 @@ def _csv_chunks(path: str, handle, reader, headings: list[str], chunk_rows: int,
                     raise ImportRefused(path, f"the file has more than {max_rows:,} rows, the "
                                         "limit (VA_IMPORT_MAX_ROWS). Nothing was stored.")
                 counts.append(len(row))
-                rows.append((row + [""] * width)[:width])
+                rows.append(row if len(row) == width else (row + [""] * width)[:width])
                 if len(rows) == chunk_rows:
                     yield _text_frame(rows, counts, headings)
                     rows, counts = [], []

@@ -469,6 +469,16 @@ def data_version(database: str | None = None) -> str:
 def existing_hashes(connection: Connection, record_ids: Sequence[str]) -> dict[str, str]:
     """``record_id -> content_hash`` for the ids already stored (batched IN queries)."""
     found: dict[str, str] = {}
+    if connection.dialect.name == "sqlite":
+        # The driver's own placeholders: compiling an expanding IN of 5,000 parameters in
+        # SQLAlchemy costs more than SQLite's lookups (~2.5 s of CPU per million ids).
+        for start in range(0, len(record_ids), 5000):
+            chunk = tuple(record_ids[start:start + 5000])
+            marks = ",".join("?" * len(chunk))
+            found.update(connection.exec_driver_sql(
+                f"SELECT record_id, content_hash FROM records WHERE record_id IN ({marks})",
+                chunk).fetchall())
+        return found
     statement = sa.select(records.c.record_id, records.c.content_hash).where(
         records.c.record_id.in_(sa.bindparam("ids", expanding=True)))
     for start in range(0, len(record_ids), 5000):

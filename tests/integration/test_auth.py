@@ -528,6 +528,15 @@ def test_restricted_user_sees_only_their_facilities(app, site):
                                               {("filter-state", "data"): {}}))
     assert f"of {rounded_count(len(mine))} records" in json.dumps(count.get_json(),
                                                                   ensure_ascii=False)
+    # The restricted frame's coded ids name only the user's facilities (a categorical's
+    # categories are data too: a chart over them must not list another facility).
+    from dashboard import data_access
+    from data import store as data_store
+
+    url = data_store.database_url(_database)
+    restricted = data_access._restricted(url, data_store.data_version(url), tuple(RESTRICTED))
+    assert list(restricted["facility_id"].cat.categories) == sorted(RESTRICTED)
+    assert list(restricted["region"].cat.categories) == sorted(mine["region"].dropna().unique())
     # A filter naming another facility matches nothing of it.
     other = sorted(others)[0]
     leaked = client.post("/_dash-update-component", json=callback_payload(

@@ -27,7 +27,14 @@ def test_filtered_records_equal_apply_filter(dashboard_app, selection):
         everything = data_access.filtered_records(selection)
         narrow = data_access.filtered_records(selection, ["cost", "procedure", "not-a-column"])
         again = data_access.filtered_records(selection, ["procedure"])
-    pd.testing.assert_frame_equal(everything, expected)
+    # The grouping ids are categoricals of the whole frame's ids (coded once per data
+    # version); their values are those of the records.
+    for column in data_access.CATEGORICAL_IDS:
+        assert isinstance(everything[column].dtype, pd.CategoricalDtype)
+        assert list(everything[column].cat.categories) == sorted(records[column].dropna().unique())
+    as_loaded = everything.astype({column: records[column].dtype
+                                   for column in data_access.CATEGORICAL_IDS})
+    pd.testing.assert_frame_equal(as_loaded, expected)
     # Only the asked columns, in the records' order; unknown names are ignored.
     assert list(narrow.columns) == ["procedure", "cost"]
     pd.testing.assert_frame_equal(narrow, expected[["procedure", "cost"]])
