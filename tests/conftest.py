@@ -7,6 +7,7 @@ The same rule holds for browser tests and Chromium (see ``tests/browser/conftest
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from pathlib import Path
@@ -74,6 +75,28 @@ def sqlite_database(tmp_path) -> str:
     store.dispose_engines()
     yield f"sqlite:///{tmp_path / 'store.db'}"
     store.dispose_engines()
+
+
+@pytest.fixture(autouse=True)
+def _figures_as_validated(monkeypatch):
+    """Every figure :func:`dashboard.figures.common.new_figure` builds without validation is
+    built again with it, and must give the same JSON (what production sends)."""
+    import plotly.graph_objects as go
+    from plotly.utils import PlotlyJSONEncoder
+
+    from dashboard.figures import common
+
+    unvalidated = common.new_figure
+
+    def checked(traces, layout):
+        figure = unvalidated(traces, layout)
+        validated = go.Figure(data=traces, layout=layout)
+        shown = json.dumps(figure.to_plotly_json(), cls=PlotlyJSONEncoder, sort_keys=True)
+        expected = json.dumps(validated.to_plotly_json(), cls=PlotlyJSONEncoder, sort_keys=True)
+        assert shown == expected, "a figure differs from its validated build"
+        return figure
+
+    monkeypatch.setattr(common, "new_figure", checked)
 
 
 @pytest.fixture(autouse=True)

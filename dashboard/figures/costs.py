@@ -12,7 +12,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
-from plotly.subplots import make_subplots
 
 from analysis.costs import CostConversion
 from dashboard.figures.common import (
@@ -20,10 +19,13 @@ from dashboard.figures.common import (
     PROCEDURE_COLOURS,
     PROCEDURE_SHORT,
     PROCEDURES,
+    axis_layout,
     base_layout,
+    build_figure,
     empty_figure,
     plain_text,
     procedure_label,
+    subplot_grid,
 )
 from dashboard.suppression import (
     format_count,
@@ -135,9 +137,10 @@ def cost_figure(summary: pd.DataFrame, by: tuple[str, ...], currency: str) -> go
     rows = rows[rows["n"] > 0]
     rows = rows.assign(y=[(f"{plain_text(g)} · {SHORT.get(str(p), p)}" if g else procedure_label(str(p)))
                           for g, p in zip(rows["group"], rows["procedure"], strict=True)])
-    figure = make_subplots(rows=1, cols=2, shared_yaxes=True, horizontal_spacing=0.04,
-                           subplot_titles=["Median and interquartile range",
-                                           "Mean and 95% confidence interval"])
+    layout, axes = subplot_grid(1, 2, shared_yaxes=True, horizontal_spacing=0.04,
+                                subplot_titles=["Median and interquartile range",
+                                                "Mean and 95% confidence interval"])
+    traces: list[dict] = []
     small = is_small(rows["n"])
     for procedure in PROCEDURES:
         mine = (rows["procedure"].astype(str) == procedure).to_numpy()
@@ -146,51 +149,62 @@ def cost_figure(summary: pd.DataFrame, by: tuple[str, ...], currency: str) -> go
         name = procedure_label(procedure)
         if len(part):
             counts = [f"{int(n):,}" for n in part["n"]]
-            figure.add_scatter(
-                x=part["median"], y=part["y"], mode="markers", name=name, legendgroup=procedure,
-                marker={"color": colour, "symbol": "diamond", "size": 9},
-                error_x={"type": "data", "symmetric": False, "array": part["q3"] - part["median"],
-                         "arrayminus": part["median"] - part["q1"], "color": colour},
-                customdata=np.column_stack([[money(v) for v in part["q1"]],
-                                            [money(v) for v in part["q3"]], counts]),
-                hovertemplate="%{y}: median %{x:,.0f} " + currency + " (IQR %{customdata[0]}–"
-                              "%{customdata[1]}; n %{customdata[2]})<extra></extra>",
-                row=1, col=1)
-            figure.add_scatter(
-                x=part["mean"], y=part["y"], mode="markers", name=name, legendgroup=procedure,
-                showlegend=False, marker={"color": colour, "symbol": "circle", "size": 8},
-                error_x={"type": "data", "symmetric": False,
-                         "array": part["mean_high"] - part["mean"],
-                         "arrayminus": part["mean"] - part["mean_low"], "color": colour},
-                customdata=np.column_stack([[money(v) for v in part["mean_low"]],
-                                            [money(v) for v in part["mean_high"]], counts]),
-                hovertemplate="%{y}: mean %{x:,.0f} " + currency + " (95% CI %{customdata[0]}–"
-                              "%{customdata[1]}; n %{customdata[2]})<extra></extra>",
-                row=1, col=2)
+            traces.append({
+                "type": "scatter", **axes[(1, 1)],
+                "x": part["median"].to_numpy(), "y": part["y"].to_numpy(), "mode": "markers",
+                "name": name, "legendgroup": procedure,
+                "marker": {"color": colour, "symbol": "diamond", "size": 9},
+                "error_x": {"type": "data", "symmetric": False,
+                            "array": (part["q3"] - part["median"]).to_numpy(),
+                            "arrayminus": (part["median"] - part["q1"]).to_numpy(),
+                            "color": colour},
+                "customdata": np.column_stack([[money(v) for v in part["q1"]],
+                                               [money(v) for v in part["q3"]], counts]),
+                "hovertemplate": "%{y}: median %{x:,.0f} " + currency + " (IQR "
+                                 "%{customdata[0]}–%{customdata[1]}; n %{customdata[2]})"
+                                 "<extra></extra>"})
+            traces.append({
+                "type": "scatter", **axes[(1, 2)],
+                "x": part["mean"].to_numpy(), "y": part["y"].to_numpy(), "mode": "markers",
+                "name": name, "legendgroup": procedure, "showlegend": False,
+                "marker": {"color": colour, "symbol": "circle", "size": 8},
+                "error_x": {"type": "data", "symmetric": False,
+                            "array": (part["mean_high"] - part["mean"]).to_numpy(),
+                            "arrayminus": (part["mean"] - part["mean_low"]).to_numpy(),
+                            "color": colour},
+                "customdata": np.column_stack([[money(v) for v in part["mean_low"]],
+                                               [money(v) for v in part["mean_high"]], counts]),
+                "hovertemplate": "%{y}: mean %{x:,.0f} " + currency + " (95% CI "
+                                 "%{customdata[0]}–%{customdata[1]}; n %{customdata[2]})"
+                                 "<extra></extra>"})
         hidden = rows[mine & small]
         for col in (1, 2):
             if len(hidden):
-                figure.add_scatter(
-                    x=[0] * len(hidden), y=hidden["y"], mode="text",
-                    text=[f"  {label()}"] * len(hidden),
-                    textposition="middle right", showlegend=False, textfont={"color": "#555"},
-                    hovertemplate="%{y}: " + label() + " costed procedures, values hidden"
-                                  "<extra></extra>", row=1, col=col)
-    figure.update_xaxes(title_text=f"Cost per procedure ({currency})", rangemode="tozero",
-                        tickformat=",.0f")
-    figure.update_yaxes(categoryorder="array", categoryarray=list(rows["y"]),
-                        range=[len(rows) - 0.5, -0.5])  # first group on top, no padding
+                traces.append({
+                    "type": "scatter", **axes[(1, col)], "x": [0] * len(hidden),
+                    "y": hidden["y"].to_numpy(), "mode": "text",
+                    "text": [f"  {label()}"] * len(hidden), "textposition": "middle right",
+                    "showlegend": False, "textfont": {"color": "#555"},
+                    "hovertemplate": "%{y}: " + label() + " costed procedures, values hidden"
+                                     "<extra></extra>"})
+    for col in (1, 2):
+        axis_layout(layout, axes[(1, col)]["xaxis"]).update(
+            title={"text": f"Cost per procedure ({currency})"}, rangemode="tozero",
+            tickformat=",.0f")
+        axis_layout(layout, axes[(1, col)]["yaxis"]).update(
+            categoryorder="array", categoryarray=list(rows["y"]),
+            range=[len(rows) - 0.5, -0.5],  # first group on top, no padding
+            automargin=True)
     crowded = n_groups > MAX_FIGURE_GROUPS
-    base_layout(figure, height=max(300, 150 + 24 * len(rows)))
-    figure.update_layout(margin={"l": 10, "t": 110 if crowded else 80},
-                         legend={"yref": "container", "y": 0.99, "yanchor": "top"})
     if crowded:
-        figure.add_annotation(
-            text=f"The {MAX_FIGURE_GROUPS} largest of {n_groups} groups (most costed "
-                 "procedures); the table lists all", showarrow=False, xref="paper", yref="paper",
-            x=0, y=1, yshift=40, xanchor="left", yanchor="bottom", font={"color": "#555"})
-    figure.update_yaxes(automargin=True)
-    return figure
+        layout["annotations"] = [*layout.get("annotations", []), {
+            "text": f"The {MAX_FIGURE_GROUPS} largest of {n_groups} groups (most costed "
+                    "procedures); the table lists all", "showarrow": False, "xref": "paper",
+            "yref": "paper", "x": 0, "y": 1, "yshift": 40, "xanchor": "left",
+            "yanchor": "bottom", "font": {"color": "#555"}}]
+    return build_figure(traces, layout, max(300, 150 + 24 * len(rows)),
+                        after={"margin": {"l": 10, "t": 110 if crowded else 80},
+                               "legend": {"yref": "container", "y": 0.99, "yanchor": "top"}})
 
 
 def cost_figure_summary(summary: pd.DataFrame, by: tuple[str, ...], currency: str) -> str:

@@ -18,7 +18,6 @@ import re
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
-from plotly.subplots import make_subplots
 
 from analysis.quality import (
     TIME_TO_EVENT,
@@ -29,7 +28,15 @@ from analysis.quality import (
     oe_ratio,
     outcome_values,
 )
-from dashboard.figures.common import OKABE_ITO, base_layout, empty_figure, plain_text
+from dashboard.figures.common import (
+    OKABE_ITO,
+    axis_layout,
+    base_layout,
+    build_figure,
+    empty_figure,
+    plain_text,
+    subplot_grid,
+)
 from dashboard.suppression import format_count, is_small, label, range_text, suppress_table
 
 OUTCOME_LABELS: dict[str, str] = {
@@ -423,23 +430,28 @@ def cusum_figure(result: CusumResult | None) -> go.Figure:
     x = _day_text(part["procedure_date"])
     case = index + 1
     # No title above the first panel: the legend sits there and names its lines.
-    figure = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.12,
-                           row_heights=[0.6, 0.4],
-                           subplot_titles=["", "VLAD: cumulative expected − observed events"])
+    layout, axes = subplot_grid(2, 1, shared_xaxes=True, vertical_spacing=0.12,
+                                row_heights=[0.6, 0.4],
+                                subplot_titles=["", "VLAD: cumulative expected − observed "
+                                                    "events"])
+    top, bottom = axes[(1, 1)], axes[(2, 1)]
     hover = "%{x|%Y-%m-%d}, case %{customdata:,}: %{y:.2f}<extra>%{fullData.name}</extra>"
-    figure.add_scatter(x=x, y=part["upper"], mode="lines", name="Upper CUSUM",
-                       line={"color": OKABE_ITO["vermillion"], "width": 1.4}, customdata=case,
-                       hovertemplate=hover, row=1, col=1)
-    figure.add_scatter(x=x, y=part["lower"], mode="lines", name="Lower CUSUM",
-                       line={"color": OKABE_ITO["bluish_green"], "width": 1.4}, customdata=case,
-                       hovertemplate=hover, row=1, col=1)
+    traces: list[dict] = [
+        {"type": "scatter", **top, "x": x, "y": part["upper"].to_numpy(), "mode": "lines",
+         "name": "Upper CUSUM", "line": {"color": OKABE_ITO["vermillion"], "width": 1.4},
+         "customdata": case, "hovertemplate": hover},
+        {"type": "scatter", **top, "x": x, "y": part["lower"].to_numpy(), "mode": "lines",
+         "name": "Lower CUSUM", "line": {"color": OKABE_ITO["bluish_green"], "width": 1.4},
+         "customdata": case, "hovertemplate": hover},
+    ]
     x_span = [x[0], x[-1]] if len(x) else []
     h_up, h_low = result.threshold_upper, result.threshold_lower
     for value, name in ((h_up, f"Limit h⁺ = {h_up:.2f}"),
                         (-h_low, f"Limit −h⁻ (h⁻ = {h_low:.2f})")):
-        figure.add_scatter(x=x_span, y=[value, value], mode="lines", name=name,
-                           line={"color": "#444444", "dash": "dash", "width": 1.2},
-                           hoverinfo="skip", row=1, col=1)
+        traces.append({"type": "scatter", **top, "x": x_span, "y": [value, value],
+                       "mode": "lines", "name": name,
+                       "line": {"color": "#444444", "dash": "dash", "width": 1.2},
+                       "hoverinfo": "skip"})
     for column, value, name, colour, symbol in (
         ("signal_upper", "upper", "Signal: deterioration", OKABE_ITO["vermillion"], "triangle-up"),
         ("signal_lower", "lower", "Signal: improvement", OKABE_ITO["bluish_green"],
@@ -448,20 +460,25 @@ def cusum_figure(result: CusumResult | None) -> go.Figure:
         hits = part[part[column].to_numpy()]
         if hits.empty:
             continue
-        figure.add_scatter(x=_day_text(hits["procedure_date"]), y=hits[value], mode="markers",
-                           name=name, marker={"color": colour, "symbol": symbol, "size": 11,
-                                              "line": {"width": 1, "color": "black"}},
-                           customdata=index[part[column].to_numpy()] + 1, hovertemplate=hover,
-                           row=1, col=1)
-    figure.add_scatter(x=x, y=part["vlad"], mode="lines", name="VLAD",
-                       line={"color": OKABE_ITO["blue"], "width": 1.4}, customdata=case,
-                       hovertemplate=hover, row=2, col=1)
-    figure.add_hline(y=0, line={"color": "#888888", "width": 1}, row=2, col=1)
-    base_layout(figure, height=560)
-    figure.update_yaxes(title_text="CUSUM (log-likelihood ratio)", zeroline=True, row=1, col=1)
-    figure.update_yaxes(title_text="Events (expected − observed)", row=2, col=1)
-    figure.update_xaxes(title_text="Procedure date (cases in date order)", row=2, col=1)
-    return figure
+        traces.append({"type": "scatter", **top, "x": _day_text(hits["procedure_date"]),
+                       "y": hits[value].to_numpy(), "mode": "markers", "name": name,
+                       "marker": {"color": colour, "symbol": symbol, "size": 11,
+                                  "line": {"width": 1, "color": "black"}},
+                       "customdata": index[part[column].to_numpy()] + 1,
+                       "hovertemplate": hover})
+    traces.append({"type": "scatter", **bottom, "x": x, "y": part["vlad"].to_numpy(),
+                   "mode": "lines", "name": "VLAD",
+                   "line": {"color": OKABE_ITO["blue"], "width": 1.4}, "customdata": case,
+                   "hovertemplate": hover})
+    layout["shapes"] = [{"type": "line", "xref": f"{bottom['xaxis']} domain", "x0": 0, "x1": 1,
+                         "yref": bottom["yaxis"], "y0": 0, "y1": 0,
+                         "line": {"color": "#888888", "width": 1}}]
+    axis_layout(layout, top["yaxis"]).update(
+        title={"text": "CUSUM (log-likelihood ratio)"}, zeroline=True)
+    axis_layout(layout, bottom["yaxis"]).update(title={"text": "Events (expected − observed)"})
+    axis_layout(layout, bottom["xaxis"]).update(
+        title={"text": "Procedure date (cases in date order)"})
+    return build_figure(traces, layout, 560)
 
 
 def cusum_summary(result: CusumResult | None) -> str:

@@ -331,13 +331,19 @@ def _reference_fit(url, version, outcome, procedure=False):
         return None
 
 
-@functools.lru_cache(maxsize=4)  # one float per record each: keep few
 def _fit(url, version, selection, outcome, procedure=False, unit=None, excluded=()):
     """The reference model applied to the selection (intercept recalibrated to its rate),
-    shared by the funnel, caterpillar and CUSUM callbacks (None when it cannot be used).
-    Fitting once per data version instead of per filter is what keeps a filter change fast
-    at a million records; ``docs/quality-monitoring.md`` says so to the user. ``excluded``
-    units (of column ``unit``) are left out (see :func:`_excluded`)."""
+    shared by the funnel, caterpillar, CUSUM and adjustment callbacks (None when it cannot be
+    used). Fitting once per data version instead of per filter is what keeps a filter change
+    fast at a million records; ``docs/quality-monitoring.md`` says so to the user.
+    ``excluded`` units (of column ``unit``) are left out (see :func:`_excluded`)."""
+    # Without exclusions the unit does not change the frame: one cache entry serves all.
+    return _applied_fit(url, version, selection, outcome, procedure,
+                        unit if excluded else None, excluded)
+
+
+@functools.lru_cache(maxsize=4)  # one float per record each: keep few
+def _applied_fit(url, version, selection, outcome, procedure, unit, excluded):
     reference = _reference_fit(url, version, outcome, procedure)
     records = _shown_frame(url, version, selection, outcome, unit, excluded)
     if reference is None or records.empty:

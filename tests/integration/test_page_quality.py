@@ -276,8 +276,12 @@ def test_the_risk_model_is_fitted_once_for_all_views(app_and_records, monkeypatc
     calls = []
     real = quality.risk_model
     monkeypatch.setattr(quality, "risk_model", lambda *a, **k: calls.append(1) or real(*a, **k))
-    for cache in (quality._reference_fit, quality._fit, quality._funnel, quality._caterpillar,
-                  quality._cusum, quality._model):
+    applied = []
+    real_apply = quality.apply_risk_model
+    monkeypatch.setattr(quality, "apply_risk_model",
+                        lambda *a, **k: applied.append(1) or real_apply(*a, **k))
+    for cache in (quality._reference_fit, quality._applied_fit, quality._funnel,
+                  quality._caterpillar, quality._cusum, quality._model, quality._excluded):
         cache.cache_clear()
     selection = RecordFilter(countries=("US",))
     with app.server.app_context():
@@ -286,7 +290,11 @@ def test_the_risk_model_is_fitted_once_for_all_views(app_and_records, monkeypatc
         quality._caterpillar(*key, selection, "facility_id", "cement_leakage", True)
         quality._model(*key, selection, "cement_leakage")
         quality._cusum(*key, selection, "facility_id", "FAC-009", "cement_leakage", True)
+        excluded = quality._excluded(*key, selection, "facility_id", "cement_leakage")
     assert len(calls) == 1
+    # ... and, when no unit is left out, one recalibration to the selection serves the
+    # funnel, the caterpillar, the CUSUM and the adjustment summary alike.
+    assert excluded == () and len(applied) == 1
 
 
 def test_table_shows_completeness_per_unit(app_and_records):

@@ -161,3 +161,24 @@ def test_a_cache_folder_of_another_user_is_refused(tmp_path):
     os.chown(folder, 65534, 65534)  # nobody
     with pytest.raises(OSError, match="belongs to another user"):
         ensure_private(folder)
+
+
+def test_the_cold_answer_is_what_the_cache_gives_without_rebuilding_it():
+    """On a cold request the computed figures become CachedFigures carrying the JSON just
+    made (no unpickle and rebuild), and serialise exactly as the cached answer does."""
+    from dashboard.compute_cache import _as_stored, _dump
+
+    value = sample_output()
+    blob, figures = _dump(value)
+    cold = _as_stored(value, figures)
+    warm = load_output(blob)
+    assert cold is value and len(figures) == 2
+    for graph_cold, graph_warm in zip(cold[0].children[1:], warm[0].children[1:], strict=True):
+        assert type(graph_cold.figure) is CachedFigure
+        assert graph_cold.figure._stored_json is not None
+        assert plotly_json(graph_cold.figure) == plotly_json(graph_warm.figure)
+    bars = cold[0].children[1].figure
+    with pytest.raises(ValueError):  # arrays are frozen, as in a figure read from the cache
+        bars.data[0].y[0] = 99.0
+    bars.update_layout(title="Changed")  # a change drops the stored JSON
+    assert plotly_json(bars)["layout"]["title"]["text"] == "Changed"
