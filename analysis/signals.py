@@ -44,10 +44,12 @@ import pandas as pd
 from analysis._results import Result
 from analysis.errors import InsufficientDataError
 from analysis.quality import (
+    DEFAULT_COVARIATES,
     FALSE_ALARM,
     FUNNEL_LEVELS,
     MIN_EVENTS,
     OUTCOMES,
+    PROCEDURE_COVARIATE,
     apply_risk_model,
     cusum,
     funnel_data,
@@ -57,9 +59,15 @@ from analysis.quality import (
     risk_model,
 )
 
-__all__ = ["SIGNAL_COLUMNS", "SignalOptions", "SignalsResult", "current_signals", "signal_key"]
+__all__ = ["READ_COLUMNS", "SIGNAL_COLUMNS", "SignalOptions", "SignalsResult", "current_signals", "signal_key"]
 
 UNITS: tuple[str, ...] = ("facility_id", "operator_id")
+#: The record columns the signals read (units, dates, outcomes, follow-up, case mix): pass
+#: only these to :func:`current_signals` (copying every column of a large store costs time).
+READ_COLUMNS: tuple[str, ...] = (
+    "record_id", "facility_id", "operator_id", "procedure_date", "cement_leakage",
+    "pulmonary_embolism", "adjacent_fracture", "adjacent_fracture_days", "followup_days",
+    "death_days", "pain_baseline", "pain_month1", *DEFAULT_COVARIATES, PROCEDURE_COVARIATE)
 #: Severity rank (lower is more severe) of each kind of signal.
 SEVERITY: dict[str, int] = {"alarm": 0, "cusum": 1, "alert": 2}
 SIGNAL_COLUMNS: tuple[str, ...] = (
@@ -100,10 +108,22 @@ class SignalsResult(Result):
     since: dt.date | None
     monitored: pd.DataFrame
     notes: tuple[str, ...] = ()
+    #: Every CUSUM crossing (``key, crossed_at``), whatever ``since``.
+    crossings: pd.DataFrame = dataclasses.field(
+        default_factory=lambda: pd.DataFrame(columns=["key", "crossed_at"]))
+    #: The signals with every CUSUM crossing (``since=None``), for :meth:`since_date`.
+    unfiltered: pd.DataFrame | None = None
 
     def to_frame(self) -> pd.DataFrame:
         """The signals table (a copy): columns :data:`SIGNAL_COLUMNS`."""
         return self.signals.copy()
+
+    def since_date(self, since: dt.date | None) -> SignalsResult:
+        """The same signals for another ``since`` date, without recomputing any chart (the
+        CUSUM limits are what takes time): equal to ``current_signals`` with that date."""
+        base = self.unfiltered if self.unfiltered is not None else self.signals
+        return dataclasses.replace(self, signals=_since(base, self.crossings, since),
+                                   since=since)
 
 
 def signal_key(kind: str, outcome: str, unit: str, unit_id: object, direction: str) -> str:
@@ -164,11 +184,13 @@ def _funnel_rows(result, latest: pd.Series) -> list[dict]:
     return rows
 
 
-def _cusum_rows(records, shown, unit, outcome, tested, options) -> list[dict]:
+def _cusum_rows(records, shown, unit, outcome, tested, options,
+                crossings: list[dict]) -> list[dict]:
+    """A row per unit and chart with any crossing (all dates); each crossing is appended to
+    ``crossings``."""
     chart_outcome = horizon_outcome(outcome)
     model = _model(records, shown, chart_outcome) if options.adjust else None
     rows = []
-    since = pd.Timestamp(options.since) if options.since is not None else None
     for unit_id in tested:
         kwargs = {"odds_ratio": options.odds_ratio, "false_alarm": options.false_alarm}
         try:
@@ -179,8 +201,6 @@ def _cusum_rows(records, shown, unit, outcome, tested, options) -> list[dict]:
         except InsufficientDataError:
             continue
         hits = result.signals
-        if since is not None and not hits.empty:
-            hits = hits[pd.to_datetime(hits["procedure_date"]) >= since]
         if hits.empty:
             continue
         observed = float(result.chart["observed"].sum())
@@ -189,8 +209,11 @@ def _cusum_rows(records, shown, unit, outcome, tested, options) -> list[dict]:
         latest = pd.to_datetime(result.chart["procedure_date"]).max()
         for direction, chart_hits in hits.groupby("direction", sort=True):
             side = "high" if direction == "upper" else "low"
+            key = signal_key("cusum", outcome, unit, unit_id, side)
+            crossings.extend({"key": key, "crossed_at": when}
+                             for when in pd.to_datetime(chart_hits["procedure_date"]))
             rows.append({
-                "key": signal_key("cusum", outcome, unit, unit_id, side),
+                "key": key,
                 "kind": "cusum", "direction": side, "outcome": outcome, "unit": unit,
                 "unit_id": str(unit_id), "n": int(result.n), "observed": int(round(observed)),
                 "expected": expected, "oe": oe, "oe_low": low, "oe_high": high, "z": math.nan,
@@ -249,6 +272,7 @@ def current_signals(records: pd.DataFrame,
     if unknown:
         raise ValueError(f"unknown outcome(s) {unknown}; use those of analysis.quality.OUTCOMES")
     rows: list[dict] = []
+    crossings: list[dict] = []
     monitored: list[dict] = []
     notes: list[str] = []
     for unit in options.units:
@@ -276,12 +300,32 @@ def current_signals(records: pd.DataFrame,
                   if n_chart.get(u, 0) >= options.min_volume and 0 < events_chart.get(u, 0)
                   < n_chart.get(u, 0)]
             rows += _funnel_rows(result, latest)
-            rows += _cusum_rows(records, shown, unit, outcome, ok, options)
+            rows += _cusum_rows(records, shown, unit, outcome, ok, options, crossings)
             monitored.append({"outcome": outcome, "unit": unit, "tested": int(len(tested)),
                               "skipped": ""})
             notes.extend(f"{outcome}, {unit}: {note}" for note in result.notes)
     frame = pd.DataFrame(rows, columns=[c for c in SIGNAL_COLUMNS if c != "severity"])
     frame.insert(2, "severity", frame["kind"].map(SEVERITY).astype("Int64"))
+    crossed = pd.DataFrame(crossings, columns=["key", "crossed_at"])
+    return SignalsResult(signals=_since(frame, crossed, options.since), since=options.since,
+                         monitored=pd.DataFrame(monitored,
+                                                columns=["outcome", "unit", "tested", "skipped"]),
+                         notes=tuple(notes), crossings=crossed, unfiltered=frame)
+
+
+def _since(frame: pd.DataFrame, crossings: pd.DataFrame,
+           since: dt.date | None) -> pd.DataFrame:
+    """The signals with CUSUM crossings on or after ``since`` only (count and last date
+    recomputed; a chart without any is dropped), sorted (see the module notes)."""
+    frame = frame.copy()
+    if since is not None and len(frame):
+        later = crossings[pd.to_datetime(crossings["crossed_at"]) >= pd.Timestamp(since)]
+        grouped = later.groupby("key")["crossed_at"]
+        cusum_rows = (frame["kind"] == "cusum").to_numpy()
+        keys = frame.loc[cusum_rows, "key"]
+        frame.loc[cusum_rows, "signals"] = keys.map(grouped.size()).fillna(0).astype(int)
+        frame.loc[cusum_rows, "signal_date"] = pd.to_datetime(keys.map(grouped.max()))
+        frame = frame[~cusum_rows | (frame["signals"] > 0).to_numpy()]
     order = frame.assign(
         _worse=(frame["direction"] != "high").astype(int),
         _level=frame["unit"].map({u: i for i, u in enumerate(UNITS)}).fillna(len(UNITS)),
@@ -289,8 +333,4 @@ def current_signals(records: pd.DataFrame,
         _when=pd.to_datetime(frame["signal_date"]).fillna(pd.to_datetime(frame["latest_date"])),
     ).sort_values(["_worse", "severity", "_level", "_z", "_when", "key"],
                   ascending=[True, True, True, True, False, True], kind="mergesort")
-    frame = frame.loc[order.index].reset_index(drop=True)
-    return SignalsResult(signals=frame, since=options.since,
-                         monitored=pd.DataFrame(monitored,
-                                                columns=["outcome", "unit", "tested", "skipped"]),
-                         notes=tuple(notes))
+    return frame.loc[order.index].reset_index(drop=True)

@@ -100,6 +100,16 @@ def test_since_keeps_later_crossings_only(records, result):
         later.loc[later["kind"] != "cusum", "key"])
 
 
+def test_since_date_equals_computing_with_that_date(records, result):
+    everything = current_signals(records, SignalOptions(outcomes=OUTCOMES,
+                                                        units=("facility_id",)))
+    pd.testing.assert_frame_equal(everything.since_date(SINCE).to_frame(), result.to_frame())
+    later = dt.date(2025, 6, 1)
+    direct = current_signals(records, SignalOptions(since=later, outcomes=OUTCOMES,
+                                                    units=("facility_id",))).to_frame()
+    pd.testing.assert_frame_equal(result.since_date(later).to_frame(), direct)
+
+
 def test_sorted_worse_first_then_by_severity(result):
     frame = result.to_frame()
     worse = (frame["direction"] == "high").to_numpy()
