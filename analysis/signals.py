@@ -137,19 +137,26 @@ def signal_key(kind: str, outcome: str, unit: str, unit_id: object, direction: s
     return f"{chart}|{outcome}|{unit}|{unit_id}|{direction}"
 
 
-def _model(records: pd.DataFrame, shown: pd.DataFrame, outcome: str):
+def _model(records: pd.DataFrame, shown: pd.DataFrame, outcome: str,
+           fits: dict | None = None):
     """The Quality page's model: fitted on all records, applied to the compared ones (None
-    when it cannot be fitted or has too few events)."""
-    try:
-        reference = risk_model(records, outcome)
-    except InsufficientDataError:
+    when it cannot be fitted or has too few events). ``fits`` keeps each outcome's reference
+    fit, shared by the two unit types (the fit is the costly step on a large store)."""
+    fits = {} if fits is None else fits
+    if outcome not in fits:
+        try:
+            fits[outcome] = risk_model(records, outcome)
+        except InsufficientDataError:
+            fits[outcome] = None
+    reference = fits[outcome]
+    if reference is None:
         return None
     fit = apply_risk_model(reference, shown)
     return fit if min(fit.events, fit.n - fit.events) >= MIN_EVENTS else None
 
 
-def _funnel(records, shown, unit, outcome, options):
-    model = _model(records, shown, outcome) if options.adjust else None
+def _funnel(records, shown, unit, outcome, options, fits=None):
+    model = _model(records, shown, outcome, fits) if options.adjust else None
     kwargs = {"unit": unit, "outcome": outcome, "overdispersion": options.overdispersion,
               "min_volume": options.min_volume}
     if model is not None:
@@ -185,11 +192,11 @@ def _funnel_rows(result, latest: pd.Series) -> list[dict]:
 
 
 def _cusum_rows(records, shown, unit, outcome, tested, options,
-                crossings: list[dict]) -> list[dict]:
+                crossings: list[dict], fits: dict | None = None) -> list[dict]:
     """A row per unit and chart with any crossing (all dates); each crossing is appended to
     ``crossings``."""
     chart_outcome = horizon_outcome(outcome)
-    model = _model(records, shown, chart_outcome) if options.adjust else None
+    model = _model(records, shown, chart_outcome, fits) if options.adjust else None
     rows = []
     for unit_id in tested:
         kwargs = {"odds_ratio": options.odds_ratio, "false_alarm": options.false_alarm}
@@ -273,6 +280,7 @@ def current_signals(records: pd.DataFrame,
         raise ValueError(f"unknown outcome(s) {unknown}; use those of analysis.quality.OUTCOMES")
     rows: list[dict] = []
     crossings: list[dict] = []
+    fits: dict = {}
     monitored: list[dict] = []
     notes: list[str] = []
     for unit in options.units:
@@ -284,7 +292,7 @@ def current_signals(records: pd.DataFrame,
             shown = (records[~records[unit].astype(object).isin(excluded).to_numpy(bool)]
                      if excluded else records)
             try:
-                result = _funnel(records, shown, unit, outcome, options)
+                result = _funnel(records, shown, unit, outcome, options, fits)
             except InsufficientDataError as error:
                 monitored.append({"outcome": outcome, "unit": unit, "tested": 0,
                                   "skipped": str(error)})
@@ -300,7 +308,7 @@ def current_signals(records: pd.DataFrame,
                   if n_chart.get(u, 0) >= options.min_volume and 0 < events_chart.get(u, 0)
                   < n_chart.get(u, 0)]
             rows += _funnel_rows(result, latest)
-            rows += _cusum_rows(records, shown, unit, outcome, ok, options, crossings)
+            rows += _cusum_rows(records, shown, unit, outcome, ok, options, crossings, fits)
             monitored.append({"outcome": outcome, "unit": unit, "tested": int(len(tested)),
                               "skipped": ""})
             notes.extend(f"{outcome}, {unit}: {note}" for note in result.notes)
