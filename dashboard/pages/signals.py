@@ -20,10 +20,13 @@ import dash_bootstrap_components as dbc
 import pandas as pd
 from dash import Input, Output, State, callback, dcc, html
 
+import analysis.quality
+import analysis.signals
 from analysis.signals import READ_COLUMNS, SignalOptions, current_signals
 from dashboard import data_access
 from dashboard.auth import current_user, requires_role, scope_key
 from dashboard.components import empty_state, page_header, safe_callback
+from dashboard.compute_cache import code_version, memoised
 from dashboard.context import database
 from dashboard.figures.quality import outcome_label, unit_name
 from dashboard.figures.signals import LABELS, page_exclude, signals_table, summary_text
@@ -33,6 +36,7 @@ from data import signal_reviews, store
 PATH = "/signals"
 dash.register_page(__name__, path=PATH, name="Signals", title="Quality signals", order=7.5)
 
+CODE_VERSION = code_version(analysis.quality, analysis.signals)
 #: Default look-back of the "since" date: one year before the newest procedure.
 DEFAULT_DAYS = 365
 STATUS_OPTIONS = [{"label": s.capitalize(), "value": s} for s in signal_reviews.STATUSES]
@@ -47,10 +51,15 @@ def _url() -> str:
 @functools.lru_cache(maxsize=4)
 def _signals(url: str, version: str, scope: str, limit: int):
     """The signals of the user's records with every CUSUM crossing (scope and threshold are
-    part of the key); a date only filters them (:meth:`SignalsResult.since_date`)."""
-    records = data_access.all_records()
-    records = records[[c for c in READ_COLUMNS if c in records.columns]]
-    return current_signals(records, SignalOptions(exclude=page_exclude))
+    part of the key); a date only filters them (:meth:`SignalsResult.since_date`). Kept on
+    disk too (:func:`dashboard.compute_cache.memoised`, scoped to the user's role and
+    facilities), so every worker shares one computation per data version."""
+    def compute():
+        records = data_access.all_records()
+        records = records[[c for c in READ_COLUMNS if c in records.columns]]
+        return current_signals(records, SignalOptions(exclude=page_exclude))
+
+    return memoised("signals", (CODE_VERSION, url, version, limit), compute)
 
 
 def default_since() -> dt.date | None:
