@@ -56,6 +56,9 @@ def create_app(database: str | None = None, auth_config: AuthConfig | None = Non
     # reach the browser.
     app.server.config["DEBUG"] = False
     gate_pages()  # pages declaring required_role show "not permitted" to lower roles
+    from dashboard import alerts
+
+    alerts.install()  # quality alerts after uploads, when VA_ALERTS_CONFIG is set
     auth_web.install(app, auth_config)
     # Before sign-in's hook: the Host rule of local mode, well-formed callback bodies (400).
     security.install_request_checks(app, local_only=auth_config is None)

@@ -46,6 +46,8 @@ from data.importer import (
     default_actor,
     import_dataframe,
     import_file,
+    load_import_listeners,
+    run_import_listeners,
 )
 from data.isolation import import_file_isolated
 from data.limits import ImportLimits
@@ -86,7 +88,8 @@ def cmd_import(args: argparse.Namespace) -> int:
     actor = default_actor("cli")
     try:
         limits = import_limits(args)
-    except ValueError as error:
+        load_import_listeners()
+    except (ValueError, ImportError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     for path in args.paths:
@@ -117,6 +120,7 @@ def cmd_import(args: argparse.Namespace) -> int:
             continue
         if result.rejected or result.conflicts:
             status = max(status, 1)
+        run_import_listeners(args.database, result)  # e.g. quality alerts (VA_IMPORT_LISTENERS)
         results.append(result.to_json_dict())
         if not args.json:
             print(_summary(result))

@@ -23,6 +23,7 @@ import datetime as dt
 import getpass
 import hashlib
 import json
+import logging
 import os
 import sys
 from collections import Counter
@@ -40,6 +41,8 @@ from data.dictionary import FIELDS, FIELDS_BY_NAME, REQUIRED_FIELDS, alias_map, 
 from data.limits import ImportLimits, LimitExceeded, check_parquet, check_xlsx
 from data.normalise import TEXT_DTYPE, TYPE_RULES, ReadOptions, normalise_column
 from data.validation import find_violations
+
+log = logging.getLogger(__name__)
 
 CHUNK_ROWS = 50_000
 # Longest text per field, from the store's column types (id 64, text 120 characters).
@@ -608,6 +611,46 @@ def to_store_rows(typed: pd.DataFrame) -> tuple[list[str], pd.DataFrame]:
 
 # ----------------------------------------------------------------------------------------------
 # The batch
+
+
+#: Functions ``listener(database, result)`` the import entry points call after a batch commits
+#: (:func:`run_import_listeners`). The data layer names no listener itself: a higher layer
+#: registers one (the web app, for quality alerts: ``dashboard.alerts.install``), and the
+#: command line loads the modules named in ``VA_IMPORT_LISTENERS`` (each with ``on_import``).
+IMPORT_LISTENERS: list = []
+ENV_IMPORT_LISTENERS = "VA_IMPORT_LISTENERS"
+
+
+def add_import_listener(listener) -> None:
+    """Call ``listener(database, result)`` after each committed import batch (once each)."""
+    if listener not in IMPORT_LISTENERS:
+        IMPORT_LISTENERS.append(listener)
+
+
+def load_import_listeners(names: str | None = None) -> list[str]:
+    """Register the ``on_import`` of each module named (comma-separated; default
+    ``VA_IMPORT_LISTENERS``); returns the modules loaded."""
+    import importlib
+
+    loaded = []
+    text = os.environ.get(ENV_IMPORT_LISTENERS, "") if names is None else names
+    for name in (n.strip() for n in text.split(",")):
+        if name:
+            add_import_listener(importlib.import_module(name).on_import)
+            loaded.append(name)
+    return loaded
+
+
+def run_import_listeners(database: str | None, result: ImportResult) -> None:
+    """Tell the listeners about a committed batch; a failing listener is logged, never raised
+    (the batch is stored whatever a listener does)."""
+    if result.batch_id is None:
+        return
+    for listener in list(IMPORT_LISTENERS):
+        try:
+            listener(database, result)
+        except Exception:  # noqa: BLE001 - the import succeeded; a listener must not undo that
+            log.exception("import listener %s failed", getattr(listener, "__name__", listener))
 
 
 def default_actor(prefix: str = "python") -> str:

@@ -23,6 +23,13 @@ Tables
     Server-side sign-in sessions (schema 3): the SHA-256 of each session cookie's token, the
     user, when it started, when it was last used and when and why it ended. A cookie whose
     session ended (sign-out, inactivity, lifetime) signs nobody in.
+``signal_reviews``
+    Acknowledgements of quality signals (schema 6): one row per review (the signal's key, its
+    status: open, under review, explained or closed, a short note, who and when); the history
+    is kept, the newest row of a key is its current status. Each review is also audited.
+``signal_alerts``
+    The quality signals already seen (schema 6): when each was first seen and when its alert
+    was sent, so an import alerts only on the signals it created.
 
 The database is named by ``--database`` / ``DATABASE_URL``: a SQLAlchemy URL
 (``postgresql+psycopg://user@host/db``) or a path to a SQLite file.
@@ -43,7 +50,7 @@ from data.dictionary import FIELDS, Field
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 #: ``store_meta`` key of the audit chain's newest hash, and the hash "before" the first event.
 AUDIT_HEAD_KEY = "audit_head"
 AUDIT_GENESIS = "0" * 64
@@ -193,6 +200,24 @@ login_failures = sa.Table(
     sa.Column("key", sa.String(80), primary_key=True),  # "name:<sha256>", "address:...", ...
     sa.Column("failures", sa.Integer, nullable=False),
     sa.Column("last_failure", sa.DateTime, nullable=False, index=True),  # UTC, naive
+)
+
+signal_reviews = sa.Table(
+    "signal_reviews", metadata,
+    sa.Column("review_id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("signal_key", sa.String(255), nullable=False, index=True),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("note", sa.String(500), nullable=False, default=""),
+    sa.Column("actor", sa.String(255), nullable=False),
+    sa.Column("reviewed_at", sa.DateTime, nullable=False),  # UTC, naive
+)
+
+signal_alerts = sa.Table(
+    "signal_alerts", metadata,
+    sa.Column("signal_key", sa.String(255), primary_key=True),
+    sa.Column("first_seen_at", sa.DateTime, nullable=False),  # UTC, naive
+    sa.Column("notified_at", sa.DateTime, nullable=True),
+    sa.Column("data_version", sa.String(120), nullable=False),
 )
 
 RECORD_COLUMNS: tuple[str, ...] = tuple(field.name for field in FIELDS)
@@ -416,9 +441,16 @@ def _chain_audit_log(connection: Connection) -> None:
     record_views.create(connection, checkfirst=True)
 
 
+def _add_signal_tables(connection: Connection) -> None:
+    """Version 6: ``signal_reviews`` (acknowledgements) and ``signal_alerts`` (signals seen)."""
+    signal_reviews.create(connection, checkfirst=True)
+    signal_alerts.create(connection, checkfirst=True)
+
+
 # schema version -> function that upgrades a store from the version before it, in one transaction.
 MIGRATIONS: dict[int, callable] = {2: _add_audit_log, 3: _add_auth_sessions,
-                                   4: _add_login_failures, 5: _chain_audit_log}
+                                   4: _add_login_failures, 5: _chain_audit_log,
+                                   6: _add_signal_tables}
 
 
 def schema_version(database: str | None = None) -> int:

@@ -257,6 +257,9 @@ def handle_upload(contents: str | None, filename: str | None, database_url: str 
             return _upload_refused(name, refused.reason)
         except store.StoreError as error:
             return _upload_refused(name, f"the store cannot be used: {error}")
+    from data.importer import run_import_listeners
+
+    run_import_listeners(database_url, result)  # quality alerts (dashboard.alerts.install)
     return upload_summary(result)
 
 

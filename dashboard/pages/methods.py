@@ -424,6 +424,23 @@ O/E ratios use **exact Poisson limits** (Ulm 1990) below 10 observed events and 
 approximation (Breslow & Day 1987) from 10, as in PHE/Fingertips practice. Rates over time use
 p-charts with 3σ limits; Laney's p′ chart (Laney 2002) widens them when large subgroups are
 overdispersed.
+
+### Signals and alerts
+
+The Signals page lists, for every monitored outcome and for facilities and operators, each
+unit currently beyond its funnel limits (alert {alert}, alarm {alarm}) and each risk-adjusted
+CUSUM crossing since a chosen date, computed by exactly the functions and settings of the
+Quality page (risk-adjusted, additive over-dispersion when significant, units with fewer than
+10 cases not tested, CUSUM limits for a 5% false-alarm probability of the pair of charts over
+the unit's series). Each row gives n, observed and expected events, O/E with its 95% CI and
+the false-alarm probability of the chart that raised it: for a funnel flag the probability
+that a unit on target falls beyond that limit (5% or 0.2%), for a CUSUM signal the in-control
+probability of at least one false signal of that chart over the unit's series. Listing every
+outcome and both unit types multiplies the chances: with 40 facilities, 120 operators and 4
+outcomes about 32 units beyond their 95% limits are expected by chance alone, about 1.3 beyond
+99.8%. Signals on units with small counts are listed with their counts hidden. After an import, signals not
+seen before are sent to the configured recipients (e-mail, webhook) with their links, never
+with record-level data or counts under the suppression threshold.
 """),
         ("methods-costs", "Costs", """
 - **Price year first.** Costs are recorded in the prices of their procedure year (2021–2025
