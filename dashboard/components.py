@@ -14,6 +14,7 @@ import pandas as pd
 from dash import dcc, html
 
 from dashboard.figures.common import GRAPH_CONFIG
+from dashboard.headings import heading
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +41,7 @@ def data_grid(frame: pd.DataFrame, grid_id: str, file_name: str, height: int | N
     """
     labels = column_labels or {}
     widths = flex or {}
-    columns = [{"field": str(c), "headerName": labels.get(str(c), str(c).replace("_", " ")),
+    columns = [{"field": str(c), "headerName": labels.get(str(c), heading(c)),
                 "sortable": True, "resizable": True, "filter": filterable,
                 "suppressHeaderMenuButton": not filterable, "flex": widths.get(str(c), 1),
                 "minWidth": (min_widths or {}).get(str(c), 72), "wrapText": True,
