@@ -516,7 +516,10 @@ def table_card(result, completeness=None) -> dbc.Card:
                   id="quality-completeness-note")
     return dbc.Card([
         dbc.CardHeader(html.H2(f"{unit_name(result.unit, True).capitalize()}: counts, O/E and "
-                               "flags (alphabetical, not a ranking)", className="h6 mb-0")),
+                               "flags (flagged first: alarms, alerts, within limits, then "
+                               "not tested and hidden; alphabetical within each, not a "
+                               "ranking)",
+                               className="h6 mb-0", id="quality-table-caption")),
         dbc.CardBody([_fit_columns(grid), note] if completeness is not None
                      else _fit_columns(grid)),
     ], className="mb-3")
@@ -658,7 +661,9 @@ def quality_report(selection: RecordFilter) -> list[ReportSection]:
     sections = [
         ReportSection("How to read these results", " ".join(interpretation(result, model, failed))),
         ReportSection("Funnel plot", funnel_summary(result), figure=funnel_figure(result)),
-        ReportSection("Units", f"Alphabetical, not a ranking. Counts of {range_text()} are "
+        ReportSection("Units", "Flagged units first: alarms, alerts, within limits, then not "
+                      "tested and hidden; alphabetical within each, not a ranking. "
+                      f"Counts of {range_text()} are "
                       f"shown as {label()} and the values computed from them are hidden. "
                       + completeness_note(outcome), table=table),
     ]

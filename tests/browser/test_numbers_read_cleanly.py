@@ -3,6 +3,8 @@ HTML reports without spreadsheet apostrophes or raw headings)."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from analysis.filters import RecordFilter
@@ -95,3 +97,40 @@ def test_html_report_shows_plain_values_and_human_headings(dash_duo, database, t
     assert not set(RAW_HEADINGS) & set(headings), headings
     if path == "/costs":  # the signed amounts are there, as plain text
         assert any(c.startswith(("+", "-", "−")) and c.endswith("USD") for c in cells), cells
+
+
+def _grid_column(dash_duo, name: str, field: str) -> list[str]:
+    """A data grid's values of one column in its display order, every page (AG Grid's API)."""
+    grid_id = json.dumps({"name": name, "type": "data-grid"}, separators=(",", ":"))
+    return dash_duo.driver.execute_script(
+        "const api = dash_ag_grid.getApi(arguments[0]); const out = [];"
+        "api.forEachNodeAfterFilterAndSort(n => out.push(String(n.data[arguments[1]])));"
+        "return out;", grid_id, field)
+
+
+def test_quality_table_lists_flagged_units_first_and_agrees_with_the_cards(dash_duo, database):
+    from dashboard.figures.quality import HIDDEN_FLAG, TABLE_FLAGS, TABLE_ORDER
+
+    dash_duo.driver.set_window_size(1366, 1000)
+    dash_duo.start_server(create_app(database))
+    dash_duo.driver.get(dash_duo.server_url + "/quality?outcome=cement_leakage")
+    dash_duo.wait_for_element("#quality-alarms", timeout=60)
+    grid = "div[id*='quality-units']"
+    dash_duo.wait_for_element(f"{grid} .ag-row", timeout=60)
+    flags = _grid_column(dash_duo, "quality-units", "flag")
+    shown = dash_duo.driver.execute_script(  # the first rows on screen are the same
+        "return [...document.querySelectorAll(arguments[0] + ' .ag-center-cols-container "
+        ".ag-row')].sort((a, b) => a.getAttribute('row-index') - b.getAttribute('row-index'))"
+        ".map(r => r.querySelector(\"[col-id='flag']\").textContent);", grid)
+    assert shown == flags[:len(shown)] and len(shown) >= 10
+    rank = {TABLE_FLAGS[flag]: i for i, flag in enumerate(TABLE_ORDER)}
+    ranks = [rank[f] for f in flags]
+    assert ranks == sorted(ranks), flags
+    alarms = int(dash_duo.find_element("#quality-alarms").text)
+    alerts = int(dash_duo.find_element("#quality-alerts").text)
+    assert sum(f.startswith("Alarm") for f in flags) == alarms
+    assert sum(f.startswith("Alert") for f in flags) == alerts
+    assert alarms + alerts >= 1 and flags[0].startswith("Alarm" if alarms else "Alert")
+    hidden = flags.count(TABLE_FLAGS[HIDDEN_FLAG])
+    assert f"{hidden} hidden" in dash_duo.find_element("#quality-tested-detail").text
+    assert "flagged first" in dash_duo.find_element("#quality-table-caption").text
