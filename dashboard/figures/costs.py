@@ -124,6 +124,27 @@ def _figure_rows(summary: pd.DataFrame, by: tuple[str, ...]) -> tuple[pd.DataFra
     return rows.drop(columns="_order"), len(sizes)
 
 
+#: The global filter (query key) of each grouping column.
+GROUP_FILTER_KEYS = {"country": "country", "region": "region", "facility_id": "facility",
+                     "procedure": "procedure"}
+
+
+def group_point_ids(rows: pd.DataFrame, by: tuple[str, ...]) -> list[str]:
+    """Plotly point ids that make a click on a group's point set its filters (country,
+    region or facility, and procedure; :mod:`dashboard.drilldown`).
+
+    >>> group_point_ids(pd.DataFrame({"country": ["US"], "procedure": ["kyphoplasty"]}),
+    ...                 ("country", "procedure"))
+    ['country=US&procedure=kyphoplasty']
+    """
+    from dashboard.drilldown import point_id
+
+    columns = [c for c in by if c in GROUP_FILTER_KEYS]
+    return [point_id(**{GROUP_FILTER_KEYS[c]: str(v) for c, v in zip(columns, values,
+                                                                      strict=True)})
+            for values in rows[columns].itertuples(index=False, name=None)]
+
+
 def cost_figure(summary: pd.DataFrame, by: tuple[str, ...], currency: str) -> go.Figure:
     """Median with IQR (left) and mean with 95% CI (right) per group and procedure.
 
@@ -155,7 +176,7 @@ def cost_figure(summary: pd.DataFrame, by: tuple[str, ...], currency: str) -> go
                                             [money(v) for v in part["q3"]], counts]),
                 hovertemplate="%{y}: median %{x:,.0f} " + currency + " (IQR %{customdata[0]}–"
                               "%{customdata[1]}; n %{customdata[2]})<extra></extra>",
-                row=1, col=1)
+                ids=group_point_ids(part, by), row=1, col=1)
             figure.add_scatter(
                 x=part["mean"], y=part["y"], mode="markers", name=name, legendgroup=procedure,
                 showlegend=False, marker={"color": colour, "symbol": "circle", "size": 8},
@@ -166,7 +187,7 @@ def cost_figure(summary: pd.DataFrame, by: tuple[str, ...], currency: str) -> go
                                             [money(v) for v in part["mean_high"]], counts]),
                 hovertemplate="%{y}: mean %{x:,.0f} " + currency + " (95% CI %{customdata[0]}–"
                               "%{customdata[1]}; n %{customdata[2]})<extra></extra>",
-                row=1, col=2)
+                ids=group_point_ids(part, by), row=1, col=2)
         hidden = rows[mine & small]
         for col in (1, 2):
             if len(hidden):

@@ -249,6 +249,23 @@ def _hidden_note(count: int, unit: str) -> str:
 
 
 # ----------------------------------------------------------------------------------- funnel
+#: The global filter (query key) a unit column stands for.
+UNIT_FILTER_KEYS = {"facility_id": "facility", "operator_id": "operator"}
+
+
+def unit_point_ids(units, unit: str) -> list[str]:
+    """Plotly point ids that make a click on a unit's point set the unit's global filter
+    (:mod:`dashboard.drilldown`).
+
+    >>> unit_point_ids(["FAC-009"], "facility_id")
+    ['facility=FAC-009']
+    """
+    from dashboard.drilldown import point_id
+
+    key = UNIT_FILTER_KEYS.get(unit, "facility")
+    return [point_id(**{key: str(name)}) for name in units]
+
+
 def funnel_figure(result: FunnelResult | None) -> go.Figure:
     """Each unit's rate (or O/E × target) against volume, with smooth 95%/99.8% limits.
 
@@ -292,6 +309,7 @@ def funnel_figure(result: FunnelResult | None) -> go.Figure:
             hovertext=[_funnel_hover(row, result.adjusted, result.measure)
                        for row in rows.itertuples()],
             hovertemplate="%{hovertext}<extra></extra>",
+            ids=unit_point_ids(rows["unit"], result.unit),  # a click filters to the unit
         )
     outcome = outcome_label(result.outcome, short=True)
     if result.measure == "rate":
@@ -390,6 +408,7 @@ def caterpillar_figure(table: pd.DataFrame | None, unit: str = "facility_id",
                        f"<br>observed {format_count(r.observed)} · expected {r.expected:,.1f}"
                        f" · n {format_count(r.n)}" for r in rows.itertuples()],
             hovertemplate="%{hovertext}<extra></extra>",
+            ids=unit_point_ids(rows["unit"], unit),  # a click filters to the unit
         )
     figure.add_hline(y=1.0, line={"color": OKABE_ITO["black"], "dash": "dash", "width": 1.2})
     base_layout(figure, height=400)

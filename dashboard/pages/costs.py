@@ -37,6 +37,7 @@ from dashboard.components import (
 )
 from dashboard.compute_cache import cached_output
 from dashboard.data_access import filtered_records
+from dashboard.drilldown import CLICK_HINT
 from dashboard.figures.costs import (
     CURRENCIES,
     GROUPING_LABELS,
@@ -232,7 +233,8 @@ def body(results: CostResults) -> html.Div:
         chart_card(f"Cost per procedure by {grouping} ({currency})",
                    cost_figure(results.summary, results.by, currency),
                    cost_figure_summary(results.summary, results.by, currency),
-                   graph_id="costs-figure"),
+                   graph_id="costs-figure",
+                   extra=[html.P(CLICK_HINT, className="small text-muted mb-0")]),
         html.H2(f"Cost table by {grouping}", className="h6"),
         html.P("Median [IQR] and mean with 95% CI of the cost per procedure. Groups with 1–10 "
                f"costed procedures show {label()} and no values. "

@@ -56,6 +56,7 @@ from dashboard.components import (
 )
 from dashboard.compute_cache import cached_output
 from dashboard.context import database
+from dashboard.drilldown import CLICK_HINT
 from dashboard.figures.common import OKABE_ITO
 from dashboard.figures.quality import (
     adjustment_text,
@@ -486,7 +487,8 @@ def every_unit_hidden_text(result) -> str:
 
 def funnel_card(result):
     return chart_card("Funnel plot", funnel_figure(result), funnel_summary(result),
-                      graph_id="quality-funnel-graph")
+                      graph_id="quality-funnel-graph",
+                      extra=[html.P(CLICK_HINT, className="small text-muted mb-0")])
 
 
 def paragraphs(texts: list[str]) -> list[html.P]:
@@ -616,7 +618,8 @@ def update_caterpillar(state, outcome, unit, adjust, procedure="no"):
         return html.Div()
     return chart_card("Observed / expected ratios (caterpillar plot)",
                       caterpillar_figure(table, unit, outcome), caterpillar_summary(table, unit),
-                      graph_id="quality-caterpillar-graph")
+                      graph_id="quality-caterpillar-graph",
+                      extra=[html.P(CLICK_HINT, className="small text-muted mb-0")])
 
 
 @callback(Output("quality-cusum", "children"), Input("quality-cusum-unit", "value"),
