@@ -134,3 +134,26 @@ def test_quality_table_lists_flagged_units_first_and_agrees_with_the_cards(dash_
     hidden = flags.count(TABLE_FLAGS[HIDDEN_FLAG])
     assert f"{hidden} hidden" in dash_duo.find_element("#quality-tested-detail").text
     assert "flagged first" in dash_duo.find_element("#quality-table-caption").text
+
+
+def test_costs_ranked_cost_per_responder_and_where_the_adjusted_ratio_is(dash_duo, database):
+    dash_duo.driver.set_window_size(1366, 1000)
+    dash_duo.start_server(create_app(database))
+    dash_duo.driver.get(dash_duo.server_url + "/costs")
+    dash_duo.wait_for_element("#costs-ranking-figure .main-svg", timeout=60)
+    dash_duo.wait_for_element("div[id*='costs-ranking'] .ag-row", timeout=60)
+    ranks = _grid_column(dash_duo, "costs-ranking", "rank")
+    values = _grid_column(dash_duo, "costs-ranking", "cost_per_responder")
+    notes = _grid_column(dash_duo, "costs-ranking", "note")
+    ranked = [r for r in ranks if r != ""]
+    assert ranked == [str(i) for i in range(1, len(ranked) + 1)] and len(ranked) >= 3
+    amounts = [float(v.replace(",", "")) for v in values[:len(ranked)]]
+    assert amounts == sorted(amounts)
+    # Every blank row says why (suppression or too few responders); no blank without a note.
+    for value, note in zip(values[len(ranked):], notes[len(ranked):], strict=True):
+        assert value in ("None", "null", "") and note.startswith(
+            ("suppressed", "no responders", "too few responders")), (value, note)
+    assert "Fieller" in dash_duo.find_element("#costs-ranking-note").text
+    where = dash_duo.find_element("#costs-ratio-where")
+    assert "VP vs KP page" in where.text
+    assert where.find_element("css selector", "a").get_attribute("href").endswith("/comparison")
