@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import re
 import uuid
 from collections.abc import Callable, Sequence
 
@@ -14,6 +15,7 @@ import pandas as pd
 from dash import dcc, html
 
 from dashboard.figures.common import GRAPH_CONFIG
+from dashboard.headings import heading
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +42,7 @@ def data_grid(frame: pd.DataFrame, grid_id: str, file_name: str, height: int | N
     """
     labels = column_labels or {}
     widths = flex or {}
-    columns = [{"field": str(c), "headerName": labels.get(str(c), str(c).replace("_", " ")),
+    columns = [{"field": str(c), "headerName": labels.get(str(c), heading(c)),
                 "sortable": True, "resizable": True, "filter": filterable,
                 "suppressHeaderMenuButton": not filterable, "flex": widths.get(str(c), 1),
                 "minWidth": (min_widths or {}).get(str(c), 72), "wrapText": True,
@@ -172,6 +174,32 @@ def stat_card(title: str, value: str, detail: str, card_id: str, colour: str | N
         html.Div(value, id=card_id, className="fs-4 fw-semibold"),
         html.Div(detail, id=f"{card_id}-detail", className="small"),
     ]), style=style, className="h-100")
+
+
+#: An interval or range in running text: "33.5–37.7%", "$5,100–$5,900", "+1.2 to +3.4".
+_INTERVAL = re.compile(r"[+\-−$]?\d[\d,.]*%?\s?(?:–|to)\s?[+\-−$]?\d[\d,.]*%?")
+
+
+def nowrap_intervals(text: str) -> list:
+    """``text`` with each interval in a ``text-nowrap`` span, so a narrow card breaks the line
+    before or after "33.5–37.7%", never inside it ("33.5–/37.7%").
+
+    Examples
+    --------
+    >>> parts = nowrap_intervals("95% CI 33.5–37.7%, n 1,024")
+    >>> parts[0], parts[1].children, parts[1].className, parts[2]
+    ('95% CI ', '33.5–37.7%', 'text-nowrap', ', n 1,024')
+    """
+    parts: list = []
+    position = 0
+    for match in _INTERVAL.finditer(str(text)):
+        if match.start() > position:
+            parts.append(text[position:match.start()])
+        parts.append(html.Span(match.group(0), className="text-nowrap"))
+        position = match.end()
+    if position < len(str(text)):
+        parts.append(str(text)[position:])
+    return parts
 
 
 def page_header(title: str, lead: str) -> html.Div:

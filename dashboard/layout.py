@@ -168,6 +168,8 @@ def shell() -> html.Div:
                         xs=12, md=3, xxl=2, className="mb-3"),
                 dbc.Col([
                     html.Div(id="match-count", role="status", className="mb-2 fw-semibold"),
+                    # Set by a chart click (dashboard.drilldown): the way back, and the records.
+                    html.Div(id="drill-bar", className="mb-2 small"),
                     html.Main(dash.page_container, id="main"),
                 ], xs=12, md=9, xxl=10),
                 dcc.Download(id="report-download"),
@@ -268,6 +270,9 @@ def register_callbacks(app: dash.Dash) -> None:
     app.callback(Output("report-download", "data"), Input("report-button", "n_clicks"),
                  State("url", "pathname"), State("filter-state", "data"),
                  prevent_initial_call=True)(download_report)
+    from dashboard.drilldown import register_drilldown_callbacks
+
+    register_drilldown_callbacks(app)
     app.callback(Output({"type": "nav-link", "path": ALL}, "href"), Input("url", "search"),
                  State({"type": "nav-link", "path": ALL}, "id"))(keep_filters_in_links)
     # CSV downloads are server-side callbacks (dashboard.exports, analysts and admins only);

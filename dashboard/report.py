@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import html
+import re
 from collections.abc import Callable
 
 import pandas as pd
@@ -17,7 +18,8 @@ import plotly.graph_objects as go
 from plotly.offline import get_plotlyjs
 
 from analysis.filters import RecordFilter
-from dashboard.exports import safe_frame
+from dashboard.headings import heading
+from data.spreadsheet import neutralise_cell
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,14 +52,16 @@ color:#222;line-height:1.45;padding:0 1rem}
 h1{font-size:1.6rem;margin-bottom:.2rem}h2{font-size:1.15rem;margin-top:2rem;border-bottom:1px solid #ddd}
 table{border-collapse:collapse;font-size:.85rem;margin:.5rem 0}
 th,td{border:1px solid #ccc;padding:.25rem .5rem;text-align:left}th{background:#f3f3f3}
+.nw{white-space:nowrap}
 .meta{color:#555;font-size:.9rem}.note{background:#fff7e0;border:1px solid #f0d080;padding:.5rem .75rem}
 """
 
 
 def render_report(title: str, sections: list[ReportSection], selection: RecordFilter,
                   data_version: str, synthetic: bool | str, suppression_note: str) -> str:
-    """The report as one HTML document (text from data is escaped, never rendered as HTML;
-    table cells that a spreadsheet would run as a formula get a leading apostrophe).
+    """The report as one HTML document: text from data is escaped, never rendered as HTML;
+    tables have human headings (:func:`dashboard.headings.heading`) and plain cell text (see
+    :func:`html_table` for why no apostrophe is added, as it is in CSV downloads).
 
     Examples
     --------
@@ -92,9 +96,51 @@ def render_report(title: str, sections: list[ReportSection], selection: RecordFi
             parts.append(section.figure.to_html(full_html=False, include_plotlyjs=False,
                                                 config={"displaylogo": False}))
         if section.table is not None:
-            shown = section.table.astype(object).where(section.table.notna(), "–")
-            # Escaped for the browser, and neutralised for spreadsheets: Excel opens an HTML
-            # table as a sheet and would evaluate a cell such as "=HYPERLINK(...)".
-            parts.append(safe_frame(shown).to_html(index=False, escape=True, border=0))
+            parts.append(html_table(section.table))
     parts.append("</body></html>")
     return "".join(parts)
+
+
+#: Excel's text number format (Office HTML: ``mso-number-format:"\\@"``): a cell so styled
+#: is read as text when Excel opens the report, never evaluated as a formula. Browsers
+#: ignore the property, so the reader sees the value itself, without an apostrophe.
+_TEXT_CELL = "<td style='mso-number-format:\"\\@\"'>"
+#: Short cells that are a number, a signed amount or an interval ("33.5–37.7%", "−2,159 USD")
+#: do not wrap inside the number.
+_NUMBER_LIKE = re.compile(r"^[\s<>≤≥~$€£₹+\-−(]*\d[\d,.\s]*[%A-Za-z ]{0,5}"
+                          r"(\s*(–|to)\s*[+\-−$€£₹]?\d[\d,.]*[%A-Za-z ]{0,5})?\)?$")
+
+
+_BREAKABLE = re.compile(r"[\s\-–−]")
+
+
+def html_table(table: pd.DataFrame) -> str:
+    """A display table as an HTML ``<table>``: human headings, escaped cell text, no index.
+
+    Spreadsheet formula neutralisation (the leading apostrophe of
+    :func:`data.spreadsheet.neutralise_cell`) belongs to spreadsheet formats (CSV downloads):
+    in HTML it would be shown as a stray character ("'+2,159 USD"). A browser never evaluates
+    cell text, and it is escaped, so markup cannot run either. Only Excel opening the HTML
+    file could treat a cell starting with ``=``, ``+``, ``-`` or ``@`` as a formula, so those
+    cells (exactly the ones the CSV rule would neutralise) carry Excel's text format instead,
+    which is invisible in a browser. Numbers and intervals do not wrap inside the number.
+
+    Examples
+    --------
+    >>> print(html_table(pd.DataFrame({"ci_95": ["+1 to +3"], "n": [12]})))
+    <table><thead><tr><th>95% CI</th><th>n</th></tr></thead><tbody><tr><td style='mso-number-format:"\\@"'><span class='nw'>+1 to +3</span></td><td>12</td></tr></tbody></table>
+    """
+    shown = table.astype(object).where(table.notna(), "–")
+    head = "".join(f"<th>{html.escape(heading(column))}</th>" for column in shown.columns)
+    rows = []
+    for values in shown.itertuples(index=False, name=None):
+        cells = []
+        for value in values:
+            text = str(value)
+            escaped = html.escape(text)
+            if len(text) <= 40 and _BREAKABLE.search(text) and _NUMBER_LIKE.match(text):
+                escaped = f"<span class='nw'>{escaped}</span>"
+            opening = _TEXT_CELL if neutralise_cell(text) != text else "<td>"
+            cells.append(f"{opening}{escaped}</td>")
+        rows.append("<tr>" + "".join(cells) + "</tr>")
+    return (f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>")

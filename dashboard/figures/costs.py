@@ -126,6 +126,27 @@ def _figure_rows(summary: pd.DataFrame, by: tuple[str, ...]) -> tuple[pd.DataFra
     return rows.drop(columns="_order"), len(sizes)
 
 
+#: The global filter (query key) of each grouping column.
+GROUP_FILTER_KEYS = {"country": "country", "region": "region", "facility_id": "facility",
+                     "procedure": "procedure"}
+
+
+def group_point_ids(rows: pd.DataFrame, by: tuple[str, ...]) -> list[str]:
+    """Plotly point ids that make a click on a group's point set its filters (country,
+    region or facility, and procedure; :mod:`dashboard.drilldown`).
+
+    >>> group_point_ids(pd.DataFrame({"country": ["US"], "procedure": ["kyphoplasty"]}),
+    ...                 ("country", "procedure"))
+    ['country=US&procedure=kyphoplasty']
+    """
+    from dashboard.drilldown import point_id
+
+    columns = [c for c in by if c in GROUP_FILTER_KEYS]
+    return [point_id(**{GROUP_FILTER_KEYS[c]: str(v) for c, v in zip(columns, values,
+                                                                      strict=True)})
+            for values in rows[columns].itertuples(index=False, name=None)]
+
+
 def cost_figure(summary: pd.DataFrame, by: tuple[str, ...], currency: str) -> go.Figure:
     """Median with IQR (left) and mean with 95% CI (right) per group and procedure.
 
@@ -150,7 +171,7 @@ def cost_figure(summary: pd.DataFrame, by: tuple[str, ...], currency: str) -> go
         if len(part):
             counts = [f"{int(n):,}" for n in part["n"]]
             traces.append({
-                "type": "scatter", **axes[(1, 1)],
+                "type": "scatter", **axes[(1, 1)], "ids": group_point_ids(part, by),
                 "x": part["median"].to_numpy(), "y": part["y"].to_numpy(), "mode": "markers",
                 "name": name, "legendgroup": procedure,
                 "marker": {"color": colour, "symbol": "diamond", "size": 9},
@@ -164,7 +185,7 @@ def cost_figure(summary: pd.DataFrame, by: tuple[str, ...], currency: str) -> go
                                  "%{customdata[0]}–%{customdata[1]}; n %{customdata[2]})"
                                  "<extra></extra>"})
             traces.append({
-                "type": "scatter", **axes[(1, 2)],
+                "type": "scatter", **axes[(1, 2)], "ids": group_point_ids(part, by),
                 "x": part["mean"].to_numpy(), "y": part["y"].to_numpy(), "mode": "markers",
                 "name": name, "legendgroup": procedure, "showlegend": False,
                 "marker": {"color": colour, "symbol": "circle", "size": 8},
@@ -254,6 +275,11 @@ def responder_display(table: pd.DataFrame, by: tuple[str, ...], currency: str) -
     out["excluded"] = [format_count(int(v)) for v in table["excluded"]]
     shown = suppress_table(out, ["n", "responders"],
                            ["responder_rate", "mean_cost", "cost_per_responder"])
+    # A blank cost per responder says why: suppression, or no responders (undefined).
+    no_responders = (table["responders"].to_numpy() == 0) & (table["n"].to_numpy() > 0)
+    shown["note"] = np.where(shown["suppressed"].to_numpy(),
+                             BLANK_REASONS["suppressed"].format(label=label()),
+                             np.where(no_responders, BLANK_REASONS["no responders"], ""))
     return shown.drop(columns="suppressed")
 
 
@@ -261,7 +287,7 @@ def responder_labels(currency: str) -> dict[str, str]:
     return {"n": "patients (cost and status known)", "responder_rate": "responder rate",
             "mean_cost": f"mean cost ({currency})",
             "cost_per_responder": f"cost per responder ({currency})",
-            "excluded": "excluded (status or cost missing)"}
+            "excluded": "excluded (status or cost missing)", "note": "note"}
 
 
 QUADRANTS = (  # IncrementalCost field, label, colour
@@ -525,3 +551,104 @@ def rate_description(options, exchange: pd.DataFrame, ppp: pd.DataFrame | None) 
         "between countries (choose PPP for that); the rates were transcribed by hand — check "
         "them against the publisher before budgets or publication.",
     ]
+
+
+# ------------------------------------------------------------------ ranked cost per responder
+#: Unit columns of the ranked view per "Group by" choice: procedures pooled within a unit.
+RANKING_UNITS: dict[str, tuple[str, ...]] = {
+    "procedure": ("country", "region"), "country": ("country",),
+    "region": ("country", "region"), "facility": ("country", "facility_id")}
+
+#: Why a row of the ranked view has no value (its ``note``).
+BLANK_REASONS = {
+    "suppressed": "suppressed: 1–10 patients, responders or non-responders ({label})",
+    "no responders": "no responders: the ratio is undefined",
+    "interval unbounded": "too few responders for a finite 95% CI (Fieller): not ranked",
+}
+
+
+def ranking_display(result, currency: str) -> pd.DataFrame:
+    """The ranked cost per responder (:func:`analysis.costs.ranked_cost_per_responder`) as a
+    display table: ranked units first (lowest cost per responder = rank 1), then the units
+    left unranked with the reason in ``note``: suppressed (small cells), no responders, or too
+    few responders for a finite interval. A blank value is never a number hidden without
+    saying why.
+
+    Examples
+    --------
+    >>> from analysis.costs import CostPerResponderRanking
+    >>> table = pd.DataFrame({"region": ["N", "S", "W"], "n": [200, 8, 40],
+    ...     "responders": [120, 4, 0], "responder_rate": [0.6, 0.5, 0.0],
+    ...     "mean_cost": [6000.0, 5000.0, 4000.0], "cost_per_responder": [10000.0, 10000.0, None],
+    ...     "low": [9000.0, 5000.0, None], "high": [11200.0, 30000.0, None],
+    ...     "status": ["estimated", "estimated", "no responders"], "rank": [1.0, 2.0, None]})
+    >>> shown = ranking_display(CostPerResponderRanking(table, ("region",), 0.95, "USD", ""), "USD")
+    >>> shown[["rank", "region", "cost_per_responder", "note"]].values.tolist()[0]
+    ['1', 'N', '10,000', '']
+    >>> shown["note"].tolist()[1:]
+    ['suppressed: 1–10 patients, responders or non-responders (<11)', 'no responders: the ratio is undefined']
+    """
+    table = result.table
+    keys = [c for c in result.by if c in table.columns]
+    n = table["n"].to_numpy(dtype=float)
+    responders = table["responders"].to_numpy(dtype=float)
+    small = is_small(n) | is_small(responders) | is_small(n - responders)
+    status = np.where(small, "suppressed", table["status"].astype(str).to_numpy())
+    ranked = status == "estimated"
+    order = np.concatenate([np.flatnonzero(ranked), np.flatnonzero(~ranked)])
+    out = pd.DataFrame({"rank": [str(i + 1) if i < ranked.sum() else "" for i in range(len(order))]})
+    for column in keys:
+        values = table[column].astype(object)
+        out[COLUMN_LABELS.get(column, column)] = values.where(
+            values.notna(), "(not recorded)").to_numpy()[order]
+    out["n"] = [format_count(v) for v in n[order]]
+    # Few non-responders: n and responders together would give them, so responders are hidden.
+    out["responders"] = [label() if few else format_count(v) for v, few in
+                         zip(responders[order], is_small(n - responders)[order], strict=True)]
+    rows = table.iloc[order]
+    visible = ~small[order]
+    out["responder_rate"] = [f"{100 * r:.1f}%" if v and pd.notna(r) else None
+                             for r, v in zip(rows["responder_rate"], visible, strict=True)]
+    out["cost_per_responder"] = [money(c) if v else None
+                                 for c, v in zip(rows["cost_per_responder"], visible,
+                                                 strict=True)]
+    out["cost_per_responder_ci"] = [
+        f"{money(lo)}–{money(hi)}" if v and pd.notna(lo) and pd.notna(hi) else None
+        for lo, hi, v in zip(rows["low"], rows["high"], visible, strict=True)]
+    out["note"] = ["" if s == "estimated" else BLANK_REASONS[s].format(label=label())
+                   for s in status[order]]
+    return out
+
+
+def ranking_labels(currency: str) -> dict[str, str]:
+    return {"rank": "Rank", "n": "Patients (cost and status known)", "responders": "Responders",
+            "responder_rate": "Responder rate",
+            "cost_per_responder": f"Cost per responder ({currency})",
+            "cost_per_responder_ci": f"95% CI ({currency}, Fieller)", "note": "Note"}
+
+
+def ranking_figure(display: pd.DataFrame, currency: str) -> go.Figure:
+    """The ranked units as points with their 95% CIs, lowest cost per responder on top (only
+    ranked rows: suppressed and unestimable units are in the table with the reason)."""
+    ranked = display[display["rank"] != ""]
+    if ranked.empty:
+        return empty_figure("No unit has a cost per responder to rank.")
+    unit_columns = [c for c in ranked.columns if c in COLUMN_LABELS.values()]
+    names = [" · ".join(plain_text(v) for v in values)
+             for values in ranked[unit_columns].itertuples(index=False, name=None)]
+    value = ranked["cost_per_responder"].str.replace(",", "").astype(float)
+    bounds = ranked["cost_per_responder_ci"].str.replace(",", "").str.split("–", expand=True)
+    low, high = bounds[0].astype(float), bounds[1].astype(float)
+    figure = go.Figure(go.Scatter(
+        x=value, y=names, mode="markers", marker={"color": OKABE_ITO["blue"], "size": 8},
+        error_x={"type": "data", "symmetric": False, "array": high - value,
+                 "arrayminus": value - low, "color": OKABE_ITO["blue"]},
+        customdata=np.column_stack([ranked["rank"], ranked["cost_per_responder_ci"]]),
+        hovertemplate="#%{customdata[0]} %{y}: %{x:,.0f} " + currency
+                      + " (95% CI %{customdata[1]})<extra></extra>", name="Cost per responder"))
+    figure.update_yaxes(categoryorder="array", categoryarray=names,
+                        range=[len(names) - 0.5, -0.5], automargin=True)
+    figure.update_xaxes(title_text=f"Cost per responder ({currency}), 95% CI", tickformat=",.0f")
+    base_layout(figure, height=max(260, 110 + 22 * len(names)))
+    figure.update_layout(showlegend=False, margin={"l": 10, "t": 30})
+    return figure

@@ -98,3 +98,33 @@ def trend_summary(trend: pd.DataFrame) -> str:
     parts += [f"{procedure_label(p)}: {text} procedures" for p, text in shown.items()]
     return "; ".join(parts) + (f". Rates with 95% Wilson intervals; periods with fewer than "
                                f"{threshold() + 1} procedures or events are not shown.")
+
+
+def key_figures_table(kpis: pd.DataFrame) -> pd.DataFrame:
+    """The key figures as a table in the cards' order (not alphabetical): each measure's VP
+    and KP value with its 95% interval and n (the cards' detail line).
+
+    ``kpis`` is :func:`dashboard.pages.overview.kpi_rows`' frame (procedure, measure, value,
+    detail).
+
+    Examples
+    --------
+    >>> kpis = pd.DataFrame({"procedure": ["vertebroplasty", "kyphoplasty"] * 2,
+    ...                      "measure": ["Procedures"] * 2 + ["Cement leakage"] * 2,
+    ...                      "value": ["100", "90", "20.0%", "10.0%"],
+    ...                      "detail": ["", "", "95% CI 13.3–28.9%, n 100", "95% CI 5.4–18.1%"]})
+    >>> key_figures_table(kpis).Measure.tolist()
+    ['Procedures', 'Cement leakage']
+    """
+    columns = ["Measure", "VP", "VP 95% CI and n", "KP", "KP 95% CI and n"]
+    rows = []
+    for measure in dict.fromkeys(kpis["measure"]):
+        row = {"Measure": measure}
+        for procedure, short in (("vertebroplasty", "VP"), ("kyphoplasty", "KP")):
+            match = kpis[(kpis["measure"] == measure) & (kpis["procedure"] == procedure)]
+            value = match["value"].iloc[0] if len(match) else "–"
+            detail = match["detail"].iloc[0] if len(match) else ""
+            row[short] = value
+            row[f"{short} 95% CI and n"] = str(detail).removeprefix("95% CI ")
+        rows.append(row)
+    return pd.DataFrame(rows, columns=columns)

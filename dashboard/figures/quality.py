@@ -179,6 +179,41 @@ def nothing_shown(result: FunnelResult | None) -> bool:
     return result is not None and not np.isfinite(result.target)
 
 
+#: The table's order of (display) flags: flagged units first, hidden units last.
+TABLE_ORDER: tuple[str, ...] = ("alarm_high", "alarm_low", "alert_high", "alert_low", "within",
+                                "low_volume", HIDDEN_FLAG)
+
+
+def display_flags(units: pd.DataFrame) -> pd.Series:
+    """Each unit's flag as the page shows it: ``hidden`` for a suppressed unit (its own flag
+    would be derived from counts that are not shown)."""
+    return units["flag"].astype(object).where(~suppressed_units(units), HIDDEN_FLAG)
+
+
+def ordered_units(units: pd.DataFrame) -> pd.DataFrame:
+    """``units`` in the table's order: by :data:`TABLE_ORDER` of the displayed flag, then by
+    name.
+
+    >>> units = pd.DataFrame({"unit": ["A", "B", "C", "D"], "n": [50, 60, 5, 70],
+    ...                       "events": [20, 30, 2, 12], "flag": ["within", "alert_low",
+    ...                       "alarm_high", "alarm_high"]})
+    >>> ordered_units(units)["unit"].tolist()
+    ['D', 'B', 'A', 'C']
+    """
+    rank = display_flags(units).map({flag: i for i, flag in enumerate(TABLE_ORDER)})
+    keys = pd.DataFrame({"rank": rank.fillna(len(TABLE_ORDER)).to_numpy(),
+                         "unit": units["unit"].astype(str).to_numpy()})
+    order = keys.sort_values(["rank", "unit"], kind="mergesort").index.to_numpy()
+    return units.iloc[order]
+
+
+def flag_counts(result: FunnelResult) -> dict[str, int]:
+    """Units per displayed flag (:data:`TABLE_ORDER`): what the cards, the funnel plot's
+    summary and the table each count."""
+    counts = display_flags(result.units).value_counts()
+    return {flag: int(counts.get(flag, 0)) for flag in TABLE_ORDER}
+
+
 def shown_flags(result: FunnelResult) -> pd.Series:
     """Counts of each flag among the units shown (hidden units' flags are not counted)."""
     units = result.units
@@ -221,6 +256,23 @@ def _hidden_note(count: int, unit: str) -> str:
 
 
 # ----------------------------------------------------------------------------------- funnel
+#: The global filter (query key) a unit column stands for.
+UNIT_FILTER_KEYS = {"facility_id": "facility", "operator_id": "operator"}
+
+
+def unit_point_ids(units, unit: str) -> list[str]:
+    """Plotly point ids that make a click on a unit's point set the unit's global filter
+    (:mod:`dashboard.drilldown`).
+
+    >>> unit_point_ids(["FAC-009"], "facility_id")
+    ['facility=FAC-009']
+    """
+    from dashboard.drilldown import point_id
+
+    key = UNIT_FILTER_KEYS.get(unit, "facility")
+    return [point_id(**{key: str(name)}) for name in units]
+
+
 def funnel_figure(result: FunnelResult | None) -> go.Figure:
     """Each unit's rate (or O/E × target) against volume, with smooth 95%/99.8% limits.
 
@@ -264,6 +316,7 @@ def funnel_figure(result: FunnelResult | None) -> go.Figure:
             hovertext=[_funnel_hover(row, result.adjusted, result.measure)
                        for row in rows.itertuples()],
             hovertemplate="%{hovertext}<extra></extra>",
+            ids=unit_point_ids(rows["unit"], result.unit),  # a click filters to the unit
         )
     outcome = outcome_label(result.outcome, short=True)
     if result.measure == "rate":
@@ -362,6 +415,7 @@ def caterpillar_figure(table: pd.DataFrame | None, unit: str = "facility_id",
                        f"<br>observed {format_count(r.observed)} · expected {r.expected:,.1f}"
                        f" · n {format_count(r.n)}" for r in rows.itertuples()],
             hovertemplate="%{hovertext}<extra></extra>",
+            ids=unit_point_ids(rows["unit"], unit),  # a click filters to the unit
         )
     figure.add_hline(y=1.0, line={"color": OKABE_ITO["black"], "dash": "dash", "width": 1.2})
     base_layout(figure, height=400)
@@ -616,7 +670,13 @@ def completeness_note(outcome: str) -> str:
 
 def units_table(result: FunnelResult | None,
                 completeness: pd.DataFrame | None = None) -> pd.DataFrame:
-    """One row per unit (sorted by name, not ranked) with suppression applied.
+    """One row per unit, flagged units first, with suppression applied.
+
+    The order is that of :data:`TABLE_ORDER`: alarms (high, then low), alerts, units within
+    the limits, units not tested (low volume), then hidden units (small counts, listed as
+    hidden without their flag); alphabetical within each group. It is an order of flags, not
+    a ranking of units, and the counts per group agree with the page's cards and the funnel
+    plot's summary (:func:`flag_counts`).
 
     O/E CIs come from :func:`analysis.quality.oe_ratio` (exact below 10 events, Byar from 10),
     the same as the caterpillar plot. With `completeness`
@@ -628,7 +688,7 @@ def units_table(result: FunnelResult | None,
                "p_adjusted"]
     if result is None or result.units.empty:
         return pd.DataFrame(columns=columns)
-    units = result.units.sort_values("unit", kind="mergesort")
+    units = ordered_units(result.units)
     cis = []
     hidden = suppressed_units(units)
     for row, small in zip(units.itertuples(), hidden, strict=True):

@@ -15,6 +15,7 @@ from dash import Input, Output, callback, dcc, html
 from analysis.costs import (
     CostConversion,
     CostOptions,
+    CostPerResponderRanking,
     NetBenefit,
     convert_costs,
     cost_per_responder,
@@ -23,6 +24,7 @@ from analysis.costs import (
     net_benefit_regression,
     ppp_factors,
     price_index,
+    ranked_cost_per_responder,
 )
 from analysis.errors import InsufficientDataError
 from analysis.filters import RecordFilter
@@ -37,10 +39,12 @@ from dashboard.components import (
 )
 from dashboard.compute_cache import cached_output
 from dashboard.data_access import filtered_records
+from dashboard.drilldown import CLICK_HINT
 from dashboard.figures.costs import (
     CURRENCIES,
     GROUPING_LABELS,
     GROUPINGS,
+    RANKING_UNITS,
     WIDE_COLUMNS,
     ceac_figure,
     ceac_summary,
@@ -51,6 +55,9 @@ from dashboard.figures.costs import (
     net_benefit_table,
     price_index_description,
     price_index_table,
+    ranking_display,
+    ranking_figure,
+    ranking_labels,
     rate_description,
     rate_table,
     responder_display,
@@ -116,6 +123,7 @@ class CostResults(NamedTuple):  # not a dataclass: Dash runs page modules outsid
     price_year: int | None
     index_text: list[str]
     index_table: pd.DataFrame | None
+    ranking: CostPerResponderRanking | None = None
 
 
 def adjusted_net_benefit(records: pd.DataFrame, conversion: CostConversion, status: pd.Series,
@@ -168,6 +176,9 @@ def compute(records: pd.DataFrame, options: CostOptions, grouping: str) -> CostR
         price_year=conversion.price_year,
         index_text=price_index_description(conversion.price_year, index, countries),
         index_table=price_index_table(index, countries) if index is not None else None,
+        ranking=ranked_cost_per_responder(
+            coded_groupings(records, RANKING_UNITS[grouping]), by=RANKING_UNITS[grouping],
+            responders=status, conversion=conversion),
     )
 
 
@@ -213,8 +224,7 @@ def _net_benefit_section(results: CostResults) -> html.Div:
                "mix countries with different prices and KP shares (most US cases are KP).",
                className="small text-muted mb-1"),
         dbc.Alert(result.verdict, id="costs-icer-text", color="light", className="border"),
-        data_grid(net_benefit_table(result), "costs-icer", "costs-net-benefit",
-                  column_labels={"ci_95": "95% CI"}),
+        data_grid(net_benefit_table(result), "costs-icer", "costs-net-benefit"),
         chart_card("Cost-effectiveness acceptability curve (adjusted)", ceac_figure(result),
                    ceac_summary(result), graph_id="costs-ceac"),
         html.P(f"Responder: {RESPONDER.label}. Method: {result.method}.",
@@ -233,7 +243,8 @@ def body(results: CostResults) -> html.Div:
         chart_card(f"Cost per procedure by {grouping} ({currency})",
                    cost_figure(results.summary, results.by, currency),
                    cost_figure_summary(results.summary, results.by, currency),
-                   graph_id="costs-figure"),
+                   graph_id="costs-figure",
+                   extra=[html.P(CLICK_HINT, className="small text-muted mb-0")]),
         html.H2(f"Cost table by {grouping}", className="h6"),
         html.P("Median [IQR] and mean with 95% CI of the cost per procedure. Groups with 1–10 "
                f"costed procedures show {label()} and no values. "
@@ -250,6 +261,7 @@ def body(results: CostResults) -> html.Div:
         data_grid(responder_display(results.responders, results.by, currency),
                   "costs-responders", f"costs-per-responder-{currency}",
                   column_labels=responder_labels(currency), min_widths=WIDE_COLUMNS),
+        _ranking_section(results),
         _net_benefit_section(results),
         html.H2("Price year and price indices in use", className="h6"),
         *[html.P(text, className="small", id=f"costs-index-text-{i}")
@@ -259,9 +271,44 @@ def body(results: CostResults) -> html.Div:
         html.H2("Rates in use", className="h6"),
         *[html.P(text, className="small") for text in results.rate_text],
         data_grid(results.rates, "costs-rates", "costs-rate-table"),
-        html.P("The adjusted cost ratio (gamma GLM) is not shown on this page: it takes several "
-               "seconds on large selections.", className="small text-muted"),
+        html.P(["The adjusted cost ratio KP/VP (gamma GLM with log link, at equal case mix) is "
+                "shown on the ", dcc.Link("VP vs KP page", href="/comparison"),
+                ", in the table of effects (row “Cost”), not here: it takes several seconds on "
+                "large selections."], className="small text-muted", id="costs-ratio-where"),
     ])
+
+
+def ranking_unit_name(results: CostResults) -> str:
+    return "facility" if "facility_id" in results.by else (
+        "country" if results.grouping == "country" else "region")
+
+
+RANKING_NOTE = (
+    "Lowest first. Procedures pooled within each unit. Rows without a value say why: "
+    "suppressed (1–10 patients, responders or non-responders), no responders (the ratio is "
+    "undefined), or too few responders for a finite interval. {method}")
+
+
+def _ranking_section(results: CostResults) -> html.Div:
+    """The units ranked by cost per responder, with 95% CIs (figure and table)."""
+    if results.ranking is None:
+        return html.Div()
+    currency = results.options.reporting_currency
+    unit = ranking_unit_name(results)
+    display = ranking_display(results.ranking, currency)
+    return html.Div([
+        html.H2(f"Cost per responder by {unit}, ranked", className="h6"),
+        html.P(RANKING_NOTE.format(method=results.ranking.method),
+               className="small text-muted mb-1", id="costs-ranking-note"),
+        chart_card(f"Cost per responder by {unit}, ranked ({currency})",
+                   ranking_figure(display, currency),
+                   f"{int((display['rank'] != '').sum())} of {len(display)} {unit} units "
+                   "ranked; the table gives the reason for each unranked one.",
+                   graph_id="costs-ranking-figure"),
+        data_grid(display, "costs-ranking", f"costs-ranked-per-responder-{unit}-{currency}",
+                  column_labels=ranking_labels(currency),
+                  flex={"note": 2.0, "cost_per_responder_ci": 1.4}),
+    ], id="costs-ranking")
 
 
 def _radio(control_id: str, options, value) -> dbc.RadioItems:
@@ -350,6 +397,11 @@ def costs_report(selection: RecordFilter) -> list[ReportSection]:
         ReportSection("Cost per responder by country", "",
                       table=responder_display(results.responders, results.by, currency).rename(
                           columns=responder_labels(currency))),
+        ReportSection(f"Cost per responder by {ranking_unit_name(results)}, ranked",
+                      RANKING_NOTE.format(method=results.ranking.method),
+                      figure=ranking_figure(ranking_display(results.ranking, currency), currency),
+                      table=ranking_display(results.ranking, currency).rename(
+                          columns=ranking_labels(currency))),
         ReportSection("Incremental cost and net benefit, KP versus VP (adjusted)",
                       (results.net_benefit.verdict + " " + ceac_summary(results.net_benefit))
                       if results.net_benefit else results.net_benefit_message,

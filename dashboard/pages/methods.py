@@ -496,6 +496,17 @@ with record-level data or counts under the suppression threshold.
   excludes 0, with the cost-effectiveness-plane quadrant shares (Briggs, O'Brien &
   Blackhouse 2002); tables built from it never print a point ICER that is undefined,
   unstable or negative.
+- **Cost per responder, ranked** (`analysis.costs.ranked_cost_per_responder`, Costs page):
+  per region (or country, or facility, following "Group by"), procedures pooled, mean cost ÷
+  responder rate among patients with a known cost and responder status. Its 95% CI is
+  Fieller's interval for a ratio of two correlated means (cost and the responder indicator
+  of the same patients; Fieller 1954; Polsky, Glick, Willke & Schulman 1997). Units are
+  ranked lowest first; the ranking is descriptive (case mix, procedure mix and prices
+  differ). A unit is left unranked, with the reason, when suppressed (1–10 patients,
+  responders or non-responders), without responders (undefined), or when its responder
+  rate is not clearly above 0, so that Fieller's set is not a finite interval.
+- **Adjusted cost ratio** KP/VP (gamma GLM with log link): shown on the VP vs KP page, in the
+  table of effects, not on the Costs page.
 """),
         ("methods-benchmarks", "Literature benchmarks and pooled trials", """
 Published figures shown beside a hospital's own rates were copied from the cited sources as
@@ -633,6 +644,7 @@ REFERENCES: tuple[str, ...] = (
     "Fenwick E, Claxton K, Sculpher M. Representing uncertainty: the role of "
     "cost-effectiveness acceptability curves. Health Econ 2001;10:779-787.",
     "Field CA, Welsh AH. Bootstrapping clustered data. J R Stat Soc B 2007;69:369-390.",
+    "Fieller EC. Some problems in interval estimation. J R Stat Soc B 1954;16:175-185.",
     "Firanescu CE et al. Vertebroplasty versus sham procedure for painful acute osteoporotic "
     "vertebral compression fractures (VERTOS IV). BMJ 2018;361:k1551 (clinically significant "
     "relief: VAS decrease of at least 1.5). https://www.bmj.com/content/361/bmj.k1551.full",
@@ -706,6 +718,8 @@ REFERENCES: tuple[str, ...] = (
     "methods. Stat Med 1998;17:857-872 (1998a).",
     "Newcombe RG. Interval estimation for the difference between independent proportions: "
     "comparison of eleven methods. Stat Med 1998;17:873-890 (1998b).",
+    "Polsky D, Glick HA, Willke R, Schulman K. Confidence intervals for cost-effectiveness "
+    "ratios: a comparison of four methods. Health Econ 1997;6:243-252.",
     "Reynolds MR, Stoumbos ZG. J Qual Technol 1999;31:87.",
     "Robins J, Breslow N, Greenland S. Estimators of the Mantel-Haenszel variance consistent in "
     "both sparse data and large-strata limiting models. Biometrics 1986;42:311-323.",

@@ -11,11 +11,18 @@ from dash import Input, Output, callback, dcc, html
 from analysis.descriptive import median_ci, trend_by_period
 from analysis.filters import RecordFilter
 from analysis.outcomes import ResponderDefinition, outcome_summary
-from dashboard.components import chart_card, data_grid, empty_state, page_header, safe_callback
+from dashboard.components import (
+    chart_card,
+    data_grid,
+    empty_state,
+    nowrap_intervals,
+    page_header,
+    safe_callback,
+)
 from dashboard.compute_cache import cached_output
 from dashboard.data_access import filtered_records
 from dashboard.figures.common import PROCEDURE_COLOURS, PROCEDURES, procedure_label
-from dashboard.figures.overview import trend_figure, trend_summary
+from dashboard.figures.overview import key_figures_table, trend_figure, trend_summary
 from dashboard.report import ReportSection, register_report
 from dashboard.suppression import (
     format_count,
@@ -146,8 +153,13 @@ def _median_cost_row(costs: np.ndarray | None, procedure: str, show_n: bool = Tr
             "detail": f"95% CI ${low:,.0f}–${high:,.0f}" + (f", n {len(costs):,}" if show_n else "")}
 
 
-def kpi_section(kpis: pd.DataFrame) -> dbc.Row:
-    """One card per measure, VP and KP side by side in it."""
+def kpi_section(kpis: pd.DataFrame) -> html.Div:
+    """One card per measure, VP and KP side by side in it.
+
+    The cards wrap in a flexible row whose cards grow to fill each line (``flex: 1 1 16rem``),
+    so seven cards never leave an empty slot as a fixed four-column grid did; an interval in
+    a detail line never breaks inside the numbers (:func:`nowrap_intervals`).
+    """
     cards = []
     for index, measure in enumerate(dict.fromkeys(kpis.measure)):
         halves = []
@@ -156,13 +168,14 @@ def kpi_section(kpis: pd.DataFrame) -> dbc.Row:
             halves.append(dbc.Col([
                 html.Div(procedure_label(procedure).split(" (")[1].rstrip(")"),
                          className="small fw-semibold", style={"color": PROCEDURE_COLOURS[procedure]}),
-                html.Div(row.value, id=f"kpi-{index}-{procedure}", className="fs-5 fw-semibold"),
-                html.Div(row.detail, className="small text-muted"),
+                html.Div(row.value, id=f"kpi-{index}-{procedure}",
+                         className="fs-5 fw-semibold text-nowrap"),
+                html.Div(nowrap_intervals(row.detail), className="small text-muted"),
             ], width=6))
-        cards.append(dbc.Col(dbc.Card(dbc.CardBody([
-            html.H2(measure, className="h6 mb-2"), dbc.Row(halves, className="g-1")])),
-            xs=12, sm=6, xl=3, className="mb-2"))
-    return dbc.Row(cards, className="g-2 mb-2", id="kpi-cards")
+        cards.append(html.Div(dbc.Card(dbc.CardBody([
+            html.H2(measure, className="h6 mb-2"), dbc.Row(halves, className="g-1")]),
+            className="h-100"), className="kpi-card", style={"flex": "1 1 16rem"}))
+    return html.Div(cards, className="d-flex flex-wrap gap-2 mb-3", id="kpi-cards")
 
 
 @register_report("/", "Overview")
@@ -172,12 +185,8 @@ def overview_report(selection: RecordFilter) -> list[ReportSection]:
         return [ReportSection("No records", "No records match the filters.")]
     kpis = kpi_rows(records)
     trend = _trend(records)
-    table = kpis.pivot(index="measure", columns="procedure", values="value").reindex(
-        columns=list(PROCEDURES)).reset_index()
-    details = kpis.pivot(index="measure", columns="procedure", values="detail").reindex(
-        columns=list(PROCEDURES)).reset_index()
-    table = table.merge(details, on="measure", suffixes=("", " (95% CI, n)"))
-    return [ReportSection("Key figures, VP and KP", KEY_FIGURES_NOTE, table=table),
+    return [ReportSection("Key figures, VP and KP", KEY_FIGURES_NOTE,
+                          table=key_figures_table(kpis)),
             ReportSection("Quarterly volume and rates", trend_summary(trend), figure=trend_figure(trend))]
 
 
@@ -204,14 +213,12 @@ def update_overview(state):
         return empty_state()
     kpis = kpi_rows(records)
     trend = _trend(records)
-    table = kpis.pivot(index="measure", columns="procedure", values="value").reindex(
-        columns=list(PROCEDURES)).reset_index()
-    table.columns = ["measure", "vertebroplasty", "kyphoplasty"]
     return html.Div([
         kpi_section(kpis),
         chart_card("Quarterly volume and complication rates", trend_figure(trend), trend_summary(trend),
                    graph_id="overview-trend"),
         html.H2("Key figures", className="h6"),
-        data_grid(table, "overview-kpis", "overview-key-figures"),
+        data_grid(key_figures_table(kpis), "overview-kpis", "overview-key-figures",
+                  flex={"Measure": 1.4, "VP 95% CI and n": 1.6, "KP 95% CI and n": 1.6}),
         html.P(KEY_FIGURES_NOTE, className="small text-muted mt-1", id="overview-key-note"),
     ])

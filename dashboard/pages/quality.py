@@ -56,6 +56,7 @@ from dashboard.components import (
 )
 from dashboard.compute_cache import cached_output
 from dashboard.context import database
+from dashboard.drilldown import CLICK_HINT
 from dashboard.figures.common import OKABE_ITO
 from dashboard.figures.quality import (
     adjustment_text,
@@ -492,7 +493,8 @@ def every_unit_hidden_text(result) -> str:
 
 def funnel_card(result):
     return chart_card("Funnel plot", funnel_figure(result), funnel_summary(result),
-                      graph_id="quality-funnel-graph")
+                      graph_id="quality-funnel-graph",
+                      extra=[html.P(CLICK_HINT, className="small text-muted mb-0")])
 
 
 def paragraphs(texts: list[str]) -> list[html.P]:
@@ -522,7 +524,10 @@ def table_card(result, completeness=None) -> dbc.Card:
                   id="quality-completeness-note")
     return dbc.Card([
         dbc.CardHeader(html.H2(f"{unit_name(result.unit, True).capitalize()}: counts, O/E and "
-                               "flags (alphabetical, not a ranking)", className="h6 mb-0")),
+                               "flags (flagged first: alarms, alerts, within limits, then "
+                               "not tested and hidden; alphabetical within each, not a "
+                               "ranking)",
+                               className="h6 mb-0", id="quality-table-caption")),
         dbc.CardBody([_fit_columns(grid), note] if completeness is not None
                      else _fit_columns(grid)),
     ], className="mb-3")
@@ -619,7 +624,8 @@ def update_caterpillar(state, outcome, unit, adjust, procedure="no"):
         return html.Div()
     return chart_card("Observed / expected ratios (caterpillar plot)",
                       caterpillar_figure(table, unit, outcome), caterpillar_summary(table, unit),
-                      graph_id="quality-caterpillar-graph")
+                      graph_id="quality-caterpillar-graph",
+                      extra=[html.P(CLICK_HINT, className="small text-muted mb-0")])
 
 
 @callback(Output("quality-cusum", "children"), Input("quality-cusum-unit", "value"),
@@ -664,7 +670,9 @@ def quality_report(selection: RecordFilter) -> list[ReportSection]:
     sections = [
         ReportSection("How to read these results", " ".join(interpretation(result, model, failed))),
         ReportSection("Funnel plot", funnel_summary(result), figure=funnel_figure(result)),
-        ReportSection("Units", f"Alphabetical, not a ranking. Counts of {range_text()} are "
+        ReportSection("Units", "Flagged units first: alarms, alerts, within limits, then not "
+                      "tested and hidden; alphabetical within each, not a ranking. "
+                      f"Counts of {range_text()} are "
                       f"shown as {label()} and the values computed from them are hidden. "
                       + completeness_note(outcome), table=table),
     ]

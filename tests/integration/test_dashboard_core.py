@@ -205,6 +205,7 @@ def test_overview_new_fracture_is_the_cumulative_incidence_near_the_demo_targets
             f"{100 * row.cumulative_incidence:.1f}%"]
         detail = (f"95% CI {100 * row.low:.1f}–{100 * row.high:.1f}%, n {int(row.n):,}; "
                   f"{int(row.at_risk):,} at risk at 12 months")
-        assert detail in texts(cards)
+        # The interval is its own no-wrap span inside the detail line (issue 14, item 3).
+        assert detail in "".join(texts(cards))
         assert abs(row.cumulative_incidence - target) < 3 * row.se
     assert "cumulative incidence" in " ".join(texts(cards))

@@ -105,6 +105,11 @@ def test_responder_display_suppresses_small_counts():
     big = shown[(shown["facility"] == "FAC-A") & (shown["procedure"] == "VP")].iloc[0]
     row = table[(table["facility_id"] == "FAC-A") & (table["procedure"] == "vertebroplasty")].iloc[0]
     assert big["cost_per_responder"] == f"{row.cost_per_responder:,.0f}"
+    # A blank value says why (issue 14 item 3): suppression here, nothing for a shown row.
+    assert tiny["note"].str.startswith("suppressed").all() and big["note"] == ""
+    none = fig.responder_display(cost_per_responder(frame, by=BY, responders=status & False),
+                                 BY, "USD")
+    assert (none.loc[none["n"] != "<11", "note"] == "no responders: the ratio is undefined").all()
 
 
 def test_icer_table_and_quadrants():
@@ -202,3 +207,31 @@ def test_net_benefit_table_and_ceac_figure():
                                      cluster=None)
     assert fig.net_benefit_table(defined).loc[2, "value"] == "+2,000 USD"
     assert "Fieller" in fig.net_benefit_table(defined).loc[2, "ci_95"]
+
+
+def test_ranked_cost_per_responder_display_says_why_a_row_is_blank():
+    """Issue 14 item 3: ranked rows first, lowest first; a blank value always has a reason
+    (suppression, no responders, unbounded interval); few non-responders hide the responders."""
+    from analysis.costs import ranked_cost_per_responder
+
+    rows = []
+    for region, n, responders, cost in (("A", 60, 40, 9000.0), ("B", 80, 60, 4000.0),
+                                        ("C", 30, 0, 5000.0), ("D", 40, 33, 6000.0),
+                                        ("E", 50, 2, 5000.0), ("F", 200, 4, 5000.0)):
+        rows.append(pd.DataFrame({"region": region, "cost": cost + np.arange(n) * 10.0,
+                                  "responder": [True] * responders + [False] * (n - responders)}))
+    records = pd.concat(rows, ignore_index=True).assign(
+        currency="USD", procedure_date=pd.Timestamp("2023-05-01"))
+    result = ranked_cost_per_responder(records, by="region", responders=records["responder"],
+                                       options=CostOptions(price_year="nominal"))
+    shown = fig.ranking_display(result, "USD")
+    assert shown["region"].tolist()[:2] == ["B", "A"] and shown["rank"].tolist()[:2] == ["1", "2"]
+    notes = dict(zip(shown["region"], shown["note"], strict=True))
+    assert notes["C"] == "no responders: the ratio is undefined"
+    assert notes["D"].startswith("suppressed") and notes["E"].startswith("suppressed")
+    assert notes["F"].startswith("suppressed")  # 4 responders: a small cell
+    d = shown.set_index("region").loc["D"]
+    assert d["n"] == "40" and d["responders"] == "<11" and d["cost_per_responder"] is None
+    blank = shown["cost_per_responder"].isna()
+    assert (shown.loc[blank, "note"] != "").all() and (shown.loc[~blank, "note"] == "").all()
+    assert (shown.loc[blank, "rank"] == "").all()

@@ -77,9 +77,16 @@ def test_funnel_hover_of_a_small_unit_never_shows_its_count(funnel):
     assert "events 3" not in text and "%" not in text and "O/E" not in text
 
 
-def test_units_table_suppresses_small_units_and_is_alphabetical(funnel):
+def test_units_table_suppresses_small_units_and_lists_flagged_units_first(funnel):
     table = fq.units_table(funnel)
-    assert list(table["unit"]) == sorted(table["unit"])
+    # Issue 14 item 3: alarms, then alerts, then within, not tested, hidden; by name inside.
+    order = {fq.TABLE_FLAGS[flag]: rank for rank, flag in enumerate(fq.TABLE_ORDER)}
+    ranks = [order[flag] for flag in table["flag"]]
+    assert ranks == sorted(ranks) and ranks[0] < order["Within"] < ranks[-1]
+    for rank in set(ranks):
+        names = [u for u, r in zip(table["unit"], ranks, strict=True) if r == rank]
+        assert names == sorted(names)
+    assert table["flag"].iloc[-1] == fq.TABLE_FLAGS[fq.HIDDEN_FLAG]
     assert "suppressed" not in table.columns
     tiny = table.set_index("unit").loc["FAC-TINY"]
     few = table.set_index("unit").loc["FAC-FEW"]
@@ -91,6 +98,27 @@ def test_units_table_suppresses_small_units_and_is_alphabetical(funnel):
     raw = funnel.units.set_index("unit").loc["FAC-009"]
     assert big["events"] == f"{int(raw.events):,}" and big["rate"] == round(100 * raw.rate, 1)
     assert big["flag"].startswith("Alarm high") or big["flag"].startswith("Alert high")
+
+
+def test_cards_summary_and_table_count_the_same_flags(funnel):
+    """The cards (shown_flags), the funnel's text summary and the table agree, hidden units
+    counted as hidden and never by their own flag."""
+    import re
+
+    table = fq.units_table(funnel)
+    counts = fq.flag_counts(funnel)
+    assert {f: int((table["flag"] == fq.TABLE_FLAGS[f]).sum()) for f in fq.TABLE_ORDER} == counts
+    shown = fq.shown_flags(funnel)
+    assert {f: int(shown.get(f, 0)) for f in fq.TABLE_ORDER if f != fq.HIDDEN_FLAG} == {
+        f: c for f, c in counts.items() if f != fq.HIDDEN_FLAG}
+    summary = fq.funnel_summary(funnel)
+    said = {words: int(number) for number, words in re.findall(
+        r"(\d+) (alarm\(s\) above|alert\(s\) above|alert\(s\) below|alarm\(s\) below)",
+        summary)}
+    assert said == {"alarm(s) above": counts["alarm_high"], "alert(s) above": counts["alert_high"],
+                    "alert(s) below": counts["alert_low"], "alarm(s) below": counts["alarm_low"]}
+    assert f"{counts[fq.HIDDEN_FLAG]} facilities with fewer than" in summary
+    assert counts[fq.HIDDEN_FLAG] >= 2 and counts["alarm_high"] + counts["alert_high"] >= 1
 
 
 def test_units_table_ci_equals_caterpillar(records, funnel):
