@@ -28,6 +28,7 @@ from dashboard.state import (
     query_with_settings,
 )
 from dashboard.suppression import format_count, rounded_count
+from dashboard.views import register_view_callbacks, views_control
 from data.dictionary import FIELDS_BY_NAME
 
 FILTER_CONTROLS: dict[str, str] = {  # RecordFilter field -> control id
@@ -170,6 +171,7 @@ def shell() -> html.Div:
                             href="/"),
             dbc.Nav(nav, navbar=True, className="flex-wrap"),
             report_button,
+            views_control(user),
             user_menu(user),
         ], fluid=True), color="primary", dark=True, className="mb-2"),
         dbc.Container([
@@ -309,5 +311,6 @@ def register_callbacks(app: dash.Dash) -> None:
                      *[Input(setting.control, setting.prop) for setting in settings],
                      State("page-url", "search"), State("page-url", "pathname"),
                      prevent_initial_call=True)(settings_writer(path))
+    register_view_callbacks(app)  # saved views (dashboard.views)
     # CSV downloads are server-side callbacks (dashboard.exports, analysts and admins only);
     # the grids never export by themselves, so no clientside export callback is registered.

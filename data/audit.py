@@ -17,7 +17,8 @@ Actions
 ``sign_in``, ``sign_in_failed``, ``sign_out``, ``import``, ``download``, ``role_change``,
 ``user_added``, ``user_removed``, ``records_view`` (record-grid browsing: one event per
 session and selection, then follow-ups with the rows served; :func:`note_records_served`),
-``remove_batch`` (the demo batches' records removed).
+``remove_batch`` (the demo batches' records removed), ``view_saved``, ``view_published``,
+``view_deleted`` (named views: :mod:`data.views`).
 """
 
 from __future__ import annotations
@@ -36,7 +37,8 @@ from data import store
 
 ACTIONS = frozenset({
     "sign_in", "sign_in_failed", "sign_out", "import", "download", "role_change", "user_added",
-    "user_removed", "records_view", "remove_batch",
+    "user_removed", "records_view", "remove_batch", "view_saved", "view_published",
+    "view_deleted",
 })
 COLUMNS = ["event_id", "occurred_at", "actor", "action", "detail"]
 MAX_DETAIL_CHARS = 8000

@@ -23,6 +23,9 @@ Tables
     Server-side sign-in sessions (schema 3): the SHA-256 of each session cookie's token, the
     user, when it started, when it was last used and when and why it ended. A cookie whose
     session ended (sign-out, inactivity, lifetime) signs nobody in.
+``saved_views``
+    Named views (schema 6): a page path and its query string (filters and page settings only,
+    never PHI), the owner, and whether an admin published it to everyone (:mod:`data.views`).
 
 The database is named by ``--database`` / ``DATABASE_URL``: a SQLAlchemy URL
 (``postgresql+psycopg://user@host/db``) or a path to a SQLite file.
@@ -43,7 +46,7 @@ from data.dictionary import FIELDS, Field
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 #: ``store_meta`` key of the audit chain's newest hash, and the hash "before" the first event.
 AUDIT_HEAD_KEY = "audit_head"
 AUDIT_GENESIS = "0" * 64
@@ -193,6 +196,17 @@ login_failures = sa.Table(
     sa.Column("key", sa.String(80), primary_key=True),  # "name:<sha256>", "address:...", ...
     sa.Column("failures", sa.Integer, nullable=False),
     sa.Column("last_failure", sa.DateTime, nullable=False, index=True),  # UTC, naive
+)
+
+saved_views = sa.Table(
+    "saved_views", metadata,
+    sa.Column("view_id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("owner", sa.String(255), nullable=False, index=True),
+    sa.Column("name", sa.String(80), nullable=False),
+    sa.Column("path", sa.String(64), nullable=False),
+    sa.Column("query", sa.String(2000), nullable=False),  # "?country=US&cur=INR": no PHI
+    sa.Column("published", sa.Boolean, nullable=False, default=False),
+    sa.Column("created_at", sa.DateTime, nullable=False),  # UTC, naive
 )
 
 RECORD_COLUMNS: tuple[str, ...] = tuple(field.name for field in FIELDS)
@@ -416,9 +430,15 @@ def _chain_audit_log(connection: Connection) -> None:
     record_views.create(connection, checkfirst=True)
 
 
+def _add_saved_views(connection: Connection) -> None:
+    """Version 6: the ``saved_views`` table (named views; :mod:`data.views`)."""
+    saved_views.create(connection, checkfirst=True)
+
+
 # schema version -> function that upgrades a store from the version before it, in one transaction.
 MIGRATIONS: dict[int, callable] = {2: _add_audit_log, 3: _add_auth_sessions,
-                                   4: _add_login_failures, 5: _chain_audit_log}
+                                   4: _add_login_failures, 5: _chain_audit_log,
+                                   6: _add_saved_views}
 
 
 def schema_version(database: str | None = None) -> int:
