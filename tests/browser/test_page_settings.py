@@ -123,3 +123,31 @@ def test_quality_outcome_and_unit_come_back_from_the_url_and_reach_the_report(da
     report = _squash(_downloaded_report(dash_duo))
     assert "Outcome: pulmonary_embolism" in report
     assert "Compare: operator_id" in report
+
+
+def test_a_saved_view_is_listed_and_opens_the_same_view(dash_duo, database):
+    dash_duo.start_server(create_app(database))
+    dash_duo.driver.get(dash_duo.server_url + "/complications?country=US&measure=rd&period=Q")
+    _text(dash_duo, "#complications-forest", "Risk differences, KP − VP")
+    click(dash_duo, "#views-open")
+    _text(dash_duo, "#views-list", "No saved views yet.")
+    dash_duo.find_element("#view-name").send_keys("US risk differences")
+    click(dash_duo, "#view-save")
+    _text(dash_duo, "#view-status", "Saved")
+    link = dash_duo.wait_for_element("#views-items a.view-link", timeout=10)
+    assert link.text == "US risk differences"
+    assert urllib.parse.unquote(link.get_attribute("href")).endswith(
+        "/complications?country=US&measure=rd&period=Q")
+
+    dash_duo.driver.get(dash_duo.server_url + "/")  # elsewhere, then open the saved view
+    click(dash_duo, "#views-open")
+    click(dash_duo, "#views-items a.view-link")
+    _wait_for_url(dash_duo, "/complications?country=US&measure=rd&period=Q")
+    _text(dash_duo, "#complications-forest", "Risk differences, KP − VP")
+    assert dash_duo.driver.find_element(
+        "css selector", "#complications-period input[value='Q']").is_selected()
+    # The local user is an admin: the view can be published to everyone.
+    click(dash_duo, "#views-open")
+    click(dash_duo, "#views-items button")
+    _text(dash_duo, "#view-status", "Published to everyone.")
+    _text(dash_duo, "#views-list", "published")
