@@ -98,6 +98,8 @@ class PageSetting:
         file or the data); ``None`` accepts any short text (the page checks it, e.g. a unit id).
     prop : the control property holding the value.
     label : the setting's name in a report ("Reporting currency").
+    names : how a report names each value (``{"operator_id": "Operators"}``); the URL text
+        otherwise.
 
     Examples
     --------
@@ -112,6 +114,12 @@ class PageSetting:
     choices: tuple | Callable[[], Iterable] | None = None
     prop: str = "value"
     label: str = ""
+    names: Mapping | None = None
+
+    def describe(self, value: Any) -> str:
+        """The value as a report prints it (its name, else its URL text, else "automatic")."""
+        name = (self.names or {}).get(value)
+        return str(name) if name is not None else setting_text(value) or "automatic"
 
     def allowed(self) -> tuple | None:
         choices = self.choices() if callable(self.choices) else self.choices
@@ -184,5 +192,7 @@ def describe_settings(path: str, values: Mapping[str, Any]) -> str:
     >>> describe_settings("/doc", {"cur": "INR"})
     'Currency: INR'
     """
-    return "; ".join(f"{setting.label or setting.key}: {setting_text(values.get(setting.key, setting.default)) or 'automatic'}"
-                     for setting in PAGE_SETTINGS.get(path or "/", ()))
+    return "; ".join(
+        f"{setting.label or setting.key}: "
+        f"{setting.describe(values.get(setting.key, setting.default))}"
+        for setting in PAGE_SETTINGS.get(path or "/", ()))

@@ -66,11 +66,11 @@ MANAGER = background_manager(lambda: CODE_VERSION)
 SETTINGS = register_settings(
     "/comparison",
     PageSetting("comparison-table-one-p", "p", False, (True, False),
-                label="Baseline p-values in Table 1"),
+                label="Baseline p-values in Table 1", names={True: "shown", False: "hidden"}),
     PageSetting("comparison-level", "level", fig.DEFAULT_LEVEL, tuple(fig.LEVELS),
-                label="Confidence level"),
+                label="Confidence level", names=fig.LEVELS),
     PageSetting("comparison-cluster", "cluster", True, (True, False),
-                label="Intervals clustered by facility"),
+                label="Intervals clustered by facility", names={True: "yes", False: "no"}),
 )
 DIMMED = {"opacity": 0.45, "transition": "opacity 0.3s"}
 BASELINE_RUNNING = (

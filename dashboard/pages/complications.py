@@ -61,9 +61,9 @@ PERIODS = [{"label": "Yearly", "value": "Y"}, {"label": "Quarterly", "value": "Q
 SETTINGS = register_settings(
     "/complications",
     PageSetting("complications-measure", "measure", "rr", tuple(o["value"] for o in MEASURES),
-                label="Forest plot shows"),
+                label="Forest plot shows", names={o["value"]: o["label"] for o in MEASURES}),
     PageSetting("complications-period", "period", "Y", tuple(o["value"] for o in PERIODS),
-                label="Trend period"),
+                label="Trend period", names={o["value"]: o["label"] for o in PERIODS}),
 )
 
 

@@ -108,13 +108,15 @@ def euro_countries() -> list[str]:
 SETTINGS = register_settings(
     "/costs",
     PageSetting("costs-currency", "cur", "USD", CURRENCIES, label="Reporting currency"),
-    PageSetting("costs-method", "conv", "exchange", ("exchange", "ppp"), label="Conversion"),
+    PageSetting("costs-method", "conv", "exchange", ("exchange", "ppp"), label="Conversion",
+                names={"exchange": "market exchange rates", "ppp": "PPP"}),
     PageSetting("costs-ppp-country", "ppp", DEFAULT_PPP_COUNTRY, euro_countries,
                 label="Euro price level"),
     PageSetting("costs-grouping", "group", "procedure", tuple(GROUPING_LABELS),
-                label="Group by"),
+                label="Group by", names=GROUPING_LABELS),
     PageSetting("costs-price-year", "year", "latest",
-                lambda: (*price_years(), "nominal", "latest"), label="Price year"),
+                lambda: (*price_years(), "nominal", "latest"), label="Price year",
+                names={"latest": "latest in the index", "nominal": "nominal (no adjustment)"}),
 )
 
 

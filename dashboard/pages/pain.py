@@ -77,14 +77,15 @@ RECORD_COLUMNS = (
 SETTINGS = register_settings(
     "/pain",
     PageSetting("pain-timepoint", "visit", DEFAULT_TIME_POINT, tuple(TIME_POINTS),
-                label="Follow-up visit"),
-    PageSetting("pain-kind", "kind", "relative", tuple(KINDS), label="Reduction measured as"),
+                label="Follow-up visit", names=TIME_POINTS),
+    PageSetting("pain-kind", "kind", "relative", tuple(KINDS), label="Reduction measured as",
+                names=KINDS),
     PageSetting("pain-threshold-relative", "rel", DEFAULT_THRESHOLDS["relative"],
                 tuple(THRESHOLDS["relative"]), label="Relative threshold (%)"),
     PageSetting("pain-threshold-absolute", "abs", DEFAULT_THRESHOLDS["absolute"],
                 tuple(THRESHOLDS["absolute"]), label="Absolute threshold (points)"),
     PageSetting("pain-deaths", "deaths", "missing", tuple(DEATHS),
-                label="A death before the visit counts as"),
+                label="A death before the visit counts as", names=DEATHS),
 )
 COLUMN_LABELS = {
     "n_followed": "followed", "n_missing": "missing", "rate_pct": "rate %",

@@ -135,17 +135,20 @@ ADJUST_OPTIONS = {"adjusted": "On (case-mix model)", "crude": "Off (crude)"}
 #: CUSUM unit is checked against the units that can be charted when the funnel is computed.
 SETTINGS = register_settings(
     PATH,
-    PageSetting("quality-outcome", "outcome", "cement_leakage", OUTCOMES, label="Outcome"),
-    PageSetting("quality-unit", "unit", "facility_id", tuple(UNIT_OPTIONS), label="Compare"),
+    PageSetting("quality-outcome", "outcome", "cement_leakage", OUTCOMES, label="Outcome",
+                names={o: outcome_label(o) for o in OUTCOMES}),
+    PageSetting("quality-unit", "unit", "facility_id", tuple(UNIT_OPTIONS), label="Compare",
+                names=UNIT_OPTIONS),
     PageSetting("quality-adjust", "adjust", "adjusted", tuple(ADJUST_OPTIONS),
-                label="Risk adjustment"),
+                label="Risk adjustment", names=ADJUST_OPTIONS),
     PageSetting("quality-overdispersion", "od", DEFAULT_OVERDISPERSION,
-                tuple(OVERDISPERSION_OPTIONS), label="Over-dispersion model"),
+                tuple(OVERDISPERSION_OPTIONS), label="Over-dispersion model",
+                names=OVERDISPERSION_OPTIONS),
     PageSetting("quality-procedure", "proc", "no", tuple(PROCEDURE_OPTIONS),
-                label="Adjust for procedure"),
+                label="Adjust for procedure", names=PROCEDURE_OPTIONS),
     PageSetting("quality-cusum-unit", "cusum", None, None, label="CUSUM unit"),
     PageSetting("quality-false-alarm", "alarm", DEFAULT_FALSE_ALARM, tuple(FALSE_ALARM_OPTIONS),
-                label="CUSUM false-alarm probability"),
+                label="CUSUM false-alarm probability", names=FALSE_ALARM_OPTIONS),
 )
 
 

@@ -121,8 +121,7 @@ def test_quality_outcome_and_unit_come_back_from_the_url_and_reach_the_report(da
     assert _checked(dash_duo, "quality-unit", "operator_id")
 
     report = _squash(_downloaded_report(dash_duo))
-    assert "Outcome: pulmonary_embolism" in report
-    assert "Compare: operator_id" in report
+    assert "Outcome: Cement embolism; Compare: Operators" in report
 
 
 def test_a_saved_view_is_listed_and_opens_the_same_view(dash_duo, database):

@@ -176,7 +176,7 @@ def test_quality_report_shows_the_outcome_unit_and_cusum_unit_of_the_url(site):
     document = _plain(_report(app, "/quality", {}, search + f"&cusum={other_unit}"))
     assert funnel_summary(result) in document
     assert funnel_summary(leakage) not in document
-    assert f"Outcome: {chosen['outcome']}" in document
+    assert "Outcome: Cement embolism; Compare: Facilities; Risk adjustment: Off (crude)" in document
     assert f"Risk-adjusted CUSUM and VLAD: {other_unit}" in document
     assert outcome_label("pulmonary_embolism")
 
@@ -203,12 +203,12 @@ def test_pain_complications_and_comparison_reports_follow_the_url(site):
     app, _ = site
     pain = _plain(_report(app, "/pain", {}, "?visit=month3&kind=absolute&abs=3"))
     assert "Responders: ≥3-point pain reduction at month 3" in pain
-    assert "Follow-up visit: month3" in pain
+    assert "Follow-up visit: Month 3" in pain
     complications = _plain(_report(app, "/complications", {}, "?measure=rd&period=Q"))
     assert "Risk differences, KP compared with VP" in complications
     assert "per quarter" in complications
     comparison = _plain(_report(app, "/comparison", {}, "?level=0.9&cluster=off"))
-    assert "Confidence level: 0.9" in comparison
+    assert "Confidence level: 90%; Intervals clustered by facility: no" in comparison
     assert "90%" in comparison
 
 
