@@ -114,9 +114,10 @@ SETTINGS = register_settings(
                 label="Euro price level"),
     PageSetting("costs-grouping", "group", "procedure", tuple(GROUPING_LABELS),
                 label="Group by", names=GROUPING_LABELS),
-    PageSetting("costs-price-year", "year", "latest",
-                lambda: (*price_years(), "nominal", "latest"), label="Price year",
-                names={"latest": "latest in the index", "nominal": "nominal (no adjustment)"}),
+    # Default: the latest year of the index in use (what the control shows when not set).
+    PageSetting("costs-price-year", "year", price_years()[-1],
+                lambda: (*price_years(), "nominal"), label="Price year",
+                names={"nominal": "nominal (no adjustment)"}),
 )
 
 
@@ -296,7 +297,7 @@ def layout(**query) -> html.Div:
     chosen = settings_from_query("/costs", query)
     euro = euro_countries()
     years = price_years()
-    year = years[-1] if chosen["year"] == "latest" else chosen["year"]
+    year = chosen["year"]
     controls = dbc.Card(dbc.CardBody(dbc.Row([
         dbc.Col([dbc.Label("Reporting currency", html_for="costs-currency", className="small mb-0"),
                  _radio("costs-currency", [{"label": c, "value": c} for c in CURRENCIES],
