@@ -1,7 +1,9 @@
 """The app shell: navigation, the global filter panel, the match count and the page container.
 
 Filter state lives in the URL query string (``dashboard.state``); the ``filter-state`` store
-holds its parsed form for page callbacks.
+holds its parsed form for page callbacks. Each page's own settings (the controls it declares
+with :func:`dashboard.state.register_settings`) are written to the URL through ``page-url``,
+a location that does not re-render the page, and restored from it by the page's layout.
 """
 
 from __future__ import annotations
@@ -18,8 +20,15 @@ from dashboard.auth import User, auth_enabled, current_user, requires_role
 from dashboard.auth.gate import may_see
 from dashboard.components import safe_callback
 from dashboard.compute_cache import cached_output
-from dashboard.state import filter_from_query, page_parameters, query_from_filter
+from dashboard.state import (
+    PAGE_SETTINGS,
+    filter_from_query,
+    page_parameters,
+    query_from_filter,
+    query_with_settings,
+)
 from dashboard.suppression import format_count, rounded_count
+from dashboard.views import register_view_callbacks, views_control
 from data.dictionary import FIELDS_BY_NAME
 
 FILTER_CONTROLS: dict[str, str] = {  # RecordFilter field -> control id
@@ -150,6 +159,9 @@ def shell() -> html.Div:
     banner = demo_banner(data_access.synthetic_share())
     return html.Div([
         dcc.Location(id="url", refresh="callback-nav"),
+        # The page's settings go to the address bar through this location: it updates the URL
+        # without telling the page router, so a control change does not re-render the page.
+        dcc.Location(id="page-url", refresh=False),
         dcc.Store(id="filter-state"),
         # The data version this page shows; data changes made on the page (an upload, removing
         # the demo data) set it, and the match count and the demo banner follow.
@@ -159,6 +171,7 @@ def shell() -> html.Div:
                             href="/"),
             dbc.Nav(nav, navbar=True, className="flex-wrap"),
             report_button,
+            views_control(user),
             user_menu(user),
         ], fluid=True), color="primary", dark=True, className="mb-2"),
         dbc.Container([
@@ -184,8 +197,12 @@ FILTER_OUTPUTS = [Output("filter-dates", "start_date"), Output("filter-dates", "
     Output(control, "value") for control in FILTER_CONTROLS.values()]
 
 
-def sync_filters(search, _reset, start, end, *values):
-    """Keep URL, controls and the filter store in step (one callback, so the cycle is allowed)."""
+def sync_filters(search, _reset, start, end, *values_and_address):
+    """Keep URL, controls and the filter store in step (one callback, so the cycle is allowed).
+
+    The page's settings in the address bar (``page-url``: ``url`` does not see what the page
+    wrote there) are kept when a filter changes, so the re-rendered page restores them."""
+    *values, address = values_and_address
     trigger = ctx.triggered_id
     if trigger == "filter-reset":
         selection = RecordFilter()
@@ -200,7 +217,8 @@ def sync_filters(search, _reset, start, end, *values):
     controls = [selection.date_from, selection.date_to] + [
         list(getattr(selection, field)) or None for field in FILTER_CONTROLS]
     # A page's own settings in the link (not filters) are kept, except on Reset.
-    extra = {} if trigger == "filter-reset" else page_parameters(search)
+    extra = ({} if trigger == "filter-reset" else
+             page_parameters(search if trigger in (None, "url") or address is None else address))
     return query_from_filter(selection, extra), selection.to_dict(), *controls
 
 
@@ -224,26 +242,43 @@ def refresh_demo_banner(_data_version):
 
 
 def keep_filters_in_links(search, ids):
-    """Navigation keeps the filters: every page link carries the current query string."""
-    return [item["path"] + (search or "") for item in ids]
+    """Navigation keeps the filters: every page link carries the current filters (not the
+    page's own settings, which belong to that page)."""
+    filters = query_from_filter(filter_from_query(search))
+    return [item["path"] + filters for item in ids]
+
+
+def settings_writer(path: str):
+    """The callback that writes the settings of the page at ``path`` into the address bar."""
+    def write_settings(*values_and_address):
+        *values, search, pathname = values_and_address
+        if (pathname or "/") != path:
+            raise dash.exceptions.PreventUpdate
+        query = query_with_settings(search, path, values)
+        if query == (search or ""):
+            raise dash.exceptions.PreventUpdate
+        return query
+    return write_settings
+
+
+def report_settings(pathname: str | None, search: str | None) -> dict:
+    """The settings of the page at ``pathname`` from the query string (defaults filled in)."""
+    from dashboard.state import settings_from_query
+
+    return settings_from_query(pathname or "/", search)
 
 
 @requires_role(REPORT_ROLE)
-def download_report(_clicks, pathname, state):
-    """The current page's report as a self-contained HTML file (audited as a download)."""
-    from dashboard import suppression
-    from dashboard.report import REPORT_BUILDERS, render_report
+def download_report(_clicks, pathname, state, search=None):
+    """The current page's report as a self-contained HTML file (audited as a download), with
+    the page's settings as they are in the address bar (``search``), i.e. the view on screen."""
+    from dashboard.report import REPORT_BUILDERS, page_report
 
-    page = REPORT_BUILDERS.get(pathname or "/")
-    if page is None:
+    if (pathname or "/") not in REPORT_BUILDERS:
         return dash.no_update
-    title, builder = page
     selection = RecordFilter.from_dict(state)
-    sections = builder(selection)
-    note = (f"Small-cell suppression: counts from 1 to {suppression.threshold()} are shown as "
-            f"{suppression.label()} and the rates computed from them are hidden.")
-    document = render_report(title, sections, selection, data_access.data_version(),
-                             data_access.synthetic_note(), note)
+    title, sections, document = page_report(pathname or "/", selection,
+                                            report_settings(pathname, search))
     stamp = pd.Timestamp.now().strftime("%Y%m%d-%H%M")
     name = f"{title.lower().replace(' ', '-')}-report-{stamp}.html"
     from dashboard.exports import log_download
@@ -262,6 +297,7 @@ def register_callbacks(app: dash.Dash) -> None:
     app.callback(
         Output("url", "search"), Output("filter-state", "data"), *FILTER_OUTPUTS,
         Input("url", "search"), Input("filter-reset", "n_clicks"), *FILTER_INPUTS,
+        State("page-url", "search"),
     )(sync_filters)
     app.callback(Output("match-count", "children"), Input("filter-state", "data"),
                  Input("data-version", "data"))(safe_callback()(cached_output(match_count)))
@@ -269,11 +305,17 @@ def register_callbacks(app: dash.Dash) -> None:
                  prevent_initial_call=True)(safe_callback()(refresh_demo_banner))
     app.callback(Output("report-download", "data"), Input("report-button", "n_clicks"),
                  State("url", "pathname"), State("filter-state", "data"),
-                 prevent_initial_call=True)(download_report)
+                 State("page-url", "search"), prevent_initial_call=True)(download_report)
     from dashboard.drilldown import register_drilldown_callbacks
 
     register_drilldown_callbacks(app)
     app.callback(Output({"type": "nav-link", "path": ALL}, "href"), Input("url", "search"),
                  State({"type": "nav-link", "path": ALL}, "id"))(keep_filters_in_links)
+    for path, settings in PAGE_SETTINGS.items():  # declared by the page modules Dash imported
+        app.callback(Output("page-url", "search", allow_duplicate=True),
+                     *[Input(setting.control, setting.prop) for setting in settings],
+                     State("page-url", "search"), State("page-url", "pathname"),
+                     prevent_initial_call=True)(settings_writer(path))
+    register_view_callbacks(app)  # saved views (dashboard.views)
     # CSV downloads are server-side callbacks (dashboard.exports, analysts and admins only);
     # the grids never export by themselves, so no clientside export callback is registered.

@@ -2,7 +2,9 @@
 and date, in one file that opens offline (plotly.js is embedded once).
 
 Each page registers a builder with :func:`register_report`; the shell's "Report"
-button calls the builder of the page being viewed with the current filters.
+button calls the builder of the page being viewed with the current filters and the page's
+settings from the URL (:mod:`dashboard.state`), so the report is the view on screen.
+:func:`report_for_url` builds the same report from a page address (path and query string).
 """
 
 from __future__ import annotations
@@ -11,7 +13,8 @@ import dataclasses
 import datetime as dt
 import html
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import pandas as pd
 import plotly.graph_objects as go
@@ -32,14 +35,17 @@ class ReportSection:
     table: pd.DataFrame | None = None
 
 
-ReportBuilder = Callable[[RecordFilter], list[ReportSection]]
+#: ``builder(selection, settings)``: ``settings`` maps the page's query keys to its control
+#: values (:func:`dashboard.state.settings_from_query`: validated, defaults filled in).
+ReportBuilder = Callable[[RecordFilter, Mapping[str, Any]], list[ReportSection]]
 
 # page path -> builder; filled when page modules are imported (like Dash's page registry).
 REPORT_BUILDERS: dict[str, tuple[str, ReportBuilder]] = {}
 
 
 def register_report(path: str, title: str) -> Callable[[ReportBuilder], ReportBuilder]:
-    """Decorator: ``builder(selection) -> list[ReportSection]`` makes the report of ``path``."""
+    """Decorator: ``builder(selection, settings) -> list[ReportSection]`` makes the report of
+    ``path``."""
     def decorate(builder: ReportBuilder) -> ReportBuilder:
         REPORT_BUILDERS[path] = (title, builder)
         return builder
@@ -58,7 +64,8 @@ th,td{border:1px solid #ccc;padding:.25rem .5rem;text-align:left}th{background:#
 
 
 def render_report(title: str, sections: list[ReportSection], selection: RecordFilter,
-                  data_version: str, synthetic: bool | str, suppression_note: str) -> str:
+                  data_version: str, synthetic: bool | str, suppression_note: str,
+                  settings: str = "") -> str:
     """The report as one HTML document: text from data is escaped, never rendered as HTML;
     tables have human headings (:func:`dashboard.headings.heading`) and plain cell text (see
     :func:`html_table` for why no apostrophe is added, as it is in CSV downloads).
@@ -78,7 +85,9 @@ def render_report(title: str, sections: list[ReportSection], selection: RecordFi
         f"<h1>{html.escape(title)}</h1>",
         "<p class='meta'>Vertebral augmentation outcomes report · created "
         f"{created} · data version {html.escape(data_version)}<br>Filters: "
-        f"{html.escape(selection.describe())}</p>",
+        f"{html.escape(selection.describe())}"
+        + (f"<br><span id='report-settings'>Page settings: {html.escape(settings)}</span>"
+           if settings else "") + "</p>",
     ]
     if isinstance(synthetic, str) and synthetic:
         # The share of synthetic records (dashboard.data_access.synthetic_note), suppressed.
@@ -144,3 +153,45 @@ def html_table(table: pd.DataFrame) -> str:
             cells.append(f"{opening}{escaped}</td>")
         rows.append("<tr>" + "".join(cells) + "</tr>")
     return (f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>")
+
+
+def page_report(path: str, selection: RecordFilter,
+                settings: Mapping[str, Any]) -> tuple[str, list[ReportSection], str]:
+    """The title, sections and HTML document of the report of the page at ``path`` for the
+    records the current user may see (call within the app's request or app context)."""
+    from dashboard import data_access, suppression
+    from dashboard.state import describe_settings
+
+    title, builder = REPORT_BUILDERS[path]
+    sections = builder(selection, settings)
+    note = (f"Small-cell suppression: counts from 1 to {suppression.threshold()} are shown as "
+            f"{suppression.label()} and the rates computed from them are hidden.")
+    document = render_report(title, sections, selection, data_access.data_version(),
+                             data_access.synthetic_note(), note,
+                             describe_settings(path, settings))
+    return title, sections, document
+
+
+def report_for_url(path: str, search: str, database_url: str | None = None) -> str:
+    """The HTML report of the page at ``path`` with the filters and page settings of the query
+    string ``search`` (as in the page's address), from the store ``database_url``.
+
+    Unknown keys and bad values fall back to the defaults, as when the address is opened in a
+    browser. It runs as the local user (every facility): the caller decides who may read it.
+
+    Examples
+    --------
+    >>> report_for_url("/costs", "?country=IN&cur=INR&group=country")  # doctest: +SKIP
+    '<!DOCTYPE html>…'
+    """
+    from dashboard.app_factory import create_app
+    from dashboard.state import filter_from_query, settings_from_query
+
+    path = path or "/"
+    app = create_app(database_url)
+    if path not in REPORT_BUILDERS:
+        raise ValueError(f"no report for page {path!r}; pages with a report: "
+                         + ", ".join(sorted(REPORT_BUILDERS)))
+    with app.server.test_request_context(path + (search or "")):
+        return page_report(path, filter_from_query(search),
+                           settings_from_query(path, search))[2]

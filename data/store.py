@@ -30,6 +30,9 @@ Tables
 ``signal_alerts``
     The quality signals already seen (schema 6): when each was first seen and when its alert
     was sent, so an import alerts only on the signals it created.
+``saved_views``
+    Named views (schema 7): a page path and its query string (filters and page settings only,
+    never PHI), the owner, and whether an admin published it to everyone (:mod:`data.views`).
 
 The database is named by ``--database`` / ``DATABASE_URL``: a SQLAlchemy URL
 (``postgresql+psycopg://user@host/db``) or a path to a SQLite file.
@@ -50,7 +53,7 @@ from data.dictionary import FIELDS, Field
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 #: ``store_meta`` key of the audit chain's newest hash, and the hash "before" the first event.
 AUDIT_HEAD_KEY = "audit_head"
 AUDIT_GENESIS = "0" * 64
@@ -218,6 +221,17 @@ signal_alerts = sa.Table(
     sa.Column("first_seen_at", sa.DateTime, nullable=False),  # UTC, naive
     sa.Column("notified_at", sa.DateTime, nullable=True),
     sa.Column("data_version", sa.String(120), nullable=False),
+)
+
+saved_views = sa.Table(
+    "saved_views", metadata,
+    sa.Column("view_id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("owner", sa.String(255), nullable=False, index=True),
+    sa.Column("name", sa.String(80), nullable=False),
+    sa.Column("path", sa.String(64), nullable=False),
+    sa.Column("query", sa.String(2000), nullable=False),  # "?country=US&cur=INR": no PHI
+    sa.Column("published", sa.Boolean, nullable=False, default=False),
+    sa.Column("created_at", sa.DateTime, nullable=False),  # UTC, naive
 )
 
 RECORD_COLUMNS: tuple[str, ...] = tuple(field.name for field in FIELDS)
@@ -447,10 +461,15 @@ def _add_signal_tables(connection: Connection) -> None:
     signal_alerts.create(connection, checkfirst=True)
 
 
+def _add_saved_views(connection: Connection) -> None:
+    """Version 7: the ``saved_views`` table (named views; :mod:`data.views`)."""
+    saved_views.create(connection, checkfirst=True)
+
+
 # schema version -> function that upgrades a store from the version before it, in one transaction.
 MIGRATIONS: dict[int, callable] = {2: _add_audit_log, 3: _add_auth_sessions,
                                    4: _add_login_failures, 5: _chain_audit_log,
-                                   6: _add_signal_tables}
+                                   6: _add_signal_tables, 7: _add_saved_views}
 
 
 def schema_version(database: str | None = None) -> int:

@@ -23,9 +23,9 @@ from dashboard.figures.quality import (
 from dashboard.suppression import format_count, is_small
 
 #: Quality page query keys of the view a signal links to (outcome, unit type, the unit).
-QUALITY_KEYS = {"outcome": "outcome", "unit": "unit", "focus": "focus"}
+QUALITY_KEYS = {"outcome": "outcome", "unit": "unit", "focus": "cusum"}
 #: The Quality page's unit-type value in links.
-UNIT_VALUES = {"facility_id": "facilities", "operator_id": "operators"}
+UNIT_VALUES = {"facility_id": "facility_id", "operator_id": "operator_id"}
 KIND_TEXT = {"alarm": "Funnel alarm (beyond 99.8%)", "alert": "Funnel alert (beyond 95%)",
              "cusum": "CUSUM signal"}
 DIRECTION_TEXT = {"high": "more events than expected", "low": "fewer events than expected"}

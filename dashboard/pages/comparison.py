@@ -52,6 +52,7 @@ from dashboard.compute_cache import (
 from dashboard.data_access import filtered_records
 from dashboard.figures import comparison as fig
 from dashboard.report import ReportSection, register_report
+from dashboard.state import PageSetting, register_settings, settings_from_query
 from dashboard.suppression import format_count, label, suppress_table
 
 dash.register_page(
@@ -61,7 +62,16 @@ dash.register_page(
 #: The analysis package and this page's figures module: cached results are keyed by it too.
 CODE_VERSION = code_version(analysis, fig)
 MANAGER = background_manager(lambda: CODE_VERSION)
-PERSIST = {"persistence": True, "persistence_type": "session"}
+#: The page's controls kept in the URL (``?level=0.9&cluster=off&p=on``).
+SETTINGS = register_settings(
+    "/comparison",
+    PageSetting("comparison-table-one-p", "p", False, (True, False),
+                label="Baseline p-values in Table 1", names={True: "shown", False: "hidden"}),
+    PageSetting("comparison-level", "level", fig.DEFAULT_LEVEL, tuple(fig.LEVELS),
+                label="Confidence level", names=fig.LEVELS),
+    PageSetting("comparison-cluster", "cluster", True, (True, False),
+                label="Intervals clustered by facility", names={True: "yes", False: "no"}),
+)
 DIMMED = {"opacity": 0.45, "transition": "opacity 0.3s"}
 BASELINE_RUNNING = (
     "Computing Table 1, propensity scores and balance… Large selections take up "
@@ -93,7 +103,8 @@ CLUSTER_TEXT = {
 }
 
 
-def layout(**_query) -> html.Div:
+def layout(**query) -> html.Div:
+    chosen = settings_from_query("/comparison", query)
     status = {"role": "status", "aria-live": "polite", "className": "small text-muted mb-2"}
     return html.Div(
         [
@@ -119,9 +130,8 @@ def layout(**_query) -> html.Div:
             dbc.Switch(
                 id="comparison-table-one-p",
                 label="Show baseline p-values in Table 1 (off: balance is judged by the SMD)",
-                value=False,
+                value=chosen["p"],
                 className="small mb-1",
-                **PERSIST,
             ),
             html.Div(id="comparison-table-one"),
             dbc.Card(
@@ -140,14 +150,13 @@ def layout(**_query) -> html.Div:
                             dbc.Col(
                                 dcc.Dropdown(
                                     id="comparison-level",
-                                    value=fig.DEFAULT_LEVEL,
+                                    value=chosen["level"],
                                     clearable=False,
                                     searchable=False,
                                     style={"minWidth": "8rem"},
                                     options=[
                                         {"label": t, "value": v} for v, t in fig.LEVELS.items()
                                     ],
-                                    **PERSIST,
                                 ),
                                 width="auto",
                             ),
@@ -155,9 +164,8 @@ def layout(**_query) -> html.Div:
                                 dbc.Switch(
                                     id="comparison-cluster",
                                     label="Intervals clustered by facility",
-                                    value=True,
+                                    value=chosen["cluster"],
                                     className="small mb-0",
-                                    **PERSIST,
                                 ),
                                 width="auto",
                                 className="align-self-center ms-3",
@@ -589,18 +597,21 @@ def update_effects(state, level, clustered=True):
 
 
 @register_report("/comparison", "VP vs KP statistics")
-def comparison_report(selection: RecordFilter) -> list[ReportSection]:
+def comparison_report(selection: RecordFilter, settings: dict | None = None) -> list[ReportSection]:
+    """The page's report with its settings (confidence level, clustering, Table 1 p-values)."""
+    settings = settings or settings_from_query("/comparison", None)
     result = baseline(selection)
     if result is None:
         return [ReportSection("No records", "No records match the filters.")]
-    level = fig.DEFAULT_LEVEL
-    table = comparison(selection, level)
+    level = _level(settings["level"])
+    table = comparison(selection, level, settings["cluster"] is not False)
     mdd = fig.mdd_analysis(filtered_records(selection))
     sections = [
         ReportSection(
             "Baseline characteristics by procedure (Table 1)",
             fig.table_one_summary(result.table_one, result.table_one_weighted),
-            table=fig.table_one_display(result.table_one, result.table_one_weighted),
+            table=fig.table_one_display(result.table_one, result.table_one_weighted,
+                                        bool(settings["p"])),
         ),
         ReportSection(
             "Effects of KP compared with VP",

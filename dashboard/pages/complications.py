@@ -38,6 +38,7 @@ from dashboard.figures.complications import (
     trend_table,
 )
 from dashboard.report import ReportSection, register_report
+from dashboard.state import PageSetting, register_settings, settings_from_query
 from dashboard.suppression import label, threshold
 
 dash.register_page(__name__, path="/complications", name="Complications", title="Complications",
@@ -56,6 +57,14 @@ LOADING = {"delay_show": 400, "overlay_style": {"visibility": "visible", "opacit
 MEASURES = [{"label": "Risk ratio (KP/VP)", "value": "rr"},
             {"label": "Risk difference (KP − VP)", "value": "rd"}]
 PERIODS = [{"label": "Yearly", "value": "Y"}, {"label": "Quarterly", "value": "Q"}]
+#: The page's controls kept in the URL (``?measure=rd&period=Q``).
+SETTINGS = register_settings(
+    "/complications",
+    PageSetting("complications-measure", "measure", "rr", tuple(o["value"] for o in MEASURES),
+                label="Forest plot shows", names={o["value"]: o["label"] for o in MEASURES}),
+    PageSetting("complications-period", "period", "Y", tuple(o["value"] for o in PERIODS),
+                label="Trend period", names={o["value"]: o["label"] for o in PERIODS}),
+)
 
 
 def _control(control_id: str, text: str, options: list[dict], value: str) -> html.Div:
@@ -67,15 +76,16 @@ def _control(control_id: str, text: str, options: list[dict], value: str) -> htm
     ], className="d-flex align-items-center flex-wrap mb-1"), id=f"{control_id}-row")
 
 
-def layout(**_query) -> html.Div:
+def layout(**query) -> html.Div:
+    chosen = settings_from_query("/complications", query)
     return html.Div([
         page_header("Complications", "Complication rates of vertebroplasty (VP) and kyphoplasty "
                     "(KP) in the selected records, kyphoplasty compared with vertebroplasty, the "
                     "trend over time, the risk of a new fracture, and published figures."),
         dcc.Loading(html.Div(id="complications-rates"), **LOADING),
-        _control("complications-measure", "Forest plot shows", MEASURES, "rr"),
+        _control("complications-measure", "Forest plot shows", MEASURES, chosen["measure"]),
         dcc.Loading(html.Div(id="complications-forest"), **LOADING),
-        _control("complications-period", "Trend period", PERIODS, "Y"),
+        _control("complications-period", "Trend period", PERIODS, chosen["period"]),
         dcc.Loading(html.Div(id="complications-trend"), **LOADING),
         dcc.Loading(html.Div(id="complications-fracture"), **LOADING),
         dcc.Loading(html.Div(id="complications-benchmarks"), **LOADING),
@@ -322,21 +332,27 @@ def update_fracture(state):
 
 
 @register_report("/complications", "Complications")
-def complications_report(selection: RecordFilter) -> list[ReportSection]:
+def complications_report(selection: RecordFilter,
+                         settings: dict | None = None) -> list[ReportSection]:
+    """The page's report with its settings (forest-plot measure, trend period)."""
+    settings = settings or settings_from_query("/complications", None)
+    measure, freq = settings["measure"], settings["period"]
     records = filtered_records(selection, RECORD_COLUMNS)
     if records.empty:
         return [ReportSection("No records", "No records match the filters.")]
     comparison = comparison_frame(records)
-    trend = trend_frame(records, "Y")
+    trend = trend_frame(records, freq)
     curves = fracture_curves(records)
     benchmarks = literature_benchmarks()
     return [
         ReportSection("Complication rates, VP and KP side by side", rates_note(),
                       table=rates_table(comparison)),
-        ReportSection("Risk ratios, KP compared with VP", forest_summary(comparison, "rr"),
-                      figure=forest_figure(comparison, "rr")),
-        ReportSection("Cement leakage and embolism per year", trend_summary(trend, "Y"),
-                      figure=trend_figure(trend, "Y"), table=trend_table(trend)),
+        ReportSection(("Risk ratios" if measure == "rr" else "Risk differences")
+                      + ", KP compared with VP", forest_summary(comparison, measure),
+                      figure=forest_figure(comparison, measure)),
+        ReportSection("Cement leakage and embolism per "
+                      + ("year" if freq == "Y" else "quarter"), trend_summary(trend, freq),
+                      figure=trend_figure(trend, freq), table=trend_table(trend)),
         ReportSection("Cumulative incidence of a new vertebral fracture",
                       incidence_summary(curves), figure=incidence_figure(curves),
                       table=at_risk_table(curves.at_risk)),

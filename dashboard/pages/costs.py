@@ -66,6 +66,7 @@ from dashboard.figures.costs import (
     summary_labels,
 )
 from dashboard.report import ReportSection, register_report
+from dashboard.state import PageSetting, register_settings, settings_from_query
 from dashboard.suppression import display_text, is_small, label
 
 dash.register_page(__name__, path="/costs", name="Costs", title="Costs", order=4)
@@ -102,6 +103,29 @@ def cost_options(currency: str | None, method: str | None, ppp_country: str | No
             price_year = "latest"
     return CostOptions(reporting_currency=currency, method=method, reporting_country=country,
                        price_year=price_year)
+
+
+def euro_countries() -> list[str]:
+    """Countries whose PPP factor is in EUR (the Euro price-level control's choices)."""
+    ppp = ppp_factors()
+    return sorted(ppp.loc[ppp["currency"] == "EUR", "country"].unique())
+
+
+#: The page's controls kept in the URL (``?cur=INR&group=country&year=2020``).
+SETTINGS = register_settings(
+    "/costs",
+    PageSetting("costs-currency", "cur", "USD", CURRENCIES, label="Reporting currency"),
+    PageSetting("costs-method", "conv", "exchange", ("exchange", "ppp"), label="Conversion",
+                names={"exchange": "market exchange rates", "ppp": "PPP"}),
+    PageSetting("costs-ppp-country", "ppp", DEFAULT_PPP_COUNTRY, euro_countries,
+                label="Euro price level"),
+    PageSetting("costs-grouping", "group", "procedure", tuple(GROUPING_LABELS),
+                label="Group by", names=GROUPING_LABELS),
+    # Default: the latest year of the index in use (what the control shows when not set).
+    PageSetting("costs-price-year", "year", price_years()[-1],
+                lambda: (*price_years(), "nominal"), label="Price year",
+                names={"nominal": "nominal (no adjustment)"}),
+)
 
 
 def summary_kwargs(grouping: str) -> dict:
@@ -316,34 +340,39 @@ def _radio(control_id: str, options, value) -> dbc.RadioItems:
                           className="mb-1")
 
 
-def layout(**_query) -> html.Div:
-    ppp = ppp_factors()
-    euro = sorted(ppp.loc[ppp["currency"] == "EUR", "country"].unique())
+def layout(**query) -> html.Div:
+    chosen = settings_from_query("/costs", query)
+    euro = euro_countries()
     years = price_years()
+    year = chosen["year"]
     controls = dbc.Card(dbc.CardBody(dbc.Row([
         dbc.Col([dbc.Label("Reporting currency", html_for="costs-currency", className="small mb-0"),
-                 _radio("costs-currency", [{"label": c, "value": c} for c in CURRENCIES], "USD")],
+                 _radio("costs-currency", [{"label": c, "value": c} for c in CURRENCIES],
+                        chosen["cur"])],
                 xs=12, md=3),
         dbc.Col([dbc.Label("Conversion", html_for="costs-method", className="small mb-0"),
                  _radio("costs-method", [{"label": "Market exchange rates", "value": "exchange"},
-                                         {"label": "PPP", "value": "ppp"}], "exchange")],
+                                         {"label": "PPP", "value": "ppp"}],
+                        chosen["conv"])],
                 xs=12, md=3),
         dbc.Col([dbc.Label("Euro price level (PPP in EUR)", html_for="costs-ppp-country",
                            className="small mb-0"),
                  dcc.Dropdown(id="costs-ppp-country", options=[{"label": c, "value": c}
                                                                for c in euro],
-                              value=DEFAULT_PPP_COUNTRY, clearable=False, disabled=True)],
+                              value=chosen["ppp"], clearable=False,
+                              disabled=not (chosen["cur"] == "EUR" and chosen["conv"] == "ppp"))],
                 xs=12, md=2),
         dbc.Col([dbc.Label("Group by", html_for="costs-grouping", className="small mb-0"),
                  _radio("costs-grouping", [{"label": v, "value": k}
-                                           for k, v in GROUPING_LABELS.items()], "procedure")],
+                                           for k, v in GROUPING_LABELS.items()],
+                        chosen["group"])],
                 xs=12, md=2),
         dbc.Col([dbc.Label("Price year", html_for="costs-price-year", className="small mb-0"),
                  dcc.Dropdown(id="costs-price-year",
                               options=[{"label": str(y), "value": y} for y in years]
                               + [{"label": "nominal (no price adjustment)",
                                   "value": "nominal"}],
-                              value=years[-1], clearable=False)],
+                              value=year, clearable=False)],
                 xs=12, md=2),
     ])), className="mb-3")
     return html.Div([
@@ -377,24 +406,30 @@ def update_costs(state, currency, method, ppp_country, grouping, price_year="lat
 
 
 @register_report("/costs", "Costs")
-def costs_report(selection: RecordFilter) -> list[ReportSection]:
+def costs_report(selection: RecordFilter, settings: dict | None = None) -> list[ReportSection]:
+    """The page's report with its settings (currency, conversion, price year, grouping)."""
+    settings = settings or settings_from_query("/costs", None)
     records = filtered_records(selection, RECORD_COLUMNS)
     if records.empty:
         return [ReportSection("No records", "No records match the filters.")]
-    results = compute(records, cost_options("USD", "exchange", None), "country")
+    results = compute(records, cost_options(settings["cur"], settings["conv"], settings["ppp"],
+                                            settings["year"]), settings["group"])
     currency = results.options.reporting_currency
+    grouping = GROUPING_LABELS[results.grouping].lower()
+    conversion = ("at PPP" + (f" ({results.options.reporting_country} price level)"
+                              if results.options.reporting_country else "")
+                  if results.options.method == "ppp" else "at market exchange rates")
+    prices = f"{results.price_year} prices" if results.price_year else "nominal prices"
     return [
         ReportSection("Records and conversion",
-                      f"Costs in USD at market exchange rates, {results.price_year} prices, "
-                      "grouped by country (the page's currency, grouping and price-year "
-                      "controls are not part of the report). "
+                      f"Costs in {currency} {conversion}, {prices}, grouped by {grouping}. "
                       + " ".join(display_text(note) for note in results.notes), table=results.counts),
-        ReportSection("Cost per procedure by country",
+        ReportSection(f"Cost per procedure by {grouping}",
                       cost_figure_summary(results.summary, results.by, currency),
                       figure=cost_figure(results.summary, results.by, currency),
                       table=summary_display(results.summary, results.by, currency).rename(
                           columns=summary_labels(currency))),
-        ReportSection("Cost per responder by country", "",
+        ReportSection(f"Cost per responder by {grouping}", "",
                       table=responder_display(results.responders, results.by, currency).rename(
                           columns=responder_labels(currency))),
         ReportSection(f"Cost per responder by {ranking_unit_name(results)}, ranked",

@@ -423,7 +423,7 @@ def update_completeness(state):
 
 
 @register_report("/data", "Data")
-def data_report(selection: RecordFilter) -> list[ReportSection]:
+def data_report(selection: RecordFilter, _settings: dict | None = None) -> list[ReportSection]:
     if not data_access.store_wide_visible():
         return _selected_records_sections(selection)
     batches = data_access.batches()

@@ -210,7 +210,7 @@ def update_durations(state):
 
 
 @register_report("/durations", "Durations and resources")
-def durations_report(selection: RecordFilter) -> list[ReportSection]:
+def durations_report(selection: RecordFilter, _settings: dict | None = None) -> list[ReportSection]:
     records = filtered_records(selection, RECORD_COLUMNS)
     if records.empty:
         return [ReportSection("No records", "No records match the filters.")]

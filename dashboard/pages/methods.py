@@ -944,5 +944,5 @@ def report_sections(limit: int | None = None) -> list[ReportSection]:
 
 
 @register_report("/methods", "Methods")
-def methods_report(_selection: RecordFilter) -> list[ReportSection]:
+def methods_report(_selection: RecordFilter, _settings: dict | None = None) -> list[ReportSection]:
     return report_sections()

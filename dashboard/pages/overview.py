@@ -179,7 +179,7 @@ def kpi_section(kpis: pd.DataFrame) -> html.Div:
 
 
 @register_report("/", "Overview")
-def overview_report(selection: RecordFilter) -> list[ReportSection]:
+def overview_report(selection: RecordFilter, _settings: dict | None = None) -> list[ReportSection]:
     records = filtered_records(selection, RECORD_COLUMNS)
     if records.empty:
         return [ReportSection("No records", "No records match the filters.")]

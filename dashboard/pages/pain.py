@@ -31,6 +31,7 @@ from dashboard.figures.pain import (
     DEATHS,
     DEATHS_TEXT,
     DEFAULT_THRESHOLDS,
+    DEFAULT_TIME_POINT,
     KINDS,
     METHODS_TEXT,
     PROCEDURES,
@@ -59,6 +60,7 @@ from dashboard.figures.pain import (
     trajectory_table,
 )
 from dashboard.report import ReportSection, register_report
+from dashboard.state import PageSetting, register_settings, settings_from_query
 
 dash.register_page(__name__, path="/pain", name="Pain relief", title="Pain relief", order=1)
 
@@ -70,8 +72,21 @@ RECORD_COLUMNS = (
     "opioid_baseline", "opioid_month1", "died", "death_days",
 )
 
-# Page controls keep their values when the shell re-renders the page after a filter change.
-PERSIST = {"persistence": True, "persistence_type": "session"}
+#: The responder definition kept in the URL (``?visit=month3&kind=absolute&abs=3``): the page
+#: restores it from there when the shell re-renders the page after a filter change.
+SETTINGS = register_settings(
+    "/pain",
+    PageSetting("pain-timepoint", "visit", DEFAULT_TIME_POINT, tuple(TIME_POINTS),
+                label="Follow-up visit", names=TIME_POINTS),
+    PageSetting("pain-kind", "kind", "relative", tuple(KINDS), label="Reduction measured as",
+                names=KINDS),
+    PageSetting("pain-threshold-relative", "rel", DEFAULT_THRESHOLDS["relative"],
+                tuple(THRESHOLDS["relative"]), label="Relative threshold (%)"),
+    PageSetting("pain-threshold-absolute", "abs", DEFAULT_THRESHOLDS["absolute"],
+                tuple(THRESHOLDS["absolute"]), label="Absolute threshold (points)"),
+    PageSetting("pain-deaths", "deaths", "missing", tuple(DEATHS),
+                label="A death before the visit counts as", names=DEATHS),
+)
 COLUMN_LABELS = {
     "n_followed": "followed", "n_missing": "missing", "rate_pct": "rate %",
     "ci_95": "95% CI", "n_paired": "n (both recorded)", "pct_before": "% before",
@@ -87,16 +102,20 @@ def _threshold_options(kind: str) -> list[dict]:
     return [{"label": text, "value": value} for value, text in THRESHOLDS[kind].items()]
 
 
-def controls(definition: ResponderDefinition) -> dbc.Card:
-    """The responder definition: visit, kind of reduction and threshold (keyboard usable)."""
+def controls(definition: ResponderDefinition, relative: float | None = None,
+             absolute: float | None = None) -> dbc.Card:
+    """The responder definition: visit, kind of reduction and threshold (keyboard usable);
+    the threshold of the other kind keeps ``relative`` / ``absolute`` when given."""
     kind = definition.kind
-    relative = definition.threshold if kind == "relative" else DEFAULT_THRESHOLDS["relative"]
-    absolute = definition.threshold if kind == "absolute" else DEFAULT_THRESHOLDS["absolute"]
+    relative = definition.threshold if kind == "relative" else (
+        relative or DEFAULT_THRESHOLDS["relative"])
+    absolute = definition.threshold if kind == "absolute" else (
+        absolute or DEFAULT_THRESHOLDS["absolute"])
 
     def threshold_dropdown(name: str, value: float) -> html.Div:
         return html.Div(
             dcc.Dropdown(id=f"pain-threshold-{name}", options=_threshold_options(name),
-                         value=value, clearable=False, searchable=False, **PERSIST),
+                         value=value, clearable=False, searchable=False),
             id=f"pain-threshold-{name}-wrap",
             style={} if kind == name else {"display": "none"},
         )
@@ -108,13 +127,12 @@ def controls(definition: ResponderDefinition) -> dbc.Card:
                 dbc.Label("Follow-up visit", html_for="pain-timepoint", className="small mb-0"),
                 dcc.Dropdown(id="pain-timepoint", clearable=False, searchable=False,
                              options=[{"label": v, "value": k} for k, v in TIME_POINTS.items()],
-                             value=definition.time_point, **PERSIST),
+                             value=definition.time_point),
             ], xs=12, md=3),
             dbc.Col([
                 dbc.Label("Reduction measured as", html_for="pain-kind", className="small mb-0"),
                 dbc.RadioItems(id="pain-kind", value=kind, inline=True,
-                               options=[{"label": v, "value": k} for k, v in KINDS.items()],
-                               **PERSIST),
+                               options=[{"label": v, "value": k} for k, v in KINDS.items()]),
             ], xs=12, md=4),
             dbc.Col([
                 dbc.Label("Threshold (source)", html_for="pain-threshold-relative",
@@ -126,8 +144,7 @@ def controls(definition: ResponderDefinition) -> dbc.Card:
                 dbc.Label("A death before the visit counts as", html_for="pain-deaths",
                           className="small mb-0"),
                 dbc.RadioItems(id="pain-deaths", value=definition.deaths, inline=True,
-                               options=[{"label": v, "value": k} for k, v in DEATHS.items()],
-                               **PERSIST),
+                               options=[{"label": v, "value": k} for k, v in DEATHS.items()]),
             ], xs=12),
         ], className="g-2"),
         html.Details([html.Summary("How responders are defined, and the sources"),
@@ -137,18 +154,22 @@ def controls(definition: ResponderDefinition) -> dbc.Card:
     ]), className="mb-3", id="pain-definition")
 
 
-def layout(**_query) -> html.Div:
-    # The responder definition is not read from the URL: the shell rewrites ``url.search`` to
-    # the filter keys only, so page keys would be dropped on load. Persistence keeps the
-    # chosen definition when the page is re-rendered after a filter change.
-    definition = ResponderDefinition()
+def definition_from_settings(settings: dict) -> ResponderDefinition:
+    """The responder definition of the page's URL settings (:data:`SETTINGS`)."""
+    return definition_from_controls(settings["visit"], settings["kind"], settings["rel"],
+                                    settings["abs"], settings["deaths"])
+
+
+def layout(**query) -> html.Div:
+    chosen = settings_from_query("/pain", query)
+    definition = definition_from_settings(chosen)
     loading = {"delay_show": 400, "overlay_style": {"visibility": "visible", "opacity": 0.5}}
     return html.Div([
         page_header("Pain relief", "How many patients had meaningful pain relief after "
                     "vertebroplasty (VP) and kyphoplasty (KP), how pain, disability and opioid "
                     "use changed over follow-up, with 95% confidence intervals and the number of "
                     "patients each rests on."),
-        controls(definition),
+        controls(definition, chosen["rel"], chosen["abs"]),
         dcc.Loading(html.Div(id="pain-responders"), **loading),
         dcc.Loading(html.Div(id="pain-trajectory"), **loading),
         dcc.Loading(html.Div(id="pain-distribution"), **loading),
@@ -287,12 +308,12 @@ def _report_table(table: pd.DataFrame) -> pd.DataFrame:
 
 
 @register_report("/pain", "Pain relief")
-def pain_report(selection: RecordFilter) -> list[ReportSection]:
-    """The page's report, with the default responder definition (≥30% at month 1)."""
+def pain_report(selection: RecordFilter, settings: dict | None = None) -> list[ReportSection]:
+    """The page's report, with the page's responder definition (default ≥30% at month 1)."""
     records = filtered_records(selection, RECORD_COLUMNS)
     if records.empty:
         return [ReportSection("No records", "No records match the filters.")]
-    definition = ResponderDefinition()
+    definition = definition_from_settings(settings or settings_from_query("/pain", None))
     rates = responder_rates(records, definition, by=("procedure",))
     comparison, reason = compare_kp_vp(rates)
     value, detail = difference_text(comparison, reason)
@@ -302,8 +323,7 @@ def pain_report(selection: RecordFilter) -> list[ReportSection]:
     opioids = opioid_use(records, by=("procedure",))
     return [
         ReportSection(f"Responders: {definition.label}",
-                      f"The report uses the default definition (≥30% at month 1); the page offers "
-                      f"others. {METHODS_TEXT} KP − VP difference: {value} ({detail}).",
+                      f"{METHODS_TEXT} KP − VP difference: {value} ({detail}).",
                       figure=responder_figure(rates), table=_report_table(responder_table(rates))),
         ReportSection("Pain over follow-up", trajectory_summary(trajectory),
                       figure=trajectory_figure(trajectory),

@@ -88,6 +88,7 @@ from dashboard.figures.quality import (
     with_hidden_units,
 )
 from dashboard.report import ReportSection, register_report
+from dashboard.state import PageSetting, register_settings, settings_from_query
 from dashboard.suppression import is_small, label, range_text, threshold
 from data import store
 
@@ -130,13 +131,35 @@ SELECTION_COLUMNS = tuple(c for c in COLUMNS if c not in CASE_MIX_COLUMNS
                           and c not in UNIT_COLUMNS and c not in TIME_COLUMNS)
 
 
+ADJUST_OPTIONS = {"adjusted": "On (case-mix model)", "crude": "Off (crude)"}
+#: The page's controls kept in the URL (``?outcome=pulmonary_embolism&cusum=FAC-009``); the
+#: CUSUM unit is checked against the units that can be charted when the funnel is computed.
+SETTINGS = register_settings(
+    PATH,
+    PageSetting("quality-outcome", "outcome", "cement_leakage", OUTCOMES, label="Outcome",
+                names={o: outcome_label(o) for o in OUTCOMES}),
+    PageSetting("quality-unit", "unit", "facility_id", tuple(UNIT_OPTIONS), label="Compare",
+                names=UNIT_OPTIONS),
+    PageSetting("quality-adjust", "adjust", "adjusted", tuple(ADJUST_OPTIONS),
+                label="Risk adjustment", names=ADJUST_OPTIONS),
+    PageSetting("quality-overdispersion", "od", DEFAULT_OVERDISPERSION,
+                tuple(OVERDISPERSION_OPTIONS), label="Over-dispersion model",
+                names=OVERDISPERSION_OPTIONS),
+    PageSetting("quality-procedure", "proc", "no", tuple(PROCEDURE_OPTIONS),
+                label="Adjust for procedure", names=PROCEDURE_OPTIONS),
+    PageSetting("quality-cusum-unit", "cusum", None, None, label="CUSUM unit"),
+    PageSetting("quality-false-alarm", "alarm", DEFAULT_FALSE_ALARM, tuple(FALSE_ALARM_OPTIONS),
+                label="CUSUM false-alarm probability", names=FALSE_ALARM_OPTIONS),
+)
+
+
 # ------------------------------------------------------------------------------------ layout
 def _radio(control_id: str, title: str, options: dict[str, str], value: str) -> html.Fieldset:
     return html.Fieldset([
         html.Legend(title, className="form-label small fw-semibold mb-1 fs-6"),
         dbc.RadioItems(id=control_id, value=value,
                        options=[{"label": v, "value": k} for k, v in options.items()],
-                       inline=True, persistence=True, persistence_type="session"),
+                       inline=True),
     ], className="mb-2")
 
 
@@ -145,22 +168,21 @@ def _loading(component_id: str) -> dcc.Loading:
                        overlay_style={"visibility": "visible", "opacity": 0.5})
 
 
-def layout(**_query) -> html.Div:
+def layout(**query) -> html.Div:
+    chosen = settings_from_query(PATH, query)
     controls = dbc.Card(dbc.CardBody(dbc.Row([
         dbc.Col([
             dbc.Label("Outcome", html_for="quality-outcome", className="small fw-semibold mb-1"),
-            dcc.Dropdown(id="quality-outcome", value="cement_leakage", clearable=False,
-                         options=[{"label": outcome_label(o), "value": o} for o in OUTCOMES],
-                         persistence=True, persistence_type="session"),
+            dcc.Dropdown(id="quality-outcome", value=chosen["outcome"], clearable=False,
+                         options=[{"label": outcome_label(o), "value": o} for o in OUTCOMES]),
         ], xs=12, lg=4),
-        dbc.Col(_radio("quality-unit", "Compare", UNIT_OPTIONS, "facility_id"), xs=12, lg=2),
-        dbc.Col(_radio("quality-adjust", "Risk adjustment",
-                       {"adjusted": "On (case-mix model)", "crude": "Off (crude)"}, "adjusted"),
+        dbc.Col(_radio("quality-unit", "Compare", UNIT_OPTIONS, chosen["unit"]), xs=12, lg=2),
+        dbc.Col(_radio("quality-adjust", "Risk adjustment", ADJUST_OPTIONS, chosen["adjust"]),
                 xs=12, lg=3),
         dbc.Col(_radio("quality-overdispersion", "Over-dispersion model", OVERDISPERSION_OPTIONS,
-                       DEFAULT_OVERDISPERSION), xs=12, lg=3),
+                       chosen["od"]), xs=12, lg=3),
         dbc.Col(_radio("quality-procedure", "Adjust for procedure (VP/KP)", PROCEDURE_OPTIONS,
-                       "no"), xs=12, lg=4),
+                       chosen["proc"]), xs=12, lg=4),
         dbc.Col(html.P("Off by default: the choice of vertebroplasty or kyphoplasty is the "
                        "unit's own, and adjusting for it would remove its effect from the "
                        "comparison. Turn it on to compare units as if they had used the same "
@@ -172,10 +194,11 @@ def layout(**_query) -> html.Div:
             dbc.Label("Unit to chart", html_for="quality-cusum-unit",
                       className="small fw-semibold mb-1"),
             dcc.Dropdown(id="quality-cusum-unit", clearable=False, className="mb-2",
+                         value=chosen["cusum"],
                          placeholder="Choose a unit", style={"maxWidth": "520px"}),
             _radio("quality-false-alarm", "Chance of a false signal over the unit's series "
                    "(both charts, if the unit performs on target)", FALSE_ALARM_OPTIONS,
-                   DEFAULT_FALSE_ALARM),
+                   chosen["alarm"]),
             _loading("quality-cusum"),
         ]),
     ], className="mb-3")
@@ -647,14 +670,18 @@ def update_cusum(unit_id, state, outcome, unit, adjust, procedure="no",
 
 # ---------------------------------------------------------------------------------- report
 @register_report(PATH, "Quality monitoring")
-def quality_report(selection: RecordFilter) -> list[ReportSection]:
-    """The report with the page's default choices: cement leakage, facilities, risk-adjusted
-    (procedure not adjusted for), the additive over-dispersion model when the χ² test shows
-    over-dispersion, CUSUM limits for a 5% false-alarm probability."""
-    outcome, unit = "cement_leakage", "facility_id"
+def quality_report(selection: RecordFilter, settings: dict | None = None) -> list[ReportSection]:
+    """The report with the page's settings (by default: cement leakage, facilities,
+    risk-adjusted, procedure not adjusted for, the additive over-dispersion model when the χ²
+    test shows over-dispersion, CUSUM limits for a 5% false-alarm probability, the CUSUM unit
+    the page would chart first)."""
+    settings = settings or settings_from_query(PATH, None)
+    outcome, unit = settings["outcome"], settings["unit"]
+    adjusted, procedure = settings["adjust"] == "adjusted", _procedure(settings["proc"])
     key = _store_key()
     try:
-        result, failed = _funnel(*key, selection, unit, outcome, True, DEFAULT_OVERDISPERSION)
+        result, failed = _funnel(*key, selection, unit, outcome, adjusted, settings["od"],
+                                 procedure)
     except AnalysisError as error:  # a selection the funnel cannot support: say so
         return [ReportSection("Funnel plot", mask_small_counts(str(error)))]
     if result is None:
@@ -664,7 +691,7 @@ def quality_report(selection: RecordFilter) -> list[ReportSection]:
         table = table.astype(object).where(table.notna(), "–").rename(
             columns=table_labels(result))
         return [ReportSection("Units", every_unit_hidden_text(result), table=table)]
-    model = _model(*key, selection, outcome) if result.adjusted else None
+    model = _model(*key, selection, outcome, procedure) if result.adjusted else None
     table = units_table(result, _completeness(*key, selection, unit, outcome))
     table = table.astype(object).where(table.notna(), "–").rename(columns=table_labels(result))
     sections = [
@@ -676,12 +703,15 @@ def quality_report(selection: RecordFilter) -> list[ReportSection]:
                       f"shown as {label()} and the values computed from them are hidden. "
                       + completeness_note(outcome), table=table),
     ]
-    cat = _caterpillar(*key, selection, unit, outcome, True)
-    sections.append(ReportSection("Observed / expected ratios", caterpillar_summary(cat, unit),
-                                  figure=caterpillar_figure(cat, unit, outcome)))
-    chosen = default_cusum_unit(result)
+    cat = _caterpillar(*key, selection, unit, outcome, adjusted, procedure)
+    if cat is not None:
+        sections.append(ReportSection("Observed / expected ratios", caterpillar_summary(cat, unit),
+                                      figure=caterpillar_figure(cat, unit, outcome)))
+    allowed = {o["value"] for o in cusum_options(result) if not o["disabled"]}
+    chosen = settings["cusum"] if settings["cusum"] in allowed else default_cusum_unit(result)
     if chosen is not None and chartable(result.units).any():
-        value, detail = _cusum(*key, selection, unit, str(chosen), outcome, True)
+        value, detail = _cusum(*key, selection, unit, str(chosen), outcome, adjusted, procedure,
+                               _false_alarm(settings["alarm"]))
         if value is not None:
             sections.append(ReportSection(
                 f"Risk-adjusted CUSUM and VLAD: {chosen}",

@@ -52,8 +52,10 @@ def test_signals_page_lists_reviews_and_links_to_the_quality_view(dash_duo, data
 
     # The link opens the Quality page on that outcome, unit type and unit.
     href = dash_duo.find_element("#signals-link-0").get_attribute("href")
-    assert "/quality?outcome=cement_leakage&unit=facilities&focus=FAC-0" in href
+    assert "/quality?outcome=cement_leakage&unit=facility_id&cusum=FAC-0" in href
     click(dash_duo, "#signals-link-0")
     dash_duo.wait_for_element("#quality-funnel-graph", timeout=SLOW)
-    assert "focus=FAC-0" in dash_duo.driver.current_url
+    # The Quality page keeps the view's settings in its address (its CUSUM unit included).
+    assert "cusum=FAC-0" in dash_duo.driver.current_url
+    assert "outcome=cement_leakage" in dash_duo.driver.current_url
     assert dash_duo.get_logs() == []

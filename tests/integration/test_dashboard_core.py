@@ -29,7 +29,7 @@ def test_sync_filters_directions(dashboard_app):
         token = cc.context_value.set({"triggered_inputs": [{"prop_id": "url.search", "value": ""}]})
         try:
             search, state, *controls = sync_filters("?country=US&procedure=kyphoplasty", None, None, None,
-                                                    *[None] * 9)
+                                                    *[None] * 9, None)
         finally:
             cc.context_value.reset(token)
     assert search == "?country=US&procedure=kyphoplasty"

@@ -115,7 +115,7 @@ def test_report_has_sections(dashboard_app):
         sections = costs_report(RecordFilter())
         sent = download_report(1, "/costs", RecordFilter(countries=("US",)).to_dict())
     assert [s.title for s in sections][:2] == ["Records and conversion",
-                                               "Cost per procedure by country"]
+                                               "Cost per procedure by procedure"]
     assert all(s.table is not None for s in sections if s.title != "Cost per responder")
     assert sent["filename"].startswith("costs-report-")
     assert "Federal Reserve" in sent["content"]

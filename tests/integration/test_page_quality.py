@@ -347,19 +347,25 @@ def test_new_fracture_on_demo_data_is_monitored_per_person_time(app_and_records)
 def test_page_defaults_and_new_options(app_and_records):
     from dashboard.pages import quality
 
-    layout = quality.layout()
-    values = {}
-    stack = [layout]
-    while stack:
-        node = stack.pop()
-        if getattr(node, "id", None) in ("quality-overdispersion", "quality-procedure",
-                                         "quality-false-alarm"):
-            values[node.id] = (node.value, node.persistence)
-        children = getattr(node, "children", None)
-        stack.extend(children if isinstance(children, list) else [children] if children else [])
-    assert values == {"quality-overdispersion": ("additive", True),
-                      "quality-procedure": ("no", True),
-                      "quality-false-alarm": ("0.05", True)}
+    def control_values(layout) -> dict:
+        values = {}
+        stack = [layout]
+        while stack:
+            node = stack.pop()
+            if getattr(node, "id", None) in ("quality-overdispersion", "quality-procedure",
+                                             "quality-false-alarm"):
+                # Kept in the URL, not in browser storage (which would override a shared link).
+                values[node.id] = (node.value, getattr(node, "persistence", None))
+            children = getattr(node, "children", None)
+            stack.extend(children if isinstance(children, list) else [children] if children else [])
+        return values
+
+    assert control_values(quality.layout()) == {"quality-overdispersion": ("additive", None),
+                                                 "quality-procedure": ("no", None),
+                                                 "quality-false-alarm": ("0.05", None)}
+    assert control_values(quality.layout(od="none", proc="yes", alarm="0.1")) == {
+        "quality-overdispersion": ("none", None), "quality-procedure": ("yes", None),
+        "quality-false-alarm": ("0.1", None)}
     app, _ = app_and_records
     words = adjustment(app)
     assert "not the procedure" in words

@@ -56,6 +56,6 @@ def test_a_schema_5_store_gains_the_signal_tables(sqlite_database):
             store.store_meta.c.key == "schema_version").values(value="5"))
     engine.dispose()
     store.dispose_engines()
-    assert store.schema_version(sqlite_database) == 6
+    assert store.schema_version(sqlite_database) == store.SCHEMA_VERSION
     signal_reviews.record_review(sqlite_database, KEY, "open", "", "ana")
     assert len(signal_reviews.review_history(sqlite_database)) == 1

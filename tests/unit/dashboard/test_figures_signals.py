@@ -45,9 +45,9 @@ def test_small_counts_are_never_shown_and_their_values_are_hidden():
 def test_links_open_the_quality_view_of_the_signal():
     table = fs.signals_table(_signals())
     assert table["link"].tolist() == [
-        "/quality?outcome=cement_leakage&unit=facilities&focus=FAC-009",
-        "/quality?outcome=pulmonary_embolism&unit=operators&focus=OP-1",
-        "/quality?outcome=non_response&unit=facilities&focus=FAC-2"]
+        "/quality?outcome=cement_leakage&unit=facility_id&cusum=FAC-009",
+        "/quality?outcome=pulmonary_embolism&unit=operator_id&cusum=OP-1",
+        "/quality?outcome=non_response&unit=facility_id&cusum=FAC-2"]
 
 
 def test_new_means_never_reviewed_or_crossed_after_the_review():
@@ -67,5 +67,5 @@ def test_alert_lines_carry_no_small_count_nor_case_date():
     text = "\n".join(lines)
     assert "observed <11" in text and "counts suppressed" in text
     assert "2025-03-13" not in text
-    assert "https://va.example.org/quality?outcome=cement_leakage&unit=facilities&focus=FAC-009" \
+    assert "https://va.example.org/quality?outcome=cement_leakage&unit=facility_id&cusum=FAC-009" \
         in text
