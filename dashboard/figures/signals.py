@@ -48,7 +48,7 @@ def quality_link(outcome: str, unit: str, unit_id: str, base: str = "/quality") 
     """The Quality page URL of exactly this view (outcome, unit type, the unit in focus).
 
     >>> quality_link("cement_leakage", "facility_id", "FAC-009")
-    '/quality?outcome=cement_leakage&unit=facilities&focus=FAC-009'
+    '/quality?outcome=cement_leakage&unit=facility_id&cusum=FAC-009'
     """
     query = urllib.parse.urlencode({QUALITY_KEYS["outcome"]: outcome,
                                     QUALITY_KEYS["unit"]: UNIT_VALUES.get(unit, unit),
