@@ -28,8 +28,10 @@ Estimands
   likelihood with the Laplace approximation (the default of R's lme4 ``glmer``: Bates D et al.
   J Stat Softw 2015;67(1)), against which it is tested. The facility's shrunken ratio is
   ``Σ_j expit(offset_ij + β0 + û_i) / Σ_j expit(offset_ij + β0)`` ("predicted over expected")
-  and its shrunken rate that ratio × the pooled rate: the approach CMS publishes for its
-  hospital outcome measures (Krumholz HM et al. Circulation 2006;113:1683–92; Ash AS et al.
+  and its shrunken rate that ratio × the pooled rate. Its reference is a *typical* facility of
+  the peer set (u = 0), not the pooled rate of the O/E, so with few peers, one of them large
+  and extreme, the shrunken ratio can lie further from 1 than the O/E. This is the approach
+  CMS publishes for its hospital outcome measures (Krumholz HM et al. Circulation 2006;113:1683–92; Ash AS et al.
   Statistical issues in assessing hospital performance, COPSS-CMS White Paper, 2012). Its
   interval is from the conditional mode ± z × the conditional SD of û_i (β0 and σ taken as
   known, so it is somewhat narrow for facilities with few records).
@@ -485,7 +487,8 @@ def random_intercept_logit(y: Sequence[float] | np.ndarray, unit: Sequence | pd.
 # ---------------------------------------------------------------------------------------------
 # Trend
 # ---------------------------------------------------------------------------------------------
-def quarterly_p_chart(records: pd.DataFrame, outcome: str, method: str = "laney") -> pd.DataFrame:
+def quarterly_p_chart(records: pd.DataFrame, outcome: str, method: str = "laney",
+                      period: str = "Q") -> pd.DataFrame:
     """Quarterly proportions of ``outcome`` with a p-chart or Laney p′ chart.
 
     Parameters
@@ -498,11 +501,14 @@ def quarterly_p_chart(records: pd.DataFrame, outcome: str, method: str = "laney"
         Laney p′ (default; Laney DB. Quality Engineering 2002;14:531) or the classical 3σ chart,
         by :func:`analysis.quality.p_chart`; the centre line is the facility's own proportion
         over the quarters shown.
+    period : {"Q", "Y"}
+        Quarters (default) or calendar years (for facilities whose quarterly counts are too
+        small to show).
 
     Returns
     -------
     DataFrame
-        ``quarter`` (e.g. ``"2024Q1"``) plus the columns of :func:`analysis.quality.p_chart`,
+        ``quarter`` (the period, e.g. ``"2024Q1"`` or ``"2024"``) plus the columns of :func:`analysis.quality.p_chart`,
         one row per quarter with at least one record with the outcome.
     """
     if "procedure_date" not in records:
@@ -512,7 +518,9 @@ def quarterly_p_chart(records: pd.DataFrame, outcome: str, method: str = "laney"
     keep = y.notna() & dates.notna()
     if not keep.any():
         raise InsufficientDataError("p-chart", f"no dated records with {outcome}")
-    quarter = dates[keep].dt.to_period("Q")
+    if period not in ("Q", "Y"):
+        raise ValueError("period must be 'Q' or 'Y'")
+    quarter = dates[keep].dt.to_period(period)
     grouped = y[keep].groupby(quarter.to_numpy()).agg(["sum", "size"]).sort_index()
     chart = p_chart(grouped["sum"].to_numpy(), grouped["size"].to_numpy(), method=method)
     chart.insert(0, "quarter", [str(q) for q in grouped.index])
@@ -587,7 +595,7 @@ def _outcome_units(records: pd.DataFrame, outcome: str, level: float,
 
 def scorecard(records: pd.DataFrame, facility: str, peers: PeerGroup,
               outcomes: Sequence[str] = SCORECARD_OUTCOMES, level: float = 0.95,
-              trend_method: str = "laney") -> ScorecardResult:
+              trend_method: str = "laney", trend_period: str = "Q") -> ScorecardResult:
     """Scorecard of ``facility`` against ``peers`` for each outcome.
 
     Parameters
@@ -604,6 +612,8 @@ def scorecard(records: pd.DataFrame, facility: str, peers: PeerGroup,
         Level of the O/E, rank and shrinkage intervals.
     trend_method : {"laney", "p"}
         The quarterly chart (:func:`quarterly_p_chart`).
+    trend_period : {"Q", "Y"}
+        Its period (quarters, or years).
 
     Returns
     -------
@@ -611,7 +621,8 @@ def scorecard(records: pd.DataFrame, facility: str, peers: PeerGroup,
         ``outcomes`` has per outcome: ``outcome, n, observed, expected, oe, oe_low, oe_high,
         pooled_rate, adjusted_rate, peer_oe_median, peer_oe_q1, peer_oe_q3, peer_units, rank,
         rank_low, rank_high, units_ranked, shrunken_oe, shrunken_low, shrunken_high,
-        shrunken_rate, adjusted`` (the case-mix model fitted on facility + peers; False: crude).
+        shrunken_rate, sigma, adjusted`` (σ: the between-facility SD of the random intercept,
+        0 when the peers show no variation beyond chance; ``adjusted``: the case-mix model fitted on facility + peers; False: crude).
         Outcomes the facility has no records of are left out, with a note.
 
     Examples
@@ -657,11 +668,13 @@ def scorecard(records: pd.DataFrame, facility: str, peers: PeerGroup,
             "rank_high": int(r["rank_high"]), "units_ranked": int(r["units_ranked"]),
             "shrunken_oe": float(r["shrunken_oe"]), "shrunken_low": float(r["shrunken_low"]),
             "shrunken_high": float(r["shrunken_high"]),
-            "shrunken_rate": float(r["shrunken_rate"]), "adjusted": adjusted,
+            "shrunken_rate": float(r["shrunken_rate"]), "sigma": float(r["sigma"]),
+            "adjusted": adjusted,
         })
         own_records = subset[(ids[subset.index] == facility).to_numpy()]
         try:
-            trends[outcome] = quarterly_p_chart(own_records, outcome, trend_method)
+            trends[outcome] = quarterly_p_chart(own_records, outcome, trend_method,
+                                                trend_period)
         except (InsufficientDataError, KeyError) as error:
             notes.append(f"{outcome}: no quarterly chart ({error})")
     if not rows:
