@@ -98,3 +98,51 @@ def render_report(title: str, sections: list[ReportSection], selection: RecordFi
             parts.append(safe_frame(shown).to_html(index=False, escape=True, border=0))
     parts.append("</body></html>")
     return "".join(parts)
+
+
+# ------------------------------------------------------------------ reports outside a request
+def report_for_url(path: str, search: str, database_url: str | None = None) -> str:
+    """The report of the page at ``path`` with the filters and page settings of ``search``
+    (the browser's URL state, e.g. ``"?facility=FAC-009&peers=country"``) as one HTML document.
+
+    Used by ``python -m dashboard.report`` (:mod:`dashboard.report_cli`). Outside a Flask app
+    context an app is created for ``database_url`` (as the local admin: every facility). A
+    builder that takes a second parameter receives the page settings (the query parameters
+    that are not filters).
+
+    Raises
+    ------
+    KeyError
+        When no page at ``path`` has a report.
+    """
+    import flask
+
+    if not flask.has_app_context():
+        from dashboard.app_factory import create_app
+
+        app = create_app(database_url)
+        with app.server.app_context():
+            return report_for_url(path, search, database_url)
+    import inspect
+
+    from dashboard import data_access, suppression
+    from dashboard.state import filter_from_query, page_parameters
+
+    page = REPORT_BUILDERS.get(path or "/")
+    if page is None:
+        raise KeyError(f"no report for the page {path!r}; pages with a report: "
+                       f"{', '.join(sorted(REPORT_BUILDERS))}")
+    title, builder = page
+    selection = filter_from_query(search)
+    takes_settings = len(inspect.signature(builder).parameters) > 1
+    sections = builder(selection, page_parameters(search)) if takes_settings else builder(selection)
+    note = (f"Small-cell suppression: counts from 1 to {suppression.threshold()} are shown as "
+            f"{suppression.label()} and the rates computed from them are hidden.")
+    return render_report(title, sections, selection, data_access.data_version(),
+                         data_access.synthetic_note(), note)
+
+
+if __name__ == "__main__":  # python -m dashboard.report: the scheduled-report command line
+    from dashboard.report_cli import main
+
+    raise SystemExit(main())

@@ -156,8 +156,11 @@ def oe_figure(card: ScorecardResult, anonymise: bool) -> go.Figure:
                 "line": {"width": 2}}))
     figure.add_vline(x=1.0, line_dash="dot", line_color="black")
     base_layout(figure, height=140 + 70 * len(frame))
-    figure.update_xaxes(type="log", title="Observed / expected (log scale; 1 = as expected)")
-    figure.update_yaxes(autorange="reversed")
+    ticks = [0.125, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0]
+    figure.update_xaxes(type="log", title="Observed / expected (log scale; 1 = as expected)",
+                        tickvals=ticks, ticktext=[f"{t:g}" for t in ticks])
+    figure.update_yaxes(autorange="reversed", categoryorder="array", categoryarray=labels,
+                        type="category")
     return figure
 
 
