@@ -145,8 +145,11 @@ class PdfPrinter:
 
         options = Options()
         options.binary_location = chromium or os.environ.get("VA_CHROMIUM", "/usr/bin/chromium")
+        # No network needed (the HTML is self-contained): keep Chromium from calling home.
         for argument in ("--headless=new", "--no-sandbox", "--disable-gpu",
-                         "--disable-dev-shm-usage", "--hide-scrollbars",
+                         "--disable-dev-shm-usage", "--hide-scrollbars", "--disable-quic",
+                         "--no-first-run", "--disable-background-networking",
+                         "--disable-component-update", "--disable-sync",
                          f"--window-size={PRINT_WIDTH_PX + 40},1200"):
             options.add_argument(argument)
         self.driver = webdriver.Chrome(options=options)
