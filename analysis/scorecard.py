@@ -71,10 +71,12 @@ __all__ = [
     "PEER_GROUP_KINDS",
     "SCORECARD_OUTCOMES",
     "PeerGroup",
+    "PeerSetFit",
     "RandomInterceptFit",
     "ScorecardResult",
     "expected_ranks",
     "facility_profile",
+    "fit_peer_set",
     "peer_group",
     "quarterly_p_chart",
     "random_intercept_logit",
@@ -593,9 +595,49 @@ def _outcome_units(records: pd.DataFrame, outcome: str, level: float,
     return table, pooled, adjusted
 
 
+@dataclasses.dataclass(frozen=True)
+class PeerSetFit(Result):
+    """Every unit's O/E, rank interval and shrunken estimate per outcome for one set of
+    facilities (the facility and its peers): the same for every facility of that set, so a
+    run over many facilities fits it once. ``to_frame()`` stacks the per-outcome tables."""
+
+    members: tuple[str, ...]
+    tables: dict[str, pd.DataFrame]
+    pooled: dict[str, float]
+    adjusted: dict[str, bool]
+    level: float
+    notes: tuple[str, ...] = ()
+
+    def to_frame(self) -> pd.DataFrame:
+        if not self.tables:
+            return pd.DataFrame()
+        return pd.concat(list(self.tables.values()), ignore_index=True)
+
+
+def fit_peer_set(records: pd.DataFrame, members: Sequence[str],
+                 outcomes: Sequence[str] = SCORECARD_OUTCOMES,
+                 level: float = 0.95) -> PeerSetFit:
+    """Fit the case-mix and random-intercept models of ``outcomes`` on the records of
+    ``members`` (see :func:`scorecard`); outcomes that cannot be fitted are noted and left out.
+    """
+    chosen = tuple(sorted({str(m) for m in members}))
+    subset = records[records["facility_id"].astype(object).isin(chosen).to_numpy()]
+    notes: list[str] = []
+    tables, pooled, adjusted = {}, {}, {}
+    for outcome in outcomes:
+        try:
+            table, rate, fitted = _outcome_units(subset, outcome, level, notes)
+        except InsufficientDataError as error:
+            notes.append(f"{outcome}: {error}")
+            continue
+        tables[outcome], pooled[outcome], adjusted[outcome] = table, rate, fitted
+    return PeerSetFit(chosen, tables, pooled, adjusted, level, tuple(notes))
+
+
 def scorecard(records: pd.DataFrame, facility: str, peers: PeerGroup,
               outcomes: Sequence[str] = SCORECARD_OUTCOMES, level: float = 0.95,
-              trend_method: str = "laney", trend_period: str = "Q") -> ScorecardResult:
+              trend_method: str = "laney", trend_period: str = "Q",
+              fitted: PeerSetFit | None = None) -> ScorecardResult:
     """Scorecard of ``facility`` against ``peers`` for each outcome.
 
     Parameters
@@ -614,6 +656,9 @@ def scorecard(records: pd.DataFrame, facility: str, peers: PeerGroup,
         The quarterly chart (:func:`quarterly_p_chart`).
     trend_period : {"Q", "Y"}
         Its period (quarters, or years).
+    fitted : PeerSetFit, optional
+        :func:`fit_peer_set` of these records for the facility and its peers (reused, e.g. for
+        every facility compared with all the others); fitted here when not given.
 
     Returns
     -------
@@ -636,17 +681,19 @@ def scorecard(records: pd.DataFrame, facility: str, peers: PeerGroup,
     """
     if facility != peers.facility:
         raise ValueError("peers were chosen for another facility")
-    members = {facility, *peers.members}
+    members = tuple(sorted({facility, *peers.members}))
+    if fitted is None:
+        fitted = fit_peer_set(records, members, outcomes, level)
+    elif fitted.members != members or fitted.level != level:
+        raise ValueError("fitted is for another set of facilities or level")
     ids = records["facility_id"].astype(object)
-    subset = records[ids.isin(members).to_numpy()]
-    notes: list[str] = []
+    own_records = records[(ids == facility).to_numpy()]
+    notes: list[str] = list(fitted.notes)
     rows, unit_tables, trends = [], [], {}
     for outcome in outcomes:
-        try:
-            table, pooled, adjusted = _outcome_units(subset, outcome, level, notes)
-        except InsufficientDataError as error:
-            notes.append(f"{outcome}: {error}")
+        if outcome not in fitted.tables:
             continue
+        table = fitted.tables[outcome].copy()
         table["role"] = np.where(table["unit"] == facility, "facility", "peer")
         own = table[table["role"] == "facility"]
         if own.empty:
@@ -658,7 +705,7 @@ def scorecard(records: pd.DataFrame, facility: str, peers: PeerGroup,
         rows.append({
             "outcome": outcome, "n": int(r["n"]), "observed": int(r["observed"]),
             "expected": float(r["expected"]), "oe": float(r["oe"]), "oe_low": float(r["low"]),
-            "oe_high": float(r["high"]), "pooled_rate": pooled,
+            "oe_high": float(r["high"]), "pooled_rate": fitted.pooled[outcome],
             "adjusted_rate": float(r["adjusted_rate"]),
             "peer_oe_median": float(peer_oe.median()) if len(peer_oe) else math.nan,
             "peer_oe_q1": float(peer_oe.quantile(0.25)) if len(peer_oe) else math.nan,
@@ -669,9 +716,8 @@ def scorecard(records: pd.DataFrame, facility: str, peers: PeerGroup,
             "shrunken_oe": float(r["shrunken_oe"]), "shrunken_low": float(r["shrunken_low"]),
             "shrunken_high": float(r["shrunken_high"]),
             "shrunken_rate": float(r["shrunken_rate"]), "sigma": float(r["sigma"]),
-            "adjusted": adjusted,
+            "adjusted": fitted.adjusted[outcome],
         })
-        own_records = subset[(ids[subset.index] == facility).to_numpy()]
         try:
             trends[outcome] = quarterly_p_chart(own_records, outcome, trend_method,
                                                 trend_period)

@@ -34,8 +34,10 @@ from analysis.filters import RecordFilter, apply_filter
 from analysis.scorecard import (
     PEER_GROUP_KINDS,
     SCORECARD_OUTCOMES,
+    PeerSetFit,
     ScorecardResult,
     facility_profile,
+    fit_peer_set,
     peer_group,
     quarterly_p_chart,
     scorecard,
@@ -163,6 +165,16 @@ def _peer_frame(url: str, version: str) -> pd.DataFrame:
     return records[[c for c in COLUMNS if c in records.columns]]
 
 
+@functools.lru_cache(maxsize=4)
+def _peer_set(url: str, version: str, selection: RecordFilter, members: tuple[str, ...],
+              ) -> PeerSetFit:
+    """The models of one set of facilities: fitted once for every facility of the set (e.g.
+    each facility against all the others, as in the monthly pack)."""
+    records = apply_filter(_peer_frame(url, version),
+                           dataclasses.replace(selection, facilities=()))
+    return fit_peer_set(records, members)
+
+
 @functools.lru_cache(maxsize=16)
 def _card(url: str, version: str, selection: RecordFilter, facility: str, kind: str,
           members: tuple[str, ...]) -> tuple[ScorecardResult | None, str | None]:
@@ -174,7 +186,8 @@ def _card(url: str, version: str, selection: RecordFilter, facility: str, kind: 
     try:
         profile = facility_profile(records)
         peers = peer_group(profile, facility, kind, members)
-        card = scorecard(records, facility, peers)
+        fitted = _peer_set(url, version, selection, tuple(sorted({facility, *peers.members})))
+        card = scorecard(records, facility, peers, fitted=fitted)
     except InsufficientDataError as error:
         return None, str(error)
     own = records[(records["facility_id"] == facility).to_numpy()]

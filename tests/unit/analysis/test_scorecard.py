@@ -226,3 +226,19 @@ def test_quarterly_chart_counts_the_quarters(demo):
     assert chart["quarter"].tolist() == [str(q) for q in counts.index]
     np.testing.assert_allclose(chart["high"], expected["high"])
     assert chart["sigma_z"].iloc[0] != 1.0  # Laney's adjustment, not the plain p-chart
+
+
+def test_one_peer_set_fit_serves_every_facility_of_the_set(demo):
+    from analysis.scorecard import fit_peer_set
+
+    profile = facility_profile(demo)
+    outcomes = ["cement_leakage"]
+    fitted = fit_peer_set(demo, profile["facility_id"], outcomes)
+    for facility in ("FAC-009", "FAC-032"):
+        peers = peer_group(profile, facility, "all")
+        shared = scorecard(demo, facility, peers, outcomes=outcomes, fitted=fitted)
+        fresh = scorecard(demo, facility, peers, outcomes=outcomes)
+        pd.testing.assert_frame_equal(shared.to_frame(), fresh.to_frame())
+    narrower = peer_group(profile, "FAC-009", "country")
+    with pytest.raises(ValueError, match="another set"):
+        scorecard(demo, "FAC-009", narrower, outcomes=outcomes, fitted=fitted)
