@@ -83,7 +83,8 @@ COLUMNS = ("facility_id", "country", "region", "procedure_date", "cement_leakage
 METHOD_TEXT = (
     "O/E: observed events over those expected of the facility's own patients by a logistic "
     "case-mix model (age, sex, etiology, levels treated, prior fractures) fitted on the "
-    "facility and its peers; 95% CI exact Poisson below 10 events, Byar from 10. "
+    "facility and its peers; 95% CI exact Poisson for fewer than ten events, Byar's "
+    "approximation from ten. "
     "Risk-adjusted rate: O/E × the peer set's rate. Rank: 1 = lowest O/E; the 95% rank "
     "interval comes from simulating each facility's log O/E from its sampling distribution "
     "(Goldstein & Spiegelhalter, JRSS-A 1996;159:385). Shrunken O/E: a random-intercept "
