@@ -111,12 +111,13 @@ def benchmark_rows(outcomes: list[str]) -> pd.DataFrame:
     table = literature_benchmarks()
     wanted = {v: k for k, v in BENCHMARK_OUTCOMES.items() if k in outcomes}
     chosen = table[table["outcome"].isin(wanted)]
-    # The citation right after the figure: a published count reads as the source's.
+    # The citation right before the figure and the link after it: a published count reads
+    # as the source's, never as one of these records.
     return pd.DataFrame({
         "Outcome": chosen["outcome"].map(lambda o: scorecard_label(wanted[o])),
         "Procedure": chosen["procedure"].str.replace("_", " "),
-        "Published": chosen["reported"],
         "Citation": chosen["citation"],
+        "Published": chosen["reported"],
         "Link": chosen["url"],
         "Population": chosen["population"],
     }).reset_index(drop=True)
