@@ -237,3 +237,17 @@ def synthetic_note() -> str:
 def is_synthetic() -> bool:
     """True when every record the current user may see came from a synthetic (demo) batch."""
     return synthetic_share().all
+
+
+def peer_records() -> pd.DataFrame:
+    """Every stored record, whatever the user's facility scope (shared, read-only).
+
+    Only for the facility scorecard's peer comparison
+    (:mod:`dashboard.pages.scorecard`): a facility-restricted user is shown their own
+    facility and nothing of the others but aggregates and anonymised labels ("Peer 1…N"). Never
+    return another facility's id or record-level values to a restricted user from this frame.
+    Nobody signed in gets ``werkzeug.exceptions.Forbidden`` (checked before the store is read).
+    """
+    current_user()  # deny before touching the store
+    url = store.database_url(database())
+    return _records(url, store.data_version(url))

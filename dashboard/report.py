@@ -185,7 +185,12 @@ def report_for_url(path: str, search: str, database_url: str | None = None) -> s
     '<!DOCTYPE html>…'
     """
     from dashboard.app_factory import create_app
-    from dashboard.state import filter_from_query, settings_from_query
+    from dashboard.state import (
+        PAGE_SETTINGS,
+        filter_from_query,
+        page_parameters,
+        settings_from_query,
+    )
 
     path = path or "/"
     app = create_app(database_url)
@@ -193,5 +198,13 @@ def report_for_url(path: str, search: str, database_url: str | None = None) -> s
         raise ValueError(f"no report for page {path!r}; pages with a report: "
                          + ", ".join(sorted(REPORT_BUILDERS)))
     with app.server.test_request_context(path + (search or "")):
-        return page_report(path, filter_from_query(search),
-                           settings_from_query(path, search))[2]
+        # A page that parses its own settings (the scorecard) gets the query's other keys.
+        settings = (settings_from_query(path, search) if path in PAGE_SETTINGS
+                    else page_parameters(search))
+        return page_report(path, filter_from_query(search), settings)[2]
+
+
+if __name__ == "__main__":  # python -m dashboard.report: the scheduled-report command line
+    from dashboard.report_cli import main
+
+    raise SystemExit(main())

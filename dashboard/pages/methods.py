@@ -442,6 +442,29 @@ outcomes about 32 units beyond their 95% limits are expected by chance alone, ab
 seen before are sent to the configured recipients (e-mail, webhook) with their links, never
 with record-level data or counts under the suppression threshold.
 """),
+        ("methods-scorecard", "Facility scorecard", """
+One facility against a peer group the user chooses — all other facilities, the same country,
+the same region, the same volume tertile (of the facilities' procedures in the selection), or a
+chosen list — for cement leakage, cement embolism, new fracture by 12 months (the 12-month
+indicator among procedures whose status at 12 months is known) and non-response at 1 month.
+
+- **O/E and risk-adjusted rate.** The logistic case-mix model of the Quality page is fitted on
+  the facility and its peers; O/E is observed over expected events of the facility's patients
+  (exact Poisson CI below 10 events, Byar from 10); the risk-adjusted rate is O/E × the peer
+  set's rate (indirect standardisation).
+- **Rank intervals.** Rank 1 is the lowest O/E. Each facility's log O/E is drawn 4,000 times from
+  N(log((O + ½)/E), 1/(O + ½)), the facilities are ranked in each draw, and the 2.5% and 97.5%
+  quantiles of a facility's ranks form its 95% rank interval (Goldstein 1996; Marshall 1998).
+- **Shrunken estimates.** A random-intercept logistic model, logit p = case-mix offset + β₀ +
+  u_facility with u ~ N(0, σ²), is fitted by maximum likelihood with the Laplace approximation,
+  as lme4's `glmer` (Bates 2015), against whose results it is tested. The shrunken O/E is the
+  facility's predicted over expected events (with u = 0), the approach CMS publishes for
+  hospital profiling (Krumholz 2006; Ash 2012); its interval uses the conditional SD of û with
+  β₀ and σ taken as known. Its reference is a typical peer facility, not the pooled rate.
+- **Trend.** The facility's proportion per quarter (per year when most quarters have counts too
+  small to show) on a Laney p′ chart (Laney 2002), centred on the facility's own proportion.
+- **Restricted users** see their facility against peers labelled "Peer 1…N" only.
+"""),
         ("methods-costs", "Costs", """
 - **Price year first.** Costs are recorded in the prices of their procedure year (2021–2025
   in the demo, which inflates costs about 3% a year). Every cost is first brought to one
@@ -593,6 +616,8 @@ Centers for Medicare & Medicaid Services (no cell of 1 to 10).
 REFERENCES: tuple[str, ...] = (
     "Aalen OO, Johansen S. An empirical transition matrix for non-homogeneous Markov chains "
     "based on censored observations. Scand J Stat 1978;5:141-150.",
+    "Ash AS, Fienberg SE, Louis TA, Normand SLT, Stukel TA, Utts J. Statistical issues in "
+    "assessing hospital performance. COPSS-CMS White Paper, 2012.",
     "Austin PC. Balance diagnostics for comparing the distribution of baseline covariates "
     "between treatment groups in propensity-score matched samples. Stat Med 2009;28:3083-3107.",
     "Austin PC. An introduction to propensity score methods for reducing the effects of "
@@ -602,6 +627,8 @@ REFERENCES: tuple[str, ...] = (
     "in observational studies. Stat Med 2015;34:3661-3679.",
     "Barber J, Thompson S. Multiple regression of cost data: use of generalised linear models. "
     "J Health Serv Res Policy 2004;9:197-204.",
+    "Bates D, Mächler M, Bolker B, Walker S. Fitting linear mixed-effects models using lme4. "
+    "J Stat Softw 2015;67(1):1-48.",
     "Bauer DF. Constructing confidence sets using rank statistics. J Am Stat Assoc "
     "1972;67:687-690.",
     "Benjamini Y, Hochberg Y. Controlling the false discovery rate: a practical and powerful "
@@ -650,6 +677,8 @@ REFERENCES: tuple[str, ...] = (
     "relief: VAS decrease of at least 1.5). https://www.bmj.com/content/361/bmj.k1551.full",
     "Fleiss JL, Levin B, Paik MC. Statistical Methods for Rates and Proportions, 3rd ed. Wiley "
     "2003, §4.2.",
+    "Goldstein H, Spiegelhalter DJ. League tables and their limitations: statistical issues in "
+    "comparisons of institutional performance. J R Stat Soc A 1996;159:385-443.",
     "Greenland S, Robins JM. Estimation of a common effect parameter from sparse follow-up data. "
     "Biometrics 1985;41:55-68.",
     "Greenwood M. The natural duration of cancer. Reports on Public Health and Medical Subjects "
@@ -685,6 +714,9 @@ REFERENCES: tuple[str, ...] = (
     "Klazen CAH et al. Vertebroplasty versus conservative treatment in acute osteoporotic "
     "vertebral compression fractures (VERTOS II). Lancet 2010;376:1085-1092 (PMID 20701962; "
     "clinically significant relief: VAS decrease of at least 3 from baseline).",
+    "Krumholz HM et al. An administrative claims model suitable for profiling hospital "
+    "performance based on 30-day mortality rates among patients with an acute myocardial "
+    "infarction. Circulation 2006;113:1683-1692.",
     "Laird NM, Ware JH. Random-effects models for longitudinal data. Biometrics "
     "1982;38:963-974.",
     "Laird N, Olivier D. Covariance analysis of censored survival data using log-linear "
@@ -710,6 +742,8 @@ REFERENCES: tuple[str, ...] = (
     "consideration. Cancer Chemother Rep 1966;50:163-170.",
     "Mantel N, Haenszel W. Statistical aspects of the analysis of data from retrospective "
     "studies of disease. J Natl Cancer Inst 1959;22:719-748.",
+    "Marshall EC, Spiegelhalter DJ. Reliability of league tables of in vitro fertilisation "
+    "clinics: retrospective analysis of live birth rates. BMJ 1998;316:1701-1704.",
     "McNemar Q. Note on the sampling error of the difference between correlated proportions or "
     "percentages. Psychometrika 1947;12:153-157.",
     "Monahan JF. Fast computation of the Hodges-Lehmann location estimator. ACM Trans Math "

@@ -60,6 +60,7 @@ ROLES = tuple(ACCOUNTS)
 #: Pages with aggregates (the records grid shows single records to analysts by design, and the
 #: users page holds no patient data).
 PAGES = ("/", "/pain", "/complications", "/durations", "/costs", "/comparison", "/quality",
+         "/scorecard",
          "/data")
 #: Refinement dimensions of the secondary-suppression check: RecordFilter field -> column.
 REFINEMENTS = {"procedures": ("procedure", ("vertebroplasty", "kyphoplasty")),

@@ -108,7 +108,7 @@ def test_contents_links_match_the_sections(app, methods):
     components = list(walk_components(page))
     section_ids = {c.id for c in components if type(c).__name__ == "Section"}
     links = {c.href for c in components if type(c).__name__ == "A" and c.href.startswith("#")}
-    assert len(section_ids) == 13
+    assert len(section_ids) == 14
     assert {f"#{anchor}" for anchor in section_ids} <= links
     assert links <= {f"#{anchor}" for anchor in section_ids}
     assert [c.id for c in components if type(c).__name__ == "Section"][-1] == "methods-references"
