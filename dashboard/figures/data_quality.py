@@ -20,6 +20,7 @@ from dashboard.figures.common import (
     OKABE_ITO,
     PROCEDURE_COLOURS,
     PROCEDURES,
+    TEXT_COLOURS,
     base_layout,
     empty_figure,
     procedure_label,
@@ -250,7 +251,7 @@ def completeness_figure(completeness: pd.DataFrame) -> go.Figure:
             figure.add_annotation(text="fewer than 11 records:<br>not shown", showarrow=False,
                                   xref="x domain" if column == 1 else f"x{column} domain",
                                   yref="y domain", x=0.5, y=0.5,
-                                  font={"color": OKABE_ITO["grey"], "size": 13})
+                                  font={"color": TEXT_COLOURS["grey"], "size": 13})
             figure.add_bar(x=[None] * len(order), y=order, orientation="h", showlegend=False,
                            hoverinfo="skip", row=1, col=column)
             figure.update_xaxes(visible=False, row=1, col=column)

@@ -36,7 +36,7 @@ from dashboard.compute_cache import cached_output
 from dashboard.context import database
 from dashboard.exports import upload_limit_bytes, upload_limit_mb
 from dashboard.figures import data_quality as dq
-from dashboard.figures.common import PROCEDURE_COLOURS, procedure_label
+from dashboard.figures.common import PROCEDURE_TEXT_COLOURS, procedure_label
 from dashboard.report import ReportSection, register_report
 from dashboard.suppression import label, threshold
 
@@ -359,7 +359,7 @@ def completeness_section(completeness) -> html.Div:
     missing = dq.incomplete_required(completeness)
     badges = html.Div([
         html.Span([html.Span(procedure_label(p) + ": ", className="fw-semibold",
-                             style={"color": PROCEDURE_COLOURS.get(p)}),
+                             style={"color": PROCEDURE_TEXT_COLOURS.get(p)}),
                    html.Span(counts[p], id=f"data-completeness-n-{p}"), " records"],
                   className="me-4")
         for p in dq.PROCEDURES

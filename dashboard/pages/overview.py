@@ -14,7 +14,7 @@ from analysis.outcomes import ResponderDefinition, outcome_summary
 from dashboard.components import chart_card, data_grid, empty_state, page_header, safe_callback
 from dashboard.compute_cache import cached_output
 from dashboard.data_access import filtered_records
-from dashboard.figures.common import PROCEDURE_COLOURS, PROCEDURES, procedure_label
+from dashboard.figures.common import PROCEDURE_TEXT_COLOURS, PROCEDURES, procedure_label
 from dashboard.figures.overview import trend_figure, trend_summary
 from dashboard.report import ReportSection, register_report
 from dashboard.suppression import (
@@ -155,7 +155,7 @@ def kpi_section(kpis: pd.DataFrame) -> dbc.Row:
             row = kpis[(kpis.measure == measure) & (kpis.procedure == procedure)].iloc[0]
             halves.append(dbc.Col([
                 html.Div(procedure_label(procedure).split(" (")[1].rstrip(")"),
-                         className="small fw-semibold", style={"color": PROCEDURE_COLOURS[procedure]}),
+                         className="small fw-semibold", style={"color": PROCEDURE_TEXT_COLOURS[procedure]}),
                 html.Div(row.value, id=f"kpi-{index}-{procedure}", className="fs-5 fw-semibold"),
                 html.Div(row.detail, className="small text-muted"),
             ], width=6))
