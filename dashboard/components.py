@@ -49,7 +49,7 @@ def data_grid(frame: pd.DataFrame, grid_id: str, file_name: str, height: int | N
         # Wide enough for the heading's longest word (headings wrap at spaces only) and, for
         # numbers and intervals, for the longest value on one line: nothing breaks in a word.
         least = max((min_widths or {}).get(name, 72), _text_width(_longest_word(heading)) + 40,
-                    _text_width(_longest_value(frame[c])) + 30 if number_like
+                    _text_width(_longest_value(frame[c])) + 40 if number_like
                     else min(_text_width(_longest_word(_longest_word_of(frame[c]))) + 30, 260))
         columns.append({
             "field": name, "headerName": heading, "sortable": True, "resizable": True,
@@ -101,7 +101,8 @@ def _is_number_like(column: pd.Series) -> bool:
     if pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column):
         return True
     values = column.dropna().astype(str).head(200)
-    values = values[values.str.strip() != ""]
+    # Placeholders without digits ("suppressed", "—", "n/a") say nothing either way.
+    values = values[values.str.contains(r"\d")]
     return bool(len(values)) and bool(values.map(lambda v: bool(_NUMBER_LIKE.match(v))).mean() >= 0.8)
 
 
@@ -121,7 +122,7 @@ def _longest_word_of(column: pd.Series) -> str:
 
 def _text_width(text: str) -> int:
     """A generous estimate of ``text``'s width in pixels at the grid's 14 px font."""
-    return int(round(8.2 * len(text)))
+    return int(round(8.6 * len(text)))
 
 
 def chart_card(title: str, figure, summary: str, graph_id: str | None = None,

@@ -276,28 +276,28 @@ def layout(**_query) -> html.Div:
     controls = dbc.Card(dbc.CardBody(dbc.Row([
         dbc.Col([dbc.Label("Reporting currency", html_for="costs-currency", className="small mb-0"),
                  _radio("costs-currency", [{"label": c, "value": c} for c in CURRENCIES], "USD")],
-                xs=12, md=3),
+                xs=12, sm=6, xl=4),
         dbc.Col([dbc.Label("Conversion", html_for="costs-method", className="small mb-0"),
                  _radio("costs-method", [{"label": "Market exchange rates", "value": "exchange"},
                                          {"label": "PPP", "value": "ppp"}], "exchange")],
-                xs=12, md=3),
+                xs=12, sm=6, xl=4),
         dbc.Col([dbc.Label("Euro price level (PPP in EUR)", html_for="costs-ppp-country",
                            className="small mb-0"),
                  dcc.Dropdown(id="costs-ppp-country", options=[{"label": c, "value": c}
                                                                for c in euro],
                               value=DEFAULT_PPP_COUNTRY, clearable=False, disabled=True)],
-                xs=12, md=2),
+                xs=12, sm=6, xl=4),
         dbc.Col([dbc.Label("Group by", html_for="costs-grouping", className="small mb-0"),
                  _radio("costs-grouping", [{"label": v, "value": k}
                                            for k, v in GROUPING_LABELS.items()], "procedure")],
-                xs=12, md=2),
+                xs=12, sm=6, xl=4),
         dbc.Col([dbc.Label("Price year", html_for="costs-price-year", className="small mb-0"),
                  dcc.Dropdown(id="costs-price-year",
                               options=[{"label": str(y), "value": y} for y in years]
                               + [{"label": "nominal (no price adjustment)",
                                   "value": "nominal"}],
                               value=years[-1], clearable=False)],
-                xs=12, md=2),
+                xs=12, sm=6, xl=4),
     ])), className="mb-3")
     return html.Div([
         page_header("Costs", "What procedures cost, in one reporting currency, and what an "

@@ -52,7 +52,11 @@ def _columns(grid: html.Div, pinned: tuple[str, ...] = (), **overrides: dict) ->
     """Adjust column definitions of a :func:`data_grid` (widths, wrapping, pinned columns)."""
     table = grid.children[1]
     table.columnDefs = [{**column, **({"pinned": "left"} if column["field"] in pinned else {}),
-                         **overrides.get(column["field"], {})} for column in table.columnDefs]
+                         **overrides.get(column["field"], {}),
+                         # never narrower than data_grid's width for the longest word/number
+                         "minWidth": max(column["minWidth"],
+                                         overrides.get(column["field"], {}).get("minWidth", 0))}
+                        for column in table.columnDefs]
     return grid
 
 
