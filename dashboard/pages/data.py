@@ -53,6 +53,8 @@ def _columns(grid: html.Div, pinned: tuple[str, ...] = (), **overrides: dict) ->
     table = grid.children[1]
     table.columnDefs = [{**column, **({"pinned": "left"} if column["field"] in pinned else {}),
                          **overrides.get(column["field"], {}),
+                         **({"cellClass": "va-wrap"} if overrides.get(column["field"], {})
+                            .get("wrapText") else {}),
                          # never narrower than data_grid's width for the longest word/number
                          "minWidth": max(column["minWidth"],
                                          overrides.get(column["field"], {}).get("minWidth", 0))}
