@@ -41,7 +41,7 @@ BATCH_COLUMNS = {  # display column -> header
     "batch_id": "Batch", "file_name": "File", "started": "Started (UTC)",
     "finished": "Finished (UTC)", "rows_read": "Rows read", "accepted": "Accepted",
     "rejected": "Rejected", "duplicates": "Duplicates", "conflicts": "Conflicts",
-    "replaced": "Replaced", "top_coded_ages": "Ages top-coded to 90", "synthetic": "Synthetic",
+    "replaced": "Replaced", "top_coded_ages": "Ages over 89 set to 90", "synthetic": "Synthetic",
     "status": "Status", "ignored_columns": "Columns not stored",
 }
 # Optional fields that only apply to some records: a low share with a value is expected.
