@@ -73,11 +73,31 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     app = create_app(args.database, auth_config)
-    print(f"dashboard on http://{args.host}:{args.port}/"
-          + (" (sign-in required)" if auth_config else " (no sign-in: this computer only)"),
-          flush=True)
-    app.run(host=args.host, port=args.port, debug=False)  # never debug, whatever DASH_DEBUG says
+    serve_locally(app.server, args.host, args.port, auth_config is not None)
     return 0
+
+
+def serve_locally(server, host: str, port: int, sign_in: bool) -> None:
+    """Serve with the built-in server (never in debug mode, whatever DASH_DEBUG says).
+
+    The built-in server is meant for one person on this computer; Flask's red "development
+    server" warning is replaced by a plain note saying so and where serving others is
+    described (docs/deployment.md: gunicorn ``app:server`` behind a proxy).
+    """
+    from werkzeug.serving import make_server
+
+    local = make_server(host, port, server, threaded=True)
+    print(f"dashboard on http://{host}:{port}/"
+          + (" (sign-in required)" if sign_in else " (no sign-in: this computer only)"),
+          flush=True)
+    print("This is the local server, for use on this computer. To serve others, run it with "
+          "gunicorn as described in docs/deployment.md. Press Ctrl+C to stop.", flush=True)
+    try:
+        local.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        local.server_close()
 
 
 def wsgi_auth_config() -> AuthConfig | None:

@@ -51,6 +51,8 @@ def create_app(database: str | None = None, auth_config: AuthConfig | None = Non
         title="Vertebral augmentation outcomes",
         suppress_callback_exceptions=True,
     )
+    # The page's language, for screen readers and hyphenation (axe: html-has-lang).
+    app.index_string = app.index_string.replace("<html>", '<html lang="en">', 1)
     app.server.config["VA_DATABASE"] = database
     # Never the Dash dev tools or Flask debugger, whatever DASH_DEBUG says: tracebacks would
     # reach the browser.

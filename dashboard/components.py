@@ -42,24 +42,35 @@ def data_grid(frame: pd.DataFrame, grid_id: str, file_name: str, height: int | N
     """
     labels = column_labels or {}
     widths = flex or {}
-    columns = [{"field": str(c), "headerName": labels.get(str(c), heading(c)),
-                "sortable": True, "resizable": True, "filter": filterable,
-                "suppressHeaderMenuButton": not filterable, "flex": widths.get(str(c), 1),
-                "minWidth": (min_widths or {}).get(str(c), 72), "wrapText": True,
-                "autoHeight": True,
-                "cellStyle": {"lineHeight": "1.35", "paddingTop": "6px", "paddingBottom": "6px",
-                              "wordBreak": "normal"}}
-               for c in frame.columns]
+    columns = []
+    for c in frame.columns:
+        name = str(c)
+        title = labels.get(name, heading(c))
+        number_like = _is_number_like(frame[c])
+        # Wide enough for the heading's longest word (headings wrap at spaces only) and, for
+        # numbers and intervals, for the longest value on one line: nothing breaks in a word.
+        least = max((min_widths or {}).get(name, 72), _text_width(_longest_word(title)) + 40,
+                    _text_width(_longest_value(frame[c])) + 40 if number_like
+                    else min(_text_width(_longest_word(_longest_word_of(frame[c]))) + 30, 260))
+        columns.append({
+            "field": name, "headerName": title, "sortable": True, "resizable": True,
+            "filter": filterable, "suppressHeaderMenuButton": not filterable,
+            "flex": widths.get(name, 1), "minWidth": least,
+            "wrapText": not number_like, "autoHeight": not number_like,
+            "cellClass": "va-nowrap" if number_like else "va-wrap",
+            "cellStyle": {"lineHeight": "1.35", "paddingTop": "6px", "paddingBottom": "6px"}})
     rows = frame.astype(object).where(frame.notna(), None).to_dict("records")
-    rows_shown = min(len(rows), 12)
+    # The grid grows with its rows (no small scroll box inside the page); long tables page.
     grid = dag.AgGrid(
         id={"type": "data-grid", "name": grid_id}, rowData=rows, columnDefs=columns,
         defaultColDef={"minWidth": 90, "flex": 1, "wrapHeaderText": True, "autoHeaderHeight": True},
         csvExportParams={"fileName": f"{file_name}.csv"},
-        dashGridOptions={"domLayout": "autoHeight"} if height is None and rows_shown < 12
-        else {"pagination": len(rows) > 25, "paginationPageSize": 25,
-              "paginationPageSizeSelector": [25, 50, 100]},
-        style={"height": f"{height or 420}px"} if not (height is None and rows_shown < 12) else {},
+        dashGridOptions={"domLayout": "autoHeight", "pagination": len(rows) > 25,
+                         "paginationPageSize": 25, "paginationPageSizeSelector": [25, 50, 100],
+                         # Every column is drawn (no virtual columns), so hidden or narrow
+                         # grids still have complete header rows for assistive technology.
+                         "suppressColumnVirtualisation": True},
+        style={"height": None} if height is None else {"minHeight": f"{min(height, 200)}px"},
         className="ag-theme-alpine",
     )
     from werkzeug.exceptions import Forbidden
@@ -80,6 +91,39 @@ def data_grid(frame: pd.DataFrame, grid_id: str, file_name: str, height: int | N
     else:
         controls = html.Div()
     return html.Div([controls, grid], className="mb-3")
+
+
+_NUMBER_LIKE = re.compile(r"^[\s<>≤≥~±+\-−–—0-9.,%()\[\]/:×]*\d[\s<>≤≥~±+\-−–—0-9.,%()\[\]/:×]*"
+                          r"(\s?[A-Za-z%]{1,4})?(\s?\((unstable|suppressed)\))?$")
+
+
+def _is_number_like(column: pd.Series) -> bool:
+    """Whether a display column holds numbers, intervals or counts (kept on one line)."""
+    if pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column):
+        return True
+    values = column.dropna().astype(str).head(200)
+    # Placeholders without digits ("suppressed", "—", "n/a") say nothing either way.
+    values = values[values.str.contains(r"\d")]
+    return bool(len(values)) and bool(values.map(lambda v: bool(_NUMBER_LIKE.match(v))).mean() >= 0.8)
+
+
+def _longest_word(text: str) -> str:
+    return max(str(text).split(), key=len, default="")
+
+
+def _longest_value(column: pd.Series) -> str:
+    values = column.dropna().astype(str).head(500)
+    return max(values, key=len, default="")
+
+
+def _longest_word_of(column: pd.Series) -> str:
+    words = column.dropna().astype(str).head(500).str.split().explode().dropna()
+    return max(words, key=len, default="")
+
+
+def _text_width(text: str) -> int:
+    """A generous estimate of ``text``'s width in pixels at the grid's 14 px font."""
+    return int(round(8.6 * len(text)))
 
 
 def chart_card(title: str, figure, summary: str, graph_id: str | None = None,

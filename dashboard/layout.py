@@ -96,14 +96,14 @@ def user_menu(user: User) -> html.Div:
     tools = [_nav_link(page, "ms-2 p-0 text-nowrap link-light")
              for page in dash.page_registry.values() if page.get("user_menu") and may_see(page)]
     if not auth_enabled():
-        return html.Div([html.Span("Local use (no sign-in)", className="small text-white-50"),
+        return html.Div([html.Span("Local use (no sign-in)", className="small va-nav-muted"),
                          *tools], id="user-menu",
                         className="ms-2 text-nowrap d-flex align-items-center")
     scope = (f" · {len(user.facilities)} facilit{'y' if len(user.facilities) == 1 else 'ies'}"
              if user.facilities is not None else "")
     return html.Div([
         html.Span(user.name, id="user-name", className="small text-white fw-semibold"),
-        html.Span(f"({user.role}{scope})", id="user-role", className="small text-white-50 ms-1"),
+        html.Span(f"({user.role}{scope})", id="user-role", className="small va-nav-muted ms-1"),
         *tools,
         sign_out_form(),
     ], id="user-menu", className="ms-2 text-nowrap d-flex align-items-center")
@@ -169,22 +169,34 @@ def shell() -> html.Div:
         dbc.Navbar(dbc.Container([
             dbc.NavbarBrand(html.Span("VA outcomes", title="Vertebral augmentation outcomes"),
                             href="/"),
-            dbc.Nav(nav, navbar=True, className="flex-wrap"),
-            report_button,
-            views_control(user),
-            user_menu(user),
-        ], fluid=True), color="primary", dark=True, className="mb-2"),
+            # Below the large breakpoint (992 px) the links fold into a menu.
+            html.Button(html.Span(className="navbar-toggler-icon"), id="navbar-toggler",
+                        type="button", className="navbar-toggler",
+                        **{"aria-label": "Menu", "aria-controls": "navbar-collapse"}),
+            dbc.Collapse([
+                dbc.Nav(nav, navbar=True),
+                report_button,
+                views_control(user),
+                user_menu(user),
+            ], id="navbar-collapse", navbar=True, is_open=False),
+        ], fluid=True), color="#0b3d6e", dark=True, expand="lg", className="mb-2 va-navbar"),
         dbc.Container([
             html.Div(banner, id="demo-banner-slot"),
             dbc.Row([
-                dbc.Col(html.Aside(filter_panel(records), **{"aria-label": "Filters"}),
-                        xs=12, md=3, xxl=2, className="mb-3"),
+                dbc.Col([
+                    # Below 992 px the filters are a drawer opened by this button.
+                    html.Button("Filters", id="filter-drawer-toggle", type="button",
+                                className="btn btn-outline-secondary btn-sm mb-2",
+                                **{"aria-controls": "filter-drawer"}),
+                    dbc.Collapse(html.Aside(filter_panel(records), **{"aria-label": "Filters"}),
+                                 id="filter-drawer", is_open=False),
+                ], xs=12, lg=3, xxl=2, className="mb-3", id="filter-column"),
                 dbc.Col([
                     html.Div(id="match-count", role="status", className="mb-2 fw-semibold"),
                     # Set by a chart click (dashboard.drilldown): the way back, and the records.
                     html.Div(id="drill-bar", className="mb-2 small"),
                     html.Main(dash.page_container, id="main"),
-                ], xs=12, md=9, xxl=10),
+                ], xs=12, lg=9, xxl=10, id="main-column"),
                 dcc.Download(id="report-download"),
             ]),
         ], fluid=True),
@@ -288,6 +300,21 @@ def download_report(_clicks, pathname, state, search=None):
     return dcc.send_string(document, name)
 
 
+def filters_apply(pathname):
+    """Hide the global filter panel and match count on pages they do not apply to (registered
+    with ``global_filters=False``, e.g. Users) and give the page the whole width."""
+    page = next((p for p in dash.page_registry.values()
+                 if p["relative_path"] == (pathname or "/")), None)
+    if page is not None and page.get("global_filters") is False:
+        return "d-none", 12, 12, "d-none"
+    return "mb-3", 9, 10, "mb-2 fw-semibold"
+
+
+def toggle(clicks, is_open):
+    """Open or close a drawer (the navigation menu, the filters) on its button."""
+    return not is_open if clicks else is_open
+
+
 def register_callbacks(app: dash.Dash) -> None:
     """Attach the shell's callbacks to ``app``.
 
@@ -317,5 +344,12 @@ def register_callbacks(app: dash.Dash) -> None:
                      State("page-url", "search"), State("page-url", "pathname"),
                      prevent_initial_call=True)(settings_writer(path))
     register_view_callbacks(app)  # saved views (dashboard.views)
+    app.callback(Output("filter-column", "className"), Output("main-column", "lg"),
+                 Output("main-column", "xxl"), Output("match-count", "className"),
+                 Input("url", "pathname"))(filters_apply)
+    for drawer, button in (("navbar-collapse", "navbar-toggler"),
+                           ("filter-drawer", "filter-drawer-toggle")):
+        app.callback(Output(drawer, "is_open"), Input(button, "n_clicks"),
+                     State(drawer, "is_open"), prevent_initial_call=True)(toggle)
     # CSV downloads are server-side callbacks (dashboard.exports, analysts and admins only);
     # the grids never export by themselves, so no clientside export callback is registered.

@@ -18,10 +18,19 @@ OKABE_ITO = {
     "blue": "#0072B2", "vermillion": "#D55E00", "reddish_purple": "#CC79A7", "black": "#000000",
     "grey": "#999999",
 }
+# Darker shades of the same hues for TEXT on white (WCAG AA, at least 4.5:1; the palette's
+# orange is 2.3:1, its grey 2.8:1): marks keep the palette, labels use these.
+TEXT_COLOURS = {
+    "orange": "#8F5F00", "sky_blue": "#2A7AB0", "bluish_green": "#007A59", "yellow": "#7A6F00",
+    "blue": "#0072B2", "vermillion": "#B04D00", "reddish_purple": "#A8507F", "black": "#000000",
+    "grey": "#6C757D",
+}
 # The procedures in display order (vertebroplasty is the reference group) and their short names.
 PROCEDURES = ("vertebroplasty", "kyphoplasty")
 PROCEDURE_SHORT = {"vertebroplasty": "VP", "kyphoplasty": "KP"}
 PROCEDURE_COLOURS = {"vertebroplasty": OKABE_ITO["blue"], "kyphoplasty": OKABE_ITO["orange"]}
+PROCEDURE_TEXT_COLOURS = {"vertebroplasty": TEXT_COLOURS["blue"],
+                          "kyphoplasty": TEXT_COLOURS["orange"]}
 PROCEDURE_LABELS = {"vertebroplasty": "Vertebroplasty (VP)", "kyphoplasty": "Kyphoplasty (KP)"}
 SEQUENCE = [OKABE_ITO[k] for k in ("blue", "orange", "bluish_green", "vermillion", "sky_blue",
                                    "reddish_purple", "yellow", "black")]
@@ -56,7 +65,9 @@ def base_layout(figure: go.Figure, title: str = "", height: int = 380, **kwargs)
         figure.update_layout(template=TEMPLATE)
     figure.update_layout(
         height=height, title={"text": title, "x": 0, "font": {"size": 15}},
-        margin={"l": 60, "r": 20, "t": 50 if title else 20, "b": 50},
+        # Room above the plot for the one-line legend below the modebar (they never overlap)
+        # and beside it for axis titles.
+        margin={"l": 70, "r": 20, "t": 84 if title else 56, "b": 56},
         legend={"orientation": "h", "yanchor": "bottom", "y": 1.02, "x": 0},
         font={"size": 13}, colorway=SEQUENCE, **kwargs,
     )
@@ -223,7 +234,7 @@ def empty_figure(message: str = "No records match the filters.", height: int = 3
     """A blank figure that says why it is blank (never a broken chart)."""
     figure = go.Figure()
     figure.add_annotation(text=message, showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper",
-                          font={"size": 14, "color": OKABE_ITO["grey"]})
+                          font={"size": 14, "color": TEXT_COLOURS["grey"]})
     figure.update_xaxes(visible=False)
     figure.update_yaxes(visible=False)
     return base_layout(figure, height=height)

@@ -32,7 +32,13 @@ from analysis.comparison import (
 from analysis.errors import AnalysisError
 from analysis.horizon import HORIZON_OUTCOMES, horizon_time_event
 from analysis.table_one import table_one
-from dashboard.figures.common import OKABE_ITO, PROCEDURE_COLOURS, base_layout, empty_figure
+from dashboard.figures.common import (
+    OKABE_ITO,
+    PROCEDURE_COLOURS,
+    TEXT_COLOURS,
+    base_layout,
+    empty_figure,
+)
 from dashboard.suppression import format_count, is_small, label, partition_suppression
 
 VP, KP = "vertebroplasty", "kyphoplasty"
@@ -685,7 +691,7 @@ def forest_figure(comparison: pd.DataFrame, level: float = DEFAULT_LEVEL) -> go.
                 yref="y domain",
                 x=0.5,
                 y=0.5,
-                font={"color": OKABE_ITO["grey"], "size": 12},
+                font={"color": TEXT_COLOURS["grey"], "size": 12},
                 row=index,
                 col=1,
             )

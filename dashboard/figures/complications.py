@@ -18,6 +18,7 @@ from dashboard.figures.common import (
     OKABE_ITO,
     PROCEDURE_COLOURS,
     PROCEDURES,
+    TEXT_COLOURS,
     axis_layout,
     build_figure,
     empty_figure,
@@ -228,7 +229,7 @@ def forest_figure(comparison: pd.DataFrame, measure: str = "rr") -> go.Figure:
             "text": f"No outcome has at least {threshold() + 1} patients and events in both "
                     "procedures", "showarrow": False, "xref": "x domain", "yref": "y domain",
             "x": 0.5, "y": 0.5, "bgcolor": "white",
-            "font": {"color": OKABE_ITO["grey"], "size": 13}}]
+            "font": {"color": TEXT_COLOURS["grey"], "size": 13}}]
     return build_figure(traces, layout, 120 + 42 * len(names), {"margin": {"l": 20}})
 
 
@@ -356,7 +357,7 @@ def trend_figure(trend: pd.DataFrame, freq: str = "Y") -> go.Figure:
             annotations.append({"text": "no suppressed periods", "showarrow": False,
                                 "xref": strip["xaxis"] + " domain",
                                 "yref": strip["yaxis"] + " domain", "x": 0.5, "y": 0.5,
-                                "font": {"color": OKABE_ITO["grey"], "size": 11}})
+                                "font": {"color": TEXT_COLOURS["grey"], "size": 11}})
     for row in range(1, 2 * len(outcomes) + 1):  # also the strips, which may hold no point
         xaxis = axis_layout(layout, axes[(row, 1)]["xaxis"])
         xaxis["type"] = "date"
@@ -518,7 +519,7 @@ def incidence_figure(curves: FractureCurves) -> go.Figure:
     layout.setdefault("annotations", []).extend(
         {"text": note, "showarrow": False, "xref": "paper", "yref": "paper", "x": 0,
          "y": 0.98 - 0.07 * index, "xanchor": "left",
-         "font": {"color": OKABE_ITO["grey"], "size": 12}} for index, note in enumerate(notes))
+         "font": {"color": TEXT_COLOURS["grey"], "size": 12}} for index, note in enumerate(notes))
     return build_figure(traces, layout, 440, LEGEND_ABOVE_TITLES)
 
 

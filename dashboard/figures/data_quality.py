@@ -20,6 +20,7 @@ from dashboard.figures.common import (
     OKABE_ITO,
     PROCEDURE_COLOURS,
     PROCEDURES,
+    TEXT_COLOURS,
     base_layout,
     empty_figure,
     procedure_label,
@@ -40,7 +41,7 @@ BATCH_COLUMNS = {  # display column -> header
     "batch_id": "Batch", "file_name": "File", "started": "Started (UTC)",
     "finished": "Finished (UTC)", "rows_read": "Rows read", "accepted": "Accepted",
     "rejected": "Rejected", "duplicates": "Duplicates", "conflicts": "Conflicts",
-    "replaced": "Replaced", "top_coded_ages": "Ages top-coded to 90", "synthetic": "Synthetic",
+    "replaced": "Replaced", "top_coded_ages": "Ages over 89 set to 90", "synthetic": "Synthetic",
     "status": "Status", "ignored_columns": "Columns not stored",
 }
 # Optional fields that only apply to some records: a low share with a value is expected.
@@ -250,7 +251,7 @@ def completeness_figure(completeness: pd.DataFrame) -> go.Figure:
             figure.add_annotation(text="fewer than 11 records:<br>not shown", showarrow=False,
                                   xref="x domain" if column == 1 else f"x{column} domain",
                                   yref="y domain", x=0.5, y=0.5,
-                                  font={"color": OKABE_ITO["grey"], "size": 13})
+                                  font={"color": TEXT_COLOURS["grey"], "size": 13})
             figure.add_bar(x=[None] * len(order), y=order, orientation="h", showlegend=False,
                            hoverinfo="skip", row=1, col=column)
             figure.update_xaxes(visible=False, row=1, col=column)

@@ -71,8 +71,10 @@ def _control(control_id: str, text: str, options: list[dict], value: str) -> htm
     """A labelled radio group above its chart (hidden with the charts when nothing matches)."""
     return html.Div(html.Div([  # the outer Div hides it: Bootstrap's d-flex is !important
         dbc.Label(text, html_for=control_id, className="small fw-semibold me-2 mb-0"),
-        dcc.RadioItems(id=control_id, options=options, value=value, inline=True,
-                       inputClassName="me-1", labelClassName="me-3 small"),
+        # dbc's radios are plain labelled inputs (dcc's wrap each in a listbox option, which
+        # axe reports as nested interactive controls without a name).
+        dbc.RadioItems(id=control_id, options=options, value=value, inline=True,
+                       labelClassName="small"),
     ], className="d-flex align-items-center flex-wrap mb-1"), id=f"{control_id}-row")
 
 

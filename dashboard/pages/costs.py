@@ -349,31 +349,31 @@ def layout(**query) -> html.Div:
         dbc.Col([dbc.Label("Reporting currency", html_for="costs-currency", className="small mb-0"),
                  _radio("costs-currency", [{"label": c, "value": c} for c in CURRENCIES],
                         chosen["cur"])],
-                xs=12, md=3),
+                xs=12, sm=6, xl=4),
         dbc.Col([dbc.Label("Conversion", html_for="costs-method", className="small mb-0"),
                  _radio("costs-method", [{"label": "Market exchange rates", "value": "exchange"},
                                          {"label": "PPP", "value": "ppp"}],
                         chosen["conv"])],
-                xs=12, md=3),
+                xs=12, sm=6, xl=4),
         dbc.Col([dbc.Label("Euro price level (PPP in EUR)", html_for="costs-ppp-country",
                            className="small mb-0"),
                  dcc.Dropdown(id="costs-ppp-country", options=[{"label": c, "value": c}
                                                                for c in euro],
                               value=chosen["ppp"], clearable=False,
                               disabled=not (chosen["cur"] == "EUR" and chosen["conv"] == "ppp"))],
-                xs=12, md=2),
+                xs=12, sm=6, xl=4),
         dbc.Col([dbc.Label("Group by", html_for="costs-grouping", className="small mb-0"),
                  _radio("costs-grouping", [{"label": v, "value": k}
                                            for k, v in GROUPING_LABELS.items()],
                         chosen["group"])],
-                xs=12, md=2),
+                xs=12, sm=6, xl=4),
         dbc.Col([dbc.Label("Price year", html_for="costs-price-year", className="small mb-0"),
                  dcc.Dropdown(id="costs-price-year",
                               options=[{"label": str(y), "value": y} for y in years]
                               + [{"label": "nominal (no price adjustment)",
                                   "value": "nominal"}],
                               value=year, clearable=False)],
-                xs=12, md=2),
+                xs=12, sm=6, xl=4),
     ])), className="mb-3")
     return html.Div([
         page_header("Costs", "What procedures cost, in one reporting currency, and what an "

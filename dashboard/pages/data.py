@@ -36,7 +36,7 @@ from dashboard.compute_cache import cached_output
 from dashboard.context import database
 from dashboard.exports import upload_limit_bytes, upload_limit_mb
 from dashboard.figures import data_quality as dq
-from dashboard.figures.common import PROCEDURE_COLOURS, procedure_label
+from dashboard.figures.common import PROCEDURE_TEXT_COLOURS, procedure_label
 from dashboard.report import ReportSection, register_report
 from dashboard.suppression import label, threshold
 
@@ -52,7 +52,13 @@ def _columns(grid: html.Div, pinned: tuple[str, ...] = (), **overrides: dict) ->
     """Adjust column definitions of a :func:`data_grid` (widths, wrapping, pinned columns)."""
     table = grid.children[1]
     table.columnDefs = [{**column, **({"pinned": "left"} if column["field"] in pinned else {}),
-                         **overrides.get(column["field"], {})} for column in table.columnDefs]
+                         **overrides.get(column["field"], {}),
+                         **({"cellClass": "va-wrap"} if overrides.get(column["field"], {})
+                            .get("wrapText") else {}),
+                         # never narrower than data_grid's width for the longest word/number
+                         "minWidth": max(column["minWidth"],
+                                         overrides.get(column["field"], {}).get("minWidth", 0))}
+                        for column in table.columnDefs]
     return grid
 
 
@@ -362,7 +368,7 @@ def completeness_section(completeness) -> html.Div:
     missing = dq.incomplete_required(completeness)
     badges = html.Div([
         html.Span([html.Span(procedure_label(p) + ": ", className="fw-semibold",
-                             style={"color": PROCEDURE_COLOURS.get(p)}),
+                             style={"color": PROCEDURE_TEXT_COLOURS.get(p)}),
                    html.Span(counts[p], id=f"data-completeness-n-{p}"), " records"],
                   className="me-4")
         for p in dq.PROCEDURES

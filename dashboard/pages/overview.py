@@ -21,7 +21,7 @@ from dashboard.components import (
 )
 from dashboard.compute_cache import cached_output
 from dashboard.data_access import filtered_records
-from dashboard.figures.common import PROCEDURE_COLOURS, PROCEDURES, procedure_label
+from dashboard.figures.common import PROCEDURE_TEXT_COLOURS, PROCEDURES, procedure_label
 from dashboard.figures.overview import key_figures_table, trend_figure, trend_summary
 from dashboard.report import ReportSection, register_report
 from dashboard.suppression import (
@@ -167,7 +167,7 @@ def kpi_section(kpis: pd.DataFrame) -> html.Div:
             row = kpis[(kpis.measure == measure) & (kpis.procedure == procedure)].iloc[0]
             halves.append(dbc.Col([
                 html.Div(procedure_label(procedure).split(" (")[1].rstrip(")"),
-                         className="small fw-semibold", style={"color": PROCEDURE_COLOURS[procedure]}),
+                         className="small fw-semibold", style={"color": PROCEDURE_TEXT_COLOURS[procedure]}),
                 html.Div(row.value, id=f"kpi-{index}-{procedure}",
                          className="fs-5 fw-semibold text-nowrap"),
                 html.Div(nowrap_intervals(row.detail), className="small text-muted"),

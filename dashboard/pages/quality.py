@@ -535,7 +535,8 @@ def _fit_columns(block: html.Div) -> html.Div:
     grid = block.children[-1]
     for column in getattr(grid, "columnDefs", None) or []:
         min_width, flex = GRID_WIDTHS.get(column["field"], (80, 1))
-        column.update(minWidth=min_width, flex=flex)
+        # never narrower than data_grid's width for the longest word/number
+        column.update(minWidth=max(min_width, column.get("minWidth", 0)), flex=flex)
     return block
 
 

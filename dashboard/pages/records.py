@@ -47,19 +47,25 @@ BLOCK_SIZE = 100
 #: Pseudonyms that link a row to the source system or to other rows: never shown.
 IDENTIFYING_FIELDS = frozenset({"record_id", "patient_id"})
 COLUMNS: tuple[str, ...] = tuple(f.name for f in FIELDS if f.name not in IDENTIFYING_FIELDS)
+#: Columns shown until the user chooses others (the rest are a choice away in "Columns").
+DEFAULT_COLUMNS: tuple[str, ...] = (
+    "facility_id", "country", "procedure_date", "procedure", "age", "sex", "etiology",
+    "levels_treated", "pain_baseline", "pain_month1", "cement_leakage", "cost", "currency")
 _FILTERS = {"integer": "agNumberColumnFilter", "number": "agNumberColumnFilter",
             "date": "agDateColumnFilter"}
 
 
-def column_defs() -> list[dict]:
-    """One grid column per shown field: plain-text cells, a server-side filter and sort."""
+def column_defs(shown: list[str] | tuple[str, ...] | None = None) -> list[dict]:
+    """One grid column per field: plain-text cells, a server-side filter and sort; only the
+    ``shown`` ones visible (default :data:`DEFAULT_COLUMNS`)."""
+    visible = set(DEFAULT_COLUMNS if shown is None else shown)
     return [{
         "field": name, "headerName": name.replace("_", " "),
         "headerTooltip": FIELDS_BY_NAME[name].description,
         "filter": _FILTERS.get(FIELDS_BY_NAME[name].kind, "agTextColumnFilter"),
         "filterParams": {"maxNumConditions": 2, "buttons": ["reset", "apply"],
                          "closeOnApply": True},
-        "sortable": True, "resizable": True, "minWidth": 120,
+        "sortable": True, "resizable": True, "minWidth": 120, "hide": name not in visible,
     } for name in COLUMNS]
 
 
@@ -75,6 +81,13 @@ def layout(**_query) -> html.Div:
                        title="Every record matching the filters and the column filters, as CSV"),
             dcc.Download(id="records-download"),
             dcc.Store(id="records-refresh"),
+        ], className="mb-2"),
+        html.Details([  # the column chooser: 50 columns do not fit a screen
+            html.Summary(f"Columns ({len(DEFAULT_COLUMNS)} of {len(COLUMNS)} shown: choose)",
+                         id="records-columns-summary", className="small fw-semibold"),
+            dbc.Checklist(id="records-columns", value=list(DEFAULT_COLUMNS), inline=True,
+                          options=[{"label": name.replace("_", " "), "value": name}
+                                   for name in COLUMNS], className="small mt-1"),
         ], className="mb-2"),
         dag.AgGrid(
             id=GRID_ID, rowModelType="infinite", columnDefs=column_defs(),
@@ -293,6 +306,14 @@ def serve_rows(request, state):
     rows, total = block(records, request, key)
     audit_rows_served(request, state, len(rows), total)
     return {"rowData": rows, "rowCount": total}
+
+
+@callback(Output(GRID_ID, "columnDefs"), Output("records-columns-summary", "children"),
+          Input("records-columns", "value"), prevent_initial_call=True)
+def choose_columns(shown):
+    """The grid's columns with only the chosen ones visible (all when none is chosen)."""
+    chosen = [c for c in (shown or COLUMNS) if c in COLUMNS]
+    return column_defs(chosen), f"Columns ({len(chosen)} of {len(COLUMNS)} shown: choose)"
 
 
 @callback(Output("records-download", "data"), Input("records-download-button", "n_clicks"),

@@ -9,8 +9,6 @@ OIDC users are not listed: their roles come from the identity provider's groups.
 
 from __future__ import annotations
 
-import json
-
 import dash
 import dash_bootstrap_components as dbc
 import flask
@@ -25,6 +23,7 @@ from dashboard.context import database
 
 dash.register_page(__name__, path="/users", name="Users", title="Users", order=90,
                    user_menu=True,  # linked beside the user name, not in the page navigation
+                   global_filters=False,  # the filter panel is hidden here: no filter applies
                    required_role="admin")
 
 AUDIT_ROWS = 50
@@ -61,6 +60,32 @@ def users_table() -> html.Div:
         html.Tbody(rows)], bordered=False, hover=True, size="sm"), id="users-table")
 
 
+def _field_value(value) -> str:
+    if isinstance(value, dict):
+        return "; ".join(f"{k.replace('_', ' ')}: {_field_value(v)}"
+                         for k, v in sorted(value.items()))
+    if isinstance(value, list | tuple):
+        return ", ".join(_field_value(v) for v in value)
+    return "" if value is None else str(value)
+
+
+def detail_fields(detail) -> html.Dl | str:
+    """An audit event's detail as labelled fields (a description list), not raw JSON.
+
+    >>> detail_fields({"rows": 12, "file_name": "a.csv"}).children[0].children
+    'file name'
+    """
+    if not detail:
+        return ""
+    if not isinstance(detail, dict):
+        return str(detail)
+    items = []
+    for key, value in sorted(detail.items()):
+        items += [html.Dt(str(key).replace("_", " "), className="col-sm-4 fw-normal text-muted"),
+                  html.Dd(_field_value(value), className="col-sm-8 mb-0")]
+    return html.Dl(items, className="row mb-0")
+
+
 def audit_table() -> html.Div:
     from data.audit import read_events
 
@@ -73,8 +98,7 @@ def audit_table() -> html.Div:
         return html.Div(html.P("No events yet.", className="text-muted"), id="users-audit")
     rows = [html.Tr([html.Td(str(pd.Timestamp(e.occurred_at).strftime("%Y-%m-%d %H:%M:%S"))),
                      html.Td(str(e.actor)), html.Td(str(e.action)),
-                     html.Td(html.Code(json.dumps(e.detail, sort_keys=True, default=str)
-                                       if e.detail else ""))])
+                     html.Td(detail_fields(e.detail))])
             for e in events.itertuples()]
     return html.Div(dbc.Table([
         html.Thead(html.Tr([html.Th("When (UTC)"), html.Th("Who"), html.Th("What"),
