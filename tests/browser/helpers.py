@@ -39,7 +39,8 @@ def click(dash_duo, selector: str, attempts: int = 20) -> None:
 PAGES: dict[str, str] = {
     "/": "viewer", "/pain": "viewer", "/complications": "viewer", "/durations": "viewer",
     "/costs": "viewer", "/comparison": "viewer", "/quality": "viewer", "/records": "analyst",
-    "/data": "viewer", "/methods": "viewer", "/users": "admin",
+    "/data": "viewer", "/methods": "viewer", "/users": "admin", "/signals": "viewer",
+    "/scorecard": "viewer",
 }
 
 _SETTLED_SCRIPT = """
