@@ -178,12 +178,15 @@ def report_for_url(path: str, search: str, database_url: str | None = None) -> s
 
     Unknown keys and bad values fall back to the defaults, as when the address is opened in a
     browser. It runs as the local user (every facility): the caller decides who may read it.
+    Called within an app's context it uses that app (and its store) instead of making one.
 
     Examples
     --------
     >>> report_for_url("/costs", "?country=IN&cur=INR&group=country")  # doctest: +SKIP
     '<!DOCTYPE html>…'
     """
+    import flask
+
     from dashboard.app_factory import create_app
     from dashboard.state import (
         PAGE_SETTINGS,
@@ -193,11 +196,13 @@ def report_for_url(path: str, search: str, database_url: str | None = None) -> s
     )
 
     path = path or "/"
-    app = create_app(database_url)
+    # Within an app's context (python -m dashboard.report renders many reports) that app and
+    # its store serve; otherwise an app is made for ``database_url``.
+    server = flask.current_app if flask.has_app_context() else create_app(database_url).server
     if path not in REPORT_BUILDERS:
         raise ValueError(f"no report for page {path!r}; pages with a report: "
                          + ", ".join(sorted(REPORT_BUILDERS)))
-    with app.server.test_request_context(path + (search or "")):
+    with server.test_request_context(path + (search or "")):
         # A page that parses its own settings (the scorecard) gets the query's other keys.
         settings = (settings_from_query(path, search) if path in PAGE_SETTINGS
                     else page_parameters(search))

@@ -311,6 +311,9 @@ def main(argv: list[str] | None = None) -> int:
                     row["pdf"] = pdf_file.name
                 rows.append(row)
                 _log(f"wrote {html_file}" + (f" and {row['pdf']}" if "pdf" in row else ""))
+    except ValueError as error:  # an unknown page: say so, without a traceback
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     finally:
         if printer is not None:
             printer.driver.quit()

@@ -66,7 +66,7 @@ def test_pack_includes_signals_once_a_signals_report_exists(monkeypatch):
 def test_unknown_page_is_a_clear_error(database):
     from dashboard.report import report_for_url
 
-    with pytest.raises(KeyError, match="no report for the page '/nowhere'"):
+    with pytest.raises(ValueError, match="no report for page '/nowhere'"):
         report_for_url("/nowhere", "", database)
 
 
@@ -116,3 +116,11 @@ def test_quality_pack_for_two_facilities_to_pdf(database, tmp_path):
         assert "Peer 1" in text or "peer facilities" in text
         # Sent to the facility: no other facility is named anywhere in the pack.
         assert set(FACILITY_ID.findall(text)) == {facility}
+
+
+def test_the_command_line_names_an_unknown_page_and_exits_2(database, tmp_path, capsys):
+    status = report_cli.main(["--database", database, "--url", "/nowhere?country=US",
+                              "--out", str(tmp_path / "out")])
+    assert status == 2
+    assert "error: no report for page '/nowhere'" in capsys.readouterr().err
+    assert not list((tmp_path / "out").glob("*.html"))
