@@ -90,13 +90,40 @@ def _nav_link(page: dict, class_name: str = "px-1 px-xxl-2 text-nowrap") -> dbc.
                        id={"type": "nav-link", "path": page["relative_path"]})
 
 
+def navigation(pages: list[dict]) -> list:
+    """The navbar's items in page order; pages registered with the same ``nav_group`` share
+    one menu (placed where its first page is), so the bar fits one line at 1366 px."""
+    items, groups = [], {}
+    for page in pages:
+        group = page.get("nav_group")
+        if group is None:
+            items.append(dbc.NavItem(_nav_link(page)))
+            continue
+        if group not in groups:
+            groups[group] = []
+            items.append((group, groups[group]))
+        groups[group].append(dbc.DropdownMenuItem(
+            page["name"], href=page["relative_path"],
+            id={"type": "nav-link", "path": page["relative_path"]}))
+    nav = []
+    for item in items:
+        if isinstance(item, tuple):
+            label, entries = item
+            item = dbc.DropdownMenu(entries, label=label, nav=True, in_navbar=True,
+                                    toggle_class_name="px-1 px-xxl-2 text-nowrap",
+                                    id=f"nav-group-{label.lower()}")
+        nav.append(item)
+    return nav
+
+
 def user_menu(user: User) -> html.Div:
     """Who is signed in, their role, the administration pages they may open (registered with
     ``user_menu=True``) and "Sign out" (a note instead of the user when sign-in is off)."""
     tools = [_nav_link(page, "ms-2 p-0 text-nowrap link-light")
              for page in dash.page_registry.values() if page.get("user_menu") and may_see(page)]
     if not auth_enabled():
-        return html.Div([html.Span("Local use (no sign-in)", className="small va-nav-muted"),
+        return html.Div([html.Span("Local use", className="small va-nav-muted",
+                                   title="Local single-user mode: sign-in is off"),
                          *tools], id="user-menu",
                         className="ms-2 text-nowrap d-flex align-items-center")
     scope = (f" · {len(user.facilities)} facilit{'y' if len(user.facilities) == 1 else 'ies'}"
@@ -150,8 +177,8 @@ def shell() -> html.Div:
         return html.Div([dcc.Location(id="url"), html.P("Sign-in required.", id="signed-out"),
                          dash.page_container])
     records = data_access.all_records()
-    nav = [dbc.NavItem(_nav_link(page)) for page in dash.page_registry.values()
-           if may_see(page) and not page.get("user_menu")]
+    nav = navigation([page for page in dash.page_registry.values()
+                      if may_see(page) and not page.get("user_menu")])
     report_button = dbc.Button(
         "Report", id="report-button", color="light", size="sm",
         className="ms-auto text-nowrap", title="Download a self-contained HTML report of this page",
@@ -174,7 +201,7 @@ def shell() -> html.Div:
                         type="button", className="navbar-toggler",
                         **{"aria-label": "Menu", "aria-controls": "navbar-collapse"}),
             dbc.Collapse([
-                dbc.Nav(nav, navbar=True),
+                dbc.Nav(nav, navbar=True, className="flex-wrap"),
                 report_button,
                 views_control(user),
                 user_menu(user),

@@ -21,7 +21,7 @@ PAGES: dict[str, str] = {
     "/": "overview", "/pain": "pain", "/complications": "complications",
     "/durations": "durations", "/costs": "costs", "/comparison": "comparison",
     "/quality": "quality", "/records": "records", "/data": "data", "/methods": "methods",
-    "/users": "users",
+    "/users": "users", "/signals": "signals", "/scorecard": "scorecard",
 }
 SETTLED = """
 const busy = document.querySelector('[data-dash-is-loading="true"], ._dash-loading');

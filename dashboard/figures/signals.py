@@ -33,7 +33,7 @@ COLUMNS = ["new", "signal", "outcome", "unit_type", "unit_id", "n", "observed", 
            "oe", "oe_ci", "false_alarm", "signal_date", "status", "link", "key"]
 LABELS = {"new": "New", "signal": "Signal", "outcome": "Outcome", "unit_type": "Unit type",
           "unit_id": "Unit", "n": "n", "observed": "Observed", "expected": "Expected",
-          "oe": "O/E", "oe_ci": "O/E 95% CI", "false_alarm": "False-alarm probability",
+          "oe": "O/E", "oe_ci": "O/E 95% CI", "false_alarm": "Chance of a false alarm",
           "signal_date": "Last crossing", "status": "Status", "link": "Quality page"}
 
 

@@ -93,7 +93,8 @@ from dashboard.suppression import is_small, label, range_text, threshold
 from data import store
 
 PATH = "/quality"
-dash.register_page(__name__, path=PATH, name="Quality", title="Quality monitoring", order=7)
+dash.register_page(__name__, path=PATH, name="Quality", title="Quality monitoring", order=7,
+                   nav_group="Monitoring")
 
 OVERDISPERSION_OPTIONS = {"additive": "Additive (τ², default)",
                           "multiplicative": "Multiplicative (φ)", "none": "None"}

@@ -69,7 +69,8 @@ from dashboard.suppression import is_small, label, threshold
 from data import store
 
 PATH = "/scorecard"
-dash.register_page(__name__, path=PATH, name="Scorecard", title="Facility scorecard", order=8)
+dash.register_page(__name__, path=PATH, name="Scorecard", title="Facility scorecard", order=8,
+                   nav_group="Monitoring")
 
 PEER_OPTIONS: dict[str, str] = {
     "all": "All other facilities", "country": "Same country", "region": "Same region",

@@ -34,7 +34,8 @@ from dashboard.suppression import threshold
 from data import signal_reviews, store
 
 PATH = "/signals"
-dash.register_page(__name__, path=PATH, name="Signals", title="Quality signals", order=7.5)
+dash.register_page(__name__, path=PATH, name="Signals", title="Quality signals", order=7.5,
+                   nav_group="Monitoring")
 
 CODE_VERSION = code_version(analysis.quality, analysis.signals)
 #: Default look-back of the "since" date: one year before the newest procedure.
