@@ -49,8 +49,8 @@ IDENTIFYING_FIELDS = frozenset({"record_id", "patient_id"})
 COLUMNS: tuple[str, ...] = tuple(f.name for f in FIELDS if f.name not in IDENTIFYING_FIELDS)
 #: Columns shown until the user chooses others (the rest are a choice away in "Columns").
 DEFAULT_COLUMNS: tuple[str, ...] = (
-    "facility_id", "country", "procedure_date", "procedure", "age", "sex", "etiology",
-    "levels_treated", "pain_baseline", "pain_month1", "cement_leakage", "cost", "currency")
+    "facility_id", "operator_id", "region", "country", "procedure_date", "procedure", "age",
+    "sex", "etiology", "levels_treated", "pain_baseline", "pain_month1", "cement_leakage", "cost", "currency")
 _FILTERS = {"integer": "agNumberColumnFilter", "number": "agNumberColumnFilter",
             "date": "agDateColumnFilter"}
 
