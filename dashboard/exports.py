@@ -61,7 +61,7 @@ GRID_NAMES = frozenset({
     "data-completeness-grid", "data-dictionary", "data-rejections", "data-rules",
     "durations-setting-table", "durations-summary", "overview-kpis", "pain-histogram-table",
     "pain-odi-table", "pain-opioid-table", "pain-responder-table", "pain-trajectory-table",
-    "quality-units",
+    "quality-units", "scorecard-benchmarks", "scorecard-table",
 })
 
 

@@ -125,8 +125,8 @@ def test_an_import_that_creates_signals_alerts_by_mail_and_webhook(configured, s
     body = message.get_payload(decode=True).decode()
     assert message["To"] == "quality@example.org" and "new signal" in message["Subject"]
     for facility in ELEVATED_LEAKAGE_FACILITIES:
-        assert (f"https://va.example.org/quality?outcome=cement_leakage&unit=facilities&"
-                f"focus={facility}") in body
+        assert (f"https://va.example.org/quality?outcome=cement_leakage&unit=facility_id&"
+                f"cusum={facility}") in body
     counts = _numbers_after(body, "n") + _numbers_after(body, "observed")
     assert counts and all(c == 0 or c > 10 for c in counts)
     assert "<11" in body or all(c > 10 for c in counts)
