@@ -424,6 +424,14 @@ def cumulative_incidence_at(
 # --------------------------------------------------------------------------------------------
 
 
+def _log_interval(ratio: float, se_log: float, quantile: float) -> tuple[float, float]:
+    """``ratio`` × exp(∓ quantile × se_log): the interval of a ratio from the SE of its log
+    (NaN bounds for a NaN ratio)."""
+    if math.isnan(ratio):
+        return math.nan, math.nan
+    return ratio * math.exp(-quantile * se_log), ratio * math.exp(quantile * se_log)
+
+
 @dataclasses.dataclass(frozen=True)
 class CumulativeIncidenceComparison(Result):
     """Cumulative incidences of two independent groups at a horizon compared.
@@ -502,7 +510,7 @@ def compare_cumulative_incidence(
     if f1 > 0 and f2 > 0:
         ratio = f1 / f2
         se_log = math.sqrt((s1 / f1) ** 2 + (s2 / f2) ** 2)
-        ratio_low, ratio_high = ratio * math.exp(-z * se_log), ratio * math.exp(z * se_log)
+        ratio_low, ratio_high = _log_interval(ratio, se_log, z)
     else:
         ratio = ratio_low = ratio_high = math.nan
     return CumulativeIncidenceComparison(
@@ -519,7 +527,34 @@ def compare_cumulative_incidence(
 
 
 @dataclasses.dataclass(frozen=True)
-class ClusterJackknifeComparison(Result):
+class KpVpContrast(Result):
+    """The fields every KP − VP comparison of cumulative incidences at a horizon reports
+    (the subclasses add how the SE was obtained).
+
+    Attributes
+    ----------
+    estimate_kp, estimate_vp : float
+        The cumulative incidences.
+    difference, se, low, high, p_value : float
+        KP − VP with its SE, interval and test.
+    ratio, ratio_low, ratio_high : float
+        KP / VP with the interval from the SE of the log ratio (NaN when not estimable).
+    """
+
+    estimate_kp: float
+    estimate_vp: float
+    difference: float
+    se: float
+    low: float
+    high: float
+    p_value: float
+    ratio: float
+    ratio_low: float
+    ratio_high: float
+
+
+@dataclasses.dataclass(frozen=True)
+class ClusterJackknifeComparison(KpVpContrast):
     """KP − VP difference and KP / VP ratio of cumulative incidences at a horizon with a
     grouped (leave-one-cluster-out) jackknife standard error.
 
@@ -539,16 +574,6 @@ class ClusterJackknifeComparison(Result):
     method : str
     """
 
-    estimate_kp: float
-    estimate_vp: float
-    difference: float
-    se: float
-    low: float
-    high: float
-    p_value: float
-    ratio: float
-    ratio_low: float
-    ratio_high: float
     n_clusters: int
     leave_one_out: NDArray[np.float64]
     method: str
@@ -682,7 +707,7 @@ def cluster_jackknife_cumulative_incidence(
     if kp > 0 and vp > 0 and (loo > 0).all():
         ratio = kp / vp
         se_log = jackknife_se(np.log(loo[:, 0] / loo[:, 1]))
-        ratio_low, ratio_high = ratio * math.exp(-q * se_log), ratio * math.exp(q * se_log)
+        ratio_low, ratio_high = _log_interval(ratio, se_log, q)
     how = (f"SE from the grouped jackknife over {g} clusters (each cluster left out in turn "
            "and both cumulative incidences recomputed; Efron & Tibshirani 1993, Cameron & "
            f"Miller 2015), t with {g - 1} df; ratio with the jackknife SE of its log")
@@ -698,7 +723,7 @@ def cluster_jackknife_cumulative_incidence(
 
 
 @dataclasses.dataclass(frozen=True)
-class IptwCumulativeIncidence(Result):
+class IptwCumulativeIncidence(KpVpContrast):
     """IPTW-weighted cumulative incidences of KP and VP at a horizon and their difference.
 
     Attributes
@@ -719,16 +744,6 @@ class IptwCumulativeIncidence(Result):
         Clusters resampled (0: records resampled, not clustered).
     """
 
-    estimate_kp: float
-    estimate_vp: float
-    difference: float
-    se: float
-    low: float
-    high: float
-    p_value: float
-    ratio: float
-    ratio_low: float
-    ratio_high: float
     n_boot: int
     m: int
     method: str
@@ -847,11 +862,11 @@ def iptw_cumulative_incidence(
                                  if m < n else "")
            + (f" (Monte-Carlo error of the SE about {100 / math.sqrt(2 * len(reps)):.0f}%)"
               if reps else "") + "; Wald CI and z test")
+    ratio_low, ratio_high = _log_interval(ratio, ratio_se, z)
     return IptwCumulativeIncidence(
         estimate_kp=kp, estimate_vp=vp, difference=diff, se=se, low=diff - z * se,
         high=diff + z * se, p_value=p, ratio=ratio,
-        ratio_low=ratio * math.exp(-z * ratio_se) if not math.isnan(ratio) else nan,
-        ratio_high=ratio * math.exp(z * ratio_se) if not math.isnan(ratio) else nan,
+        ratio_low=ratio_low, ratio_high=ratio_high,
         n_boot=len(reps), m=m, method=how)
 
 
@@ -930,9 +945,9 @@ def _iptw_cluster_bootstrap(
               "(conservative: Lunceford & Davidian 2004)")
            + (f" (Monte-Carlo error of the SE about {100 / math.sqrt(2 * b):.0f}%)" if b else "")
            + f"; Wald CI and test with t, {g - 1} df (Cameron & Miller 2015)")
+    ratio_low, ratio_high = _log_interval(ratio, ratio_se, q)
     return IptwCumulativeIncidence(
         estimate_kp=kp, estimate_vp=vp, difference=diff, se=se, low=diff - q * se,
         high=diff + q * se, p_value=p, ratio=ratio,
-        ratio_low=ratio * math.exp(-q * ratio_se) if not math.isnan(ratio) else nan,
-        ratio_high=ratio * math.exp(q * ratio_se) if not math.isnan(ratio) else nan,
+        ratio_low=ratio_low, ratio_high=ratio_high,
         n_boot=b, m=n, method=how, n_clusters=g)
