@@ -43,11 +43,8 @@ def r() -> dict:
 
 
 @pytest.fixture(scope="module")
-def cohort() -> pd.DataFrame:
-    d = pd.read_csv(RESULTS / "clustered_cohort.csv")
-    for column in ("cement_leakage", "adjacent_fracture", "died"):
-        d[column] = d[column].astype("boolean")
-    return d
+def cohort(clustered_cohort) -> pd.DataFrame:
+    return clustered_cohort
 
 
 @pytest.fixture(scope="module")

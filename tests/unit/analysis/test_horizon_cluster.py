@@ -37,11 +37,8 @@ REFERENCE = json.loads((RESULTS / "horizon_cluster_jackknife.json").read_text())
 
 
 @pytest.fixture(scope="module")
-def cohort() -> pd.DataFrame:
-    d = pd.read_csv(RESULTS / "clustered_cohort.csv")
-    for column in ("cement_leakage", "adjacent_fracture", "died"):
-        d[column] = d[column].astype("boolean")
-    return d
+def cohort(clustered_cohort) -> pd.DataFrame:
+    return clustered_cohort
 
 
 @pytest.mark.parametrize("outcome", ["adjacent_fracture_12m", "death_30d"])
