@@ -147,6 +147,13 @@ def group_point_ids(rows: pd.DataFrame, by: tuple[str, ...]) -> list[str]:
             for values in rows[columns].itertuples(index=False, name=None)]
 
 
+#: The two panels of :func:`cost_figure`: (column, centre, low, high, marker, size, word).
+_COST_PANELS = (
+    (1, "median", "q1", "q3", "diamond", 9, "median"),
+    (2, "mean", "mean_low", "mean_high", "circle", 8, "mean"),
+)
+
+
 def cost_figure(summary: pd.DataFrame, by: tuple[str, ...], currency: str) -> go.Figure:
     """Median with IQR (left) and mean with 95% CI (right) per group and procedure.
 
@@ -170,34 +177,23 @@ def cost_figure(summary: pd.DataFrame, by: tuple[str, ...], currency: str) -> go
         name = procedure_label(procedure)
         if len(part):
             counts = [f"{int(n):,}" for n in part["n"]]
-            traces.append({
-                "type": "scatter", **axes[(1, 1)], "ids": group_point_ids(part, by),
-                "x": part["median"].to_numpy(), "y": part["y"].to_numpy(), "mode": "markers",
-                "name": name, "legendgroup": procedure,
-                "marker": {"color": colour, "symbol": "diamond", "size": 9},
-                "error_x": {"type": "data", "symmetric": False,
-                            "array": (part["q3"] - part["median"]).to_numpy(),
-                            "arrayminus": (part["median"] - part["q1"]).to_numpy(),
-                            "color": colour},
-                "customdata": np.column_stack([[money(v) for v in part["q1"]],
-                                               [money(v) for v in part["q3"]], counts]),
-                "hovertemplate": "%{y}: median %{x:,.0f} " + currency + " (IQR "
-                                 "%{customdata[0]}–%{customdata[1]}; n %{customdata[2]})"
-                                 "<extra></extra>"})
-            traces.append({
-                "type": "scatter", **axes[(1, 2)], "ids": group_point_ids(part, by),
-                "x": part["mean"].to_numpy(), "y": part["y"].to_numpy(), "mode": "markers",
-                "name": name, "legendgroup": procedure, "showlegend": False,
-                "marker": {"color": colour, "symbol": "circle", "size": 8},
-                "error_x": {"type": "data", "symmetric": False,
-                            "array": (part["mean_high"] - part["mean"]).to_numpy(),
-                            "arrayminus": (part["mean"] - part["mean_low"]).to_numpy(),
-                            "color": colour},
-                "customdata": np.column_stack([[money(v) for v in part["mean_low"]],
-                                               [money(v) for v in part["mean_high"]], counts]),
-                "hovertemplate": "%{y}: mean %{x:,.0f} " + currency + " (95% CI "
-                                 "%{customdata[0]}–%{customdata[1]}; n %{customdata[2]})"
-                                 "<extra></extra>"})
+            for col, centre, low, high, symbol, size, what in _COST_PANELS:
+                traces.append({
+                    "type": "scatter", **axes[(1, col)], "ids": group_point_ids(part, by),
+                    "x": part[centre].to_numpy(), "y": part["y"].to_numpy(),
+                    "mode": "markers", "name": name, "legendgroup": procedure,
+                    # One legend entry per procedure: the left panel's.
+                    **({} if col == 1 else {"showlegend": False}),
+                    "marker": {"color": colour, "symbol": symbol, "size": size},
+                    "error_x": {"type": "data", "symmetric": False,
+                                "array": (part[high] - part[centre]).to_numpy(),
+                                "arrayminus": (part[centre] - part[low]).to_numpy(),
+                                "color": colour},
+                    "customdata": np.column_stack([[money(v) for v in part[low]],
+                                                   [money(v) for v in part[high]], counts]),
+                    "hovertemplate": f"%{{y}}: {what} %{{x:,.0f}} {currency} ("
+                                     f"{'IQR' if col == 1 else '95% CI'} %{{customdata[0]}}–"
+                                     "%{customdata[1]}; n %{customdata[2]})<extra></extra>"})
         hidden = rows[mine & small]
         for col in (1, 2):
             if len(hidden):
