@@ -1109,18 +1109,22 @@ def _split(values: NDArray, codes: NDArray[np.intp], n_groups: int) -> list[NDAr
 
 
 def _quartiles(values: NDArray[np.float64]) -> tuple[float, float, float]:
-    """``np.quantile(values, [0.25, 0.5, 0.75])`` (linear), from one sort of the values.
+    """``np.quantile(values, [0.25, 0.5, 0.75])`` (linear), from one partition of the values.
 
-    numpy's SIMD sort is faster than the selection :func:`numpy.quantile` runs; the order
-    statistics are interpolated with numpy's own formula, so the numbers are identical.
+    Only the six order statistics the three quantiles interpolate between are placed (one
+    :func:`numpy.partition`, about three times faster than a full sort at 500,000 values and
+    faster than the selection :func:`numpy.quantile` runs); they are interpolated with numpy's
+    own formula, so the numbers are identical.
     """
-    ordered = np.sort(values)
+    last = values.size - 1
+    positions = [last * q for q in (0.25, 0.5, 0.75)]
+    kth = sorted({min(math.floor(p) + step, last) for p in positions for step in (0, 1)})
+    placed = np.partition(values, kth)
     out = []
-    for q in (0.25, 0.5, 0.75):
-        position = (ordered.size - 1) * q
+    for position in positions:
         below = math.floor(position)
         t = position - below
-        a, b = ordered[below], ordered[min(below + 1, ordered.size - 1)]
+        a, b = placed[below], placed[min(below + 1, last)]
         diff = b - a
         out.append(float(b - diff * (1 - t)) if t >= 0.5 else float(a + diff * t))
     return out[0], out[1], out[2]

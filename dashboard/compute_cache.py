@@ -382,6 +382,17 @@ class CachedFigure(go.Figure):
 
     _stored_json: dict | None = None
 
+    def __getattr__(self, name: str) -> Any:
+        # Reached only for an attribute the instance lacks: a figure read from the cache and
+        # not built yet is built now (see _trusted_figure), then asked again. Names a figure
+        # never has (the JSON encoder probes for "tolist", "isoformat", ...) do not build it.
+        if _PENDING not in self.__dict__ or not (name.startswith("_")
+                                                 or hasattr(type(self), name)):
+            raise AttributeError(name)
+        properties = self.__dict__.pop(_PENDING)
+        _build_cached(self, properties)
+        return getattr(self, name)
+
     def to_plotly_json(self) -> dict:
         # The same dict on every call until a change: read it, do not modify it.
         return self._stored_json if self._stored_json is not None else super().to_plotly_json()
@@ -443,19 +454,32 @@ def _freeze_arrays(node: Any) -> None:
 
 
 def _trusted_figure(properties: dict, stored_json: dict) -> CachedFigure:
-    """A figure rebuilt from the properties of a figure that was validated when it was built.
+    """A figure read from the cache, built from its properties on first use.
 
-    Built with ``_validate=False`` (plotly's own switch: no per-property validation), then
-    validation is switched back on, so a later change to the figure is checked as usual.
+    Until then it holds only its properties and the JSON its original produced: a warm
+    answer that Dash merely serialises never builds the figure (building one costs several
+    milliseconds of plotly's object setup even without validation).
     """
-    figure = CachedFigure(properties, _validate=False)
+    figure = CachedFigure.__new__(CachedFigure)
+    figure.__dict__[_PENDING] = properties
+    figure.__dict__["_stored_json"] = stored_json
+    return figure
+
+
+#: Instance attribute of a :class:`CachedFigure` not built yet: the properties to build it.
+_PENDING = "_pending_properties"
+
+
+def _build_cached(figure: CachedFigure, properties: dict) -> None:
+    """Build a cached figure from the properties of a figure validated when it was first
+    built: with ``_validate=False`` (plotly's own switch: no per-property validation), then
+    validation switched back on, so a later change to the figure is checked as usual."""
+    go.Figure.__init__(figure, properties, _validate=False)
     _freeze_arrays({"data": figure._data, "layout": figure._layout})  # the figure's own copies
     figure._validate = True
     for trace in figure.data:
         trace._validate = True
     figure.layout._validate = True
-    figure._stored_json = stored_json
-    return figure
 
 
 class _OutputPickler(pickle.Pickler):
@@ -468,6 +492,11 @@ class _OutputPickler(pickle.Pickler):
 
     def reducer_override(self, obj: Any) -> Any:
         if isinstance(obj, go.Figure):
+            pending = obj.__dict__.get(_PENDING)
+            if pending is not None and obj.__dict__.get("_stored_json") is not None:
+                # Read from the cache and never built: stored again as it was read.
+                self.figures.append((obj, obj.__dict__["_stored_json"]))
+                return _trusted_figure, (pending, obj.__dict__["_stored_json"])
             # The figure's own property dicts (pickling copies them), not to_dict(): that
             # turns numpy arrays into base64 specs, which trace.y would then return.
             properties = {"data": obj._data, "layout": obj._layout,

@@ -394,17 +394,17 @@ def ceac_figure(result) -> go.Figure:
         return empty_figure("Not available for this selection.", height=300)
     wtp = np.asarray(result.wtp)
     prob = 100 * np.asarray(result.prob_cost_effective)
-    figure = go.Figure(go.Scatter(
-        x=wtp, y=prob, mode="lines", line={"color": OKABE_ITO["blue"], "width": 2},
-        name="KP cost-effective",
-        hovertemplate=(f"WTP %{{x:,.0f}} {result.currency} per additional responder: "
-                       "P(KP cost-effective) %{y:.0f}%<extra></extra>")))
-    figure.add_hline(y=50, line={"color": "#888", "dash": "dot", "width": 1})
-    figure.update_xaxes(title_text=f"Willingness to pay per additional responder "
-                                   f"({result.currency})", rangemode="tozero")
-    figure.update_yaxes(title_text="Probability KP is cost-effective, %", range=[0, 100])
-    base_layout(figure, height=300, showlegend=False)
-    return figure
+    trace = {"type": "scatter", "x": wtp, "y": prob, "mode": "lines",
+             "line": {"color": OKABE_ITO["blue"], "width": 2}, "name": "KP cost-effective",
+             "hovertemplate": (f"WTP %{{x:,.0f}} {result.currency} per additional responder: "
+                               "P(KP cost-effective) %{y:.0f}%<extra></extra>")}
+    layout = {
+        "shapes": [{"type": "line", "xref": "x domain", "x0": 0, "x1": 1, "yref": "y",
+                    "y0": 50, "y1": 50, "line": {"color": "#888", "dash": "dot", "width": 1}}],
+        "xaxis": {"title": {"text": f"Willingness to pay per additional responder "
+                                    f"({result.currency})"}, "rangemode": "tozero"},
+        "yaxis": {"title": {"text": "Probability KP is cost-effective, %"}, "range": [0, 100]}}
+    return build_figure([trace], layout, 300, showlegend=False)
 
 
 def ceac_summary(result) -> str:
@@ -635,16 +635,17 @@ def ranking_figure(display: pd.DataFrame, currency: str) -> go.Figure:
     value = ranked["cost_per_responder"].str.replace(",", "").astype(float)
     bounds = ranked["cost_per_responder_ci"].str.replace(",", "").str.split("–", expand=True)
     low, high = bounds[0].astype(float), bounds[1].astype(float)
-    figure = go.Figure(go.Scatter(
-        x=value, y=names, mode="markers", marker={"color": OKABE_ITO["blue"], "size": 8},
-        error_x={"type": "data", "symmetric": False, "array": high - value,
-                 "arrayminus": value - low, "color": OKABE_ITO["blue"]},
-        customdata=np.column_stack([ranked["rank"], ranked["cost_per_responder_ci"]]),
-        hovertemplate="#%{customdata[0]} %{y}: %{x:,.0f} " + currency
-                      + " (95% CI %{customdata[1]})<extra></extra>", name="Cost per responder"))
-    figure.update_yaxes(categoryorder="array", categoryarray=names,
-                        range=[len(names) - 0.5, -0.5], automargin=True)
-    figure.update_xaxes(title_text=f"Cost per responder ({currency}), 95% CI", tickformat=",.0f")
-    base_layout(figure, height=max(260, 110 + 22 * len(names)))
-    figure.update_layout(showlegend=False, margin={"l": 10, "t": 30})
-    return figure
+    trace = {"type": "scatter", "x": value.to_numpy(), "y": names, "mode": "markers",
+             "marker": {"color": OKABE_ITO["blue"], "size": 8},
+             "error_x": {"type": "data", "symmetric": False, "array": (high - value).to_numpy(),
+                         "arrayminus": (value - low).to_numpy(), "color": OKABE_ITO["blue"]},
+             "customdata": np.column_stack([ranked["rank"], ranked["cost_per_responder_ci"]]),
+             "hovertemplate": "#%{customdata[0]} %{y}: %{x:,.0f} " + currency
+                              + " (95% CI %{customdata[1]})<extra></extra>",
+             "name": "Cost per responder"}
+    layout = {"yaxis": {"categoryorder": "array", "categoryarray": names,
+                        "range": [len(names) - 0.5, -0.5], "automargin": True},
+              "xaxis": {"title": {"text": f"Cost per responder ({currency}), 95% CI"},
+                        "tickformat": ",.0f"}}
+    return build_figure([trace], layout, max(260, 110 + 22 * len(names)),
+                        {"showlegend": False, "margin": {"l": 10, "t": 30}})

@@ -101,6 +101,29 @@ def test_reading_does_not_revalidate(monkeypatch):
     assert calls == []
 
 
+def test_serialising_a_cached_answer_does_not_build_its_figures(monkeypatch):
+    """A warm answer is only sent: Dash's encoder reads the stored JSON and never builds the
+    figure (several ms of plotly object setup each); reading an attribute builds it."""
+    from dash._utils import to_json
+
+    import dashboard.compute_cache as compute_cache
+
+    built = []
+    real = compute_cache._build_cached
+    monkeypatch.setattr(compute_cache, "_build_cached",
+                        lambda figure, properties: built.append(1) or real(figure, properties))
+    original = sample_output()
+    restored = load_output(dump_output(original))
+    assert json.loads(to_json(restored)) == plotly_json(original)
+    assert built == []
+    # Stored again (the cold path's pickler) without being built, and still the same figure.
+    again = load_output(dump_output(restored))
+    assert built == [] and plotly_json(again) == plotly_json(original)
+    bars = again[0].children[1].figure
+    assert bars.layout.title.text == "Leakage" and built == [1]
+    assert not hasattr(bars, "no_such_attribute") and isinstance(bars, go.Figure)
+
+
 def test_non_figure_values_round_trip():
     value = {"rows": [{"a": 1.5, "b": None}], "text": "x", "array": np.arange(3)}
     restored = load_output(dump_output(value))
