@@ -31,7 +31,6 @@ from analysis.quality import (
 from dashboard.figures.common import (
     OKABE_ITO,
     axis_layout,
-    base_layout,
     build_figure,
     empty_figure,
     plain_text,
@@ -284,40 +283,42 @@ def funnel_figure(result: FunnelResult | None) -> go.Figure:
     units = result.units
     hidden = suppressed_units(units)
     shown = units[~hidden]
-    figure = go.Figure()
     if shown.empty:
-        figure = empty_figure(f"Every {unit_name(result.unit)} has {range_text()} cases or "
-                              "events: nothing can be shown.")
-        return figure
+        return empty_figure(f"Every {unit_name(result.unit)} has {range_text()} cases or "
+                            "events: nothing can be shown.")
     # The curves span the shown units' volumes only (as funnel_data spans all of them), so
     # their extent reveals no hidden unit's n.
     limits = limit_curves(result, 0.5 * float(shown["plot_n"].min()),
                           1.1 * float(shown["plot_n"].max()))
+    traces: list[dict] = []
     for level, (name, dash) in LIMIT_STYLES.items():
         part = limits[np.isclose(limits["level"], level)]
         for bound, show in (("high", True), ("low", False)):
-            figure.add_scatter(x=part["n"], y=100 * part[bound], mode="lines", name=name,
-                               legendgroup=name, showlegend=show, hoverinfo="skip",
-                               line={"color": "#444444", "dash": dash, "width": 1.3})
+            traces.append({"type": "scatter", "x": part["n"].to_numpy(),
+                           "y": (100 * part[bound]).to_numpy(), "mode": "lines", "name": name,
+                           "legendgroup": name, "showlegend": show, "hoverinfo": "skip",
+                           "line": {"color": "#444444", "dash": dash, "width": 1.3}})
     x_range = [0.0, float(limits["n"].max())]
-    figure.add_scatter(x=x_range, y=[100 * result.target] * 2, mode="lines",
-                       line={"color": OKABE_ITO["black"], "width": 1.5},
-                       name=f"Target {_value(result.target, result.measure)} "
-                            f"({result.target_source} rate)",
-                       hoverinfo="skip")
+    traces.append({"type": "scatter", "x": x_range, "y": [100 * result.target] * 2,
+                   "mode": "lines", "line": {"color": OKABE_ITO["black"], "width": 1.5},
+                   "name": f"Target {_value(result.target, result.measure)} "
+                           f"({result.target_source} rate)",
+                   "hoverinfo": "skip"})
     for flag, (name, colour, symbol) in FLAG_STYLES.items():
         rows = shown[shown["flag"] == flag]
         if rows.empty:
             continue
-        figure.add_scatter(
-            x=rows["plot_n"], y=100 * rows["plot_rate"], mode="markers", name=name,
-            marker={"color": colour, "symbol": symbol, "size": 11,
-                    "line": {"width": 1, "color": colour if symbol.endswith("open") else "white"}},
-            hovertext=[_funnel_hover(row, result.adjusted, result.measure)
-                       for row in rows.itertuples()],
-            hovertemplate="%{hovertext}<extra></extra>",
-            ids=unit_point_ids(rows["unit"], result.unit),  # a click filters to the unit
-        )
+        traces.append({
+            "type": "scatter", "x": rows["plot_n"].to_numpy(),
+            "y": (100 * rows["plot_rate"]).to_numpy(), "mode": "markers", "name": name,
+            "marker": {"color": colour, "symbol": symbol, "size": 11,
+                       "line": {"width": 1,
+                                "color": colour if symbol.endswith("open") else "white"}},
+            "hovertext": [_funnel_hover(row, result.adjusted, result.measure)
+                          for row in rows.itertuples()],
+            "hovertemplate": "%{hovertext}<extra></extra>",
+            "ids": unit_point_ids(rows["unit"], result.unit),  # a click filters to the unit
+        })
     outcome = outcome_label(result.outcome, short=True)
     if result.measure == "rate":
         x_title = ("Effective person-years: expected events ÷ target rate" if result.adjusted
@@ -334,14 +335,18 @@ def funnel_figure(result: FunnelResult | None) -> go.Figure:
     y_max = 115.0 * max(tops)
     if result.measure != "rate":
         y_max = min(100.0, y_max)
-    base_layout(figure, height=460)
-    figure.update_xaxes(title_text=x_title, rangemode="tozero")
-    figure.update_yaxes(title_text=y_title, range=[0, y_max])
+    layout = {"xaxis": {"title": {"text": x_title}, "rangemode": "tozero"},
+              "yaxis": {"title": {"text": y_title}, "range": [0, y_max]}}
     if hidden.any():
-        figure.add_annotation(text=_hidden_note(int(hidden.sum()), result.unit), showarrow=False,
-                              xref="paper", yref="paper", x=1, y=0.98, xanchor="right",
-                              font={"size": 12, "color": "#555555"})
-    return figure
+        layout["annotations"] = [_hidden_annotation(int(hidden.sum()), result.unit)]
+    return build_figure(traces, layout, 460)
+
+
+def _hidden_annotation(n_hidden: int, unit: str) -> dict:
+    """The note, top right, that some units are left out of a figure (suppressed)."""
+    return {"text": _hidden_note(n_hidden, unit), "showarrow": False, "xref": "paper",
+            "yref": "paper", "x": 1, "y": 0.98, "xanchor": "right",
+            "font": {"size": 12, "color": "#555555"}}
 
 
 def _funnel_hover(row, adjusted: bool, measure: str = "proportion") -> str:
@@ -391,45 +396,49 @@ def caterpillar_figure(table: pd.DataFrame | None, unit: str = "facility_id",
         return empty_figure()
     hidden = suppressed_units(table, ("n", "observed"))
     shown = table[~hidden].reset_index(drop=True)
-    figure = go.Figure()
     if shown.empty:
-        figure = empty_figure(f"Every unit has {range_text()} cases, events or non-events: "
-                              "O/E suppressed.")
-        return figure
+        return empty_figure(f"Every unit has {range_text()} cases, events or non-events: "
+                            "O/E suppressed.")
     above = shown["low"] > 1.0
     below = shown["high"] < 1.0
     groups = (("CI above 1", above, OKABE_ITO["vermillion"], "triangle-up"),
               ("CI includes 1", ~above & ~below, OKABE_ITO["blue"], "circle"),
               ("CI below 1", below, OKABE_ITO["bluish_green"], "triangle-down"))
+    traces: list[dict] = []
     for name, mask, colour, symbol in groups:
         rows = shown[mask]
         if rows.empty:
             continue
-        figure.add_scatter(
-            x=[plain_text(u) for u in rows["unit"]], y=rows["oe"], mode="markers", name=name,
-            marker={"color": colour, "symbol": symbol, "size": 9},
-            error_y={"type": "data", "symmetric": False, "array": rows["high"] - rows["oe"],
-                     "arrayminus": rows["oe"] - rows["low"], "color": colour, "thickness": 1.3,
-                     "width": 0},
-            hovertext=[f"<b>{plain_text(r.unit)}</b><br>O/E {r.oe:.2f} (95% CI {r.low:.2f}–{r.high:.2f})"
-                       f"<br>observed {format_count(r.observed)} · expected {r.expected:,.1f}"
-                       f" · n {format_count(r.n)}" for r in rows.itertuples()],
-            hovertemplate="%{hovertext}<extra></extra>",
-            ids=unit_point_ids(rows["unit"], unit),  # a click filters to the unit
-        )
-    figure.add_hline(y=1.0, line={"color": OKABE_ITO["black"], "dash": "dash", "width": 1.2})
-    base_layout(figure, height=400)
-    many = len(shown) > 60
-    figure.update_xaxes(categoryorder="array", categoryarray=[plain_text(u) for u in shown["unit"]],
-                        showticklabels=not many, tickangle=-60,
-                        title_text=f"{unit_name(unit, plural=True).capitalize()}, sorted by O/E")
+        traces.append({
+            "type": "scatter", "x": [plain_text(u) for u in rows["unit"]],
+            "y": rows["oe"].to_numpy(), "mode": "markers", "name": name,
+            "marker": {"color": colour, "symbol": symbol, "size": 9},
+            "error_y": {"type": "data", "symmetric": False,
+                        "array": (rows["high"] - rows["oe"]).to_numpy(),
+                        "arrayminus": (rows["oe"] - rows["low"]).to_numpy(), "color": colour,
+                        "thickness": 1.3, "width": 0},
+            "hovertext": [f"<b>{plain_text(r.unit)}</b><br>O/E {r.oe:.2f} (95% CI "
+                          f"{r.low:.2f}–{r.high:.2f})<br>observed {format_count(r.observed)}"
+                          f" · expected {r.expected:,.1f} · n {format_count(r.n)}"
+                          for r in rows.itertuples()],
+            "hovertemplate": "%{hovertext}<extra></extra>",
+            "ids": unit_point_ids(rows["unit"], unit),  # a click filters to the unit
+        })
     name = outcome_label(outcome, short=True).lower()
-    figure.update_yaxes(title_text=f"Observed / expected {name} (ratio)", rangemode="tozero")
+    layout = {
+        "shapes": [{"type": "line", "xref": "x domain", "x0": 0, "x1": 1, "yref": "y",
+                    "y0": 1.0, "y1": 1.0,
+                    "line": {"color": OKABE_ITO["black"], "dash": "dash", "width": 1.2}}],
+        "xaxis": {"categoryorder": "array",
+                  "categoryarray": [plain_text(u) for u in shown["unit"]],
+                  "showticklabels": len(shown) <= 60, "tickangle": -60,
+                  "title": {"text": f"{unit_name(unit, plural=True).capitalize()}, sorted by "
+                                    "O/E"}},
+        "yaxis": {"title": {"text": f"Observed / expected {name} (ratio)"},
+                  "rangemode": "tozero"}}
     if hidden.any():
-        figure.add_annotation(text=_hidden_note(int(hidden.sum()), unit), showarrow=False,
-                              xref="paper", yref="paper", x=1, y=0.98, xanchor="right",
-                              font={"size": 12, "color": "#555555"})
-    return figure
+        layout["annotations"] = [_hidden_annotation(int(hidden.sum()), unit)]
+    return build_figure(traces, layout, 400)
 
 
 def caterpillar_summary(table: pd.DataFrame | None, unit: str = "facility_id") -> str:
