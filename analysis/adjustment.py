@@ -101,6 +101,7 @@ import statsmodels.api as sm
 from numpy.typing import ArrayLike, NDArray
 from statsmodels.tools.sm_exceptions import DomainWarning
 
+from analysis._checks import check_level
 from analysis._results import CountedText, Result
 from analysis.errors import InsufficientDataError
 
@@ -149,13 +150,6 @@ _WARM_START_N = 200_000
 # --------------------------------------------------------------------------------------------
 # Small helpers
 # --------------------------------------------------------------------------------------------
-
-
-def _check_level(level: float) -> float:
-    level = float(level)
-    if not 0.0 < level < 1.0:
-        raise ValueError(f"level must be between 0 and 1 (exclusive), got {level}")
-    return level
 
 
 def _floats(values: Any) -> NDArray[np.float64]:
@@ -1500,7 +1494,7 @@ def iptw_effect(
     >>> round(r.difference, 4), round(r.se, 4)
     (0.1, 0.0671)
     """
-    level = _check_level(level)
+    level = check_level(level)
     method_name = "IPTW effect"
     y_all, name = _outcome_values(records, outcome)
     if isinstance(weights, PropensityResult):
@@ -1889,7 +1883,7 @@ def standardised_risks(
     >>> bool(r.rd_low < r.risk_difference < r.rd_high < 0), r.mc_error
     (True, 0.0)
     """
-    level = _check_level(level)
+    level = check_level(level)
     method_name = "Standardised risks (g-computation)"
     y_all, name = _outcome_values(records, outcome)
     if not _is_binary(y_all):

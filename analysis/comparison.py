@@ -60,6 +60,7 @@ import pandas as pd
 import scipy.stats as st
 from numpy.typing import NDArray
 
+from analysis._checks import check_level
 from analysis._results import Result
 from analysis.adjustment import (
     BOOTSTRAP_MAX_N,
@@ -172,13 +173,6 @@ _CONTINUOUS_LABELS = {
     "cement_volume_ml": "Cement volume (mL)",
     "length_of_stay_days": "Length of stay (days)",
 }
-
-
-def _check_level(level: float) -> float:
-    level = float(level)
-    if not 0.0 < level < 1.0:
-        raise ValueError(f"level must be between 0 and 1 (exclusive), got {level}")
-    return level
 
 
 def _z(level: float) -> float:
@@ -1323,7 +1317,7 @@ def compare_procedures(
     >>> table.loc[0, "effect_measure"], bool(table.loc[0, "adjusted"] < 0)
     ('RD', True)
     """
-    level = _check_level(level)
+    level = check_level(level)
     responder = responder if responder is not None else ResponderDefinition()
     names = list(DEFAULT_OUTCOMES if outcomes is None else
                  ([outcomes] if isinstance(outcomes, str) else outcomes))
@@ -1528,7 +1522,7 @@ def fracture_survival(
     >>> fs.at_risk_table.columns.tolist()
     ['procedure', 'time', 'at_risk', 'cumulative_events']
     """
-    level = _check_level(level)
+    level = check_level(level)
     t_all = treatment_indicator(records)
     te = _fracture_arrays(records)
     time, event = te["time"], te["event"]
@@ -1799,7 +1793,7 @@ def pain_mixed_model(
     import statsmodels.formula.api as smf
     from statsmodels.tools.sm_exceptions import ConvergenceWarning
 
-    level = _check_level(level)
+    level = check_level(level)
     method = "Pain mixed model"
     long, used, notes = _pain_long(records, covariates)
     if long.empty:

@@ -35,6 +35,7 @@ import scipy.stats as st
 from numpy.typing import ArrayLike, NDArray
 from statsmodels.stats.weightstats import CompareMeans, DescrStatsW, ttost_ind
 
+from analysis._checks import check_level
 from analysis._results import Result
 from analysis.errors import InsufficientDataError
 
@@ -64,13 +65,6 @@ def _clean(values: ArrayLike, label: str, method: str, minimum: int = 2) -> NDAr
             f"{label} has {arr.size} non-missing value(s); at least {minimum} are needed",
         )
     return arr
-
-
-def _check_level(level: float) -> float:
-    level = float(level)
-    if not 0.0 < level < 1.0:
-        raise ValueError(f"level must be between 0 and 1 (exclusive), got {level}")
-    return level
 
 
 # --------------------------------------------------------------------------------------------
@@ -247,7 +241,7 @@ def _hodges_lehmann(
     (1.15, -1.1, 4.3, 'exact', 0.943)
     """
     method_name = "Hodges-Lehmann estimate"
-    level = _check_level(level)
+    level = check_level(level)
     x = _clean(a, "group 1", method_name, minimum=1)
     y = _clean(b, "group 2", method_name, minimum=1)
     m, n = x.size, y.size
@@ -373,7 +367,7 @@ def compare_means(a: ArrayLike, b: ArrayLike, level: float = 0.95) -> MeanCompar
     'normal approximation'
     """
     method = "Comparison of means"
-    level = _check_level(level)
+    level = check_level(level)
     x = _clean(a, "group 1", method)
     y = _clean(b, "group 2", method)
 

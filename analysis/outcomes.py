@@ -70,6 +70,7 @@ import pandas as pd
 import scipy.stats as st
 from statsmodels.stats.contingency_tables import mcnemar
 
+from analysis._checks import check_level
 from analysis._grouping import group_codes
 from analysis._histogram import (
     QUARTILES,
@@ -352,13 +353,6 @@ def _normalise_by(by: By) -> tuple[str, ...]:
     if len(set(columns)) != len(columns):
         raise ValueError(f"by names a column twice: {columns!r}")
     return columns
-
-
-def _check_level(level: float) -> float:
-    level = float(level)
-    if not 0.0 < level < 1.0:
-        raise ValueError(f"level must be between 0 and 1 (exclusive), got {level}")
-    return level
 
 
 def _require(records: pd.DataFrame, columns: Sequence[str]) -> None:
@@ -665,7 +659,7 @@ def responder_rates(
     if not isinstance(responder, ResponderDefinition):
         raise TypeError("responder must be a ResponderDefinition")
     by = _normalise_by(by)
-    level = _check_level(level)
+    level = check_level(level)
     groups = _groups(records, by)
     block = _responder_rates_block(records, groups, responder, level)
     block["definition"] = responder.label
@@ -726,7 +720,7 @@ def pain_trajectory(
     1      day1            1  2   3.5
     """
     by = _normalise_by(by)
-    level = _check_level(level)
+    level = check_level(level)
     visits = [("baseline", 0, "pain_baseline")] + [
         (suffix, nominal, f"pain_{suffix}") for suffix, (_, nominal, _) in PAIN_VISITS.items()
     ]
@@ -796,7 +790,7 @@ def odi_change(
     1    month12  0            NaN          NaN
     """
     by = _normalise_by(by)
-    level = _check_level(level)
+    level = check_level(level)
     _require(records, ["odi_baseline", *(f"odi_{tp}" for tp in ODI_TIME_POINTS)])
     groups = _groups(records, by)
     baseline = _floats(records, "odi_baseline")
@@ -879,7 +873,7 @@ def opioid_use(
     0         5          4         1        3        0
     """
     by = _normalise_by(by)
-    level = _check_level(level)
+    level = check_level(level)
     _require(records, ("opioid_baseline", "opioid_month1"))
     groups = _groups(records, by)
     before_known, before = _flags(records, "opioid_baseline")
@@ -1187,7 +1181,7 @@ def complication_rates(
     0  4       1  0.25
     """
     by = _normalise_by(by)
-    level = _check_level(level)
+    level = check_level(level)
     chosen = _check_outcomes(outcomes)
     groups = _groups(records, by)
     return _long(groups.keys, _complication_rate_blocks(records, groups, chosen, level))
@@ -1367,7 +1361,7 @@ def setting_mix(
     0  2           1          1        1               0.5
     """
     by = _normalise_by(by)
-    level = _check_level(level)
+    level = check_level(level)
     _require(records, ("setting",))
     groups = _groups(records, by)
     # One state per record (0 missing, 1 outpatient, 2 inpatient, 3 another value) and one
@@ -1452,7 +1446,7 @@ def outcome_summary(
     if not isinstance(responder, ResponderDefinition):
         raise TypeError("responder must be a ResponderDefinition")
     by = _normalise_by(by)
-    level = _check_level(level)
+    level = check_level(level)
     known = ("responder", *COMPLICATION_OUTCOMES, *RESOURCE_VARIABLES)
     wanted = set(known) if outcomes is None else {str(o) for o in outcomes}
     unknown = sorted(wanted - set(known))

@@ -32,6 +32,7 @@ import scipy.stats as st
 from numpy.typing import ArrayLike, NDArray
 from statsmodels.stats.proportion import confint_proportions_2indep, proportion_confint
 
+from analysis._checks import check_level
 from analysis._results import Result
 from analysis.errors import InsufficientDataError
 
@@ -45,13 +46,6 @@ __all__ = [
 
 # statsmodels' names for the interval methods we expose.
 _CI_METHODS = {"wilson": "wilson", "exact": "beta"}
-
-
-def _check_level(level: float) -> float:
-    level = float(level)
-    if not 0.0 < level < 1.0:
-        raise ValueError(f"level must be between 0 and 1 (exclusive), got {level}")
-    return level
 
 
 @overload
@@ -111,7 +105,7 @@ def proportion_ci(x, n, level=0.95, method="wilson"):
     >>> low.round(4).tolist(), high.round(4).tolist()
     ([0.0, 0.8806], [0.1684, 1.0])
     """
-    level = _check_level(level)
+    level = check_level(level)
     if method not in _CI_METHODS:
         raise ValueError(f"method must be one of {sorted(_CI_METHODS)}, got {method!r}")
     scalar = np.ndim(x) == 0 and np.ndim(n) == 0
@@ -259,7 +253,7 @@ def compare_proportions(
     >>> compare_proportions(0, 10, 0, 20).zero_cell_correction
     True
     """
-    level = _check_level(level)
+    level = check_level(level)
     method = "Comparison of two proportions"
     x1, n1 = _check_counts(x1, n1, "group 1", method)
     x2, n2 = _check_counts(x2, n2, "group 2", method)

@@ -43,6 +43,7 @@ from numpy.typing import ArrayLike, NDArray
 from statsmodels.duration.hazard_regression import PHReg
 from statsmodels.duration.survfunc import survdiff
 
+from analysis._checks import check_level
 from analysis._results import Result
 from analysis.errors import InsufficientDataError
 
@@ -53,13 +54,6 @@ __all__ = [
     "kaplan_meier",
     "logrank_test",
 ]
-
-
-def _check_level(level: float) -> float:
-    level = float(level)
-    if not 0.0 < level < 1.0:
-        raise ValueError(f"level must be between 0 and 1 (exclusive), got {level}")
-    return level
 
 
 def _time_event(
@@ -169,7 +163,7 @@ def kaplan_meier(time: ArrayLike, event: ArrayLike, level: float = 0.95) -> pd.D
     >>> km[["time", "at_risk", "events", "survival"]].round(4).to_numpy().tolist()[0]
     [6.0, 7.0, 3.0, 0.5714]
     """
-    level = _check_level(level)
+    level = check_level(level)
     method = "Kaplan-Meier estimate"
     t, e, _ = _time_event(time, event, method)
     if np.any(e > 1):
@@ -357,7 +351,7 @@ def cox_model(
     >>> cox_model(d, "t", "e", ["proc"])["term"].tolist()
     ['proc[KP]']
     """
-    level = _check_level(level)
+    level = check_level(level)
     method = "Cox model"
     covariates = list(covariates)
     if not covariates:
@@ -571,7 +565,7 @@ def cumulative_incidence(
     >>> cif["cumulative_incidence"].round(3).tolist()
     [0.2, 0.4, 0.4, 0.8]
     """
-    level = _check_level(level)
+    level = check_level(level)
     method = "Cumulative incidence"
     t, code, _ = _time_event(time, event_code, method)
     if event_of_interest <= 0:
