@@ -11,10 +11,6 @@ False
 from __future__ import annotations
 
 import dataclasses
-import functools
-import os
-import threading
-import weakref
 from collections.abc import Iterable
 
 import numpy as np
@@ -126,7 +122,7 @@ class FilterIndex:
     look-ups and comparisons instead of string comparisons over every row.
 
     Built for frames that are not modified afterwards (the dashboard's shared, read-only
-    records); :func:`frame_index` keeps one per such frame. Masks are identical to those of
+    records, which keep one index per frame). Masks are identical to those of
     :func:`filter_mask` without an index.
 
     Examples
@@ -202,40 +198,6 @@ class FilterIndex:
         return keep
 
 
-_INDEXES: dict[int, tuple[weakref.ref, FilterIndex]] = {}
-_INDEX_LOCK = threading.Lock()
-
-
-def _new_lock_after_fork() -> None:
-    # A process forked (a Dash background job) while another thread built an index would
-    # inherit the lock held, and wait for it forever: the child gets a fresh one.
-    global _INDEX_LOCK
-    _INDEX_LOCK = threading.Lock()
-
-
-os.register_at_fork(after_in_child=_new_lock_after_fork)
-
-
-def _forget(key: int, _ref: weakref.ref) -> None:
-    indexes = _INDEXES  # may already be gone at interpreter exit
-    if indexes is not None:
-        indexes.pop(key, None)
-
-
-def frame_index(records: pd.DataFrame) -> FilterIndex:
-    """The :class:`FilterIndex` of a frame that is never modified, built on first use and
-    dropped with the frame. Use it only for such frames (a frame changed in place after its
-    index was built would be filtered on its old values)."""
-    key = id(records)
-    with _INDEX_LOCK:
-        entry = _INDEXES.get(key)
-        if entry is not None and entry[0]() is records:
-            return entry[1]
-        index = FilterIndex(records)
-        _INDEXES[key] = (weakref.ref(records, functools.partial(_forget, key)), index)
-        return index
-
-
 def filter_mask(records: pd.DataFrame, selection: RecordFilter,
                 index: FilterIndex | None = None) -> np.ndarray:
     """Boolean array: which rows of ``records`` the filter keeps.
@@ -247,7 +209,7 @@ def filter_mask(records: pd.DataFrame, selection: RecordFilter,
     selection : RecordFilter
         The selection.
     index : FilterIndex, optional
-        A prebuilt index of ``records`` (see :func:`frame_index`): the same mask, faster.
+        A prebuilt index of ``records`` (:class:`FilterIndex`): the same mask, faster.
 
     Examples
     --------
@@ -269,7 +231,7 @@ def apply_filter(records: pd.DataFrame, selection: RecordFilter,
     selection : RecordFilter
         The selection.
     index : FilterIndex, optional
-        A prebuilt index of ``records`` (see :func:`frame_index`).
+        A prebuilt index of ``records`` (:class:`FilterIndex`).
 
     Returns
     -------

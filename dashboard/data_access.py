@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
-from analysis.filters import RecordFilter, filter_mask, frame_index
+from analysis.filters import FilterIndex, RecordFilter, filter_mask
 from dashboard.auth import current_user
 from dashboard.context import database
 from data import batches as data_batches
@@ -92,13 +92,35 @@ _SELECTED: collections.OrderedDict[tuple, _Selected] = collections.OrderedDict()
 _SELECTED_LOCK = threading.Lock()
 
 
-def _new_lock_after_fork() -> None:
-    # A background job forked while another request thread held the lock would wait forever.
+def _fresh_locks_after_fork() -> None:
+    # A background job forked while another request thread held the lock would inherit it
+    # held and wait for it forever: the child gets a fresh one.
     global _SELECTED_LOCK
     _SELECTED_LOCK = threading.Lock()
 
 
-os.register_at_fork(after_in_child=_new_lock_after_fork)
+os.register_at_fork(after_in_child=_fresh_locks_after_fork)
+
+#: Attribute of a shared records frame holding its FilterIndex.
+_INDEX_ATTRIBUTE = "_va_filter_index"
+
+
+def frame_index(records: pd.DataFrame) -> FilterIndex:
+    """The :class:`analysis.filters.FilterIndex` of a shared records frame, built on first use.
+
+    Only for frames that are never modified (as the frames of :func:`all_records`): a frame
+    changed in place would be filtered on its old values. The index lives on the frame itself
+    (a private attribute, not copied or pickled with it), so it goes when the frame goes: an
+    index kept in a registry would keep its frame, which it reads, alive after a new import
+    replaced it. Two threads indexing a frame at once may both build one; either is right.
+    """
+    index = records.__dict__.get(_INDEX_ATTRIBUTE)
+    if index is None:
+        index = FilterIndex(records)
+        object.__setattr__(records, _INDEX_ATTRIBUTE, index)
+    return index
+
+
 #: Selections kept per process. All callbacks of one filter change ask for the same
 #: selection, so one entry shares it among them; an entry can hold as much as the records.
 FILTERED_CACHE_SIZE = 1

@@ -14,7 +14,7 @@ import pandas as pd
 from dash import ALL, Input, Output, State, ctx, dcc, html
 from werkzeug.exceptions import Forbidden
 
-from analysis.filters import AGE_BANDS, LEVEL_GROUPS, RecordFilter, filter_mask, frame_index
+from analysis.filters import AGE_BANDS, LEVEL_GROUPS, RecordFilter, filter_mask
 from dashboard import data_access
 from dashboard.auth import User, auth_enabled, current_user, requires_role
 from dashboard.auth.gate import may_see
@@ -267,7 +267,7 @@ def match_count(state, _data_version=None):
     selection = RecordFilter.from_dict(state)
     records = data_access.all_records()
     # The records' shared filter index (built once per frame), as filtered_records uses.
-    matched = int(filter_mask(records, selection, frame_index(records)).sum())
+    matched = int(filter_mask(records, selection, data_access.frame_index(records)).sum())
     # Secondary suppression: the match count can be differenced against any refinement of the
     # selection shown elsewhere (FAC-005 ≈35, FAC-005 + KP 33), so it is rounded to the
     # nearest 5 (and "<11" when small), as is the total it is a part of.

@@ -20,7 +20,6 @@ from analysis.filters import (
     RecordFilter,
     apply_filter,
     filter_mask,
-    frame_index,
 )
 from analysis.proportions import proportion_ci
 
@@ -116,16 +115,6 @@ def test_filter_index_on_plain_object_columns():
     records.index = np.arange(len(records)) * 3 + 7
     selection = RecordFilter(countries=("GB",), sexes=("M",), levels=("1", "2"))
     assert np.array_equal(FilterIndex(records).mask(selection), reference_mask(records, selection))
-
-
-def test_frame_index_is_cached_per_frame_and_dropped_with_it():
-    records = cohort(5)
-    first = frame_index(records)
-    assert frame_index(records) is first
-    other = records.copy()
-    assert frame_index(other) is not first
-    selection = RecordFilter(countries=("US",))
-    assert np.array_equal(frame_index(other).mask(selection), reference_mask(records, selection))
 
 
 def test_apply_filter_returns_the_frame_when_everything_is_kept():

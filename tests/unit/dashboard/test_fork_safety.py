@@ -9,9 +9,7 @@ import time
 
 import pytest
 
-import analysis.filters as filters
 import dashboard.data_access as data_access
-from data.demo import demo_records
 
 
 def _run_in_fork_while_held(lock_owner, attribute: str, work) -> int:
@@ -34,13 +32,6 @@ def _run_in_fork_while_held(lock_owner, attribute: str, work) -> int:
     os.kill(pid, signal.SIGKILL)
     os.waitpid(pid, 0)
     return -1
-
-
-@pytest.mark.skipif(not hasattr(os, "fork"), reason="POSIX fork")
-def test_filter_index_lock_is_fresh_in_a_forked_job():
-    records = demo_records(200, seed=3)
-    assert _run_in_fork_while_held(filters, "_INDEX_LOCK",
-                                   lambda: filters.frame_index(records)) == 0
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="POSIX fork")
