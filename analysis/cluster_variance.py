@@ -48,7 +48,7 @@ import scipy.stats as st
 from numpy.typing import ArrayLike, NDArray
 
 # Row-blocked X'WX, X'v and Xb: one tall BLAS call is very slow on a loaded machine.
-from analysis.adjustment import _gram, _xb, _xtv
+from analysis._kernels import _gram, _xb, _xtv
 
 __all__ = [
     "cluster_bootstrap_mean_difference",

@@ -61,6 +61,7 @@ import scipy.stats as st
 from numpy.typing import NDArray
 
 from analysis._checks import check_level
+from analysis._kernels import _fit_cox_efron, _fit_gamma_log, _fit_logistic, _fit_ols, _floats
 from analysis._results import Result
 from analysis.adjustment import (
     BOOTSTRAP_MAX_N,
@@ -68,11 +69,6 @@ from analysis.adjustment import (
     KP,
     VP,
     CovariateDesign,
-    _fit_cox_efron,
-    _fit_gamma_log,
-    _fit_logistic,
-    _fit_ols,
-    _floats,
     _gcomp,
     _propensity,
     _standardise,

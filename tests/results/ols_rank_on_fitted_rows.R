@@ -1,4 +1,4 @@
-# Reference values for analysis.adjustment._fit_ols and the OLS/ANCOVA rows of
+# Reference values for analysis._kernels._fit_ols and the OLS/ANCOVA rows of
 # analysis.comparison.compare_procedures (issue 12, item 7.1): residual df = n - rank on the
 # rows actually fitted, and HC3 with a leverage-1 record.
 #

@@ -25,12 +25,9 @@ import statsmodels.api as sm
 import statsmodels.formula.api as smf
 
 from analysis import adjustment
+from analysis._kernels import _fit_cox_efron, _fit_gamma_log, _fit_logistic, _fit_ols
 from analysis.adjustment import (
     PropensityResult,
-    _fit_cox_efron,
-    _fit_gamma_log,
-    _fit_logistic,
-    _fit_ols,
     covariate_design,
     iptw_effect,
     propensity_weights,
@@ -462,10 +459,10 @@ def test_vectorised_cox_matches_cox_model_with_ties():
 def test_vectorised_cox_blocks_and_view_match_cox_model(monkeypatch):
     """Several sparse row blocks, records censored before the first event (dropped) and a
     strided view of a wider design (as compare_procedures passes it) give cox_model's fit."""
-    import analysis.adjustment as adjustment
+    import analysis._kernels as kernels
     from analysis.survival import cox_model
 
-    monkeypatch.setattr(adjustment, "_GROUP_BLOCK", 97)
+    monkeypatch.setattr(kernels, "_GROUP_BLOCK", 97)
     rng = np.random.default_rng(11)
     n = 900
     wide = np.column_stack([np.ones(n), rng.integers(0, 2, n), rng.normal(size=n),

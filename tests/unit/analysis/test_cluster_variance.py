@@ -20,7 +20,8 @@ import pytest
 import scipy.stats as st
 
 from analysis import comparison
-from analysis.adjustment import _fit_cox_efron, _fit_gamma_log, iptw_effect, propensity_weights
+from analysis._kernels import _fit_cox_efron, _fit_gamma_log
+from analysis.adjustment import iptw_effect, propensity_weights
 from analysis.cluster_variance import (
     cluster_bootstrap_mean_difference,
     cluster_codes,

@@ -235,7 +235,7 @@ def _old_as_float(values: pd.Series) -> np.ndarray:
     pd.Series(pd.Categorical([1, 2, None])),
 ])
 def test_as_float_equals_the_object_round_trip(values):
-    # quality reads outcomes and covariates with analysis.adjustment._floats
+    # quality reads outcomes and covariates with analysis._kernels._floats
     np.testing.assert_array_equal(q._floats(values), _old_as_float(values))
 
 

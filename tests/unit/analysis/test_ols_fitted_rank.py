@@ -19,7 +19,7 @@ import pandas as pd
 import pytest
 import statsmodels.api as sm
 
-from analysis.adjustment import _fit_ols
+from analysis._kernels import _fit_ols
 from analysis.comparison import compare_procedures
 
 RESULTS = Path(__file__).resolve().parents[2] / "results"
