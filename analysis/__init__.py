@@ -51,6 +51,7 @@ from analysis.horizon import (
     cumulative_incidence_at,
     iptw_cumulative_incidence,
 )
+from analysis.key_figures import KeyFigures, key_figures
 from analysis.means import EquivalenceTest, MeanComparison, compare_means, equivalence_means
 from analysis.meta import PooledEstimate, pool_studies
 from analysis.multiplicity import adjust_pvalues
@@ -155,6 +156,8 @@ __all__ = [
     "exchange_rates",
     "incremental_cost_per_responder",
     "median_ci",
+    "KeyFigures",
+    "key_figures",
     "normalise_costs",
     "ppp_factors",
     "trend_by_period",

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import math
+
 import pandas as pd
 import plotly.graph_objects as go
 
+from analysis.key_figures import KEY_OUTCOMES, PROCEDURES, KeyFigures
 from dashboard.figures.common import (
     PROCEDURE_COLOURS,
     axis_layout,
@@ -13,7 +16,14 @@ from dashboard.figures.common import (
     procedure_label,
     subplot_grid,
 )
-from dashboard.suppression import is_small, label, partition_texts, threshold
+from dashboard.suppression import (
+    format_count,
+    is_small,
+    is_small_or_complement,
+    label,
+    partition_texts,
+    threshold,
+)
 
 TREND_OUTCOMES = {"responder": "Pain relief (≥30% at 1 month)", "cement_leakage": "Cement leakage",
                   "pulmonary_embolism": "Cement embolism"}
@@ -100,11 +110,82 @@ def trend_summary(trend: pd.DataFrame) -> str:
                                f"{threshold() + 1} procedures or events are not shown.")
 
 
+#: Card titles of the key figures' rates (analysis.key_figures.KEY_OUTCOMES).
+KPI_TITLES = {
+    "responder": "Pain relief (≥30% at 1 month)",
+    "cement_leakage": "Cement leakage",
+    "pulmonary_embolism": "Cement embolism",
+    "adjacent_fracture_12m": "New fracture by 12 months (cumulative incidence)",
+}
+#: Card outcomes estimated as a cumulative incidence at a horizon (analysis.horizon): their
+#: detail also gives the number still at risk at the horizon.
+HORIZON_CARDS = {"adjacent_fracture_12m": "12 months"}
+
+
+def kpi_rows(figures: KeyFigures) -> pd.DataFrame:
+    """The key figures as display text, suppressed: one row per (procedure, measure) with
+    ``value`` and ``detail`` (interval and n), in the cards' order.
+
+    Secondary suppression: the match count is shown, so when one procedure's count is hidden
+    the other's exact count (and the n of its rates) goes too, or subtraction would reveal
+    it; the counts are the selection's totals per procedure, rounded like the match count.
+    """
+    sizes = figures.sizes
+    protect = bool(is_small(list(sizes.values())).any())
+    shown_sizes = partition_texts(sizes, rounded=True)
+    rows = []
+    for procedure in PROCEDURES:
+        hidden_n = protect and not is_small([sizes[procedure]])[0] and sizes[procedure] > 0
+        rows.append({"procedure": procedure, "measure": "Procedures",
+                     "value": shown_sizes[procedure],
+                     "detail": "exact count hidden (the other group is small)" if hidden_n
+                     else "records in the selection"})
+        for outcome in KEY_OUTCOMES:
+            rows.append({"procedure": procedure, "measure": KPI_TITLES[outcome],
+                         **_rate_text(figures.row(procedure, outcome), outcome, hidden_n)})
+        rows.append({"procedure": procedure, "measure": "Median duration",
+                     **_median_text(figures.row(procedure, "median_duration_min"), hidden_n,
+                                    lambda v: f"{v:.0f} min", lambda v: f"{v:.0f}",
+                                    "no durations recorded")})
+        rows.append({"procedure": procedure, "measure": "Median cost (USD)",
+                     **_median_text(figures.row(procedure, "median_cost_usd"), hidden_n,
+                                    lambda v: f"${v:,.0f}", lambda v: f"${v:,.0f}",
+                                    "no costs recorded")})
+    return pd.DataFrame(rows, columns=["procedure", "measure", "value", "detail"])
+
+
+def _rate_text(row: pd.Series | None, outcome: str, hidden_n: bool) -> dict[str, str]:
+    if row is None:
+        return {"value": "–", "detail": "no data"}
+    if is_small_or_complement([row.n], [row.events])[0]:
+        return {"value": label(),
+                "detail": "suppressed" if hidden_n else f"suppressed (n {format_count(row.n)})"}
+    if pd.isna(row.estimate):
+        return {"value": "–", "detail": "" if hidden_n else f"n {format_count(row.n)}"}
+    detail = f"95% CI {100 * row.low:.1f}–{100 * row.high:.1f}%" + (
+        "" if hidden_n else f", n {int(row.n):,}")
+    if outcome in HORIZON_CARDS:
+        detail += f"; {format_count(row.at_risk)} at risk at {HORIZON_CARDS[outcome]}"
+    return {"value": f"{100 * row.estimate:.1f}%", "detail": detail}
+
+
+def _median_text(row: pd.Series, hidden_n: bool, value_text, bound_text,
+                 nothing: str) -> dict[str, str]:
+    n = int(row.n)
+    if is_small([n])[0]:
+        return {"value": label(), "detail": "suppressed"}
+    if math.isnan(row.estimate):
+        return {"value": "–", "detail": nothing}
+    return {"value": value_text(row.estimate),
+            "detail": f"95% CI {bound_text(row.low)}–{bound_text(row.high)}"
+                      + ("" if hidden_n else f", n {n:,}")}
+
+
 def key_figures_table(kpis: pd.DataFrame) -> pd.DataFrame:
     """The key figures as a table in the cards' order (not alphabetical): each measure's VP
     and KP value with its 95% interval and n (the cards' detail line).
 
-    ``kpis`` is :func:`dashboard.pages.overview.kpi_rows`' frame (procedure, measure, value,
+    ``kpis`` is :func:`kpi_rows`' frame (procedure, measure, value,
     detail).
 
     Examples

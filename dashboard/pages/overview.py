@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import dash
 import dash_bootstrap_components as dbc
-import numpy as np
 import pandas as pd
 from dash import Input, Output, callback, dcc, html
 
-from analysis.descriptive import median_ci, trend_by_period
+from analysis.descriptive import trend_by_period
 from analysis.filters import RecordFilter
-from analysis.outcomes import ResponderDefinition, outcome_summary
+from analysis.key_figures import KeyFigures, key_figures
+from analysis.outcomes import ResponderDefinition
 from dashboard.components import (
     chart_card,
     data_grid,
@@ -22,15 +24,8 @@ from dashboard.components import (
 from dashboard.compute_cache import cached_output
 from dashboard.data_access import filtered_records
 from dashboard.figures.common import PROCEDURE_TEXT_COLOURS, PROCEDURES, procedure_label
-from dashboard.figures.overview import key_figures_table, trend_figure, trend_summary
+from dashboard.figures.overview import key_figures_table, kpi_rows, trend_figure, trend_summary
 from dashboard.report import ReportSection, register_report
-from dashboard.suppression import (
-    format_count,
-    is_small,
-    is_small_or_complement,
-    label,
-    partition_texts,
-)
 
 dash.register_page(__name__, path="/", name="Overview", title="Overview", order=0)
 
@@ -44,17 +39,6 @@ RECORD_COLUMNS = (
     "infection", "new_neurologic_deficit", "cost", "currency", "country",
 )
 
-KPI_OUTCOMES = {  # outcome_summary outcome -> card title
-    "responder": "Pain relief (≥30% at 1 month)",
-    "cement_leakage": "Cement leakage",
-    "pulmonary_embolism": "Cement embolism",
-    "adjacent_fracture_12m": "New fracture by 12 months (cumulative incidence)",
-}
-#: Card outcomes estimated as a cumulative incidence at a horizon (analysis.horizon): their
-#: detail also gives the number still at risk at the horizon.
-HORIZON_CARDS = {"adjacent_fracture_12m": "12 months"}
-
-
 def layout(**_query) -> html.Div:
     return html.Div([
         page_header("Overview", "Vertebroplasty and kyphoplasty side by side for the selected "
@@ -64,93 +48,16 @@ def layout(**_query) -> html.Div:
     ])
 
 
-def kpi_rows(records: pd.DataFrame) -> pd.DataFrame:
-    """One row per (procedure, measure): value text, detail text, suppressed flag."""
-    summary = outcome_summary(records, by=("procedure",), responder=ResponderDefinition(),
-                              outcomes=tuple(KPI_OUTCOMES))
-    # Per-procedure row masks and the two numeric columns as arrays, once: slicing whole
-    # frames per procedure costs more than every statistic on this page at a million rows.
-    procedure = records["procedure"]
-    if isinstance(procedure.dtype, pd.CategoricalDtype):  # integer codes: no string compares
-        codes, categories = procedure.cat.codes.to_numpy(), list(procedure.cat.categories)
-        masks = {p: (codes == categories.index(p)) if p in categories
-                 else np.zeros(len(records), dtype=bool) for p in PROCEDURES}
-    else:
-        procedure_values = procedure.astype(object).to_numpy()
-        masks = {p: procedure_values == p for p in PROCEDURES}
-    sizes = {p: int(masks[p].sum()) for p in PROCEDURES}
-    durations = records["duration_min"].to_numpy(dtype=float, na_value=np.nan)
-    costs_usd = _costs_usd(records)
-    # Secondary suppression: the match count is shown, so when one procedure's count is hidden
-    # the other's exact count (and the n of its rates) must go too, or subtraction reveals it.
-    # The counts are the selection's totals per procedure: rounded like the match count.
-    protect = bool(is_small(list(sizes.values())).any())
-    shown_sizes = partition_texts(sizes, rounded=True)
-    rows = []
-    for procedure in PROCEDURES:
-        hidden_n = protect and not is_small([sizes[procedure]])[0] and sizes[procedure] > 0
-        rows.append({"procedure": procedure, "measure": "Procedures",
-                     "value": shown_sizes[procedure],
-                     "detail": "exact count hidden (the other group is small)" if hidden_n
-                     else "records in the selection"})
-        for outcome, title in KPI_OUTCOMES.items():
-            match = summary[(summary["procedure"].astype(str) == procedure) & (summary["outcome"] == outcome)]
-            if match.empty:
-                rows.append({"procedure": procedure, "measure": title, "value": "–", "detail": "no data"})
-                continue
-            row = match.iloc[0]
-            if is_small_or_complement([row.n], [row.events])[0]:
-                value = label()
-                detail = "suppressed" if hidden_n else f"suppressed (n {format_count(row.n)})"
-            elif pd.isna(row.estimate):
-                value, detail = "–", "" if hidden_n else f"n {format_count(row.n)}"
-            else:
-                value = f"{100 * row.estimate:.1f}%"
-                detail = f"95% CI {100 * row.low:.1f}–{100 * row.high:.1f}%" + (
-                    "" if hidden_n else f", n {int(row.n):,}")
-                if outcome in HORIZON_CARDS:
-                    detail += (f"; {format_count(row.at_risk)} at risk at "
-                               f"{HORIZON_CARDS[outcome]}")
-            rows.append({"procedure": procedure, "measure": title, "value": value, "detail": detail})
-        for values, title, unit in ((durations, "Median duration", "min"),):
-            values = values[masks[procedure]]
-            values = values[~np.isnan(values)]
-            median, low, high = median_ci(values)
-            if is_small([len(values)])[0]:
-                value, detail = label(), "suppressed"
-            elif np.isnan(median):
-                value, detail = "–", "no durations recorded"
-            else:
-                value = f"{median:.0f} {unit}"
-                detail = f"95% CI {low:.0f}–{high:.0f}" + ("" if hidden_n else f", n {len(values):,}")
-            rows.append({"procedure": procedure, "measure": title, "value": value, "detail": detail})
-        rows.append(_median_cost_row(None if costs_usd is None else costs_usd[masks[procedure]],
-                                     procedure, show_n=not hidden_n))
-    return pd.DataFrame(rows)
+class OverviewResults(NamedTuple):  # not a dataclass: Dash runs page modules outside sys.modules
+    """What the Overview shows of a selection: the key figures and the quarterly trend."""
+
+    key_figures: KeyFigures
+    trend: pd.DataFrame
 
 
-def _costs_usd(records: pd.DataFrame) -> np.ndarray | None:
-    """Every record's cost in USD (NaN when missing or not convertible); None without the
-    costs module."""
-    try:
-        from analysis.costs import CostOptions, converted_costs
-    except ImportError:  # the costs module is optional for this card
-        return None
-    return converted_costs(records, CostOptions(reporting_currency="USD"))
-
-
-def _median_cost_row(costs: np.ndarray | None, procedure: str, show_n: bool = True) -> dict:
-    title = "Median cost (USD)"
-    if costs is None:
-        return {"procedure": procedure, "measure": title, "value": "–", "detail": "not available"}
-    costs = costs[~np.isnan(costs)]
-    median, low, high = median_ci(costs)
-    if is_small([len(costs)])[0]:
-        return {"procedure": procedure, "measure": title, "value": label(), "detail": "suppressed"}
-    if np.isnan(median):
-        return {"procedure": procedure, "measure": title, "value": "–", "detail": "no costs recorded"}
-    return {"procedure": procedure, "measure": title, "value": f"${median:,.0f}",
-            "detail": f"95% CI ${low:,.0f}–${high:,.0f}" + (f", n {len(costs):,}" if show_n else "")}
+def compute(records: pd.DataFrame) -> OverviewResults:
+    """The page's statistics (shared by the callback and the report)."""
+    return OverviewResults(key_figures=key_figures(records), trend=_trend(records))
 
 
 def kpi_section(kpis: pd.DataFrame) -> html.Div:
@@ -183,11 +90,11 @@ def overview_report(selection: RecordFilter, _settings: dict | None = None) -> l
     records = filtered_records(selection, RECORD_COLUMNS)
     if records.empty:
         return [ReportSection("No records", "No records match the filters.")]
-    kpis = kpi_rows(records)
-    trend = _trend(records)
+    results = compute(records)
     return [ReportSection("Key figures, VP and KP", KEY_FIGURES_NOTE,
-                          table=key_figures_table(kpis)),
-            ReportSection("Quarterly volume and rates", trend_summary(trend), figure=trend_figure(trend))]
+                          table=key_figures_table(kpi_rows(results.key_figures))),
+            ReportSection("Quarterly volume and rates", trend_summary(results.trend),
+                          figure=trend_figure(results.trend))]
 
 
 KEY_FIGURES_NOTE = (
@@ -211,12 +118,15 @@ def update_overview(state):
     records = filtered_records(RecordFilter.from_dict(state), RECORD_COLUMNS)
     if records.empty:
         return empty_state()
-    kpis = kpi_rows(records)
-    trend = _trend(records)
+    return body(compute(records))
+
+
+def body(results: OverviewResults) -> html.Div:
+    kpis = kpi_rows(results.key_figures)
     return html.Div([
         kpi_section(kpis),
-        chart_card("Quarterly volume and complication rates", trend_figure(trend), trend_summary(trend),
-                   graph_id="overview-trend"),
+        chart_card("Quarterly volume and complication rates", trend_figure(results.trend),
+                   trend_summary(results.trend), graph_id="overview-trend"),
         html.H2("Key figures", className="h6"),
         data_grid(key_figures_table(kpis), "overview-kpis", "overview-key-figures",
                   flex={"Measure": 1.4, "VP 95% CI and n": 1.6, "KP 95% CI and n": 1.6}),

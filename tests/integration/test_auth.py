@@ -543,9 +543,10 @@ def test_restricted_user_sees_only_their_facilities(app, site):
         app, "match-count.children", {("filter-state", "data"): {"facilities": [other]}}))
     assert "0 of" in json.dumps(leaked.get_json())
     # The Overview's cards are exactly the analysis of the restricted records.
-    from dashboard.pages.overview import kpi_rows
+    from analysis.key_figures import key_figures
+    from dashboard.figures.overview import kpi_rows
 
-    expected = kpi_rows(mine)
+    expected = kpi_rows(key_figures(mine))
     body = json.dumps(client.post("/_dash-update-component", json=callback_payload(
         app, "overview-body.children", {("filter-state", "data"): {}})).get_json(),
         ensure_ascii=False)

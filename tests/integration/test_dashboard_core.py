@@ -106,7 +106,7 @@ def test_callback_errors_become_messages(dashboard_app, monkeypatch):
     def broken(*_args, **_kwargs):
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(overview, "kpi_rows", broken)
+    monkeypatch.setattr(overview, "compute", broken)
     with app.server.app_context():
         page = overview.update_overview(RecordFilter().to_dict())
     shown = " ".join(texts(page))
@@ -165,8 +165,8 @@ def test_repeated_filter_states_are_served_from_the_cache(monkeypatch, tmp_path)
     import_dataframe(demo_records(800, seed=12), "demo", database, synthetic=True)
     app = create_app(database)
     calls = []
-    real = overview.kpi_rows
-    monkeypatch.setattr(overview, "kpi_rows", lambda records: calls.append(1) or real(records))
+    real = overview.compute
+    monkeypatch.setattr(overview, "compute", lambda records: calls.append(1) or real(records))
     state = RecordFilter(countries=("GB",)).to_dict()
     with app.server.app_context():
         first = overview.update_overview(state)
