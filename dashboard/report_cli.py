@@ -248,7 +248,7 @@ def build_jobs(args: argparse.Namespace) -> tuple[list[Job], str]:
             pages = []
             for template in pack_pages():
                 filled = template.format(facility=facility, peers=args.peers,
-                                         anonymise="yes" if args.anonymise else "")
+                                         anonymise="on" if args.anonymise else "")
                 page = urllib.parse.urlsplit(filled)
                 settings = {**filters, **dict(urllib.parse.parse_qsl(page.query))}
                 pages.append(url_with(page.path, **settings))
@@ -257,8 +257,10 @@ def build_jobs(args: argparse.Namespace) -> tuple[list[Job], str]:
     if not args.url:
         raise SystemExit("give --url (a page path with its query string) or --pack quality")
     if args.each_facility:
+        # The facility filter is replaced; a profiled facility (``sc_facility``) is dropped, so
+        # the scorecard profiles each facility in turn.
         jobs = [(f"{slug(urllib.parse.urlsplit(args.url).path)}-{slug(facility)}", facility,
-                 [url_with(args.url, facility=facility)])
+                 [url_with(args.url, facility=facility, sc_facility="")])
                 for facility in _facilities(args.facilities)]
         return jobs, f"Reports of {urllib.parse.urlsplit(args.url).path} per facility"
     path, search = url_with(args.url)
