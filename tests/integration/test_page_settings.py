@@ -32,6 +32,7 @@ PAGES_WITH_CONTROLS = {
               "pain-threshold-absolute", "pain-deaths"},
     "/complications": {"complications-measure", "complications-period"},
     "/comparison": {"comparison-table-one-p", "comparison-level", "comparison-cluster"},
+    "/signals": {"signals-since"},
     "/scorecard": {"scorecard-facility", "scorecard-peers", "scorecard-peer-list",
                    "scorecard-outcome", "scorecard-anonymise"},
 }
@@ -45,6 +46,8 @@ def site(dashboard_app):
 def _alternatives(setting) -> list:
     if setting.multiple:
         return [("FAC-001", "FAC-002")]
+    if setting.prop == "date":
+        return ["2024-06-01"]
     allowed = setting.allowed()
     return [c for c in allowed if c != setting.default] if allowed else ["FAC-001"]
 
