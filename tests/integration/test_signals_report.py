@@ -14,7 +14,7 @@ from dashboard import report_cli
 from dashboard.app_factory import create_app
 from data import import_dataframe, store
 from data.demo import demo_records
-from tests.dash_tree import find_by_id, texts
+from tests.dash_tree import find_by_id, grid_rows, texts
 
 SINCE = "2024-06-01"
 
@@ -111,3 +111,42 @@ def test_quality_pack_has_a_signals_part_per_facility(site, tmp_path):
     assert scorecard < signals < document.index("Quality monitoring")
     # Sent to the facility: no other facility named anywhere in the pack.
     assert set(re.findall(r"FAC-\d{3}", document)) == {"FAC-040"}
+
+
+def test_quality_and_signals_follow_one_small_unit_rule(site):
+    """A funnel flag on a unit with hidden counts: Signals listed it without counts while the
+    Quality page showed "Hidden (small counts)" instead of the flag. Both now list the flag
+    with the counts hidden, and list the same flags."""
+    from dashboard.figures.quality import COUNTS_HIDDEN, TABLE_FLAGS
+    from dashboard.figures.signals import KIND_TEXT
+    from dashboard.pages.quality import update_quality
+    from dashboard.pages.signals import signals_display
+    from dashboard.state import settings_from_query
+
+    app, _ = site
+    defaults = settings_from_query("/quality", "")
+    hidden_checked = 0
+    with app.server.test_request_context("/signals"):
+        result, display, _ = signals_display(None)
+        signals = result.signals
+        funnel = display[signals["kind"].isin(["alarm", "alert"]).to_numpy()]
+        funnel_signals = signals[signals["kind"].isin(["alarm", "alert"])]
+        for (outcome, unit), group in funnel_signals.groupby(["outcome", "unit"]):
+            page = update_quality({}, outcome, unit, defaults["adjust"], defaults["od"],
+                                  defaults["proc"], None)
+            rows = {r["unit"]: r for r in grid_rows(page[3], "quality-units")}
+            listed = {u for u, r in rows.items() if r["flag"].startswith(("Alarm", "Alert"))}
+            assert listed == set(group["unit_id"]), (outcome, unit)
+            for signal in group.itertuples():
+                row = rows[signal.unit_id]
+                text = TABLE_FLAGS[f"{signal.kind}_{signal.direction}"]
+                shown = funnel.loc[funnel["key"] == signal.key].iloc[0]
+                counts_hidden = "<11" in (shown["n"], shown["observed"]) or (
+                    shown["observed"] == "–")
+                assert row["flag"] == text + (COUNTS_HIDDEN if counts_hidden else "")
+                if counts_hidden:  # the same counts on both pages, no O/E
+                    hidden_checked += 1
+                    assert (row["n"], row["events"]) == (shown["n"], shown["observed"])
+                    assert row["oe"] is None and shown["oe"] is None
+                    assert shown["signal"].startswith(KIND_TEXT[signal.kind])
+    assert hidden_checked, "the seeded store has a funnel flag on a unit with hidden counts"
