@@ -14,6 +14,11 @@ count the same listed flags (:func:`flag_counts`) and say how many of them are n
 When the hidden units *together* form a small cell the page compares the shown units among
 themselves (:func:`excluded_units`), so the pooled target reveals nothing hidden: those units
 were not compared, have no flag, and are listed as "Hidden (small counts)" (no signal).
+A flag is withheld in the same way (listed as "Hidden (small counts)", no signal) where the
+flag itself would give a hidden count away (:func:`withheld_flags`): when the unit's number
+of cases is itself hidden (being tested at all says it has at least 10), and, where the
+limits are known in counts (a crude funnel of proportions, whose volume is the shown n), when
+one of the flag bands over the possible hidden counts holds a single count.
 The limit curves span the drawn units' volumes only.
 """
 
@@ -194,11 +199,70 @@ TABLE_ORDER: tuple[str, ...] = ("alarm_high", "alarm_low", "alert_high", "alert_
                                 "low_volume", HIDDEN_FLAG)
 
 
+_LIMIT_COLUMNS = ("low_95", "high_95", "low_998", "high_998")
+
+
+def _band(y: np.ndarray, row) -> np.ndarray:
+    """The funnel band of each plotted value ``y`` at the limits of ``row`` (the flags' bands:
+    beyond 99.8%, beyond 95% only, within)."""
+    return np.select([y < row.low_998, y > row.high_998, y < row.low_95, y > row.high_95],
+                     [0, 4, 1, 3], default=2)
+
+
+def _a_band_pins_a_count(row, limit: int) -> bool:
+    """Whether, at this unit's shown n and limits, some flag band holds exactly one of the
+    possible values of its hidden events or non-events (1..``limit``): the flag would then
+    give that count away. It depends on n and the limits only, never on the hidden count, so
+    withholding a flag says nothing about the count either."""
+    n = float(row.n)
+    counts = np.arange(1, min(limit, int(n)) + 1, dtype=float)
+    pinned = False
+    for hidden_events in (is_small(row.events), is_small(n - float(row.events))):
+        if hidden_events and counts.size:
+            events = counts if is_small(row.events) else n - counts
+            bands = _band(events / float(row.plot_n), row)
+            pinned |= bool((np.bincount(bands, minlength=5) == 1).any())
+    return pinned
+
+
+def withheld_flags(units: pd.DataFrame) -> np.ndarray:
+    """Units listed as hidden, without their flag (the exceptions of the small-unit rule).
+
+    Left out of the comparison (:func:`excluded_units`); or the unit's counts are hidden and
+    its flag would give one away: its number of cases is hidden (a tested unit has at least
+    ``min_volume`` cases, so n would be known to lie in min_volume..threshold — exactly 10 at
+    the defaults), or its volume is its shown n (crude proportions) and a flag band over the
+    possible hidden counts holds one count (:func:`_a_band_pins_a_count`). For a risk-adjusted
+    or time-to-event funnel the volume is E/θ, with E hidden, so the limits in counts are not
+    known to the reader.
+
+    >>> units = pd.DataFrame({"unit": ["A", "B", "C"], "n": [8, 300, 30], "events": [2, 3, 1],
+    ...     "flag": ["low_volume", "alarm_low", "alert_low"], "plot_n": [8.0, 290.0, 30.0],
+    ...     "low_998": [0.0, 0.12, 0.0], "high_998": [0.9, 0.35, 0.5],
+    ...     "low_95": [0.0, 0.16, 0.05], "high_95": [0.8, 0.3, 0.45]})
+    >>> withheld_flags(units).tolist()  # A: n hidden; C: 1 event is alone below 0.05 × 30
+    [True, False, True]
+    """
+    from dashboard.suppression import threshold
+
+    hidden = suppressed_units(units)
+    n = pd.to_numeric(units["n"], errors="coerce").to_numpy(dtype=float)
+    withheld = (units["flag"] == HIDDEN_FLAG).to_numpy() | (hidden & is_small(n))
+    if not set(_LIMIT_COLUMNS) <= set(units.columns) or "plot_n" not in units:
+        return withheld
+    volume = pd.to_numeric(units["plot_n"], errors="coerce").to_numpy(dtype=float)
+    known = hidden & ~withheld & np.isclose(volume, n)
+    limit = threshold()
+    for position in np.flatnonzero(known):
+        withheld[position] = _a_band_pins_a_count(units.iloc[position], limit)
+    return withheld
+
+
 def display_flags(units: pd.DataFrame) -> pd.Series:
     """Each unit's flag as the page lists it: its own flag, also for a unit whose counts are
-    hidden (the small-unit rule above); ``hidden`` only for a unit left out of the comparison
-    (:func:`excluded_units`), which has no flag."""
-    return units["flag"].astype(object)
+    hidden (the small-unit rule above); ``hidden`` for a unit left out of the comparison or
+    whose flag would give a hidden count away (:func:`withheld_flags`)."""
+    return units["flag"].astype(object).where(~withheld_flags(units), HIDDEN_FLAG)
 
 
 def table_flag(flag: str, counts_hidden: bool) -> str:
@@ -244,7 +308,7 @@ def shown_flags(result: FunnelResult) -> pd.Series:
 def undrawn_flags(result: FunnelResult) -> dict[str, int]:
     """Listed flags of units not drawn (their counts are hidden), per flag."""
     units = result.units
-    counts = units.loc[suppressed_units(units), "flag"].value_counts()
+    counts = display_flags(units)[suppressed_units(units)].value_counts()
     return {flag: int(counts.get(flag, 0)) for flag in TABLE_ORDER if flag != HIDDEN_FLAG}
 
 
@@ -738,7 +802,8 @@ def units_table(result: FunnelResult | None,
         "oe": units["oe"].round(2).to_numpy(),
         "oe_ci": cis,
         "z": units["z"].round(2).to_numpy(),
-        "flag": [table_flag(f, small) for f, small in zip(units["flag"], hidden, strict=True)],
+        "flag": [table_flag(f, small) for f, small in zip(display_flags(units), hidden,
+                                                           strict=True)],
         "p_adjusted": [_p_text(p) for p in units["p_adjusted"]],
     })
     shown = suppress_table(table, ["n", "events"],
@@ -850,7 +915,8 @@ def funnel_text(result: FunnelResult) -> list[str]:
     # 2. target and over-dispersion
     hidden = suppressed_units(units)
     left_out = int((units["flag"] == HIDDEN_FLAG).sum())
-    tested = ~units["flag"].isin(["low_volume", HIDDEN_FLAG])
+    listed = display_flags(units)
+    tested = ~listed.isin(["low_volume", HIDDEN_FLAG])
     pooled = units[units["flag"] != HIDDEN_FLAG]
     if result.measure == "rate":
         text = (f"Target: {_value(result.target, 'rate')}, the {result.target_source} {outcome} "
@@ -912,7 +978,7 @@ def funnel_text(result: FunnelResult) -> list[str]:
             "alarms are expected by chance alone even if every unit performed at the target, so "
             "the table also gives Benjamini–Hochberg adjusted p-values (false discovery rate "
             "across all tested units).")
-    compared = int((hidden & (units["flag"] != HIDDEN_FLAG).to_numpy()).sum())
+    compared = int((hidden & (listed != HIDDEN_FLAG).to_numpy()).sum())
     if compared:
         text += (f" {compared} {plural if compared != 1 else unit_name(result.unit)} with "
                  f"{range_text()} cases, events or non-events "

@@ -70,6 +70,7 @@ from dashboard.figures.quality import (
     cusum_summary,
     cusum_text,
     default_cusum_unit,
+    display_flags,
     every_unit_hidden,
     excluded_units,
     false_alarm_text,
@@ -480,7 +481,7 @@ def stats_row(result) -> dbc.Row:
     :mod:`dashboard.figures.quality`); units with hidden counts are counted as hidden."""
     units = result.units
     hidden = suppressed_units(units)
-    tested = ~units["flag"].isin(["low_volume", "hidden"]).to_numpy()
+    tested = ~display_flags(units).isin(["low_volume", "hidden"]).to_numpy()
     flags = flag_counts(result)
     undrawn = undrawn_flags(result)
     alarms = int(flags.get("alarm_high", 0) + flags.get("alarm_low", 0))

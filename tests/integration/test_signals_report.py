@@ -116,7 +116,7 @@ def test_quality_pack_has_a_signals_part_per_facility(site, tmp_path):
 def test_quality_and_signals_follow_one_small_unit_rule(site):
     """A funnel flag on a unit with hidden counts: Signals listed it without counts while the
     Quality page showed "Hidden (small counts)" instead of the flag. Both now list the flag
-    with the counts hidden, and list the same flags."""
+    with the counts hidden, and list the same flags (and withhold the same ones)."""
     from dashboard.figures.quality import COUNTS_HIDDEN, TABLE_FLAGS
     from dashboard.figures.signals import KIND_TEXT
     from dashboard.pages.quality import update_quality
@@ -127,26 +127,51 @@ def test_quality_and_signals_follow_one_small_unit_rule(site):
     defaults = settings_from_query("/quality", "")
     hidden_checked = 0
     with app.server.test_request_context("/signals"):
-        result, display, _ = signals_display(None)
-        signals = result.signals
-        funnel = display[signals["kind"].isin(["alarm", "alert"]).to_numpy()]
-        funnel_signals = signals[signals["kind"].isin(["alarm", "alert"])]
-        for (outcome, unit), group in funnel_signals.groupby(["outcome", "unit"]):
-            page = update_quality({}, outcome, unit, defaults["adjust"], defaults["od"],
-                                  defaults["proc"], None)
-            rows = {r["unit"]: r for r in grid_rows(page[3], "quality-units")}
-            listed = {u for u, r in rows.items() if r["flag"].startswith(("Alarm", "Alert"))}
-            assert listed == set(group["unit_id"]), (outcome, unit)
-            for signal in group.itertuples():
-                row = rows[signal.unit_id]
-                text = TABLE_FLAGS[f"{signal.kind}_{signal.direction}"]
-                shown = funnel.loc[funnel["key"] == signal.key].iloc[0]
-                counts_hidden = "<11" in (shown["n"], shown["observed"]) or (
-                    shown["observed"] == "–")
-                assert row["flag"] == text + (COUNTS_HIDDEN if counts_hidden else "")
-                if counts_hidden:  # the same counts on both pages, no O/E
-                    hidden_checked += 1
-                    assert (row["n"], row["events"]) == (shown["n"], shown["observed"])
-                    assert row["oe"] is None and shown["oe"] is None
-                    assert shown["signal"].startswith(KIND_TEXT[signal.kind])
+        _, display, _ = signals_display(None)
+        parts = display["key"].str.split("|", expand=True)
+        listed_signals = display.assign(chart=parts[0], outcome_key=parts[1], unit=parts[2],
+                                        direction=parts[4])
+        for outcome in sorted(set(listed_signals["outcome_key"])):
+            for unit in ("facility_id", "operator_id"):
+                group = listed_signals[(listed_signals["chart"] == "funnel")
+                                       & (listed_signals["outcome_key"] == outcome)
+                                       & (listed_signals["unit"] == unit)]
+                page = update_quality({}, outcome, unit, defaults["adjust"], defaults["od"],
+                                      defaults["proc"], None)
+                rows = {r["unit"]: r for r in grid_rows(page[3], "quality-units")}
+                flagged = {u for u, r in rows.items() if r["flag"].startswith(("Alarm", "Alert"))}
+                assert flagged == set(group["unit_id"]), (outcome, unit)
+                for shown in group.itertuples():
+                    row = rows[shown.unit_id]
+                    kind = "alarm" if shown.signal.startswith(KIND_TEXT["alarm"]) else "alert"
+                    counts_hidden = "<11" in (shown.n, shown.observed) or shown.observed == "–"
+                    assert row["flag"] == (TABLE_FLAGS[f"{kind}_{shown.direction}"]
+                                           + (COUNTS_HIDDEN if counts_hidden else ""))
+                    if counts_hidden:  # the same counts on both pages, no O/E
+                        hidden_checked += 1
+                        assert (row["n"], row["events"]) == (shown.n, shown.observed)
+                        assert row["oe"] is None and shown.oe is None
     assert hidden_checked, "the seeded store has a funnel flag on a unit with hidden counts"
+
+
+def test_a_signal_on_a_unit_whose_n_is_hidden_is_withheld_on_both_pages(site):
+    """Tested from 10 cases, a unit shown as n "<11" would have n = 10: such a unit's flag is
+    withheld on the Quality page and its signal is not listed."""
+    from dashboard.figures.quality import TABLE_FLAGS
+    from dashboard.pages.quality import update_quality
+    from dashboard.pages.signals import signals_display, visible_signals
+    from dashboard.state import settings_from_query
+
+    app, _ = site
+    defaults = settings_from_query("/quality", "")
+    with app.server.test_request_context("/signals"):
+        raw = visible_signals(None).signals
+        small_n = raw[raw["n"].between(1, 10) & raw["kind"].isin(["alarm", "alert"])]
+        assert not small_n.empty, "the seeded store has a flag on a unit with n of 10"
+        _, display, _ = signals_display(None)
+        assert not set(small_n["key"]) & set(display["key"])
+        for signal in small_n.itertuples():
+            page = update_quality({}, signal.outcome, signal.unit, defaults["adjust"],
+                                  defaults["od"], defaults["proc"], None)
+            row = {r["unit"]: r for r in grid_rows(page[3], "quality-units")}[signal.unit_id]
+            assert row["flag"] == TABLE_FLAGS["hidden"] and row["n"] == "<11"

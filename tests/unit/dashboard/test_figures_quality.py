@@ -89,9 +89,10 @@ def test_units_table_suppresses_small_units_and_lists_flagged_units_first(funnel
     assert "suppressed" not in table.columns
     tiny = table.set_index("unit").loc["FAC-TINY"]
     few = table.set_index("unit").loc["FAC-FEW"]
-    # The small-unit rule: listed by their own flag, counts hidden.
+    # The small-unit rule: listed by their own flag, counts hidden; but FAC-TINY's n is itself
+    # hidden (tested or not would tell it), so its flag is withheld.
     raw_flags = funnel.units.set_index("unit")["flag"]
-    assert tiny["flag"] == fq.TABLE_FLAGS[raw_flags["FAC-TINY"]] + fq.COUNTS_HIDDEN
+    assert tiny["flag"] == fq.TABLE_FLAGS[fq.HIDDEN_FLAG]
     assert few["flag"] == fq.TABLE_FLAGS[raw_flags["FAC-FEW"]] + fq.COUNTS_HIDDEN
     assert tiny["n"] == "<11" and tiny["events"] in ("<11", "0")
     assert few["n"] == "30" and few["events"] == "<11"
@@ -272,3 +273,25 @@ def test_hidden_units_that_together_are_a_small_cell_are_left_out():
     # Their pool of 13 events and 117 non-events is no small cell: nothing need be left out.
     assert fq.excluded_units(["A", "B", "C"], [200, 60, 70], [40, 6, 7]) == ()
     assert fq.excluded_units(["A", "B"], [200, 60], [40, 20]) == ()
+
+
+def test_a_flag_that_would_give_a_hidden_count_away_is_withheld(funnel):
+    """Crude proportions, n = 30 shown, lower 95% limit 0.05 (1.5 events): "Alert low" with
+    events "<11" would mean 1 event. The flag is withheld whatever the hidden count (the
+    decision uses n and the limits only), while a risk-adjusted unit (volume E/θ, E hidden)
+    keeps its flag with its counts hidden."""
+    limits = {"low_998": [0.12, 0.0, 0.0], "high_998": [0.35, 0.5, 0.5],
+              "low_95": [0.16, 0.05, 0.05], "high_95": [0.3, 0.45, 0.45]}
+    for events in (1, 2):
+        units = pd.DataFrame({"unit": ["ADJ", "CRUDE", "BIG"], "n": [300, 30, 30],
+                              "events": [3, events, 12],
+                              "flag": ["alarm_low", "alert_low" if events == 1 else "within",
+                                       "within"],
+                              "plot_n": [290.0, 30.0, 30.0], **limits})
+        assert fq.withheld_flags(units).tolist() == [False, True, False]
+        table = fq.units_table(dataclasses.replace(funnel, units=units.assign(
+            rate=units["events"] / units["n"], expected=np.nan, oe=np.nan, z=np.nan,
+            p_adjusted=np.nan))).set_index("unit")
+        assert table.loc["ADJ", "flag"] == "Alarm low (counts hidden)"
+        assert table.loc["CRUDE", "flag"] == "Hidden (small counts)"
+        assert table.loc["CRUDE", "events"] == "<11"
