@@ -111,7 +111,8 @@ METHOD_TEXT = (
 #: :func:`resolve` against the facilities the user may profile).
 SETTINGS = register_settings(
     PATH,
-    PageSetting("scorecard-facility", "sc_facility", None, None, label="Facility profiled"),
+    PageSetting("scorecard-facility", "sc_facility", None, None, label="Facility profiled",
+                names={None: "the facility filter's first (else the first facility)"}),
     PageSetting("scorecard-peers", "peers", "all", tuple(PEER_OPTIONS), label="Peer group",
                 names=PEER_OPTIONS),
     PageSetting("scorecard-peer-list", "peer_list", (), None, label="Chosen peers",
