@@ -57,7 +57,8 @@ SHOWN = ["new", "signal", "outcome", "unit_type", "unit_id", "n", "observed", "e
 #: one year before the newest procedure; a bad date gives that default too).
 SETTINGS = register_settings(
     PATH, PageSetting("signals-since", "since", None, None, prop="date",
-                      label="CUSUM signals since"))
+                      label="CUSUM signals since",
+                      names={None: "one year before the newest procedure"}))
 FILTER_NOTE = ("Every unit is compared over all the records you may see (as the Quality page "
                "does without filters); of the filters, only facility applies: it narrows the "
                "list to those facilities and to the operators who treated patients there.")
@@ -303,9 +304,10 @@ def signals_report(selection: RecordFilter, settings: dict | None = None
         "Funnel flags are each unit's current position over all its records (risk-adjusted, "
         "beyond the 95% limit: alert; beyond 99.8%: alarm); CUSUM signals are crossings of the "
         "risk-adjusted CUSUM on or after the date. A signal is a prompt to look, not a "
-        f"verdict. {FILTER_NOTE} A signal on a unit with {range_text()} cases, events or "
+        f"verdict. {FILTER_NOTE} A signal on a unit with {range_text()} events or "
         f"non-events is listed with its counts shown as {label()} or –, and its expected "
-        "events, O/E, CI and crossing date hidden.")
+        f"events, O/E, CI and crossing date hidden; a unit with {range_text()} cases has no "
+        "signal listed (units are tested from 10 cases, so a signal would give its n away).")
     sections = [ReportSection("Signals", text + "\n\n" + explanation,
                               table=display[REPORT_COLUMNS].rename(columns=LABELS)
                               if len(display) else None)]
