@@ -174,7 +174,8 @@ def page_report(path: str, selection: RecordFilter,
 
 def report_for_url(path: str, search: str, database_url: str | None = None) -> str:
     """The HTML report of the page at ``path`` with the filters and page settings of the query
-    string ``search`` (as in the page's address), from the store ``database_url``.
+    string ``search`` (as in the page's address), from the store ``database_url``
+    (:func:`url_report`'s document).
 
     Unknown keys and bad values fall back to the defaults, as when the address is opened in a
     browser. It runs as the local user (every facility): the caller decides who may read it.
@@ -185,6 +186,29 @@ def report_for_url(path: str, search: str, database_url: str | None = None) -> s
     >>> report_for_url("/costs", "?country=IN&cur=INR&group=country")  # doctest: +SKIP
     '<!DOCTYPE html>…'
     """
+    return url_report(path, search, database_url).document
+
+
+@dataclasses.dataclass(frozen=True)
+class UrlReport:
+    """A page's report from an address: what was asked (page, the filters and settings as the
+    server parsed them) and what was rendered (sections, the HTML document)."""
+
+    path: str
+    filters: dict
+    settings: dict
+    sections: list[ReportSection]
+    document: str
+
+    @property
+    def table_rows(self) -> int:
+        """Rows of the report's tables (what an audit event counts)."""
+        return sum(len(s.table) for s in self.sections if s.table is not None)
+
+
+def url_report(path: str, search: str, database_url: str | None = None) -> UrlReport:
+    """:func:`report_for_url` with what was parsed and rendered (for the command line's audit
+    event)."""
     import flask
 
     from dashboard.app_factory import create_app
@@ -206,7 +230,10 @@ def report_for_url(path: str, search: str, database_url: str | None = None) -> s
         # A page that parses its own settings (the scorecard) gets the query's other keys.
         settings = (settings_from_query(path, search) if path in PAGE_SETTINGS
                     else page_parameters(search))
-        return page_report(path, filter_from_query(search), settings)[2]
+        selection = filter_from_query(search)
+        _title, sections, document = page_report(path, selection, settings)
+    filters = {k: v for k, v in selection.to_dict().items() if v not in (None, [], "")}
+    return UrlReport(path, filters, dict(settings), sections, document)
 
 
 if __name__ == "__main__":  # python -m dashboard.report: the scheduled-report command line

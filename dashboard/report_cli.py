@@ -206,13 +206,17 @@ def pack_pages() -> list[str]:
 Job = tuple[str, str, list[tuple[str, str]]]  # file name, title, [(path, search), ...]
 
 
-def render_documents(jobs: Iterable[Job], database_url: str | None
-                     ) -> Iterable[tuple[str, str]]:
-    """``(name, html)`` per job; a job of several pages is combined into one document."""
-    from dashboard.report import report_for_url
+def render_documents(jobs: Iterable[Job], database_url: str | None,
+                     rendered: list | None = None) -> Iterable[tuple[str, str]]:
+    """``(name, html)`` per job; a job of several pages is combined into one document. Each
+    page's :class:`dashboard.report.UrlReport` is appended to ``rendered`` (for the audit)."""
+    from dashboard.report import url_report
 
     for name, title, pages in jobs:
-        documents = [report_for_url(path, search, database_url) for path, search in pages]
+        reports = [url_report(path, search, database_url) for path, search in pages]
+        if rendered is not None:
+            rendered.extend(reports)
+        documents = [r.document for r in reports]
         document = documents[0] if len(documents) == 1 else combine(documents, title)
         yield name, with_print_style(document)
 
@@ -248,7 +252,7 @@ def build_jobs(args: argparse.Namespace) -> tuple[list[Job], str]:
             pages = []
             for template in pack_pages():
                 filled = template.format(facility=facility, peers=args.peers,
-                                         anonymise="yes" if args.anonymise else "")
+                                         anonymise="on" if args.anonymise else "")
                 page = urllib.parse.urlsplit(filled)
                 settings = {**filters, **dict(urllib.parse.parse_qsl(page.query))}
                 pages.append(url_with(page.path, **settings))
@@ -257,8 +261,10 @@ def build_jobs(args: argparse.Namespace) -> tuple[list[Job], str]:
     if not args.url:
         raise SystemExit("give --url (a page path with its query string) or --pack quality")
     if args.each_facility:
+        # The facility filter is replaced; a profiled facility (``sc_facility``) is dropped, so
+        # the scorecard profiles each facility in turn.
         jobs = [(f"{slug(urllib.parse.urlsplit(args.url).path)}-{slug(facility)}", facility,
-                 [url_with(args.url, facility=facility)])
+                 [url_with(args.url, facility=facility, sc_facility="")])
                 for facility in _facilities(args.facilities)]
         return jobs, f"Reports of {urllib.parse.urlsplit(args.url).path} per facility"
     path, search = url_with(args.url)
@@ -286,8 +292,49 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+#: At most this many file names are listed in a run's audit event (the count is always kept).
+AUDIT_MAX_FILES = 100
+
+
+def run_detail(args: argparse.Namespace, rendered: list, rows: list[dict], seconds: float,
+               status: str) -> dict:
+    """The ``report_run`` audit event of a run: what was asked, as the server parsed it (pages,
+    filters, settings per page), the facilities, the files written and the counts of what the
+    reports hold (reports, sections, table rows). Names and counts only: no record data."""
+    mode = "pack" if args.pack else "each_facility" if args.each_facility else "url"
+    settings: dict[str, dict] = {}
+    for report in rendered:  # one page's settings (the same for each facility but its id)
+        settings.setdefault(report.path, {k: v for k, v in report.settings.items()
+                                          if k != "sc_facility"})
+    filters = rendered[0].filters if rendered else {}
+    per_facility = mode != "url"
+    files = [name for row in rows for name in (row["html"], row.get("pdf")) if name]
+    if len(rows) > 1:
+        files.append("index.html")
+    return {
+        "mode": mode, "status": status, "pages": sorted({r.path for r in rendered}),
+        "filters": {k: v for k, v in filters.items() if not (per_facility and k == "facilities")},
+        "settings": settings,
+        "facilities": sorted({f for r in rendered for f in r.filters.get("facilities", [])})
+        if per_facility else None,
+        "anonymise": bool(args.anonymise), "pdf": bool(args.pdf),
+        "files_written": len(files), "files": files[:AUDIT_MAX_FILES],
+        "reports": len(rendered), "sections": sum(len(r.sections) for r in rendered),
+        "table_rows": sum(r.table_rows for r in rendered), "seconds": round(seconds, 1),
+    }
+
+
+def audit_run(database: str | None, detail: dict) -> None:
+    """Write the run's ``report_run`` event (actor ``cli:<OS user>``, as for imports)."""
+    from data import audit
+    from data.importer import default_actor
+
+    audit.log_event(database, default_actor("cli"), "report_run", detail)
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Run the command line; returns the exit status (0: every report written)."""
+    """Run the command line; returns the exit status (0: every report written and the run
+    audited; 2: a page without a report; 1: the audit event could not be written)."""
     args = parser().parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -296,12 +343,13 @@ def main(argv: list[str] | None = None) -> int:
     app = create_app(args.database)
     started = time.perf_counter()
     rows: list[dict] = []
+    rendered: list = []
     printer = PdfPrinter() if args.pdf else None
     try:
         with app.server.app_context():
             jobs, title = build_jobs(args)
             pages_of = {name: " + ".join(p + s for p, s in pages) for name, _, pages in jobs}
-            for name, document in render_documents(jobs, args.database):
+            for name, document in render_documents(jobs, args.database, rendered):
                 html_file = out / f"{name}.html"
                 html_file.write_text(document, encoding="utf-8")
                 row = {"name": name, "html": html_file.name, "pages": pages_of[name]}
@@ -313,13 +361,22 @@ def main(argv: list[str] | None = None) -> int:
                 _log(f"wrote {html_file}" + (f" and {row['pdf']}" if "pdf" in row else ""))
     except ValueError as error:  # an unknown page: say so, without a traceback
         print(f"error: {error}", file=sys.stderr)
+        if rows:  # files already written are audited too
+            audit_run(args.database, run_detail(args, rendered, rows,
+                                                time.perf_counter() - started, "stopped"))
         return 2
     finally:
         if printer is not None:
             printer.driver.quit()
     if len(rows) > 1:
         write_index(out, rows, title)
-    _log(f"{len(rows)} report(s) in {time.perf_counter() - started:.1f} s -> {out}")
+    seconds = time.perf_counter() - started
+    try:
+        audit_run(args.database, run_detail(args, rendered, rows, seconds, "complete"))
+    except ValueError as error:  # AuditError: a detail the audit log refuses
+        print(f"error: the run was not audited: {error}", file=sys.stderr)
+        return 1
+    _log(f"{len(rows)} report(s) in {seconds:.1f} s -> {out}")
     return 0
 
 

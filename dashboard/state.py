@@ -77,7 +77,11 @@ def setting_text(value: Any) -> str:
 
     >>> setting_text(True), setting_text(0.95), setting_text(30.0), setting_text("EUR")
     ('on', '0.95', '30', 'EUR')
+    >>> setting_text(["FAC-001", "FAC-002"])  # a multi-choice control
+    'FAC-001,FAC-002'
     """
+    if isinstance(value, (list, tuple)):
+        return ",".join(setting_text(item) for item in value)
     if isinstance(value, bool):
         return "on" if value else "off"
     if isinstance(value, float):
@@ -100,12 +104,17 @@ class PageSetting:
     label : the setting's name in a report ("Reporting currency").
     names : how a report names each value (``{"operator_id": "Operators"}``); the URL text
         otherwise.
+    multiple : a multi-choice control (its value a list): the URL holds the values joined by
+        commas, and each is checked as a single value would be (unknown ones dropped).
+    aliases : other URL texts accepted for a value (older links, e.g. ``{"yes": True}``).
 
     Examples
     --------
     >>> currency = PageSetting("costs-currency", "cur", "USD", ("USD", "EUR", "INR"))
     >>> currency.parse("INR"), currency.parse("XYZ"), currency.parse(None)
     ('INR', 'USD', 'USD')
+    >>> PageSetting("peers", "peer_list", (), multiple=True).parse("FAC-001,,FAC-002")
+    ('FAC-001', 'FAC-002')
     """
 
     control: str
@@ -115,10 +124,17 @@ class PageSetting:
     prop: str = "value"
     label: str = ""
     names: Mapping | None = None
+    multiple: bool = False
+    aliases: Mapping[str, Any] | None = None
 
     def describe(self, value: Any) -> str:
         """The value as a report prints it (its name, else its URL text, else "automatic")."""
-        name = (self.names or {}).get(value)
+        if self.multiple:
+            return ", ".join(self.describe_one(item) for item in value or ()) or "none"
+        return self.describe_one(value)
+
+    def describe_one(self, value: Any) -> str:
+        name = (self.names or {}).get(value) if not isinstance(value, list) else None
         return str(name) if name is not None else setting_text(value) or "automatic"
 
     def allowed(self) -> tuple | None:
@@ -126,14 +142,26 @@ class PageSetting:
         return None if choices is None else tuple(choices)
 
     def parse(self, text: str | None) -> Any:
-        """The control value for the URL text ``text``; the default when absent or not allowed."""
+        """The control value for the URL text ``text``; the default when absent or not allowed
+        (for a multi-choice control: the tuple of its allowed values)."""
+        if self.multiple:
+            if text is None or text == "":
+                return self.default
+            missing = object()
+            values = (self._parse_one(item, missing) for item in text.split(",") if item)
+            return tuple(dict.fromkeys(v for v in values if v is not missing))
+        return self._parse_one(text, self.default)
+
+    def _parse_one(self, text: str | None, default: Any) -> Any:
         if text is None or text == "":
-            return self.default
+            return default
+        if self.aliases and text in self.aliases:
+            return self.aliases[text]
         allowed = self.allowed()
         if allowed is None:
-            return text if len(text) <= MAX_FREE_VALUE and text.isprintable() else self.default
+            return text if len(text) <= MAX_FREE_VALUE and text.isprintable() else default
         by_text = {setting_text(choice): choice for choice in allowed}
-        return by_text.get(text, self.default)
+        return by_text.get(text, default)
 
 
 #: page path -> its URL-backed controls (filled by :func:`register_settings` from page modules).

@@ -20,7 +20,8 @@ session and selection, then follow-ups with the rows served; :func:`note_records
 ``remove_batch`` (the demo batches' records removed), ``signal_review`` (a quality signal
 acknowledged: its key, status and note), ``signal_alert`` (new signals notified: their keys
 and the channels), ``view_saved``, ``view_published``, ``view_deleted`` (named views:
-:mod:`data.views`).
+:mod:`data.views`), ``report_run`` (a run of ``python -m dashboard.report``: pages, filters,
+settings, files written and counts).
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ from data import store
 ACTIONS = frozenset({
     "sign_in", "sign_in_failed", "sign_out", "import", "download", "role_change", "user_added",
     "user_removed", "records_view", "remove_batch", "signal_review", "signal_alert",
-    "view_saved", "view_published", "view_deleted",
+    "view_saved", "view_published", "view_deleted", "report_run",
 })
 COLUMNS = ["event_id", "occurred_at", "actor", "action", "detail"]
 MAX_DETAIL_CHARS = 8000

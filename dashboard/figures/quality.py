@@ -1,12 +1,25 @@
 """Figures, tables and texts of the Quality monitoring page (pure functions, no Dash callbacks).
 
-Every builder takes results of :mod:`analysis.quality` and applies small-cell suppression: a unit
-with 1–10 cases, events or non-events (the threshold of :mod:`dashboard.suppression`) is not
-plotted, its counts show as "<11", its rate, expected count, O/E, CI, z, p-value and flag are
-hidden, in hover texts and tables alike, and it is listed as hidden. Counts of flags (cards,
-summaries, texts) count the units shown; the limit curves span the shown units' volumes only;
-when the hidden units together form a small cell the page compares the shown units among
-themselves (:func:`excluded_units`), so the pooled target reveals nothing hidden.
+Every builder takes results of :mod:`analysis.quality` and applies small-cell suppression.
+
+**The small-unit rule** (one rule for the Quality page, the Signals page, their reports and
+signal alerts): a unit with 1–10 cases, events or non-events (the threshold of
+:mod:`dashboard.suppression`) keeps its place in the comparison and its flag is listed (alarm,
+alert, within, low volume: "Alarm high (counts hidden)" in the table, the signal in the Signals
+list), but its counts are hidden — n and events show as "<11", or "–" for a large count whose
+complement is small — and so are its rate, expected count, O/E, CI, z, p-value and CUSUM
+crossing dates, in hover texts, tables and texts alike; it is not drawn on the funnel or
+caterpillar plot, nor charted by the CUSUM. The cards, the funnel's summary and the table
+count the same listed flags (:func:`flag_counts`) and say how many of them are not drawn.
+When the hidden units *together* form a small cell the page compares the shown units among
+themselves (:func:`excluded_units`), so the pooled target reveals nothing hidden: those units
+were not compared, have no flag, and are listed as "Hidden (small counts)" (no signal).
+A flag is withheld in the same way (listed as "Hidden (small counts)", no signal) where the
+flag itself would give a hidden count away (:func:`withheld_flags`): when the unit's number
+of cases is itself hidden (being tested at all says it has at least 10), and, where the
+limits are known in counts (a crude funnel of proportions, whose volume is the shown n), when
+one of the flag bands over the possible hidden counts holds a single count.
+The limit curves span the drawn units' volumes only.
 """
 
 from __future__ import annotations
@@ -71,6 +84,8 @@ TABLE_FLAGS: dict[str, str] = {
     "alert_low": "Alert low", "alarm_low": "Alarm low", "low_volume": "Low volume",
     HIDDEN_FLAG: "Hidden (small counts)",
 }
+#: Added to the table flag of a unit whose counts are hidden (its flag is listed).
+COUNTS_HIDDEN = " (counts hidden)"
 
 
 def outcome_label(outcome: str, short: bool = False) -> str:
@@ -183,10 +198,80 @@ TABLE_ORDER: tuple[str, ...] = ("alarm_high", "alarm_low", "alert_high", "alert_
                                 "low_volume", HIDDEN_FLAG)
 
 
+_LIMIT_COLUMNS = ("low_95", "high_95", "low_998", "high_998")
+
+
+def _band(y: np.ndarray, row) -> np.ndarray:
+    """The funnel band of each plotted value ``y`` at the limits of ``row`` (the flags' bands:
+    beyond 99.8%, beyond 95% only, within)."""
+    return np.select([y < row.low_998, y > row.high_998, y < row.low_95, y > row.high_95],
+                     [0, 4, 1, 3], default=2)
+
+
+def _a_band_pins_a_count(row, limit: int) -> bool:
+    """Whether, at this unit's shown n and limits, some flag band holds exactly one of the
+    possible values of its hidden events or non-events (1..``limit``): the flag would then
+    give that count away. It depends on n and the limits only, never on the hidden count, so
+    withholding a flag says nothing about the count either."""
+    n = float(row.n)
+    counts = np.arange(1, min(limit, int(n)) + 1, dtype=float)
+    pinned = False
+    for hidden_events in (is_small(row.events), is_small(n - float(row.events))):
+        if hidden_events and counts.size:
+            events = counts if is_small(row.events) else n - counts
+            bands = _band(events / float(row.plot_n), row)
+            pinned |= bool((np.bincount(bands, minlength=5) == 1).any())
+    return pinned
+
+
+def withheld_flags(units: pd.DataFrame) -> np.ndarray:
+    """Units listed as hidden, without their flag (the exceptions of the small-unit rule).
+
+    Left out of the comparison (:func:`excluded_units`); or the unit's counts are hidden and
+    its flag would give one away: its number of cases is hidden (a tested unit has at least
+    ``min_volume`` cases, so n would be known to lie in min_volume..threshold — exactly 10 at
+    the defaults), or its volume is its shown n (crude proportions) and a flag band over the
+    possible hidden counts holds one count (:func:`_a_band_pins_a_count`). For a risk-adjusted
+    or time-to-event funnel the volume is E/θ, with E hidden, so the limits in counts are not
+    known to the reader.
+
+    >>> units = pd.DataFrame({"unit": ["A", "B", "C"], "n": [8, 300, 30], "events": [2, 3, 1],
+    ...     "flag": ["low_volume", "alarm_low", "alert_low"], "plot_n": [8.0, 290.0, 30.0],
+    ...     "low_998": [0.0, 0.12, 0.0], "high_998": [0.9, 0.35, 0.5],
+    ...     "low_95": [0.0, 0.16, 0.05], "high_95": [0.8, 0.3, 0.45]})
+    >>> withheld_flags(units).tolist()  # A: n hidden; C: 1 event is alone below 0.05 × 30
+    [True, False, True]
+    """
+    from dashboard.suppression import threshold
+
+    hidden = suppressed_units(units)
+    n = pd.to_numeric(units["n"], errors="coerce").to_numpy(dtype=float)
+    withheld = (units["flag"] == HIDDEN_FLAG).to_numpy() | (hidden & is_small(n))
+    if not set(_LIMIT_COLUMNS) <= set(units.columns) or "plot_n" not in units:
+        return withheld
+    volume = pd.to_numeric(units["plot_n"], errors="coerce").to_numpy(dtype=float)
+    known = hidden & ~withheld & np.isclose(volume, n)
+    limit = threshold()
+    for position in np.flatnonzero(known):
+        withheld[position] = _a_band_pins_a_count(units.iloc[position], limit)
+    return withheld
+
+
 def display_flags(units: pd.DataFrame) -> pd.Series:
-    """Each unit's flag as the page shows it: ``hidden`` for a suppressed unit (its own flag
-    would be derived from counts that are not shown)."""
-    return units["flag"].astype(object).where(~suppressed_units(units), HIDDEN_FLAG)
+    """Each unit's flag as the page lists it: its own flag, also for a unit whose counts are
+    hidden (the small-unit rule above); ``hidden`` for a unit left out of the comparison or
+    whose flag would give a hidden count away (:func:`withheld_flags`)."""
+    return units["flag"].astype(object).where(~withheld_flags(units), HIDDEN_FLAG)
+
+
+def table_flag(flag: str, counts_hidden: bool) -> str:
+    """The flag's table text, marked when the unit's counts are hidden.
+
+    >>> table_flag("alarm_high", True), table_flag("hidden", True), table_flag("within", False)
+    ('Alarm high (counts hidden)', 'Hidden (small counts)', 'Within')
+    """
+    text = TABLE_FLAGS.get(flag, flag)
+    return text + COUNTS_HIDDEN if counts_hidden and flag != HIDDEN_FLAG else text
 
 
 def ordered_units(units: pd.DataFrame) -> pd.DataFrame:
@@ -207,16 +292,23 @@ def ordered_units(units: pd.DataFrame) -> pd.DataFrame:
 
 
 def flag_counts(result: FunnelResult) -> dict[str, int]:
-    """Units per displayed flag (:data:`TABLE_ORDER`): what the cards, the funnel plot's
-    summary and the table each count."""
+    """Units per listed flag (:data:`TABLE_ORDER`): what the cards, the funnel plot's
+    summary and the table each count (units with hidden counts by their own flag)."""
     counts = display_flags(result.units).value_counts()
     return {flag: int(counts.get(flag, 0)) for flag in TABLE_ORDER}
 
 
 def shown_flags(result: FunnelResult) -> pd.Series:
-    """Counts of each flag among the units shown (hidden units' flags are not counted)."""
+    """Counts of each flag among the units drawn (units with hidden counts are not drawn)."""
     units = result.units
     return units.loc[~suppressed_units(units), "flag"].value_counts()
+
+
+def undrawn_flags(result: FunnelResult) -> dict[str, int]:
+    """Listed flags of units not drawn (their counts are hidden), per flag."""
+    units = result.units
+    counts = display_flags(units)[suppressed_units(units)].value_counts()
+    return {flag: int(counts.get(flag, 0)) for flag in TABLE_ORDER if flag != HIDDEN_FLAG}
 
 
 def _pct(value: float, digits: int = 1) -> str:
@@ -369,11 +461,14 @@ def funnel_summary(result: FunnelResult | None) -> str:
         return "No units to plot."
     units = result.units
     hidden = suppressed_units(units)
-    flags = units.loc[~hidden, "flag"].value_counts()
+    flags = flag_counts(result)
     plural = unit_name(result.unit, plural=True)
     words = {"alarm_high": "alarm(s) above", "alert_high": "alert(s) above",
              "alert_low": "alert(s) below", "alarm_low": "alarm(s) below"}
     counts = ", ".join(f"{int(flags.get(f, 0))} {w}" for f, w in words.items())
+    undrawn = sum(c for f, c in undrawn_flags(result).items() if f in words)
+    if undrawn:
+        counts += f" ({undrawn} of these with counts hidden, not drawn)"
     scale = "risk-adjusted rates (O/E × target)" if result.adjusted else "crude rates"
     volume = "person-years at risk" if result.measure == "rate" else "volume"
     text = (f"Funnel plot of {int((~hidden).sum())} {plural}' {scale} of "
@@ -682,8 +777,9 @@ def units_table(result: FunnelResult | None,
     """One row per unit, flagged units first, with suppression applied.
 
     The order is that of :data:`TABLE_ORDER`: alarms (high, then low), alerts, units within
-    the limits, units not tested (low volume), then hidden units (small counts, listed as
-    hidden without their flag); alphabetical within each group. It is an order of flags, not
+    the limits, units not tested (low volume), then units left out of the comparison (listed
+    as hidden, without a flag); alphabetical within each group. A unit whose counts are hidden
+    is listed by its own flag, marked "(counts hidden)" (the small-unit rule of the module). It is an order of flags, not
     a ranking of units, and the counts per group agree with the page's cards and the funnel
     plot's summary (:func:`flag_counts`).
 
@@ -715,8 +811,8 @@ def units_table(result: FunnelResult | None,
         "oe": units["oe"].round(2).to_numpy(),
         "oe_ci": cis,
         "z": units["z"].round(2).to_numpy(),
-        "flag": [TABLE_FLAGS[HIDDEN_FLAG] if small else TABLE_FLAGS.get(f, f)
-                 for f, small in zip(units["flag"], hidden, strict=True)],
+        "flag": [table_flag(f, small) for f, small in zip(display_flags(units), hidden,
+                                                           strict=True)],
         "p_adjusted": [_p_text(p) for p in units["p_adjusted"]],
     })
     shown = suppress_table(table, ["n", "events"],
@@ -828,7 +924,8 @@ def funnel_text(result: FunnelResult) -> list[str]:
     # 2. target and over-dispersion
     hidden = suppressed_units(units)
     left_out = int((units["flag"] == HIDDEN_FLAG).sum())
-    tested = (units["flag"] != "low_volume") & ~hidden
+    listed = display_flags(units)
+    tested = ~listed.isin(["low_volume", HIDDEN_FLAG])
     pooled = units[units["flag"] != HIDDEN_FLAG]
     if result.measure == "rate":
         text = (f"Target: {_value(result.target, 'rate')}, the {result.target_source} {outcome} "
@@ -879,7 +976,7 @@ def funnel_text(result: FunnelResult) -> list[str]:
     paragraphs.append(text)
     # 3. flags and what they mean
     n_tested = int(tested.sum())
-    flags = shown_flags(result)
+    flags = flag_counts(result)
     count = {f: int(flags.get(f, 0)) for f in FLAG_STYLES}
     text = (f"Of {n_tested} tested {plural}, {count['alarm_high']} are above and "
             f"{count['alarm_low']} below the 99.8% limits (alarms), and {count['alert_high']} "
@@ -890,9 +987,12 @@ def funnel_text(result: FunnelResult) -> list[str]:
             "alarms are expected by chance alone even if every unit performed at the target, so "
             "the table also gives Benjamini–Hochberg adjusted p-values (false discovery rate "
             "across all tested units).")
-    if hidden.any():
-        text += (f" {int(hidden.sum())} {plural} with {range_text()} cases or events are "
-                 "hidden: not plotted, not tested here and not counted among the flags; the "
-                 "table lists them as hidden.")
+    compared = int((hidden & (listed != HIDDEN_FLAG).to_numpy()).sum())
+    if compared:
+        text += (f" {compared} {plural if compared != 1 else unit_name(result.unit)} with "
+                 f"{range_text()} cases, events or non-events "
+                 f"{'are' if compared != 1 else 'is'} compared and counted by "
+                 "flag, but not plotted: the table lists the flag with the counts hidden "
+                 f"({label()}) and no rate, O/E or p-value.")
     paragraphs.append(text)
     return paragraphs

@@ -1,9 +1,13 @@
 """Tables and texts of the Signals page and of signal alerts (pure functions, no callbacks).
 
-Small-cell suppression follows the Quality page: a signal on a unit whose cases, events or
-non-events number 1 to the threshold is listed (the unit, outcome, chart and direction), but
-its n and events show as "<11" and its expected events, O/E, CI and the date of its CUSUM
-crossing (the date of a case) are hidden (:func:`dashboard.figures.quality.suppressed_units`).
+Small-cell suppression follows the Quality page's small-unit rule (one rule, stated in
+:mod:`dashboard.figures.quality`): a signal on a unit whose cases, events or non-events number
+1 to the threshold is listed (the unit, outcome, chart and direction), but its n and events
+show as "<11" (or "–") and its expected events, O/E, CI and the date of its CUSUM crossing
+(the date of a case) are hidden (:func:`dashboard.figures.quality.suppressed_units`). A signal
+on a unit whose number of cases is itself hidden is not listed (:func:`withheld_signals`): a
+unit is only tested from 10 cases, so the signal would give its n away (exactly 10 at the
+default threshold), as the Quality page withholds that unit's flag.
 """
 
 from __future__ import annotations
@@ -63,6 +67,14 @@ def hidden_signals(signals: pd.DataFrame) -> np.ndarray:
     return suppressed_units(signals, count_columns=("n", "observed"))
 
 
+def withheld_signals(signals: pd.DataFrame) -> np.ndarray:
+    """Signals not listed: their unit's number of cases is 1..threshold (see the module notes;
+    :func:`dashboard.figures.quality.withheld_flags` withholds the same units' flags)."""
+    if signals.empty:
+        return np.zeros(0, dtype=bool)
+    return np.asarray(is_small(signals["n"]), dtype=bool)
+
+
 def signal_text(kind: str, direction: str) -> str:
     """E.g. "Funnel alarm (beyond 99.8%): more events than expected"."""
     return f"{KIND_TEXT.get(kind, kind)}: {DIRECTION_TEXT.get(direction, direction)}"
@@ -87,6 +99,8 @@ def signals_table(signals: pd.DataFrame, reviews: pd.DataFrame | None = None) ->
     ``reviews``: the newest review of each key (:func:`data.signal_reviews.current_reviews`).
     """
     reviews = reviews if reviews is not None else pd.DataFrame(columns=["status", "reviewed_at"])
+    if len(signals):
+        signals = signals[~withheld_signals(signals)].reset_index(drop=True)
     if signals.empty:
         return pd.DataFrame(columns=COLUMNS)
     hidden = hidden_signals(signals)

@@ -438,7 +438,8 @@ that a unit on target falls beyond that limit (5% or 0.2%), for a CUSUM signal t
 probability of at least one false signal of that chart over the unit's series. Listing every
 outcome and both unit types multiplies the chances: with 40 facilities, 120 operators and 4
 outcomes about 32 units beyond their 95% limits are expected by chance alone, about 1.3 beyond
-99.8%. Signals on units with small counts are listed with their counts hidden. After an import, signals not
+99.8%. Signals on units with small counts are listed with their counts hidden, by the small-unit
+rule of the Quality page (see Small-cell suppression). After an import, signals not
 seen before are sent to the configured recipients (e-mail, webhook) with their links, never
 with record-level data or counts under the suppression threshold.
 """),
@@ -577,13 +578,21 @@ Centers for Medicare & Medicaid Services (no cell of 1 to 10).
      5 ("{small}" when 1 to {limit}), because a viewer can difference them against any
      refinement of the selection (a facility alone, then with one procedure): the
      difference of a rounded total and a subgroup is then a range, never a count.
-- **Quality monitoring.** A unit with 1 to {limit} cases, events or non-events is hidden: not
-  plotted, not tested on the page, its flag not counted on the cards, and listed as hidden
-  in the table. The funnel's limit curves span the volumes of the units shown only. When the
-  hidden units together have 1 to {limit} cases, events or non-events, the pooled target
-  would give that small cell away (target × all cases − the events shown), so the hidden
-  units are left out of the target, the case-mix recalibration and the limits, and the page
-  says so; when every unit is hidden, no target is shown.
+- **Quality monitoring and signals (one small-unit rule).** A unit with 1 to {limit} cases,
+  events or non-events keeps its flag, listed with its counts hidden: the Quality table shows
+  e.g. "Alarm high (counts hidden)" and the cards count it (saying how many flagged units are
+  not drawn); the Signals page and alerts list its signal. Its n and events show as "{small}"
+  (or "–"), and its rate, expected events, O/E, CI, z, p-value and CUSUM crossing date are
+  hidden; it is not plotted and its CUSUM is not charted. The flag is withheld (listed as
+  hidden, no signal) where it would give a count away: when the unit's number of cases is
+  itself hidden (a unit is tested only from 10 cases), and on a crude funnel of proportions
+  when a flag band over the possible hidden counts holds a single count (decided from n and
+  the limits, never from the count). The funnel's limit curves span the volumes of the units
+  drawn only. When the hidden units together have 1 to {limit} cases, events or non-events,
+  the pooled target would give that small cell away (target × all cases − the events shown),
+  so the hidden units are left out of the target, the case-mix recalibration and the limits
+  (no flag, no signal), and the page says so; when every unit is hidden, no target is
+  shown.
 - Counts inside messages written by the analysis (a method that could not run) are masked
   at the configured threshold.
 - **What remains.** Exact counts of the same subgroup in two nested selections (a table's n

@@ -70,18 +70,20 @@ from dashboard.figures.quality import (
     cusum_summary,
     cusum_text,
     default_cusum_unit,
+    display_flags,
     every_unit_hidden,
     excluded_units,
     false_alarm_text,
+    flag_counts,
     funnel_figure,
     funnel_summary,
     funnel_text,
     interpretation,
     nothing_shown,
     outcome_label,
-    shown_flags,
     suppressed_units,
     table_labels,
+    undrawn_flags,
     unit_counts,
     unit_name,
     units_table,
@@ -474,14 +476,21 @@ def _selection(state) -> RecordFilter:
 
 # ------------------------------------------------------------------------------ components
 def stats_row(result) -> dbc.Row:
-    """The cards count the units shown: a hidden unit's flag is not counted (the plot would
-    not agree, and a flag is derived from its counts); hidden units are counted as hidden."""
+    """The cards count the flags the table lists (:func:`flag_counts`), those of units with
+    hidden counts included and said to be not drawn (the small-unit rule of
+    :mod:`dashboard.figures.quality`); units with hidden counts are counted as hidden."""
     units = result.units
     hidden = suppressed_units(units)
-    tested = (units["flag"] != "low_volume").to_numpy() & ~hidden
-    flags = shown_flags(result)
+    tested = ~display_flags(units).isin(["low_volume", "hidden"]).to_numpy()
+    flags = flag_counts(result)
+    undrawn = undrawn_flags(result)
     alarms = int(flags.get("alarm_high", 0) + flags.get("alarm_low", 0))
     alerts = int(flags.get("alert_high", 0) + flags.get("alert_low", 0))
+
+    def not_drawn(*kinds: str) -> str:
+        count = sum(undrawn.get(kind, 0) for kind in kinds)
+        return f"; {count} not drawn (counts hidden)" if count else ""
+
     od = (f"{result.overdispersion} model applied" if result.overdispersion_applied else
           f"{result.overdispersion} model not applied (not significant)"
           if result.overdispersion != "none" else "model switched off")
@@ -493,13 +502,16 @@ def stats_row(result) -> dbc.Row:
         stat_card("Target (pooled rate)", target, detail, "quality-target", OKABE_ITO["black"]),
         stat_card(f"{unit_name(result.unit, True).capitalize()} tested", f"{int(tested.sum())}",
                   f"of {len(units)}; fewer than {result.min_volume} cases: not tested; "
-                  f"{int(hidden.sum())} hidden ({range_text()} cases or events)",
+                  f"{int(hidden.sum())} with counts hidden ({range_text()} cases, events or "
+                  "non-events)",
                   "quality-tested"),
-        stat_card("Alarms (beyond 99.8%)", str(alarms), f"{int(flags.get('alarm_high', 0))} high",
+        stat_card("Alarms (beyond 99.8%)", str(alarms), f"{int(flags.get('alarm_high', 0))} high"
+                  + not_drawn("alarm_high", "alarm_low"),
                   "quality-alarms", OKABE_ITO["vermillion"]),
         stat_card("Alerts (beyond 95% only)", str(alerts),
                   f"{int(flags.get('alert_high', 0))} high; ~{0.05 * tested.sum():.1f} "
-                  "expected by chance", "quality-alerts", OKABE_ITO["orange"]),
+                  "expected by chance" + not_drawn("alert_high", "alert_low"),
+                  "quality-alerts", OKABE_ITO["orange"]),
         stat_card("Over-dispersion φ", "–" if result.phi != result.phi else f"{result.phi:.2f}",
                   f"τ² {result.tau2:.3g}; {od}", "quality-phi"),
     ]

@@ -9,11 +9,14 @@ facility-restricted user can profile only their own facilities and sees the peer
 (case-mix model on facility + peers, O/E, rank intervals, random-intercept shrinkage, Laney
 p′ chart), cached per (store, data version, user scope, filter, facility, peer group).
 
-Page settings in the URL (so a link or ``python -m dashboard.report`` gives the same view):
-``facility`` (the profiled facility, also a filter key), ``peers`` (all, country, region,
-volume, list), ``peer_list`` (comma-separated ids, for ``peers=list``; not for restricted
-users), ``outcome`` (rank and trend charts) and ``anonymise=yes`` (peers as "Peer k" even
-for users who may see them, e.g. for a report sent to the facility).
+Page settings in the URL, declared with :func:`dashboard.state.register_settings` like every
+page's (so a link, the Report button and ``python -m dashboard.report`` give the view on
+screen): ``sc_facility`` (the profiled facility; when absent, the first facility of the global
+``facility`` filter, so older links ``/scorecard?facility=FAC-009`` still open that facility),
+``peers`` (all, country, region, volume, list), ``peer_list`` (comma-separated ids, for
+``peers=list``; not for restricted users), ``outcome`` (rank and trend charts) and
+``anonymise=on`` (``yes`` accepted too; peers as "Peer k" even for users who may see them,
+e.g. for a report sent to the facility).
 """
 
 from __future__ import annotations
@@ -22,7 +25,8 @@ import contextlib
 import dataclasses
 import functools
 import urllib.parse
-from typing import NamedTuple
+from collections.abc import Mapping
+from typing import Any, NamedTuple
 
 import dash
 import dash_bootstrap_components as dbc
@@ -65,6 +69,7 @@ from dashboard.figures.scorecard import (
     trend_summary,
 )
 from dashboard.report import ReportSection, register_report
+from dashboard.state import PageSetting, register_settings, settings_from_query
 from dashboard.suppression import is_small, label, threshold
 from data import store
 
@@ -101,6 +106,26 @@ METHOD_TEXT = (
 
 
 # ------------------------------------------------------------------------------- settings
+#: The page's controls kept in the URL. ``sc_facility`` is not the global ``facility`` filter
+#: key: the filter selects records, the setting the facility profiled (checked by
+#: :func:`resolve` against the facilities the user may profile).
+SETTINGS = register_settings(
+    PATH,
+    PageSetting("scorecard-facility", "sc_facility", None, None, label="Facility profiled",
+                names={None: "the facility filter's first (else the first facility)"}),
+    PageSetting("scorecard-peers", "peers", "all", tuple(PEER_OPTIONS), label="Peer group",
+                names=PEER_OPTIONS),
+    PageSetting("scorecard-peer-list", "peer_list", (), None, label="Chosen peers",
+                multiple=True),
+    PageSetting("scorecard-outcome", "outcome", SCORECARD_OUTCOMES[0], SCORECARD_OUTCOMES,
+                label="Outcome of the rank and trend charts",
+                names={o: scorecard_label(o) for o in SCORECARD_OUTCOMES}),
+    PageSetting("scorecard-anonymise", "anonymise", False, (False, True), prop="data",
+                label="Peers anonymised", names={False: "no", True: "yes"},
+                aliases={"yes": True, "1": True, "true": True, "no": False}),
+)
+
+
 class ScorecardSettings(NamedTuple):
     """The page settings (from the URL or the controls). A NamedTuple, not a dataclass: Dash
     executes page modules before they are in ``sys.modules``, which dataclasses need."""
@@ -112,19 +137,29 @@ class ScorecardSettings(NamedTuple):
     anonymise: bool = False
 
     @classmethod
-    def from_query(cls, query: dict[str, str] | str | None) -> ScorecardSettings:
-        """Settings from ``{"peers": "country", ...}`` or a query string; bad values ignored."""
-        if isinstance(query, str) or query is None:
-            parsed = urllib.parse.parse_qs((query or "").lstrip("?"))
-            query = {k: ",".join(v) for k, v in parsed.items()}
-        facility = (query.get("facility") or "").split(",")[0] or None
-        peers = query.get("peers", "all")
-        outcome = query.get("outcome", SCORECARD_OUTCOMES[0])
+    def from_settings(cls, values: Mapping[str, Any],
+                      selection: RecordFilter | None = None) -> ScorecardSettings:
+        """Settings from the page's parsed settings (:func:`settings_from_query`); without
+        ``sc_facility`` the profiled facility is the first of the filter's facilities."""
+        facility = values.get("sc_facility") or None
+        if facility is None and selection is not None and selection.facilities:
+            facility = selection.facilities[0]
+        peers = values.get("peers", "all")
         return cls(facility=facility,
                    peers=peers if peers in PEER_GROUP_KINDS else "all",
-                   peer_list=tuple(p for p in (query.get("peer_list") or "").split(",") if p),
-                   outcome=outcome if outcome in SCORECARD_OUTCOMES else SCORECARD_OUTCOMES[0],
-                   anonymise=str(query.get("anonymise", "")).lower() in ("1", "yes", "true"))
+                   peer_list=tuple(values.get("peer_list") or ()),
+                   outcome=values.get("outcome") or SCORECARD_OUTCOMES[0],
+                   anonymise=bool(values.get("anonymise", False)))
+
+    @classmethod
+    def from_query(cls, query: Mapping[str, str] | str | None) -> ScorecardSettings:
+        """Settings from a query string (or the keyword arguments of a page layout): bad
+        values give the defaults, and the filter's first facility is the default facility."""
+        from dashboard.state import filter_from_query
+
+        search = ("?" + urllib.parse.urlencode({k: str(v) for k, v in query.items()}, safe=",")
+                  if isinstance(query, Mapping) else query)
+        return cls.from_settings(settings_from_query(PATH, search), filter_from_query(search))
 
 
 def _restricted_facilities() -> tuple[str, ...] | None:
@@ -341,13 +376,12 @@ def main_blocks(card: ScorecardResult, anonymise: bool) -> list:
 # --------------------------------------------------------------------------------- report
 @register_report(PATH, "Facility scorecard")
 def scorecard_report(selection: RecordFilter,
-                     settings: dict[str, str] | None = None) -> list[ReportSection]:
-    """The scorecard as report sections; ``settings`` are the page settings of the URL (the
-    profiled facility defaults to the first of the filter's facilities)."""
-    query = dict(settings or {})
-    if "facility" not in query and selection.facilities:
-        query["facility"] = selection.facilities[0]
-    card, reason, chosen = compute(selection, ScorecardSettings.from_query(query))
+                     settings: Mapping[str, Any] | None = None) -> list[ReportSection]:
+    """The scorecard as report sections; ``settings`` are the page settings of the URL
+    (:func:`settings_from_query`; the profiled facility defaults to the first of the filter's
+    facilities, as on screen)."""
+    values = settings if settings is not None else settings_from_query(PATH, None)
+    card, reason, chosen = compute(selection, ScorecardSettings.from_settings(values, selection))
     if card is None:
         return [ReportSection("Scorecard", reason or "No records match the filters.")]
     frame = card.to_frame()

@@ -8,10 +8,17 @@ unit and outcome, for the Markov-chain limits), so it is cached per (store, data
 scope) with every CUSUM crossing; the date only filters them. Analysts and administrators
 acknowledge a signal with a status and a short note; each review is kept in the store and
 audited (:mod:`data.signal_reviews`).
+
+Every unit is compared over all the records the user may see, so of the global filters only
+the facility filter applies: it narrows the list to the signals of those facilities and of
+the operators who treated patients there (the monthly pack's Signals part of one facility).
+The since-date is a page setting (``?since=2024-06-01``), and the report
+(:func:`signals_report`) is the list on screen.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import functools
 
@@ -22,15 +29,18 @@ from dash import Input, Output, State, callback, dcc, html
 
 import analysis.quality
 import analysis.signals
-from analysis.signals import READ_COLUMNS, SignalOptions, current_signals
+from analysis.filters import RecordFilter
+from analysis.signals import READ_COLUMNS, SignalOptions, SignalsResult, current_signals
 from dashboard import data_access
 from dashboard.auth import current_user, requires_role, scope_key
-from dashboard.components import empty_state, page_header, safe_callback
+from dashboard.components import empty_state, mask_small_counts, page_header, safe_callback
 from dashboard.compute_cache import code_version, memoised
 from dashboard.context import database
 from dashboard.figures.quality import outcome_label, unit_name
 from dashboard.figures.signals import LABELS, page_exclude, signals_table, summary_text
-from dashboard.suppression import threshold
+from dashboard.report import ReportSection, register_report
+from dashboard.state import PageSetting, register_settings, settings_from_query
+from dashboard.suppression import label, range_text, threshold
 from data import signal_reviews, store
 
 PATH = "/signals"
@@ -43,6 +53,15 @@ DEFAULT_DAYS = 365
 STATUS_OPTIONS = [{"label": s.capitalize(), "value": s} for s in signal_reviews.STATUSES]
 SHOWN = ["new", "signal", "outcome", "unit_type", "unit_id", "n", "observed", "expected", "oe",
          "oe_ci", "false_alarm", "signal_date", "status", "link"]
+#: The page's controls kept in the URL: the date of the first CUSUM crossing listed (empty:
+#: one year before the newest procedure; a bad date gives that default too).
+SETTINGS = register_settings(
+    PATH, PageSetting("signals-since", "since", None, None, prop="date",
+                      label="CUSUM signals since",
+                      names={None: "one year before the newest procedure"}))
+FILTER_NOTE = ("Every unit is compared over all the records you may see (as the Quality page "
+               "does without filters); of the filters, only facility applies: it narrows the "
+               "list to those facilities and to the operators who treated patients there.")
 
 
 def _url() -> str:
@@ -71,10 +90,42 @@ def default_since() -> dt.date | None:
     return None if pd.isna(latest) else (latest - pd.Timedelta(days=DEFAULT_DAYS)).date()
 
 
-def visible_signals(since: dt.date | None):
+def visible_signals(since: dt.date | None, facilities: tuple[str, ...] = ()) -> SignalsResult:
+    """The user's signals since ``since``; with ``facilities`` (the facility filter), only
+    those of the facilities and of the operators who treated patients there."""
     url = _url()
-    return _signals(url, data_access.data_version(url), scope_key(), threshold()).since_date(
+    result = _signals(url, data_access.data_version(url), scope_key(), threshold()).since_date(
         since)
+    if not facilities:
+        return result
+    operators = _operators_of(url, data_access.data_version(url), scope_key(),
+                              tuple(sorted(facilities)))
+    return dataclasses.replace(result, signals=of_units(result.signals, facilities, operators))
+
+
+def of_units(signals: pd.DataFrame, facilities, operators) -> pd.DataFrame:
+    """The signals on the given facilities and operators (order kept).
+
+    >>> frame = pd.DataFrame({"unit": ["facility_id", "operator_id", "facility_id"],
+    ...                       "unit_id": ["FAC-1", "OP-1", "FAC-2"]})
+    >>> of_units(frame, ["FAC-1"], ["OP-1"])["unit_id"].tolist()
+    ['FAC-1', 'OP-1']
+    """
+    ids = signals["unit_id"].astype(str)
+    keep = (((signals["unit"] == "facility_id") & ids.isin([str(f) for f in facilities]))
+            | ((signals["unit"] == "operator_id") & ids.isin([str(o) for o in operators])))
+    return signals[keep.to_numpy()].reset_index(drop=True)
+
+
+@functools.lru_cache(maxsize=8)
+def _operators_of(url: str, version: str, scope: str, facilities: tuple[str, ...]
+                  ) -> tuple[str, ...]:
+    """Operators with a record at one of ``facilities`` (of the records the user may see)."""
+    records = data_access.all_records()
+    if "operator_id" not in records or "facility_id" not in records:
+        return ()
+    at = records["facility_id"].astype(object).isin(facilities).to_numpy(bool)
+    return tuple(sorted(records.loc[at, "operator_id"].dropna().astype(str).unique()))
 
 
 def _since(value) -> dt.date | None:
@@ -87,7 +138,16 @@ def _since(value) -> dt.date | None:
 
 
 # ------------------------------------------------------------------------------------ layout
-def layout(since: str | None = None, **_query) -> html.Div:
+def _iso_date(text) -> str | None:
+    """``text`` if it is an ISO date (``2024-06-01``), else ``None`` (the default date)."""
+    try:
+        return dt.date.fromisoformat(str(text)[:10]).isoformat() if text else None
+    except ValueError:
+        return None
+
+
+def layout(**query) -> html.Div:
+    since = _iso_date(settings_from_query(PATH, query)["since"])
     analyst = current_user().has_role("analyst")
     review = dbc.Card([
         dbc.CardHeader(html.H2("Review a signal", className="h6 mb-0")),
@@ -122,8 +182,8 @@ def layout(since: str | None = None, **_query) -> html.Div:
             dbc.Col(html.P("Funnel flags are the units' current position over all their "
                            "records; CUSUM signals are crossings of the risk-adjusted CUSUM "
                            "on or after the date (default: one year before the newest "
-                           "procedure). Counts of 1 to the suppression threshold are hidden.",
-                           className="small text-muted mb-0"), xs=12, md=8),
+                           "procedure). Counts of 1 to the suppression threshold are hidden. "
+                           + FILTER_NOTE, className="small text-muted mb-0"), xs=12, md=8),
         ])), className="mb-3"),
         dcc.Store(id="signals-reviewed", data=0),
         dcc.Loading(html.Div(id="signals-list"), delay_show=400),
@@ -170,19 +230,30 @@ def _option(row) -> dict:
 
 
 # ------------------------------------------------------------------------------- callbacks
-@callback(Output("signals-list", "children"), Output("signals-ack-key", "options"),
-          Output("signals-history", "children"), Input("signals-since", "date"),
-          Input("signals-reviewed", "data"))
-@safe_callback(3)
-def update_signals(since, _reviewed=0):
-    chosen = _since(since)
-    result = visible_signals(chosen)
+def _facilities(state) -> tuple[str, ...]:
+    return RecordFilter.from_dict(state or {}).facilities
+
+
+def signals_display(since: dt.date | None, facilities: tuple[str, ...] = ()
+                    ) -> tuple[SignalsResult, pd.DataFrame, str]:
+    """The signals, their display table (suppression applied) and the summary sentence: what
+    the page shows and the report prints."""
+    result = visible_signals(since, facilities)
     reviews = signal_reviews.current_reviews(_url())
     display = signals_table(result.signals, reviews)
     last = reviews.loc[reviews.index.isin(display["key"]), "reviewed_at"].max() if len(
         reviews) else None
-    summary = html.P(summary_text(display, chosen, last), id="signals-summary",
-                     className="fw-semibold")
+    return result, display, summary_text(display, since, last)
+
+
+@callback(Output("signals-list", "children"), Output("signals-ack-key", "options"),
+          Output("signals-history", "children"), Input("signals-since", "date"),
+          Input("signals-reviewed", "data"), Input("filter-state", "data"))
+@safe_callback(3)
+def update_signals(since, _reviewed=0, state=None):
+    chosen = _since(since)
+    _result, display, text = signals_display(chosen, _facilities(state))
+    summary = html.P(text, id="signals-summary", className="fw-semibold")
     if display.empty:
         return [summary, empty_state("No current signal.")], [], _history([])
     options = [_option(r) for r in display.itertuples()]
@@ -193,13 +264,13 @@ def update_signals(since, _reviewed=0):
           Input("signals-ack-save", "n_clicks"), State("signals-ack-key", "value"),
           State("signals-ack-status", "value"), State("signals-ack-note", "value"),
           State("signals-since", "date"), State("signals-reviewed", "data"),
-          prevent_initial_call=True)
+          State("filter-state", "data"), prevent_initial_call=True)
 @requires_role("analyst")
 @safe_callback(2)
-def save_review(n_clicks, key, status, note, since, reviewed):
+def save_review(n_clicks, key, status, note, since, reviewed, state=None):
     if not key:
         return dbc.Alert("Choose a signal first.", color="warning", className="py-1"), reviewed
-    shown = set(visible_signals(_since(since)).signals["key"])
+    shown = set(visible_signals(_since(since), _facilities(state)).signals["key"])
     if key not in shown:  # only signals of the user's own records
         return dbc.Alert("That signal is not in your list.", color="warning",
                          className="py-1"), reviewed
@@ -213,3 +284,40 @@ def save_review(n_clicks, key, status, note, since, reviewed):
             f"{status}.")
     return dbc.Alert(text, color="success", className="py-1", id="signals-ack-saved"), (
         (reviewed or 0) + 1)
+
+
+# ---------------------------------------------------------------------------------- report
+#: Report columns: the page's table without the link (a page address means nothing on paper).
+REPORT_COLUMNS = [c for c in SHOWN if c != "link"]
+
+
+@register_report(PATH, "Quality signals")
+def signals_report(selection: RecordFilter, settings: dict | None = None
+                   ) -> list[ReportSection]:
+    """The Signals list on screen: the since-date of the address (default one year before the
+    newest procedure), the facility filter, the review status; suppression as on the page
+    (:func:`dashboard.figures.signals.signals_table`, the one place values become text)."""
+    settings = settings if settings is not None else settings_from_query(PATH, None)
+    since = _since(settings.get("since"))
+    result, display, text = signals_display(since, selection.facilities)
+    explanation = (
+        "Funnel flags are each unit's current position over all its records (risk-adjusted, "
+        "beyond the 95% limit: alert; beyond 99.8%: alarm); CUSUM signals are crossings of the "
+        "risk-adjusted CUSUM on or after the date. A signal is a prompt to look, not a "
+        f"verdict. {FILTER_NOTE} A signal on a unit with {range_text()} events or "
+        f"non-events is listed with its counts shown as {label()} or –, and its expected "
+        f"events, O/E, CI and crossing date hidden; a unit with {range_text()} cases has no "
+        "signal listed (units are tested from 10 cases, so a signal would give its n away).")
+    sections = [ReportSection("Signals", text + "\n\n" + explanation,
+                              table=display[REPORT_COLUMNS].rename(columns=LABELS)
+                              if len(display) else None)]
+    monitored = result.monitored.assign(
+        outcome=[outcome_label(o) for o in result.monitored["outcome"]],
+        unit=[unit_name(u, plural=True).capitalize() for u in result.monitored["unit"]],
+        skipped=[mask_small_counts(str(t)) for t in result.monitored["skipped"]],
+    ).rename(columns={"outcome": "Outcome", "unit": "Units", "tested": "Units tested",
+                      "skipped": "Not monitored because"})
+    sections.append(ReportSection("What was monitored", "Each outcome and unit type, with the "
+                                  "number of units tested (units with fewer than 10 cases are "
+                                  "not tested).", table=monitored))
+    return sections

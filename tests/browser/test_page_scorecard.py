@@ -4,8 +4,10 @@ facility-restricted user's view with anonymised peers ("Peer 1…N") and no othe
 from __future__ import annotations
 
 import re
+import time
 
 import pytest
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.common.by import By
 
 from dashboard.app_factory import create_app
@@ -88,4 +90,40 @@ def test_restricted_user_sees_only_anonymised_peers(dash_duo, site):
     options = [e.get_attribute("value") for e in
                dash_duo.driver.find_elements(By.CSS_SELECTOR, "#scorecard-peers input")]
     assert "list" not in options and "all" in options
+    assert dash_duo.get_logs() == []
+
+
+def test_scorecard_choices_are_written_to_the_address_and_restored(dash_duo, site):
+    """The scorecard's controls were not in the address (issue 15 gap): a changed peer group
+    is now written as ``peers=…`` (the profiled facility as ``sc_facility``, never the
+    global ``facility`` key), and the address opened again restores the view."""
+    from tests.browser.helpers import click
+
+    def peer_text_contains(words: str) -> None:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            found = dash_duo.driver.find_elements(By.CSS_SELECTOR, "#scorecard-peer-text")
+            try:
+                if found and words in found[0].text:
+                    return
+            except StaleElementReferenceException:
+                pass
+            time.sleep(0.3)
+        raise AssertionError(f"the peer text never said {words!r}")
+
+    _sign_in(dash_duo, site, "adm", "/scorecard?peers=country&sc_facility=FAC-019")
+    peer_text_contains("same country (US)")
+    click(dash_duo, "#scorecard-peers input[value='region']")
+    peer_text_contains("same region")
+    deadline = time.monotonic() + 20
+    while "peers=region" not in dash_duo.driver.current_url and time.monotonic() < deadline:
+        time.sleep(0.2)
+    address = dash_duo.driver.current_url
+    assert "peers=region" in address and "sc_facility=FAC-019" in address
+    assert "facility=FAC-019" not in address.replace("sc_facility=FAC-019", "")
+    dash_duo.driver.get(address)  # the shared link
+    peer_text_contains("same region")
+    assert dash_duo.find_element("#scorecard-peer-text").text.startswith("FAC-019 compared")
+    checked = dash_duo.driver.find_element(By.CSS_SELECTOR, "#scorecard-peers input:checked")
+    assert checked.get_attribute("value") == "region"
     assert dash_duo.get_logs() == []

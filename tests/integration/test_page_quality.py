@@ -410,7 +410,7 @@ def test_a_hidden_unit_is_listed_as_hidden_and_left_out_of_the_target(app_and_re
     rows = grid_rows(table)
     assert rows["FAC-TINY"]["n"] == "<11" and rows["FAC-TINY"]["flag"] == "Hidden (small counts)"
     assert rows["FAC-TINY"]["rate"] is None
-    assert "1 hidden" in " ".join(texts(stats))
+    assert "1 with counts hidden" in " ".join(texts(stats))
     figure = find_by_id(funnel, "quality-funnel-graph").figure
     limit_x = [x for t in figure.data if "limits" in (t.name or "") for x in t.x]
     assert min(limit_x) == pytest.approx(0.5 * len(shown))

@@ -32,6 +32,9 @@ PAGES_WITH_CONTROLS = {
               "pain-threshold-absolute", "pain-deaths"},
     "/complications": {"complications-measure", "complications-period"},
     "/comparison": {"comparison-table-one-p", "comparison-level", "comparison-cluster"},
+    "/signals": {"signals-since"},
+    "/scorecard": {"scorecard-facility", "scorecard-peers", "scorecard-peer-list",
+                   "scorecard-outcome", "scorecard-anonymise"},
 }
 
 
@@ -41,6 +44,10 @@ def site(dashboard_app):
 
 
 def _alternatives(setting) -> list:
+    if setting.multiple:
+        return [("FAC-001", "FAC-002")]
+    if setting.prop == "date":
+        return ["2024-06-01"]
     allowed = setting.allowed()
     return [c for c in allowed if c != setting.default] if allowed else ["FAC-001"]
 
@@ -73,12 +80,13 @@ def test_every_setting_round_trips_through_the_query_string(site, path):
             assert bad[setting.key] == setting.default
 
 
-def _control_values(layout, controls) -> dict:
+def _control_values(layout, settings) -> dict:
     found = {}
-    for control in controls:
-        node = find_by_id(layout, control)
-        assert node is not None, control
-        found[control] = getattr(node, "value", None)
+    for setting in settings:
+        node = find_by_id(layout, setting.control)
+        assert node is not None, setting.control
+        value = getattr(node, setting.prop, None)
+        found[setting.control] = tuple(value) if setting.multiple else value
     return found
 
 
@@ -94,7 +102,7 @@ def test_the_layout_restores_every_setting_from_the_url(site, path):
     params = dict(pair.split("=") for pair in query.lstrip("?").split("&"))
     with app.server.test_request_context(path + query):
         layout = page["layout"](**params)
-    values = _control_values(layout, [s.control for s in settings])
+    values = _control_values(layout, settings)
     for setting, value in zip(settings, chosen, strict=True):
         assert values[setting.control] == value, setting.control
 
@@ -221,3 +229,41 @@ def test_report_for_url_builds_the_page_report_from_an_address(site, tmp_path):
     assert "Cost per procedure by country" in document
     with pytest.raises(ValueError, match="no report for page"):
         report_for_url("/nowhere", "", database)
+
+
+# ------------------------------------------------------------------ scorecard (issue 15 gap)
+def test_scorecard_controls_write_the_address_without_the_filter_key(site):
+    from dashboard.layout import settings_writer
+
+    write = settings_writer("/scorecard")
+    query = write("FAC-019", "country", [], "adjacent_fracture_365d", False, "?country=US",
+                  "/scorecard")
+    assert query == "?country=US&outcome=adjacent_fracture_365d&peers=country&sc_facility=FAC-019"
+    # The profiled facility is not the global facility filter.
+    assert filter_from_query(query) == RecordFilter(countries=("US",))
+    listed = write("FAC-019", "list", ["FAC-001", "FAC-002"], "cement_leakage", False, "",
+                   "/scorecard")
+    assert settings_from_query("/scorecard", listed)["peer_list"] == ("FAC-001", "FAC-002")
+
+
+def test_old_scorecard_links_still_open_the_facility_of_the_filter(site):
+    from dashboard.pages.scorecard import ScorecardSettings
+
+    old = ScorecardSettings.from_query("?facility=FAC-019&peers=country&anonymise=yes")
+    assert (old.facility, old.peers, old.anonymise) == ("FAC-019", "country", True)
+    new = ScorecardSettings.from_query({"facility": "FAC-019", "sc_facility": "FAC-007"})
+    assert new.facility == "FAC-007"
+
+
+def test_scorecard_report_button_renders_the_dropdowns_of_the_address(site):
+    """The Report button hands the scorecard its settings from the address, as other pages."""
+    from dashboard.figures.scorecard import scorecard_label
+
+    app, _ = site
+    search = "?sc_facility=FAC-019&peers=country&outcome=pulmonary_embolism"
+    document = _plain(_report(app, "/scorecard", {}, search))
+    assert "Scorecard of FAC-019" in document
+    assert "same country (US)" in document
+    assert f"Rank among the peer set: {scorecard_label('pulmonary_embolism')}" in document
+    assert "Facility profiled: FAC-019; Peer group: Same country" in document
+    assert f"Rank among the peer set: {scorecard_label('cement_leakage')}" not in document

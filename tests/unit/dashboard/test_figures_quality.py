@@ -81,15 +81,19 @@ def test_units_table_suppresses_small_units_and_lists_flagged_units_first(funnel
     table = fq.units_table(funnel)
     # Issue 14 item 3: alarms, then alerts, then within, not tested, hidden; by name inside.
     order = {fq.TABLE_FLAGS[flag]: rank for rank, flag in enumerate(fq.TABLE_ORDER)}
-    ranks = [order[flag] for flag in table["flag"]]
+    ranks = [order[flag.removesuffix(fq.COUNTS_HIDDEN)] for flag in table["flag"]]
     assert ranks == sorted(ranks) and ranks[0] < order["Within"] < ranks[-1]
     for rank in set(ranks):
         names = [u for u, r in zip(table["unit"], ranks, strict=True) if r == rank]
         assert names == sorted(names)
-    assert table["flag"].iloc[-1] == fq.TABLE_FLAGS[fq.HIDDEN_FLAG]
     assert "suppressed" not in table.columns
     tiny = table.set_index("unit").loc["FAC-TINY"]
     few = table.set_index("unit").loc["FAC-FEW"]
+    # The small-unit rule: listed by their own flag, counts hidden; but FAC-TINY's n is itself
+    # hidden (tested or not would tell it), so its flag is withheld.
+    raw_flags = funnel.units.set_index("unit")["flag"]
+    assert tiny["flag"] == fq.TABLE_FLAGS[fq.HIDDEN_FLAG]
+    assert few["flag"] == fq.TABLE_FLAGS[raw_flags["FAC-FEW"]] + fq.COUNTS_HIDDEN
     assert tiny["n"] == "<11" and tiny["events"] in ("<11", "0")
     assert few["n"] == "30" and few["events"] == "<11"
     for column in ("rate", "expected", "oe", "oe_ci", "z", "p_adjusted"):
@@ -101,24 +105,26 @@ def test_units_table_suppresses_small_units_and_lists_flagged_units_first(funnel
 
 
 def test_cards_summary_and_table_count_the_same_flags(funnel):
-    """The cards (shown_flags), the funnel's text summary and the table agree, hidden units
-    counted as hidden and never by their own flag."""
+    """The cards (flag_counts), the funnel's text summary and the table agree; units with
+    hidden counts are counted by their own flag (listed, not drawn)."""
     import re
 
     table = fq.units_table(funnel)
     counts = fq.flag_counts(funnel)
-    assert {f: int((table["flag"] == fq.TABLE_FLAGS[f]).sum()) for f in fq.TABLE_ORDER} == counts
-    shown = fq.shown_flags(funnel)
-    assert {f: int(shown.get(f, 0)) for f in fq.TABLE_ORDER if f != fq.HIDDEN_FLAG} == {
-        f: c for f, c in counts.items() if f != fq.HIDDEN_FLAG}
+    listed = table["flag"].str.removesuffix(fq.COUNTS_HIDDEN)
+    assert {f: int((listed == fq.TABLE_FLAGS[f]).sum()) for f in fq.TABLE_ORDER} == counts
+    shown, undrawn = fq.shown_flags(funnel), fq.undrawn_flags(funnel)
+    assert {f: int(shown.get(f, 0)) + undrawn[f] for f in fq.TABLE_ORDER
+            if f != fq.HIDDEN_FLAG} == {f: c for f, c in counts.items() if f != fq.HIDDEN_FLAG}
     summary = fq.funnel_summary(funnel)
     said = {words: int(number) for number, words in re.findall(
         r"(\d+) (alarm\(s\) above|alert\(s\) above|alert\(s\) below|alarm\(s\) below)",
         summary)}
     assert said == {"alarm(s) above": counts["alarm_high"], "alert(s) above": counts["alert_high"],
                     "alert(s) below": counts["alert_low"], "alarm(s) below": counts["alarm_low"]}
-    assert f"{counts[fq.HIDDEN_FLAG]} facilities with fewer than" in summary
-    assert counts[fq.HIDDEN_FLAG] >= 2 and counts["alarm_high"] + counts["alert_high"] >= 1
+    hidden = int(fq.suppressed_units(funnel.units).sum())
+    assert f"{hidden} facilities with fewer than" in summary
+    assert hidden >= 2 and counts["alarm_high"] + counts["alert_high"] >= 1
 
 
 def test_units_table_ci_equals_caterpillar(records, funnel):
@@ -230,22 +236,29 @@ def test_limit_curves_span_only_the_units_shown(records, adjust):
     pd.testing.assert_frame_equal(same, result.limits)
 
 
-def test_a_hidden_units_flag_is_neither_shown_nor_counted(funnel):
-    """Quality cards said "Alerts 3" while 2 were drawn: the third was a hidden unit."""
+def test_a_hidden_units_flag_is_listed_and_counted_but_not_drawn(funnel):
+    """Quality cards said "Alerts 3" while 2 were drawn: the third was a hidden unit. One
+    small-unit rule for Quality and Signals (issue 15): the flag is listed and counted, with
+    its counts hidden, and the texts say it is not drawn."""
     units = funnel.units.copy()
     units.loc[units["unit"] == "FAC-FEW", "flag"] = "alert_high"
     result = dataclasses.replace(funnel, units=units)
     table = fq.units_table(result).set_index("unit")
-    assert table.loc["FAC-FEW", "flag"] == "Hidden (small counts)"
+    assert table.loc["FAC-FEW", "flag"] == "Alert high (counts hidden)"
     assert table.loc["FAC-FEW", "events"] == "<11" and table.loc["FAC-FEW", "n"] == "30"
-    shown = units[~fq.suppressed_units(units)]
-    assert fq.shown_flags(result).get("alert_high", 0) == (shown["flag"] == "alert_high").sum()
+    for column in ("rate", "expected", "oe", "oe_ci", "z", "p_adjusted"):
+        assert table.loc["FAC-FEW", column] is None
+    listed = int((units["flag"] == "alert_high").sum())
+    assert fq.flag_counts(result)["alert_high"] == listed
     figure = fq.funnel_figure(result)
     drawn = sum(len(t.x) for t in figure.data if t.mode == "markers"
                 and (t.name or "").startswith("Alert: above"))
-    assert drawn == fq.shown_flags(result).get("alert_high", 0)
+    assert drawn == fq.shown_flags(result).get("alert_high", 0) == listed - 1
+    assert fq.undrawn_flags(result)["alert_high"] == 1
     words = " ".join(fq.funnel_text(result))
-    assert f"{drawn} above and" in words.split("alarms), and ")[1]
+    assert f"{listed} above and" in words.split("alarms), and ")[1]
+    assert "compared and counted by flag, but not plotted" in words
+    assert "with counts hidden, not drawn" in fq.funnel_summary(result)
 
 
 def test_a_unit_with_few_non_events_is_hidden():
@@ -260,3 +273,25 @@ def test_hidden_units_that_together_are_a_small_cell_are_left_out():
     # Their pool of 13 events and 117 non-events is no small cell: nothing need be left out.
     assert fq.excluded_units(["A", "B", "C"], [200, 60, 70], [40, 6, 7]) == ()
     assert fq.excluded_units(["A", "B"], [200, 60], [40, 20]) == ()
+
+
+def test_a_flag_that_would_give_a_hidden_count_away_is_withheld(funnel):
+    """Crude proportions, n = 30 shown, lower 95% limit 0.05 (1.5 events): "Alert low" with
+    events "<11" would mean 1 event. The flag is withheld whatever the hidden count (the
+    decision uses n and the limits only), while a risk-adjusted unit (volume E/θ, E hidden)
+    keeps its flag with its counts hidden."""
+    limits = {"low_998": [0.12, 0.0, 0.0], "high_998": [0.35, 0.5, 0.5],
+              "low_95": [0.16, 0.05, 0.05], "high_95": [0.3, 0.45, 0.45]}
+    for events in (1, 2):
+        units = pd.DataFrame({"unit": ["ADJ", "CRUDE", "BIG"], "n": [300, 30, 30],
+                              "events": [3, events, 12],
+                              "flag": ["alarm_low", "alert_low" if events == 1 else "within",
+                                       "within"],
+                              "plot_n": [290.0, 30.0, 30.0], **limits})
+        assert fq.withheld_flags(units).tolist() == [False, True, False]
+        table = fq.units_table(dataclasses.replace(funnel, units=units.assign(
+            rate=units["events"] / units["n"], expected=np.nan, oe=np.nan, z=np.nan,
+            p_adjusted=np.nan))).set_index("unit")
+        assert table.loc["ADJ", "flag"] == "Alarm low (counts hidden)"
+        assert table.loc["CRUDE", "flag"] == "Hidden (small counts)"
+        assert table.loc["CRUDE", "events"] == "<11"

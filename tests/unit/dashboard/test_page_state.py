@@ -66,3 +66,23 @@ def test_keys_must_be_unique_and_not_filter_keys():
     with pytest.raises(ValueError, match="unique non-filter keys"):
         register_settings("/bad", PageSetting("a", "k", "x"), PageSetting("b", "k", "y"))
     assert "/bad" not in PAGE_SETTINGS
+
+
+def test_a_multi_choice_setting_round_trips_and_drops_bad_values():
+    path = "/unit-test-multi"
+    register_settings(path, PageSetting("t-peers", "peers", (), ("A", "B", "C"), multiple=True,
+                                        label="Peers"),
+                      PageSetting("t-anon", "anon", False, (False, True),
+                                  aliases={"yes": True}))
+    try:
+        query = query_with_settings("?country=US", path, [["B", "A"], False])
+        assert query == "?country=US&peers=B,A"
+        assert settings_from_query(path, query)["peers"] == ("B", "A")
+        assert settings_from_query(path, "?peers=A,Z,,A")["peers"] == ("A",)  # Z unknown
+        assert query_with_settings(query, path, [[], False]) == "?country=US"
+        assert settings_from_query(path, "?anon=yes")["anon"] is True  # an older link
+        assert settings_from_query(path, "?anon=maybe")["anon"] is False
+        assert describe_settings(path, {"peers": ("A", "C")}).startswith("Peers: A, C")
+        assert describe_settings(path, {"peers": ()}).startswith("Peers: none")
+    finally:
+        PAGE_SETTINGS.pop(path)
