@@ -69,14 +69,13 @@ from analysis.adjustment import (
     KP,
     VP,
     CovariateDesign,
-    _gcomp,
-    _propensity,
-    _standardise,
     covariate_design,
     default_covariates,
     iptw_effect,
     treatment_indicator,
 )
+from analysis.adjustment.gcomputation import _gcomp, _standardise
+from analysis.adjustment.propensity import _propensity
 from analysis.cluster_variance import (
     cluster_bootstrap_mean_difference,
     cluster_codes,

@@ -819,7 +819,7 @@ def iptw_cumulative_incidence(
     ignores their estimation, which makes the variance conservative (Lunceford & Davidian
     2004), as for the HC0 interval of the IPTW risk difference.
     """
-    from analysis.adjustment import _propensity  # here: adjustment is the heavier module
+    from analysis.adjustment.propensity import _propensity  # here: adjustment is the heavier module
 
     if weights is None:
         _, weights, _, _ = _propensity(x, treated, "ATE", True, None)
@@ -889,7 +889,7 @@ def _iptw_cluster_bootstrap(
     max_n: int, estimates: tuple[float, float],
 ) -> IptwCumulativeIncidence:
     """The cluster bootstrap of :func:`iptw_cumulative_incidence` (see its notes)."""
-    from analysis.adjustment import _propensity
+    from analysis.adjustment.propensity import _propensity
 
     n = time.size
     codes, clusters = np.unique(np.asarray(clusters, dtype=np.intp), return_inverse=True)

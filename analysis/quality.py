@@ -48,8 +48,8 @@ import pandas as pd
 import scipy.stats as st
 from scipy import optimize, special
 
+from analysis._kernels import _floats
 from analysis._results import Result
-from analysis.adjustment import _floats
 from analysis.errors import InsufficientDataError
 from analysis.outcomes import ResponderDefinition
 

@@ -37,17 +37,17 @@ import pandas as pd
 import scipy.stats as st
 from numpy.typing import ArrayLike, NDArray
 
+from analysis._kernels import _floats
 from analysis.adjustment import (
     KP,
     VP,
     PropensityResult,
-    _floats,
-    _is_categorical,
-    _weighted_mean_var,
     smd_categorical,
     standardised_difference,
     treatment_indicator,
 )
+from analysis.adjustment.balance import _weighted_mean_var
+from analysis.adjustment.design import _is_categorical
 
 __all__ = ["DEFAULT_TABLE_ONE_VARIABLES", "index_region", "table_one"]
 

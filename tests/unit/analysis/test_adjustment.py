@@ -24,11 +24,11 @@ import pytest
 import statsmodels.api as sm
 import statsmodels.formula.api as smf
 
-from analysis import adjustment
 from analysis._kernels import _fit_cox_efron, _fit_gamma_log, _fit_logistic, _fit_ols
 from analysis.adjustment import (
     PropensityResult,
     covariate_design,
+    gcomputation,
     iptw_effect,
     propensity_weights,
     smd_categorical,
@@ -296,7 +296,7 @@ def test_gcomputation_bootstrap_agrees_with_influence_function(cohort):
 
 def test_m_out_of_n_bootstrap_scales_to_full_sample(cohort, monkeypatch):
     full = standardised_risks(cohort, "y", covariates=["severity", "group"], n_boot=150)
-    monkeypatch.setattr(adjustment, "BOOTSTRAP_MAX_N", 1500)
+    monkeypatch.setattr(gcomputation, "BOOTSTRAP_MAX_N", 1500)
     sub = standardised_risks(cohort, "y", covariates=["severity", "group"], n_boot=150)
     assert "m-out-of-n" in sub.method and "m = 1,500" in sub.method
     close(sub.risk_difference, full.risk_difference, 1e-12)  # the estimate uses everyone
