@@ -39,6 +39,7 @@ import datetime as dt
 import math
 from collections.abc import Callable, Sequence
 
+import numpy as np
 import pandas as pd
 
 from analysis._results import Result
@@ -50,6 +51,14 @@ from analysis.quality import (
     MIN_EVENTS,
     OUTCOMES,
     PROCEDURE_COVARIATE,
+    _below_false_alarm_limit,
+    _chart_top,
+    _check_odds_ratio,
+    _cusum_weights,
+    _expected_risks,
+    _false_alarm_limit,
+    _unit_series,
+    _weight_atoms,
     apply_risk_model,
     cusum,
     funnel_data,
@@ -191,14 +200,62 @@ def _funnel_rows(result, latest: pd.Series) -> list[dict]:
     return rows
 
 
+def _may_signal(shown: pd.DataFrame, unit: str, unit_id: str, outcome: str, y: pd.Series,
+                p: pd.Series, options: SignalOptions) -> bool:
+    """False when the unit's CUSUM (both charts) is certain not to signal, found without
+    searching a limit where none is needed; True when it signals or charting it fails (the
+    chart itself then decides).
+
+    A chart whose largest value is proven to lie below the exact false-alarm limit
+    (:func:`analysis.quality._below_false_alarm_limit`, a lower bound of the exact in-control
+    probability) cannot signal, and :func:`analysis.quality.cusum` keeps its limit above such
+    a value, so its limit is not searched; for any other chart the limit is searched (cached,
+    so :func:`cusum` reuses it) and compared with the chart's largest value. Every listed
+    signal still comes from :func:`cusum` itself.
+    """
+    try:
+        sub = _unit_series(shown, unit, unit_id, outcome, y, p)
+    except InsufficientDataError:
+        return True
+    n = len(sub)
+    observed = sub["y"].to_numpy(dtype=float)
+    risks = sub["p"].to_numpy(dtype=float)
+    alpha = float(options.false_alarm) / 2.0
+    charts = []
+    for ratio in (options.odds_ratio, 1.0 / options.odds_ratio):
+        atoms, prob = _weight_atoms(risks, ratio)
+        if not np.any(atoms > 0):  # cusum() refuses the unit
+            return True
+        charts.append((atoms, prob, _chart_top(_cusum_weights(observed, risks, ratio))))
+    for atoms, prob, top in charts:
+        if _below_false_alarm_limit(atoms, prob, n, alpha, top):
+            continue
+        try:
+            h = _false_alarm_limit(atoms, prob, n, alpha)[0]
+        except InsufficientDataError:
+            return True
+        if top >= h:
+            return True
+    return False
+
+
 def _cusum_rows(records, shown, unit, outcome, tested, options,
                 crossings: list[dict], fits: dict | None = None) -> list[dict]:
     """A row per unit and chart with any crossing (all dates); each crossing is appended to
-    ``crossings``."""
+    ``crossings``. Only the units whose CUSUM may signal (:func:`_may_signal`) are charted."""
     chart_outcome = horizon_outcome(outcome)
     model = _model(records, shown, chart_outcome, fits) if options.adjust else None
+    _check_odds_ratio(options.odds_ratio)
+    if not 0.0 < options.false_alarm < 1.0:
+        raise ValueError("false_alarm must be a probability between 0 and 1")
+    try:
+        y, p = _expected_risks(shown, chart_outcome, model is not None, model)
+    except InsufficientDataError:
+        return []
     rows = []
     for unit_id in tested:
+        if not _may_signal(shown, unit, unit_id, outcome, y, p, options):
+            continue
         kwargs = {"odds_ratio": options.odds_ratio, "false_alarm": options.false_alarm}
         try:
             if model is not None:
