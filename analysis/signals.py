@@ -24,6 +24,13 @@ direction (worse than expected first), severity (alarm, CUSUM signal, alert), un
 (facilities before operators: a facility's signal usually explains its operators'), strength of
 evidence (|z| of the funnel) and recency.
 
+Only the charts that may signal are charted in full: a chart whose highest value is proven
+to lie below its exact false-alarm limit cannot signal, so its limit is not searched
+(:func:`_may_signal`; the bound is :func:`analysis.quality._below_false_alarm_limit`, and
+:func:`analysis.quality.cusum` keeps its limits above such values). The rows are those of
+charting every unit (``tests/unit/analysis/test_signals_fast.py``); on the 5,000-record demo
+the computation takes about 6 s of CPU instead of 35 s.
+
 Counts here are raw: the display applies small-cell suppression (``dashboard.suppression``);
 ``options.exclude`` lets the caller leave out the units the display hides, exactly as the
 Quality page does, so each signal is the flag that page shows.
