@@ -26,7 +26,7 @@ evidence (|z| of the funnel) and recency.
 
 Only the charts that may signal are charted in full: a chart whose highest value is proven
 to lie below its exact false-alarm limit cannot signal, so its limit is not searched
-(:func:`_may_signal`; the bound is :func:`analysis.quality._below_false_alarm_limit`, and
+(:func:`_chart_limits`; the bound is :func:`analysis.quality._below_false_alarm_limit`, and
 :func:`analysis.quality.cusum` keeps its limits above such values). The rows are those of
 charting every unit (``tests/unit/analysis/test_signals_fast.py``); on the 5,000-record demo
 the computation takes about 6 s of CPU instead of 35 s.
@@ -207,23 +207,26 @@ def _funnel_rows(result, latest: pd.Series) -> list[dict]:
     return rows
 
 
-def _may_signal(shown: pd.DataFrame, unit: str, unit_id: str, outcome: str, y: pd.Series,
-                p: pd.Series, options: SignalOptions) -> bool:
-    """False when the unit's CUSUM (both charts) is certain not to signal, found without
-    searching a limit where none is needed; True when it signals or charting it fails (the
-    chart itself then decides).
+#: :func:`_chart_limits` found that the unit's CUSUM cannot signal.
+NO_SIGNAL = "no signal"
+
+
+def _chart_limits(shown: pd.DataFrame, unit: str, unit_id: str, outcome: str, y: pd.Series,
+                  p: pd.Series, options: SignalOptions) -> tuple[float, float] | str | None:
+    """The limits (upper, lower) to chart the unit with, :data:`NO_SIGNAL` when neither
+    chart can signal, or None when charting it fails here (:func:`cusum` then decides).
 
     A chart whose largest value is proven to lie below the exact false-alarm limit
     (:func:`analysis.quality._below_false_alarm_limit`, a lower bound of the exact in-control
     probability) cannot signal, and :func:`analysis.quality.cusum` keeps its limit above such
-    a value, so its limit is not searched; for any other chart the limit is searched (cached,
-    so :func:`cusum` reuses it) and compared with the chart's largest value. Every listed
-    signal still comes from :func:`cusum` itself.
+    a value, so its limit is not searched: it is charted with a limit above its largest value
+    instead (no signal either way). Any other chart's limit is searched (cached) exactly as
+    :func:`cusum` searches it.
     """
     try:
         sub = _unit_series(shown, unit, unit_id, outcome, y, p)
     except InsufficientDataError:
-        return True
+        return None
     n = len(sub)
     observed = sub["y"].to_numpy(dtype=float)
     risks = sub["p"].to_numpy(dtype=float)
@@ -232,24 +235,32 @@ def _may_signal(shown: pd.DataFrame, unit: str, unit_id: str, outcome: str, y: p
     for ratio in (options.odds_ratio, 1.0 / options.odds_ratio):
         atoms, prob = _weight_atoms(risks, ratio)
         if not np.any(atoms > 0):  # cusum() refuses the unit
-            return True
+            return None
         charts.append((atoms, prob, _chart_top(_cusum_weights(observed, risks, ratio))))
+    limits, signals = [], False
     for atoms, prob, top in charts:
         if _below_false_alarm_limit(atoms, prob, n, alpha, top):
+            limits.append(top + 1.0)
             continue
         try:
             h = _false_alarm_limit(atoms, prob, n, alpha)[0]
         except InsufficientDataError:
-            return True
-        if top >= h:
-            return True
-    return False
+            return None
+        limits.append(h)
+        signals = signals or top >= h
+    return (limits[0], limits[1]) if signals else NO_SIGNAL
 
 
 def _cusum_rows(records, shown, unit, outcome, tested, options,
                 crossings: list[dict], fits: dict | None = None) -> list[dict]:
     """A row per unit and chart with any crossing (all dates); each crossing is appended to
-    ``crossings``. Only the units whose CUSUM may signal (:func:`_may_signal`) are charted."""
+    ``crossings``. Only the units whose CUSUM may signal are charted (:func:`_chart_limits`),
+    with the limits :func:`cusum` would choose (a chart that cannot signal, with a limit above
+    its largest value: its own limit is not needed). The rows equal those of charting every
+    unit with :func:`cusum`'s own limits (``tests/unit/analysis/test_signals_fast.py``); the
+    one difference is in a failure never seen: a unit whose non-signalling chart's limit
+    search would fail (no limit below 1,000 meeting the level) had its other chart's signal
+    dropped before and has it listed now."""
     chart_outcome = horizon_outcome(outcome)
     model = _model(records, shown, chart_outcome, fits) if options.adjust else None
     _check_odds_ratio(options.odds_ratio)
@@ -261,9 +272,12 @@ def _cusum_rows(records, shown, unit, outcome, tested, options,
         return []
     rows = []
     for unit_id in tested:
-        if not _may_signal(shown, unit, unit_id, outcome, y, p, options):
+        limits = _chart_limits(shown, unit, unit_id, outcome, y, p, options)
+        if limits == NO_SIGNAL:
             continue
-        kwargs = {"odds_ratio": options.odds_ratio, "false_alarm": options.false_alarm}
+        kwargs = {"odds_ratio": options.odds_ratio, "threshold": limits}
+        if limits is None:  # let cusum() choose (and refuse) as before
+            kwargs = {"odds_ratio": options.odds_ratio, "false_alarm": options.false_alarm}
         try:
             if model is not None:
                 result = cusum(shown, unit, unit_id, outcome, adjust=True, model=model, **kwargs)
