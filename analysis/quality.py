@@ -36,9 +36,13 @@ Methods
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import dataclasses
+import hashlib
 import math
+import struct
+import threading
 import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -2546,10 +2550,16 @@ def _false_alarm_threshold(atoms: np.ndarray, prob: np.ndarray, n: int, alpha: f
                 if side == -1:
                     f_hi /= 2.0
                 side = -1
-    # Settle on the 0.001 grid with the correction computed at each candidate h itself.
+    # Settle on the 0.001 grid with the correction computed at each candidate h itself (each
+    # grid point once: the downward check often revisits the last point of the upward walk).
+    settled: dict[float, tuple[float, float]] = {}
+
     def exact(h: float) -> tuple[float, float]:
-        ratio_h, arl_h = _arl_ratio(atoms, prob, h, m, MARKOV_STATES)
-        return _signal_probability(atoms, prob, h, n, m, MARKOV_STATES, ratio_h), arl_h
+        if h not in settled:
+            ratio_h, arl_h = _arl_ratio(atoms, prob, h, m, MARKOV_STATES)
+            settled[h] = (_signal_probability(atoms, prob, h, n, m, MARKOV_STATES, ratio_h),
+                          arl_h)
+        return settled[h]
 
     h = max(round(math.ceil(hi / _H_STEP - 1e-6) * _H_STEP, 3), _H_STEP)
     chance, arl = exact(h)
@@ -2567,6 +2577,148 @@ def _false_alarm_threshold(atoms: np.ndarray, prob: np.ndarray, n: int, alpha: f
             break
         h, chance, arl = lower_h, lower, lower_arl
     return h, chance, arl
+
+
+#: Limits already searched, by a digest of what the limit depends on: the weight
+#: distribution (the unit's risks as atoms and probabilities), n, alpha and the grid. The
+#: Signals page and the Quality page chart the same units with the same risks, so each limit
+#: is searched once per process (an exact cache: equal keys give the same search).
+_LIMIT_CACHE: collections.OrderedDict[bytes, tuple[float, float, float]] = (
+    collections.OrderedDict())
+_LIMIT_CACHE_SIZE = 4096
+_LIMIT_LOCK = threading.Lock()
+
+
+def _false_alarm_limit(atoms: np.ndarray, prob: np.ndarray, n: int, alpha: float,
+                       m: int = FALSE_ALARM_STATES) -> tuple[float, float, float]:
+    """:func:`_false_alarm_threshold`, cached per (atoms, probabilities, n, alpha, m)."""
+    atoms = np.ascontiguousarray(atoms, dtype=float)
+    prob = np.ascontiguousarray(prob, dtype=float)
+    digest = hashlib.blake2b(digest_size=20)
+    digest.update(struct.pack("<qqdq", atoms.size, int(n), float(alpha), int(m)))
+    digest.update(atoms.tobytes())
+    digest.update(prob.tobytes())
+    key = digest.digest()
+    with _LIMIT_LOCK:
+        if key in _LIMIT_CACHE:
+            _LIMIT_CACHE.move_to_end(key)
+            return _LIMIT_CACHE[key]
+    value = _false_alarm_threshold(atoms, prob, int(n), float(alpha), m)
+    with _LIMIT_LOCK:
+        _LIMIT_CACHE[key] = value
+        while len(_LIMIT_CACHE) > _LIMIT_CACHE_SIZE:
+            _LIMIT_CACHE.popitem(last=False)
+    return value
+
+
+#: Lattice points of the chain that bounds the false-alarm probability from below
+#: (:func:`_signal_probability_lower_bound`), and of the finer second try for series of at
+#: most ``_FINE_BOUND_CASES`` cases (:func:`_below_false_alarm_limit`).
+LOWER_BOUND_STATES = 100
+_FINE_BOUND_STATES = 400
+_FINE_BOUND_CASES = 1000
+
+
+def _signal_probability_lower_bound(atoms: np.ndarray, prob: np.ndarray, h: float, n: int,
+                                    states: int = LOWER_BOUND_STATES) -> float:
+    """A lower bound of the exact in-control probability that the CUSUM
+    ``X_t = max(0, X_{t-1} + W_t)`` from 0 reaches ``h`` within ``n`` cases.
+
+    Why it is a bound (no approximation in its direction): round every weight *down* to the
+    lattice δ = h/states, ``W' = δ·floor(W/δ) ≤ W``, and run the chart of the rounded
+    weights on the same cases, ``X'_t = max(0, X'_{t-1} + W'_t)``. Since ``max(0, ·)`` is
+    non-decreasing, ``X'_{t-1} ≤ X_{t-1}`` and ``W'_t ≤ W_t`` give ``X'_t ≤ X_t`` for every t
+    and every sequence of cases (induction from X'_0 = X_0 = 0). So whenever X' reaches
+    h = states·δ, X has reached h at that case or before: P(X' signals within n) ≤ P(X signals
+    within n). X' lives exactly on the lattice 0, δ, …, (states-1)·δ (a signal absorbs) and
+    its cases are independent draws of the weight distribution, as in the Markov chains of
+    :func:`cusum_false_alarm`; its probability ``1 - e_0' Q^n 1`` (Q its substochastic
+    transition matrix, by repeated squaring) is therefore exact, not a discretisation. The
+    rounding only makes the bound conservative (it adds drift downwards).
+
+    Examples
+    --------
+    >>> atoms, prob = _weight_atoms(np.full(50, 0.1), 2.0)
+    >>> bound = _signal_probability_lower_bound(atoms, prob, 3.0, 100)
+    >>> 0.0 < bound < cusum_false_alarm(np.full(50, 0.1), 3.0, 100)
+    True
+    """
+    power = _lattice_chain(atoms, prob, h, states)
+    row = np.zeros(states)
+    row[0] = 1.0
+    steps = int(n)
+    while steps:
+        if steps & 1:
+            row = row @ power
+        steps >>= 1
+        if steps:
+            power = power @ power
+    return 1.0 - float(min(1.0, max(0.0, row.sum())))
+
+
+def _lattice_chain(atoms: np.ndarray, prob: np.ndarray, h: float, states: int) -> np.ndarray:
+    """Transition matrix (states × states, substochastic: the missing mass signals) of the
+    chart of the weights rounded down to the lattice δ = h/states
+    (:func:`_signal_probability_lower_bound`)."""
+    step = float(h) / states
+    k = np.floor(atoms / step)
+    k -= k * step > atoms  # keep k·δ ≤ w when the division rounds up
+    off = states
+    idx = (np.clip(k, -off, states) + off).astype(np.intp)
+    g = np.bincount(idx, prob, 2 * states + 1)  # g[off + e]: probability of moving e points
+    i = np.arange(states)
+    chain = g[off + i[None, :] - i[:, None]]  # moves that stay below h (the last column too)
+    chain[:, 0] = np.cumsum(g)[off - i]  # every move to 0 or below lands on 0
+    return chain
+
+
+def _lattice_exceeds(atoms: np.ndarray, prob: np.ndarray, h: float, n: int, states: int,
+                     alpha: float) -> bool:
+    """Whether the lower bound of :func:`_signal_probability_lower_bound` on ``states``
+    lattice points exceeds ``alpha``, case by case (n products of a vector with the chain,
+    stopping as soon as the signalled mass exceeds ``alpha``: it only grows)."""
+    chain = _lattice_chain(atoms, prob, h, states)
+    row = np.zeros(states)
+    row[0] = 1.0
+    for _ in range(int(n)):
+        row = row @ chain
+        if 1.0 - row.sum() > alpha:
+            return True
+    return False
+
+
+def _below_false_alarm_limit(atoms: np.ndarray, prob: np.ndarray, n: int, alpha: float,
+                             level: float) -> bool:
+    """True when ``level`` is proven to lie below the exact false-alarm limit: the smallest
+    h whose in-control probability of a signal within n cases is at most ``alpha``.
+
+    The probability is non-increasing in h (on every sequence of cases the chart reaches a
+    higher limit later, if at all), so ``P(level) ≥`` :func:`_signal_probability_lower_bound`
+    ``> alpha`` means every h ≤ ``level`` has P > alpha: the exact limit is above ``level``.
+    The bound is tried on 100 lattice points, then (series of at most 1,000 cases) on 400,
+    which lose less drift to the rounding; either suffices.
+    (A level below the smallest limit searched, 0.001, is below any limit.) A chart whose
+    largest value is such a level cannot signal at the exact limit; :func:`cusum` keeps its
+    Markov-chain limit above it (see there), so the Signals page may skip the limit search of
+    a chart that stays below a proven level without changing any result.
+    """
+    if level < _H_STEP:
+        return True
+    # The margin covers rounding in the matrix powers (the bound itself is exact).
+    if _signal_probability_lower_bound(atoms, prob, level, n) > alpha + 1e-12:
+        return True
+    # A finer lattice loses less drift to the rounding: worth it while n vector products
+    # cost less than a limit search.
+    return n <= _FINE_BOUND_CASES and _lattice_exceeds(atoms, prob, level, n,
+                                                        _FINE_BOUND_STATES, alpha + 1e-12)
+
+
+def _chart_top(weights: np.ndarray) -> float:
+    """Largest value of the chart ``max(0, X + W)`` from 0 without a limit (it signals at a
+    limit h exactly when this reaches h: the path is the same up to its first crossing)."""
+    if weights.size == 0:
+        return 0.0
+    return float(_cusum_path(weights, math.inf)[0].max())
 
 
 def _in_order(dates: np.ndarray, ids: np.ndarray) -> bool:
@@ -2589,6 +2741,34 @@ def _in_order(dates: np.ndarray, ids: np.ndarray) -> bool:
         return bool(np.all(ids[tied] <= ids[tied + 1]))
     except TypeError:  # ids that do not compare (missing values, mixed types)
         return False
+
+
+def _unit_series(records: pd.DataFrame, unit: str, unit_id: Any, outcome: str,
+                 y: pd.Series, p: pd.Series) -> pd.DataFrame:
+    """The unit's charted cases in ``procedure_date`` order (ties by ``record_id``):
+    ``record_index, record_id, procedure_date, y, p`` (the outcome and expected risk of
+    :func:`_expected_risks` on ``records``), as :func:`cusum` charts them."""
+    mask = (records[unit] == unit_id).fillna(False).to_numpy(dtype=bool) & y.notna().to_numpy()
+    if not mask.any():
+        raise InsufficientDataError("CUSUM", f"no records of {unit}={unit_id!r} with {outcome}")
+    rows = np.flatnonzero(mask)  # gather the unit's rows only (not a million ids first)
+    sub = pd.DataFrame(
+        {
+            "record_index": records.index[rows],
+            "record_id": (
+                records["record_id"].iloc[rows].to_numpy()
+                if "record_id" in records
+                else records.index[rows]
+            ),
+            "procedure_date": records["procedure_date"].iloc[rows].to_numpy(),
+            "y": y.to_numpy()[rows],
+            "p": p.to_numpy()[rows],
+        }
+    )
+    if not _in_order(sub["procedure_date"].to_numpy(), sub["record_id"].to_numpy()):
+        sub = sub.sort_values(["procedure_date", "record_id"], kind="mergesort")
+        sub = sub.reset_index(drop=True)
+    return sub
 
 
 @dataclasses.dataclass(frozen=True)
@@ -2706,26 +2886,7 @@ def cusum(
             raise KeyError(f"records lack column {column!r}")
     chart_outcome = horizon_outcome(outcome)
     y, p = _expected_risks(records, chart_outcome, adjust, model)
-    mask = (records[unit] == unit_id).fillna(False).to_numpy(dtype=bool) & y.notna().to_numpy()
-    if not mask.any():
-        raise InsufficientDataError("CUSUM", f"no records of {unit}={unit_id!r} with {outcome}")
-    rows = np.flatnonzero(mask)  # gather the unit's rows only (not a million ids first)
-    sub = pd.DataFrame(
-        {
-            "record_index": records.index[rows],
-            "record_id": (
-                records["record_id"].iloc[rows].to_numpy()
-                if "record_id" in records
-                else records.index[rows]
-            ),
-            "procedure_date": records["procedure_date"].iloc[rows].to_numpy(),
-            "y": y.to_numpy()[rows],
-            "p": p.to_numpy()[rows],
-        }
-    )
-    if not _in_order(sub["procedure_date"].to_numpy(), sub["record_id"].to_numpy()):
-        sub = sub.sort_values(["procedure_date", "record_id"], kind="mergesort")
-        sub = sub.reset_index(drop=True)
+    sub = _unit_series(records, unit, unit_id, outcome, y, p)
     n = len(sub)
     risks = sub["p"].to_numpy(dtype=float)
     atoms = {d: _weight_atoms(risks, odds_ratio if d == "upper" else 1.0 / odds_ratio)
@@ -2739,7 +2900,22 @@ def cusum(
             if not np.any(w > 0):
                 raise InsufficientDataError(
                     "CUSUM threshold", "no case can move the chart up (all expected risks are 0)")
-            limits[d] = _false_alarm_threshold(w, pr, n, alpha / 2.0)
+            limits[d] = _false_alarm_limit(w, pr, n, alpha / 2.0)
+        for d, (w, pr) in atoms.items():
+            # The Markov-chain limit is never left at or below a chart value that is proven to
+            # lie below the exact limit (:func:`_below_false_alarm_limit`): such a chart does
+            # not signal at the exact limit, so it does not signal here either. (Rare: the
+            # chain's limit is within a few thousandths of the exact one; of the 1,006 charts
+            # of the 5,000-record demo one limit, n = 13, lies at a proven level, and no chart
+            # reaches it there.)
+            ratio = odds_ratio if d == "upper" else 1.0 / odds_ratio
+            top = _chart_top(_cusum_weights(sub["y"].to_numpy(dtype=float), risks, ratio))
+            if top >= limits[d][0] and _below_false_alarm_limit(w, pr, n, alpha / 2.0, top):
+                h = round(math.floor(top / _H_STEP + 1.0) * _H_STEP, 3)
+                while h <= top:
+                    h = round(h + _H_STEP, 3)
+                ratio_h, arl_h = _arl_ratio(w, pr, h, FALSE_ALARM_STATES, MARKOV_STATES)
+                limits[d] = (h, _signal_probability(w, pr, h, n, ratio=ratio_h), arl_h)
         (h_up, chance["upper"], arl_up), (h_low, chance["lower"], arl_low) = (
             limits["upper"], limits["lower"])
         target = math.nan

@@ -24,6 +24,13 @@ direction (worse than expected first), severity (alarm, CUSUM signal, alert), un
 (facilities before operators: a facility's signal usually explains its operators'), strength of
 evidence (|z| of the funnel) and recency.
 
+Only the charts that may signal are charted in full: a chart whose highest value is proven
+to lie below its exact false-alarm limit cannot signal, so its limit is not searched
+(:func:`_chart_limits`; the bound is :func:`analysis.quality._below_false_alarm_limit`, and
+:func:`analysis.quality.cusum` keeps its limits above such values). The rows are those of
+charting every unit (``tests/unit/analysis/test_signals_fast.py``); on the 5,000-record demo
+the computation takes about 4 s of CPU instead of 33 s (100,000 records: 33 s instead of 75 s).
+
 Counts here are raw: the display applies small-cell suppression (``dashboard.suppression``);
 ``options.exclude`` lets the caller leave out the units the display hides, exactly as the
 Quality page does, so each signal is the flag that page shows.
@@ -39,6 +46,7 @@ import datetime as dt
 import math
 from collections.abc import Callable, Sequence
 
+import numpy as np
 import pandas as pd
 
 from analysis._results import Result
@@ -50,6 +58,14 @@ from analysis.quality import (
     MIN_EVENTS,
     OUTCOMES,
     PROCEDURE_COVARIATE,
+    _below_false_alarm_limit,
+    _chart_top,
+    _check_odds_ratio,
+    _cusum_weights,
+    _expected_risks,
+    _false_alarm_limit,
+    _unit_series,
+    _weight_atoms,
     apply_risk_model,
     cusum,
     funnel_data,
@@ -191,15 +207,77 @@ def _funnel_rows(result, latest: pd.Series) -> list[dict]:
     return rows
 
 
+#: :func:`_chart_limits` found that the unit's CUSUM cannot signal.
+NO_SIGNAL = "no signal"
+
+
+def _chart_limits(shown: pd.DataFrame, unit: str, unit_id: str, outcome: str, y: pd.Series,
+                  p: pd.Series, options: SignalOptions) -> tuple[float, float] | str | None:
+    """The limits (upper, lower) to chart the unit with, :data:`NO_SIGNAL` when neither
+    chart can signal, or None when charting it fails here (:func:`cusum` then decides).
+
+    A chart whose largest value is proven to lie below the exact false-alarm limit
+    (:func:`analysis.quality._below_false_alarm_limit`, a lower bound of the exact in-control
+    probability) cannot signal, and :func:`analysis.quality.cusum` keeps its limit above such
+    a value, so its limit is not searched: it is charted with a limit above its largest value
+    instead (no signal either way). Any other chart's limit is searched (cached) exactly as
+    :func:`cusum` searches it.
+    """
+    try:
+        sub = _unit_series(shown, unit, unit_id, outcome, y, p)
+    except InsufficientDataError:
+        return None
+    n = len(sub)
+    observed = sub["y"].to_numpy(dtype=float)
+    risks = sub["p"].to_numpy(dtype=float)
+    alpha = float(options.false_alarm) / 2.0
+    charts = []
+    for ratio in (options.odds_ratio, 1.0 / options.odds_ratio):
+        atoms, prob = _weight_atoms(risks, ratio)
+        if not np.any(atoms > 0):  # cusum() refuses the unit
+            return None
+        charts.append((atoms, prob, _chart_top(_cusum_weights(observed, risks, ratio))))
+    limits, signals = [], False
+    for atoms, prob, top in charts:
+        if _below_false_alarm_limit(atoms, prob, n, alpha, top):
+            limits.append(top + 1.0)
+            continue
+        try:
+            h = _false_alarm_limit(atoms, prob, n, alpha)[0]
+        except InsufficientDataError:
+            return None
+        limits.append(h)
+        signals = signals or top >= h
+    return (limits[0], limits[1]) if signals else NO_SIGNAL
+
+
 def _cusum_rows(records, shown, unit, outcome, tested, options,
                 crossings: list[dict], fits: dict | None = None) -> list[dict]:
     """A row per unit and chart with any crossing (all dates); each crossing is appended to
-    ``crossings``."""
+    ``crossings``. Only the units whose CUSUM may signal are charted (:func:`_chart_limits`),
+    with the limits :func:`cusum` would choose (a chart that cannot signal, with a limit above
+    its largest value: its own limit is not needed). The rows equal those of charting every
+    unit with :func:`cusum`'s own limits (``tests/unit/analysis/test_signals_fast.py``); the
+    one difference is in a failure never seen: a unit whose non-signalling chart's limit
+    search would fail (no limit below 1,000 meeting the level) had its other chart's signal
+    dropped before and has it listed now."""
     chart_outcome = horizon_outcome(outcome)
     model = _model(records, shown, chart_outcome, fits) if options.adjust else None
+    _check_odds_ratio(options.odds_ratio)
+    if not 0.0 < options.false_alarm < 1.0:
+        raise ValueError("false_alarm must be a probability between 0 and 1")
+    try:
+        y, p = _expected_risks(shown, chart_outcome, model is not None, model)
+    except InsufficientDataError:
+        return []
     rows = []
     for unit_id in tested:
-        kwargs = {"odds_ratio": options.odds_ratio, "false_alarm": options.false_alarm}
+        limits = _chart_limits(shown, unit, unit_id, outcome, y, p, options)
+        if limits == NO_SIGNAL:
+            continue
+        kwargs = {"odds_ratio": options.odds_ratio, "threshold": limits}
+        if limits is None:  # let cusum() choose (and refuse) as before
+            kwargs = {"odds_ratio": options.odds_ratio, "false_alarm": options.false_alarm}
         try:
             if model is not None:
                 result = cusum(shown, unit, unit_id, outcome, adjust=True, model=model, **kwargs)

@@ -1,4 +1,4 @@
-"""``python -m bench [--records N] [--json OUT] [--runs R] [--pages PATH ...]``."""
+"""``python -m bench [--records N] [--json OUT] [--runs R] [--pages PATH ...] [--only M ...]``."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from bench import DEFAULT_RECORDS, DEFAULT_RUNS, DEFAULT_SEED
+from bench.runner import MEASURES
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -18,13 +19,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", metavar="OUT", help="also write the table as JSON to OUT")
     parser.add_argument("--pages", nargs="*", metavar="PATH",
                         help="only these page paths (e.g. / /costs); default every page")
+    parser.add_argument("--only", nargs="*", metavar="MEASURE", choices=MEASURES,
+                        help="only these measures after the import "
+                             f"({', '.join(MEASURES)}); default all")
     args = parser.parse_args(argv)
     if args.records < 1 or args.runs < 1:
         parser.error("--records and --runs must be positive")
     from bench.runner import run
 
     return run(records=args.records, runs=args.runs, seed=args.seed, json_out=args.json,
-               pages=args.pages)
+               pages=args.pages, only=args.only)
 
 
 if __name__ == "__main__":

@@ -153,3 +153,7 @@ def measure_pages(workdir: Path, database: Path, runs: int, pages: list[str] | N
 
 def measure_compare(workdir: Path, database: Path, repeat: int = 1) -> dict:
     return _worker(workdir, "compare", str(database), "--repeat", str(repeat))
+
+
+def measure_signals(workdir: Path, database: Path) -> dict:
+    return _worker(workdir, "signals", str(database))

@@ -301,3 +301,43 @@ def measure_pages(database: str, runs: int, only: list[str] | None = None) -> di
                                "ratio": update / reference}
     result["errors"] = errors.messages
     return result
+
+
+# ------------------------------------------------------------------------------------ signals
+SIGNALS_KEY = "..signals-list.children...signals-ack-key.options...signals-history.children.."
+
+
+def measure_signals(database: str) -> dict:
+    """The Signals page's list, cold then warm, in this fresh process: its callback
+    (``update_signals``: every outcome's funnel and every unit's CUSUM for both unit types,
+    :func:`analysis.signals.current_signals`) through the real Dash endpoint, with the
+    page's default date. *Cold*: nothing computed yet (the result cache of this run's
+    temporary folder is empty); *warm*: the same request again. Wall and CPU seconds
+    (``time.process_time``) of each."""
+    from dashboard.app_factory import create_app
+
+    errors = _Errors()
+    logging.getLogger("dashboard").addHandler(errors)
+    app = create_app(database)
+    client = app.server.test_client()
+    if client.get("/").status_code != 200:  # registers the pages' callbacks, loads the records
+        raise RuntimeError("GET / failed")
+    entry = app.callback_map[SIGNALS_KEY]
+    payload = {
+        "output": SIGNALS_KEY,
+        "outputs": [{"id": o.component_id, "property": o.component_property}
+                    for o in _outputs(entry)],
+        "inputs": [{"id": "signals-since", "property": "date", "value": None},
+                   {"id": "signals-reviewed", "property": "data", "value": 0}],
+        "state": [], "changedPropIds": ["signals-since.date"],
+    }
+    timings = {}
+    for run in ("cold", "warm"):
+        wall, cpu = time.perf_counter(), time.process_time()
+        response = client.post("/_dash-update-component", json=payload)
+        timings[run] = {"seconds": time.perf_counter() - wall,
+                        "cpu_seconds": time.process_time() - cpu,
+                        "response_bytes": len(response.data)}
+        if response.status_code != 200:
+            raise RuntimeError(f"signals: HTTP {response.status_code}: {response.data[:500]!r}")
+    return {**timings, "errors": errors.messages}

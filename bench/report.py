@@ -58,18 +58,23 @@ def rows(raw: dict) -> list[Row]:
     out += [Row("import: seconds", imp["seconds"], "s", 90.0 * raw["records"] / TARGET_RECORDS),
             Row("import: rows/s", imp["rows_per_second"], "rows/s", TARGET_RECORDS / 90.0, ">="),
             Row("import: peak memory (child)", imp["peak_rss_bytes"] / MB, "MB", 1.5 * 1024)]
-    load = raw["load"]
-    out += [Row("load_records: first load (SQLite, writes snapshot)", load["first"]["seconds"], "s"),
-            Row("load_records: second load (Parquet snapshot)", load["second"]["seconds"], "s"),
-            Row("load_records: DataFrame memory (deep)", load["first"]["frame_bytes"] / MB, "MB"),
-            Row("load_records: peak memory (first load)",
-                load["first"]["peak_rss_bytes"] / MB, "MB"),
-            Row("load_records: peak memory (second load)",
-                load["second"]["peak_rss_bytes"] / MB, "MB")]
-    app = raw["app_start"]
-    out += [Row("app start to first 200 on /", app["seconds"], "s", 15.0),
-            Row("app peak memory at first 200", app["peak_rss_bytes"] / MB, "MB", 2 * 1024)]
-    pages = raw["pages"]
+    if "load" in raw:
+        load = raw["load"]
+        out += [Row("load_records: first load (SQLite, writes snapshot)",
+                    load["first"]["seconds"], "s"),
+                Row("load_records: second load (Parquet snapshot)", load["second"]["seconds"],
+                    "s"),
+                Row("load_records: DataFrame memory (deep)", load["first"]["frame_bytes"] / MB,
+                    "MB"),
+                Row("load_records: peak memory (first load)",
+                    load["first"]["peak_rss_bytes"] / MB, "MB"),
+                Row("load_records: peak memory (second load)",
+                    load["second"]["peak_rss_bytes"] / MB, "MB")]
+    if "app_start" in raw:
+        app = raw["app_start"]
+        out += [Row("app start to first 200 on /", app["seconds"], "s", 15.0),
+                Row("app peak memory at first 200", app["peak_rss_bytes"] / MB, "MB", 2 * 1024)]
+    pages = raw.get("pages", {"pages": {}})
     for path, page in pages["pages"].items():
         descriptive = path in DESCRIPTIVE
         label = f"page {path} ({page['name']})"
@@ -78,8 +83,9 @@ def rows(raw: dict) -> list[Row]:
                 Row(f"{label}: filter change warm, median", page["warm_seconds"] * 1000, "ms",
                     30.0 if descriptive else None),
                 Row(f"{label}: response size", page["response_bytes"] / KB, "KB", 500.0)]
-    out.append(Row("app peak memory after every page update (in-process server)",
-                   pages["peak_rss_bytes"] / MB, "MB", 2 * 1024))
+    if "peak_rss_bytes" in pages:
+        out.append(Row("app peak memory after every page update (in-process server)",
+                       pages["peak_rss_bytes"] / MB, "MB", 2 * 1024))
     if "reference" in pages:
         ref = pages["reference"]
         out += [Row("reference: polars single pass, Overview numbers (US)",
@@ -87,11 +93,21 @@ def rows(raw: dict) -> list[Row]:
                 Row("reference: Overview update, same filters, cold", ref["overview_cold_seconds"]
                     * 1000, "ms"),
                 Row("Overview update ÷ reference", ref["ratio"], "×", 3.0)]
-    compare = raw["compare"]
-    out.append(Row("compare_procedures(adjust=True), all records, cold", compare["seconds"][0],
-                   "s", 10.0))
-    for index, seconds in enumerate(compare["seconds"][1:], start=2):
-        out.append(Row(f"compare_procedures(adjust=True), run {index}", seconds, "s"))
+    if "signals" in raw:
+        signals = raw["signals"]
+        out += [Row("Signals cold (every signal, first request)", signals["cold"]["seconds"], "s"),
+                Row("Signals cold: CPU time", signals["cold"]["cpu_seconds"], "s"),
+                Row("Signals warm (same request again)", signals["warm"]["seconds"] * 1000, "ms"),
+                Row("Signals: response size", signals["cold"]["response_bytes"] / KB, "KB",
+                    500.0),
+                Row("Signals: peak memory (own process)", signals["peak_rss_bytes"] / MB, "MB",
+                    2 * 1024)]
+    if "compare" in raw:
+        compare = raw["compare"]
+        out.append(Row("compare_procedures(adjust=True), all records, cold",
+                       compare["seconds"][0], "s", 10.0))
+        for index, seconds in enumerate(compare["seconds"][1:], start=2):
+            out.append(Row(f"compare_procedures(adjust=True), run {index}", seconds, "s"))
     return out
 
 
@@ -111,9 +127,10 @@ def render(table: list[Row], raw: dict) -> str:
     lines += [" | ".join(str(c).ljust(w) if i == 0 else str(c).rjust(w) if i == 1
                          else str(c).ljust(w) for i, (c, w) in enumerate(zip(cell, widths, strict=True)))
               for cell in cells]
-    if raw["pages"].get("errors"):
-        lines.append(f"WARNING: {len(raw['pages']['errors'])} callback error(s) logged: "
-                     + "; ".join(raw["pages"]["errors"][:5]))
+    errors = raw.get("pages", {}).get("errors", []) + raw.get("signals", {}).get("errors", [])
+    if errors:
+        lines.append(f"WARNING: {len(errors)} callback error(s) logged: "
+                     + "; ".join(errors[:5]))
     return "\n".join(lines)
 
 

@@ -17,28 +17,38 @@ def _log(message: str) -> None:
     print(f"[bench] {message}", file=sys.stderr, flush=True)
 
 
+#: The measures after the import (which every run does: the others read its store).
+MEASURES = ("load", "app", "pages", "signals", "compare")
+
+
 def run(records: int, runs: int, seed: int, json_out: str | None = None,
-        pages: list[str] | None = None) -> int:
+        pages: list[str] | None = None, only: list[str] | None = None) -> int:
     started = time.perf_counter()
+    chosen = [m for m in MEASURES if not only or m in only]
     csv = measures.demo_csv(records, seed, log=_log)
     workdir = Path(tempfile.mkdtemp(prefix="va-bench-"))
     database = workdir / "bench.db"
     raw: dict = {"records": records, "runs": runs, "seed": seed,
                  "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
                              "platform": platform.platform()}}
+    steps = len(chosen) + 1
     try:
-        _log("1/5 import …")
+        _log(f"1/{steps} import …")
         raw["import"] = measures.measure_import(workdir, csv, database)
         if raw["import"]["accepted"] != records:
             _log(f"warning: {raw['import']['accepted']:,} of {records:,} rows accepted")
-        _log("2/5 load_records …")
-        raw["load"] = measures.measure_load(workdir, database)
-        _log("3/5 app start …")
-        raw["app_start"] = measures.measure_app_start(workdir, database)
-        _log("4/5 pages and reference …")
-        raw["pages"] = measures.measure_pages(workdir, database, runs, pages)
-        _log("5/5 compare_procedures(adjust=True) …")
-        raw["compare"] = measures.measure_compare(workdir, database)
+        for step, name in enumerate(chosen, start=2):
+            _log(f"{step}/{steps} {name} …")
+            if name == "load":
+                raw["load"] = measures.measure_load(workdir, database)
+            elif name == "app":
+                raw["app_start"] = measures.measure_app_start(workdir, database)
+            elif name == "pages":
+                raw["pages"] = measures.measure_pages(workdir, database, runs, pages)
+            elif name == "signals":
+                raw["signals"] = measures.measure_signals(workdir, database)
+            else:
+                raw["compare"] = measures.measure_compare(workdir, database)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     raw["total_seconds"] = time.perf_counter() - started

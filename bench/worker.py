@@ -71,6 +71,14 @@ def task_pages(database: str, runs: int, pages: list[str] | None) -> dict:
     return result
 
 
+def task_signals(database: str) -> dict:
+    from bench.pages import measure_signals
+
+    result = measure_signals(database)
+    result["peak_rss_bytes"] = _peak_rss_self()
+    return result
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.worker")
     sub = parser.add_subparsers(dest="task", required=True)
@@ -82,6 +90,8 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("compare")
     p.add_argument("database")
     p.add_argument("--repeat", type=int, default=2)
+    p = sub.add_parser("signals")
+    p.add_argument("database")
     p = sub.add_parser("pages")
     p.add_argument("database")
     p.add_argument("--runs", type=int, default=5)
@@ -93,6 +103,8 @@ def main(argv: list[str] | None = None) -> int:
         result = task_load(args.database)
     elif args.task == "compare":
         result = task_compare(args.database, args.repeat)
+    elif args.task == "signals":
+        result = task_signals(args.database)
     else:
         result = task_pages(args.database, args.runs, args.pages)
     print(json.dumps(result), flush=True)

@@ -435,7 +435,16 @@ Quality page (risk-adjusted, additive over-dispersion when significant, units wi
 the unit's series). Each row gives n, observed and expected events, O/E with its 95% CI and
 the false-alarm probability of the chart that raised it: for a funnel flag the probability
 that a unit on target falls beyond that limit (5% or 0.2%), for a CUSUM signal the in-control
-probability of at least one false signal of that chart over the unit's series. Listing every
+probability of at least one false signal of that chart over the unit's series. To list them
+quickly the page searches a chart's limit only when the chart may reach it: a chart whose
+highest value lies below a **proven lower bound of its exact limit** cannot signal and is
+passed over. The bound comes from the same chart with every weight rounded down to a lattice
+of 100 points below that value; on every series of cases this chart stays at or below the
+real one, so its probability of reaching the value (computed exactly on the lattice) is a
+lower bound of the real chart's; when it exceeds the chart's share of the false-alarm level,
+every limit up to that value is too low. The Quality page's CUSUM never keeps a limit at or
+below such a value either, so both pages list the same signals; limits are also kept per case
+mix and series length, so the two pages search each one once. Listing every
 outcome and both unit types multiplies the chances: with 40 facilities, 120 operators and 4
 outcomes about 32 units beyond their 95% limits are expected by chance alone, about 1.3 beyond
 99.8%. Signals on units with small counts are listed with their counts hidden, by the small-unit

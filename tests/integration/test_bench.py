@@ -24,6 +24,8 @@ EXPECTED = [
     "app peak memory after every page update (in-process server)",
     "reference: polars single pass, Overview numbers (US)", "Overview update ÷ reference",
     "compare_procedures(adjust=True), all records, cold",
+    "Signals cold (every signal, first request)", "Signals cold: CPU time",
+    "Signals warm (same request again)",
 ]
 PAGES = ["/", "/pain", "/complications", "/durations", "/costs", "/comparison", "/quality"]
 
@@ -52,3 +54,4 @@ def test_benchmark_runs_end_to_end(tmp_path):
         assert row["met"] in (True, False, None)
     assert document["raw"]["import"]["accepted"] == 2000
     assert document["raw"]["pages"]["errors"] == []
+    assert document["raw"]["signals"]["errors"] == []

@@ -61,7 +61,10 @@ ROLES = tuple(ACCOUNTS)
 #: users page holds no patient data).
 PAGES = ("/", "/pain", "/complications", "/durations", "/costs", "/comparison", "/quality",
          "/scorecard",
-         "/data")
+         "/data", "/signals")
+#: Pages whose aggregates do not follow the filters (Signals lists every signal of the user's
+#: records): their callbacks that run when the page loads are collected instead.
+UNFILTERED = ("/signals",)
 #: Refinement dimensions of the secondary-suppression check: RecordFilter field -> column.
 REFINEMENTS = {"procedures": ("procedure", ("vertebroplasty", "kyphoplasty")),
                "sexes": ("sex", ("F", "M", "X"))}
@@ -121,13 +124,18 @@ def _page_callbacks(app, path: str) -> tuple[list[str], dict]:
         flask.g.va_user = LOCAL_USER
         defaults = _component_values(page["layout"](), {})
     ids = {key[0] for key in defaults}
+    # Callbacks the browser calls when the page loads (not prevent_initial_call).
+    initial = {spec["output"] for spec in app._callback_list + dash._callback.GLOBAL_CALLBACK_LIST
+               if not spec.get("prevent_initial_call")}
     outputs = []
     for output, entry in app.callback_map.items():
         names = [part.rsplit(".", 1)[0] for part in
                  (output[2:-2].split("...") if output.startswith("..") else [output])]
         reads_filters = any(spec["id"] == "filter-state"
                             for spec in entry["inputs"] + entry["state"])
-        if reads_filters and all(name in ids for name in names):
+        on_load = (path in UNFILTERED and output in initial
+                   and all(spec["id"] in ids for spec in entry["inputs"]))
+        if (reads_filters or on_load) and all(name in ids for name in names):
             outputs.append(output)
     return outputs, defaults
 
@@ -165,7 +173,10 @@ def page_responses(app, client, path: str, selection: RecordFilter,
         ("report-button", "n_clicks"): 1, ("url", "pathname"): path,
         ("filter-state", "data"): selection.to_dict()})
     response = client.post("/_dash-update-component", json=report)
-    if response.status_code == 200:
+    if response.status_code == 204 or (response.status_code == 200 and "report-download" not in
+                                       response.get_json().get("response", {})):
+        pass  # the page has no report (no_update)
+    elif response.status_code == 200:
         document = response.get_json()["response"]["report-download"]["data"]["content"]
         responses.append((f"{path} report", document))
     else:  # found by this search: a report of an unsupported selection was a server error
