@@ -305,6 +305,8 @@ def measure_pages(database: str, runs: int, only: list[str] | None = None) -> di
 
 # ------------------------------------------------------------------------------------ signals
 SIGNALS_KEY = "..signals-list.children...signals-ack-key.options...signals-history.children.."
+#: Input values of the Signals list callback that are not None.
+SIGNALS_INPUT_VALUES = {("signals-reviewed", "data"): 0, ("filter-state", "data"): {}}
 
 
 def measure_signals(database: str) -> dict:
@@ -327,9 +329,14 @@ def measure_signals(database: str) -> dict:
         "output": SIGNALS_KEY,
         "outputs": [{"id": o.component_id, "property": o.component_property}
                     for o in _outputs(entry)],
-        "inputs": [{"id": "signals-since", "property": "date", "value": None},
-                   {"id": "signals-reviewed", "property": "data", "value": 0}],
-        "state": [], "changedPropIds": ["signals-since.date"],
+        # The page's own inputs at their defaults (no since-date: the page's default; no
+        # filter), whatever inputs the callback declares.
+        "inputs": [{"id": i["id"], "property": i["property"],
+                    "value": SIGNALS_INPUT_VALUES.get((i["id"], i["property"]))}
+                   for i in entry["inputs"]],
+        "state": [{"id": s["id"], "property": s["property"], "value": None}
+                  for s in entry["state"]],
+        "changedPropIds": ["signals-since.date"],
     }
     timings = {}
     for run in ("cold", "warm"):

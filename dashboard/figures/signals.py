@@ -5,9 +5,9 @@ Small-cell suppression follows the Quality page's small-unit rule (one rule, sta
 1 to the threshold is listed (the unit, outcome, chart and direction), but its n and events
 show as "<11" (or "–") and its expected events, O/E, CI and the date of its CUSUM crossing
 (the date of a case) are hidden (:func:`dashboard.figures.quality.suppressed_units`). A signal
-on a unit whose number of cases is itself hidden is not listed (:func:`withheld_signals`): a
-unit is only tested from 10 cases, so the signal would give its n away (exactly 10 at the
-default threshold), as the Quality page withholds that unit's flag.
+on a unit whose number of cases is itself hidden is not listed (:func:`withheld_signals`): no
+unit with fewer than 10 cases is tested, so the signal would give its n away (exactly 10 at
+the default threshold), as the Quality page withholds that unit's flag.
 """
 
 from __future__ import annotations

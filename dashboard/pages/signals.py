@@ -307,7 +307,8 @@ def signals_report(selection: RecordFilter, settings: dict | None = None
         f"verdict. {FILTER_NOTE} A signal on a unit with {range_text()} events or "
         f"non-events is listed with its counts shown as {label()} or –, and its expected "
         f"events, O/E, CI and crossing date hidden; a unit with {range_text()} cases has no "
-        "signal listed (units are tested from 10 cases, so a signal would give its n away).")
+        f"signal listed (no unit with fewer than {SignalOptions().min_volume} cases is tested, "
+        "so a signal would give its n away).")
     sections = [ReportSection("Signals", text + "\n\n" + explanation,
                               table=display[REPORT_COLUMNS].rename(columns=LABELS)
                               if len(display) else None)]

@@ -131,8 +131,11 @@ def _page_callbacks(app, path: str) -> tuple[list[str], dict]:
     for output, entry in app.callback_map.items():
         names = [part.rsplit(".", 1)[0] for part in
                  (output[2:-2].split("...") if output.startswith("..") else [output])]
-        reads_filters = any(spec["id"] == "filter-state"
-                            for spec in entry["inputs"] + entry["state"])
+        # A filter change triggers the callbacks with the filter as an input; one reading it
+        # only as a state runs on a user action (e.g. saving a review) unless it runs on load.
+        reads_filters = (any(spec["id"] == "filter-state" for spec in entry["inputs"])
+                         or (output in initial and any(spec["id"] == "filter-state"
+                                                       for spec in entry["state"])))
         on_load = (path in UNFILTERED and output in initial
                    and all(spec["id"] in ids for spec in entry["inputs"]))
         if (reads_filters or on_load) and all(name in ids for name in names):

@@ -67,7 +67,10 @@ def _docstring_first_authors() -> set[str]:
     """First-author surnames of the references in the analysis modules' docstrings."""
     names = set()
     for module in ANALYSIS_MODULES:
-        source = (ROOT / "analysis" / f"{module}.py").read_text(encoding="utf-8")
+        path = ROOT / "analysis" / f"{module}.py"
+        if not path.exists():  # a package: its references are in its __init__
+            path = ROOT / "analysis" / module / "__init__.py"
+        source = path.read_text(encoding="utf-8")
         doc = ast.get_docstring(ast.parse(source)) or ""
         for entry in re.findall(r"^\.\. \[\d+\] (.+)$", doc, flags=re.MULTILINE):
             names.add(entry.split(",")[0].split(" ")[0])
