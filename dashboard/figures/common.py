@@ -78,6 +78,20 @@ def legend_below_toolbar(height: int) -> dict:
             "yanchor": "top", "y": round(1 - TOOLBAR_BAND / height, 4)}
 
 
+def top_margin_for_titles(legend_lines: int) -> int:
+    """The top margin of a figure with subplot titles (annotations just above each panel,
+    which plotly's automatic margins do not count): the toolbar band, the legend's lines as
+    they wrap in the narrowest card, and one line of titles.
+
+    Examples
+    --------
+    >>> top_margin_for_titles(1), top_margin_for_titles(2)
+    (94, 116)
+    """
+    # A legend line is 22 px, its box has 8 px of padding; a title line with its gap 30 px.
+    return TOOLBAR_BAND + 22 * legend_lines + 8 + 30
+
+
 def base_layout(figure: go.Figure, title: str = "", height: int = 380, **kwargs) -> go.Figure:
     """Common look: white template, readable fonts, legend on top, no title clutter."""
     if pio.templates.default != TEMPLATE:  # someone changed the default: set it explicitly

@@ -25,6 +25,7 @@ from dashboard.figures.common import (
     legend_below_toolbar,
     procedure_label,
     subplot_grid,
+    top_margin_for_titles,
 )
 from dashboard.suppression import format_count, is_small, label, suppress_table, threshold
 
@@ -50,9 +51,10 @@ MINUS = "−"
 # --------------------------------------------------------------------------------------------
 
 
-def legend_above_titles(height: int) -> dict:
+def legend_above_titles(height: int, legend_lines: int = 2) -> dict:
     """A layout update: the legend below the toolbar band and above the subplot titles."""
-    return {"legend": legend_below_toolbar(height), "margin": {"t": 100}}
+    return {"legend": legend_below_toolbar(height),
+            "margin": {"t": top_margin_for_titles(legend_lines)}}
 
 
 # --------------------------------------------------------------------------------------------
@@ -729,7 +731,7 @@ def benchmark_figure(comparison: pd.DataFrame, benchmarks: pd.DataFrame) -> go.F
     axis_layout(layout, axes[(len(BENCHMARK_GROUPS), 1)]["xaxis"]).update(
         title={"text": "% of patients"}, range=[0, max(10.0, top * 1.05)])
     height = 140 + 30 * sum(heights)
-    after = legend_above_titles(height)
+    after = legend_above_titles(height, legend_lines=3)  # five entries: three lines at 800 px
     after["margin"]["l"] = 20
     return build_figure(traces, layout, height, after)
 

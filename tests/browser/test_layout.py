@@ -19,7 +19,8 @@ WIDTHS = (800, 1366, 1920)
 # element whose right edge is beyond the viewport and that is not inside a deliberately
 # scrollable container (overflow-x auto/scroll) is cut off. Unit ids ("FAC-009", "OP-0012")
 # are unbreakable words even in prose. For every drawn chart: each axis, subplot and colour-bar
-# title lies inside the chart's svg, and the legend does not overlap the chart toolbar (modebar).
+# title lies inside the chart's svg, and the legend overlaps neither the chart toolbar (modebar)
+# nor a subplot title or note (annotation).
 MEASURE = r"""
 const found = {broken: [], clipped: [], cut: [], charts: []};
 const UNIT_ID = /[A-Z]{2,}-\d{2,}/;
@@ -110,6 +111,17 @@ for (const plot of document.querySelectorAll('#main .js-plotly-plot')) {
     const l = legend.getBoundingClientRect(), m = modebar.getBoundingClientRect();
     if (l.width > 0 && m.width > 0 && overlap(l, m)) {
       found.charts.push(name + ' legend overlaps the toolbar');
+    }
+  }
+  // Nor does it cover a subplot title or a note above the plot (annotations).
+  if (legend && legend.getBoundingClientRect().width > 0) {
+    const l = legend.getBoundingClientRect();
+    for (const note of plot.querySelectorAll('.infolayer .annotation-text-g text, ' +
+                                             '.annotation .annotation-text')) {
+      if (note.textContent.trim() && overlap(l, note.getBoundingClientRect())) {
+        found.charts.push(name + ' legend covers ' +
+                          JSON.stringify(note.textContent.trim().slice(0, 30)));
+      }
     }
   }
 }
