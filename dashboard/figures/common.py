@@ -59,16 +59,49 @@ pio.templates[TEMPLATE] = go.layout.Template(
 pio.templates.default = TEMPLATE
 
 
+#: Height in pixels of the band at the top of every chart that the toolbar (modebar) takes on
+#: hover; legends start below it.
+TOOLBAR_BAND = 34
+
+
+def legend_below_toolbar(height: int) -> dict:
+    """A one-row (wrapping) legend at the top left of a ``height``-pixel figure, starting below
+    the toolbar band: a wrapped legend grows downwards and pushes the plot down (plotly's
+    automatic margins), never up into the toolbar.
+
+    Examples
+    --------
+    >>> legend_below_toolbar(340)["y"], legend_below_toolbar(340)["yref"]
+    (0.9, 'container')
+    """
+    return {"orientation": "h", "x": 0, "xanchor": "left", "yref": "container",
+            "yanchor": "top", "y": round(1 - TOOLBAR_BAND / height, 4)}
+
+
+def top_margin_for_titles(legend_lines: int) -> int:
+    """The top margin of a figure with subplot titles (annotations just above each panel,
+    which plotly's automatic margins do not count): the toolbar band, the legend's lines as
+    they wrap in the narrowest card, and one line of titles.
+
+    Examples
+    --------
+    >>> top_margin_for_titles(1), top_margin_for_titles(2)
+    (94, 116)
+    """
+    # A legend line is 22 px, its box has 8 px of padding; a title line with its gap 30 px.
+    return TOOLBAR_BAND + 22 * legend_lines + 8 + 30
+
+
 def base_layout(figure: go.Figure, title: str = "", height: int = 380, **kwargs) -> go.Figure:
     """Common look: white template, readable fonts, legend on top, no title clutter."""
     if pio.templates.default != TEMPLATE:  # someone changed the default: set it explicitly
         figure.update_layout(template=TEMPLATE)
     figure.update_layout(
         height=height, title={"text": title, "x": 0, "font": {"size": 15}},
-        # Room above the plot for the one-line legend below the modebar (they never overlap)
-        # and beside it for axis titles.
-        margin={"l": 70, "r": 20, "t": 84 if title else 56, "b": 56},
-        legend={"orientation": "h", "yanchor": "bottom", "y": 1.02, "x": 0},
+        # Room above the plot for the legend below the toolbar band (a wrapped legend pushes
+        # the plot down) and beside it for axis titles.
+        margin={"l": 70, "r": 20, "t": 84 if title else 64, "b": 56},
+        legend=legend_below_toolbar(height),
         font={"size": 13}, colorway=SEQUENCE, **kwargs,
     )
     return figure

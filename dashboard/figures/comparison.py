@@ -38,6 +38,8 @@ from dashboard.figures.common import (
     TEXT_COLOURS,
     base_layout,
     empty_figure,
+    legend_below_toolbar,
+    top_margin_for_titles,
 )
 from dashboard.suppression import format_count, is_small, label, partition_suppression
 
@@ -725,8 +727,8 @@ def forest_figure(comparison: pd.DataFrame, level: float = DEFAULT_LEVEL) -> go.
     height = 120 + sum(34 * h + 110 for h in heights)
     base_layout(figure, height=height)
     figure.update_layout(
-        margin={"l": 230, "r": 20, "t": 80, "b": 40},
-        legend={"y": 0.995, "yanchor": "top", "x": 0, "yref": "container", "orientation": "h"},
+        margin={"l": 230, "r": 20, "t": top_margin_for_titles(2), "b": 40},
+        legend=legend_below_toolbar(height),
     )
     return figure
 

@@ -22,8 +22,10 @@ from dashboard.figures.common import (
     axis_layout,
     build_figure,
     empty_figure,
+    legend_below_toolbar,
     procedure_label,
     subplot_grid,
+    top_margin_for_titles,
 )
 from dashboard.suppression import format_count, is_small, label, suppress_table, threshold
 
@@ -49,9 +51,10 @@ MINUS = "−"
 # --------------------------------------------------------------------------------------------
 
 
-#: Keeps the legend clear of the subplot titles (a layout update).
-LEGEND_ABOVE_TITLES = {"legend": {"y": 0.995, "yanchor": "top", "yref": "container"},
-                       "margin": {"t": 75}}
+def legend_above_titles(height: int, legend_lines: int = 2) -> dict:
+    """A layout update: the legend below the toolbar band and above the subplot titles."""
+    return {"legend": legend_below_toolbar(height),
+            "margin": {"t": top_margin_for_titles(legend_lines)}}
 
 
 # --------------------------------------------------------------------------------------------
@@ -208,10 +211,10 @@ def forest_figure(comparison: pd.DataFrame, measure: str = "rr") -> go.Figure:
         })
     no_effect = 1.0 if ratio else 0.0
     if ratio:
-        title = "Risk ratio KP/VP (log scale); below 1: fewer events with kyphoplasty"
+        title = "Risk ratio KP/VP (log scale);<br>below 1: fewer events with kyphoplasty"
         xaxis = {"type": "log", "title": {"text": title}}
     else:
-        title = "Risk difference KP − VP (percentage points); below 0: fewer events with KP"
+        title = "Risk difference KP − VP (percentage points);<br>below 0: fewer events with KP"
         xaxis = {"title": {"text": title}, "zeroline": False}
     # Every outcome keeps its row even without a point.
     traces.append({"type": "scatter", "x": [None] * len(names), "y": names, "mode": "markers",
@@ -230,7 +233,8 @@ def forest_figure(comparison: pd.DataFrame, measure: str = "rr") -> go.Figure:
                     "procedures", "showarrow": False, "xref": "x domain", "yref": "y domain",
             "x": 0.5, "y": 0.5, "bgcolor": "white",
             "font": {"color": TEXT_COLOURS["grey"], "size": 13}}]
-    return build_figure(traces, layout, 120 + 42 * len(names), {"margin": {"l": 20}})
+    # Two-line axis title: room below the ticks for both lines.
+    return build_figure(traces, layout, 140 + 42 * len(names), {"margin": {"l": 20, "b": 76}})
 
 
 def _forest_hover(row, ratio: bool) -> str:
@@ -364,7 +368,8 @@ def trend_figure(trend: pd.DataFrame, freq: str = "Y") -> go.Figure:
         if freq == "Y":
             xaxis.update(dtick="M12", tickformat="%Y")
     axis_layout(layout, axes[(2 * len(outcomes), 1)]["xaxis"])["title"] = {"text": "Procedure date"}
-    return build_figure(traces, layout, 200 + 260 * len(outcomes), LEGEND_ABOVE_TITLES)
+    height = 200 + 260 * len(outcomes)
+    return build_figure(traces, layout, height, legend_above_titles(height))
 
 
 def trend_summary(trend: pd.DataFrame, freq: str = "Y") -> str:
@@ -520,7 +525,7 @@ def incidence_figure(curves: FractureCurves) -> go.Figure:
         {"text": note, "showarrow": False, "xref": "paper", "yref": "paper", "x": 0,
          "y": 0.98 - 0.07 * index, "xanchor": "left",
          "font": {"color": TEXT_COLOURS["grey"], "size": 12}} for index, note in enumerate(notes))
-    return build_figure(traces, layout, 440, LEGEND_ABOVE_TITLES)
+    return build_figure(traces, layout, 440, legend_above_titles(440))
 
 
 def value_at(curves: FractureCurves, kind: str, procedure: str, day: int):
@@ -725,8 +730,10 @@ def benchmark_figure(comparison: pd.DataFrame, benchmarks: pd.DataFrame) -> go.F
                        "name": name, "marker": {**marker, "size": 11}, **axes[(1, 1)]})
     axis_layout(layout, axes[(len(BENCHMARK_GROUPS), 1)]["xaxis"]).update(
         title={"text": "% of patients"}, range=[0, max(10.0, top * 1.05)])
-    after = {**LEGEND_ABOVE_TITLES, "margin": {**LEGEND_ABOVE_TITLES["margin"], "l": 20}}
-    return build_figure(traces, layout, 140 + 30 * sum(heights), after)
+    height = 140 + 30 * sum(heights)
+    after = legend_above_titles(height, legend_lines=3)  # five entries: three lines at 800 px
+    after["margin"]["l"] = 20
+    return build_figure(traces, layout, height, after)
 
 
 def benchmark_summary(comparison: pd.DataFrame, benchmarks: pd.DataFrame) -> str:

@@ -23,6 +23,7 @@ from dashboard.figures.common import (
     base_layout,
     build_figure,
     empty_figure,
+    legend_below_toolbar,
     plain_text,
     procedure_label,
     subplot_grid,
@@ -219,9 +220,10 @@ def cost_figure(summary: pd.DataFrame, by: tuple[str, ...], currency: str) -> go
                     "procedures); the table lists all", "showarrow": False, "xref": "paper",
             "yref": "paper", "x": 0, "y": 1, "yshift": 40, "xanchor": "left",
             "yanchor": "bottom", "font": {"color": "#555"}}]
-    return build_figure(traces, layout, max(300, 150 + 24 * len(rows)),
-                        after={"margin": {"l": 10, "t": 110 if crowded else 80},
-                               "legend": {"yref": "container", "y": 0.99, "yanchor": "top"}})
+    height = max(300, 150 + 24 * len(rows))
+    return build_figure(traces, layout, height,
+                        after={"margin": {"l": 10, "t": 125 if crowded else 95},
+                               "legend": legend_below_toolbar(height)})
 
 
 def cost_figure_summary(summary: pd.DataFrame, by: tuple[str, ...], currency: str) -> str:

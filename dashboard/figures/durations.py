@@ -21,6 +21,7 @@ from dashboard.figures.common import (
     PROCEDURES,
     base_layout,
     empty_figure,
+    legend_below_toolbar,
     procedure_label,
 )
 from dashboard.suppression import format_count, is_small, label, suppress_table
@@ -36,8 +37,6 @@ ANESTHESIA_ORDER = ["local", "sedation", "general", NOT_RECORDED]
 GROUP_LABELS = {"levels_group": "Levels treated", "anesthesia": "Anaesthesia"}
 STAT_COLUMNS = ["n", "missing", "mean", "sd", "median", "q1", "q3", "min", "max",
                 "lowerfence", "upperfence"]
-# Legend at the top of the figure (above subplot titles, clear of the modebar on the right).
-TOP_LEGEND = {"yref": "container", "y": 0.99, "yanchor": "top", "x": 0, "xanchor": "left"}
 WHISKER = 1.5  # Tukey: whiskers reach the furthest value within 1.5 IQR of the box
 
 
@@ -209,7 +208,7 @@ def resource_box_figure(stats_by_variable: dict[str, pd.DataFrame]) -> go.Figure
         figure.update_yaxes(title_text=RESOURCE_VARIABLES[variable][1], rangemode="tozero",
                             row=1, col=index)
     base_layout(figure, height=420, boxmode="overlay")
-    figure.update_layout(margin={"t": 80, "b": 70}, legend=TOP_LEGEND)
+    figure.update_layout(margin={"t": 95, "b": 70}, legend=legend_below_toolbar(420))
     _hidden_note(figure, hidden, shift=30)
     return figure
 
@@ -226,7 +225,8 @@ def grouped_box_figure(stats: pd.DataFrame, group: str, variable: str = "duratio
                         categoryarray=present)
     figure.update_yaxes(title_text=variable_label(variable), rangemode="tozero")
     base_layout(figure, height=400, boxmode="group")
-    figure.update_layout(margin={"t": 60, "b": 100 if hidden else 60}, legend=TOP_LEGEND)
+    figure.update_layout(margin={"t": 70, "b": 100 if hidden else 60},
+                         legend=legend_below_toolbar(400))
     _hidden_note(figure, hidden, shift=62)
     return figure
 

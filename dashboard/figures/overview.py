@@ -15,6 +15,7 @@ from dashboard.figures.common import (
     empty_figure,
     procedure_label,
     subplot_grid,
+    top_margin_for_titles,
 )
 from dashboard.suppression import (
     format_count,
@@ -90,7 +91,8 @@ def trend_figure(trend: pd.DataFrame) -> go.Figure:
                 "yref": axes[(index, 1)]["yaxis"] + " domain", "x": 0.5, "y": 0.5,
                 "font": {"color": "#666"}})
     axis_layout(layout, axes[(1, 1)]["yaxis"])["title"] = {"text": "n"}
-    return build_figure(traces, layout, 220 + 170 * len(outcomes), barmode="group")
+    return build_figure(traces, layout, 220 + 170 * len(outcomes),
+                        {"margin": {"t": top_margin_for_titles(1)}}, barmode="group")
 
 
 def trend_summary(trend: pd.DataFrame) -> str:

@@ -578,7 +578,8 @@ def histogram_figure(histogram: pd.DataFrame, definition: ResponderDefinition) -
         "yaxis": {"title": {"text": "Patients (% of those with both scores)"},
                   "rangemode": "tozero"},
     }
-    return build_figure(traces, layout, 400, {"legend": {"y": 1.08}, "margin": {"t": 80}},
+    # The threshold's label sits above the plot, below the legend.
+    return build_figure(traces, layout, 400, {"margin": {"t": 92}},
                    barmode="group", bargap=0.15)
 
 
@@ -691,10 +692,10 @@ def odi_figure(odi: pd.DataFrame) -> go.Figure:
                              "<extra>" + procedure_label(procedure) + "</extra>",
         })
     layout = {"yaxis": {"title": {"text": "Mean ODI change (points)"}},
-              "xaxis": {"title": {"text": "Visit, paired with baseline (below 0 = less "
+              "xaxis": {"title": {"text": "Visit, paired with baseline<br>(below 0 = less "
                                           "disability)"}},
               "annotations": _all_suppressed_note(traces, "Means")}
-    return build_figure(traces, layout, 340, {"margin": {"t": 60, "l": 75}}, barmode="group")
+    return build_figure(traces, layout, 340, {"margin": {"t": 64, "l": 75}}, barmode="group")
 
 
 def odi_summary(odi: pd.DataFrame) -> str:
@@ -783,7 +784,7 @@ def opioid_figure(opioids: pd.DataFrame) -> go.Figure:
     layout = {"yaxis": {"title": {"text": "Patients on opioids (%)"}, "range": [0, 100]},
               "xaxis": {"title": {"text": "Same patients, before and at 1 month"}},
               "annotations": _all_suppressed_note(traces, "Rates")}
-    return build_figure(traces, layout, 340, {"margin": {"t": 60, "l": 75}}, barmode="group")
+    return build_figure(traces, layout, 340, {"margin": {"t": 64, "l": 75}}, barmode="group")
 
 
 def opioid_summary(opioids: pd.DataFrame) -> str:

@@ -85,8 +85,9 @@ EFFECTS_RUNNING = (
 EFFECTS_INTRO = (
     "Differences are KP − VP, ratios KP / VP; RD risk difference in percentage points, MD "
     "difference in means. p (BH): Benjamini–Hochberg adjusted over the outcomes (on the "
-    "adjusted p where there is one). Scroll the table sideways for the methods and the notes, "
-    "which say when and why a method was skipped."
+    "adjusted p where there is one). Each effect shows its interval and its p-value. The "
+    "methods and notes of every outcome (they say when and why a method was skipped) and the "
+    "IPTW sensitivity estimates, where computed, are listed under the table."
 )
 CLUSTER_TEXT = {
     True: (
@@ -244,28 +245,124 @@ TABLE_ONE_WIDTHS = {
 }
 
 
-EFFECTS_FLEX = {"Outcome": 1.8, "Unadjusted method": 4, "Adjusted method": 4, "Notes": 3}
+#: Columns of the effects table that are shown inside other cells (n under each procedure's
+#: estimate, p beside each effect) or in the list of methods and notes under it (the methods,
+#: the notes and the IPTW sensitivity estimate, which exists for few outcomes): hidden in the
+#: grid, kept in its data and so in its CSV download.
+EFFECTS_HIDDEN = ("n VP", "n KP", "Unadjusted p", "Adjusted p", "IPTW p", "Unadjusted method",
+                  "Adjusted method", "Notes")
+#: Pixels per character of the grid's 12 px font (generous), and a cell's padding.
+_CHAR_PX, _CELL_PAD = 6.9, 20
 
 
-def _effects_widths(level: float, clustered: bool = True) -> dict[str, int]:
+def _line_width(texts) -> int:
+    return int(max((len(str(t)) for t in texts), default=0) * _CHAR_PX) + _CELL_PAD
+
+
+def effect_lines(value: str, p: str) -> tuple[str, str]:
+    """The two lines ``VaEffectCell`` (dashboard/assets) shows: the estimate over its
+    interval, with the p-value on the shorter of the two.
+
+    Examples
+    --------
+    >>> effect_lines("RD −15.6 pp (−19.1 to −12.1)", "<0.001")
+    ('RD −15.6 pp, p <0.001', '(−19.1 to −12.1)')
+    >>> effect_lines("ratio of means 1.43 (1.36 to 1.51)", "<0.001")
+    ('ratio of means 1.43', '(1.36 to 1.51), p <0.001')
+    """
+    estimate, _, interval = str(value or "").partition(" (")
+    interval = f"({interval}" if interval else ""
+    if not p:
+        return estimate, interval
+    if interval and len(interval) < len(estimate):
+        return estimate, f"{interval}, p {p}"
+    return f"{estimate}, p {p}", interval
+
+
+def effects_grid(shown: pd.DataFrame, level: float, clustered: bool) -> html.Div:
+    """The effects table at most two lines a row: each procedure's estimate over its n, each
+    effect over its interval with its p; the other columns hidden (``EFFECTS_HIDDEN``).
+
+    Column widths fit the longest line of each column, so no line is cut and the table fits a
+    1366 px screen without sideways scrolling."""
+    block = data_grid(shown, "comparison-effects", "comparison-effects")
     ci = fig.ci_label(level, clustered)
-    return {
-        "Outcome": 160,
-        "n VP": 80,
-        "n KP": 80,
-        "VP": 100,
-        "KP": 100,
-        f"Unadjusted ({ci})": 150,
-        f"Adjusted ({ci})": 160,
-        f"IPTW ({ci})": 150,
-        "Unadjusted p": 80,
-        "Adjusted p": 80,
-        "IPTW p": 80,
-        "p (BH)": 80,
-        "Unadjusted method": 420,
-        "Adjusted method": 460,
-        "Notes": 300,
-    }
+    hidden = {*EFFECTS_HIDDEN, f"IPTW ({ci})"}
+    widths = {"Outcome": 230}
+    for group in ("VP", "KP"):
+        widths[group] = _line_width([*shown[group], *(f"n {n}" for n in shown[f"n {group}"])])
+    for title in ("Unadjusted", "Adjusted"):
+        column = f"{title} ({ci})"
+        widths[column] = max(110, _line_width(
+            [line for value, p in zip(shown[column], shown[f"{title} p"], strict=True)
+             for line in effect_lines(value, p)]))
+    widths["p (BH)"] = max(_line_width(shown["p (BH)"]), 70)
+    renderers = {"Outcome": ("VaOutcomeCell", {}),
+                 "VP": ("VaGroupCell", {"n": "n VP"}), "KP": ("VaGroupCell", {"n": "n KP"}),
+                 **{f"{t} ({ci})": ("VaEffectCell", {"p": f"{t} p"})
+                    for t in ("Unadjusted", "Adjusted")}}
+    for column in block.children[1].columnDefs:
+        name = column["field"]
+        if name in hidden:
+            column["hide"] = True
+            continue
+        column["minWidth"] = widths.get(name, column["minWidth"])
+        column["flex"] = 2 if name == "Outcome" else 1
+        if name in renderers:
+            renderer, parameters = renderers[name]
+            column.update(cellRenderer=renderer, cellRendererParams=parameters, wrapText=True,
+                          autoHeight=True, cellClass="va-wrap")
+        if name == "Outcome":
+            column["tooltipField"] = "Outcome"
+    return block
+
+
+def effects_list(shown: pd.DataFrame, level: float, clustered: bool) -> html.Div:
+    """The effects table as one block per outcome, for narrow windows (below 992 px)."""
+    ci = fig.ci_label(level, clustered)
+    blocks = []
+    for row in shown.to_dict("records"):
+        items = [("VP", f"{row['VP']} (n {row['n VP']})"), ("KP", f"{row['KP']} (n {row['n KP']})")]
+        for title in ("Unadjusted", "Adjusted", "IPTW"):
+            value = row[f"{title} ({ci})"]
+            if value:
+                p = row[f"{title} p"]
+                items.append((f"{title} ({ci})", f"{value}, p {p}" if p else value))
+        if row["p (BH)"]:
+            items.append(("p (BH)", row["p (BH)"]))
+        blocks.append(html.Div(
+            [html.H3(str(row["Outcome"]).split(": ")[0], className="h6 mb-1"),
+             html.Dl([part for label_, value in items
+                      for part in (html.Dt(label_, className="col-5 fw-normal text-muted"),
+                                   html.Dd(value, className="col-7 mb-1"))],
+                     className="row small mb-0")],
+            className="border-bottom py-2", **{"data-outcome": str(row["Outcome"])}))
+    return html.Div(blocks, id="comparison-effects-list", className="d-lg-none mb-3")
+
+
+def effects_methods(shown: pd.DataFrame, level: float, clustered: bool) -> html.Details:
+    """Each outcome's full definition, its unadjusted and adjusted methods, its IPTW
+    sensitivity estimate where there is one, and its notes."""
+    ci = fig.ci_label(level, clustered)
+    blocks = []
+    for row in shown.to_dict("records"):
+        items = [("Unadjusted", row["Unadjusted method"]), ("Adjusted", row["Adjusted method"])]
+        if row[f"IPTW ({ci})"]:
+            p = row["IPTW p"]
+            items.append((f"IPTW ({ci})", row[f"IPTW ({ci})"] + (f", p {p}" if p else "")))
+        if row["Notes"]:
+            items.append(("Notes", row["Notes"]))
+        blocks.append(html.Div(
+            [html.H3(row["Outcome"], className="h6 mb-1"),
+             html.Dl([part for label_, value in items
+                      for part in (html.Dt(label_, className="col-sm-2 fw-normal text-muted"),
+                                   html.Dd(value, className="col-sm-10 mb-1"))],
+                     className="row small mb-0")],
+            className="border-bottom py-2", **{"data-outcome": str(row["Outcome"])}))
+    return html.Details(
+        [html.Summary("Methods and notes for each outcome", className="small fw-semibold"),
+         *blocks],
+        open=True, id="comparison-effects-methods")
 
 
 def _compact(grid: html.Div, font_size: str | None = None) -> html.Div:
@@ -289,6 +386,12 @@ def _unpaged(grid: html.Div) -> html.Div:
     table.dashGridOptions = {"domLayout": "autoHeight", "suppressColumnVirtualisation": True}
     table.style = {}
     return grid
+
+
+def _wide_only(block: html.Div) -> html.Div:
+    """The grid of a ``data_grid`` block shown from 992 px up (its download button always)."""
+    block.children[1].className += " d-none d-lg-block"
+    return block
 
 
 def _card(title: str, body: list, card_id: str) -> dbc.Card:
@@ -376,17 +479,10 @@ def effects_section(table: pd.DataFrame, level: float) -> html.Div:
                         id="comparison-cluster-text",
                         className="small text-muted",
                     ),
-                    _unpaged(
-                        _compact(
-                            data_grid(
-                                shown,
-                                "comparison-effects",
-                                "comparison-effects",
-                                flex=EFFECTS_FLEX,
-                                min_widths=_effects_widths(level, clustered),
-                            )
-                        )
-                    ),
+                    _wide_only(_unpaged(_compact(effects_grid(shown, level, clustered),
+                                                 font_size="12px"))),
+                    effects_list(shown, level, clustered),
+                    effects_methods(shown, level, clustered),
                 ],
                 "comparison-effects-card",
             ),

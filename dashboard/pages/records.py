@@ -89,6 +89,11 @@ def layout(**_query) -> html.Div:
                           options=[{"label": name.replace("_", " "), "value": name}
                                    for name in COLUMNS], className="small mt-1"),
         ], className="mb-2"),
+        # Filled in the browser from the grid (assets/records_position.js): the rows in view and
+        # the number of records the server says match (filters, facility restriction, column
+        # filters).
+        html.Div("Counting the matching records…", id="records-position", role="status",
+                 **{"aria-live": "polite"}, className="small text-muted mb-1"),
         dag.AgGrid(
             id=GRID_ID, rowModelType="infinite", columnDefs=column_defs(),
             defaultColDef={"resizable": True, "sortable": True, "minWidth": 110},

@@ -203,7 +203,8 @@ def _table(display: pd.DataFrame) -> dbc.Table:
                 cells.append(html.Td(html.A("Open", href=value, id=f"signals-link-{position}")))
             else:
                 cells.append(html.Td("–" if value is None or value == "" and column != "new"
-                                     else value))
+                                     else value,
+                                     className="va-id" if column == "unit_id" else None))
         rows.append(html.Tr(cells, className="table-warning" if row.new == "New" else None))
     return dbc.Table([header, html.Tbody(rows)], id="signals-table", size="sm", hover=True,
                      responsive=True, className="small")
@@ -215,7 +216,7 @@ def _history(keys: list[str]) -> html.Div:
         return html.Div()
     history = history.sort_values("review_id", ascending=False).head(50)
     rows = [html.Tr([html.Td(f"{r.reviewed_at:%Y-%m-%d %H:%M}"), html.Td(r.actor),
-                     html.Td(r.signal_key.split("|")[3]), html.Td(r.status), html.Td(r.note)])
+                     html.Td(r.signal_key.split("|")[3], className="va-id"), html.Td(r.status), html.Td(r.note)])
             for r in history.itertuples()]
     return dbc.Card([
         dbc.CardHeader(html.H2("Review history", className="h6 mb-0")),

@@ -279,3 +279,33 @@ def test_background_callbacks_cache_by_data_version(dashboard_app):
         again = manager.build_cache_key(page().update_effects, [US.to_dict(), 0.95], [], None)
         other = manager.build_cache_key(page().update_effects, [TINY.to_dict(), 0.95], [], None)
     assert key == again != other
+
+
+def test_effects_grid_two_lines_and_methods_list(dashboard_app):
+    """Issue 14 item 4: the effects grid shows each effect over its interval with its p (the
+    assets' VaEffectCell does the same split), hides the methods, notes, n, p and IPTW columns
+    (kept in its data for the CSV) and lists every outcome's methods and notes under it."""
+    app, records = dashboard_app
+    assert page().effect_lines("RD −15.6 pp (−19.1 to −12.1)", "<0.001") == (
+        "RD −15.6 pp, p <0.001", "(−19.1 to −12.1)")
+    assert page().effect_lines("ratio of means 1.43 (1.36 to 1.51)", "0.002") == (
+        "ratio of means 1.43", "(1.36 to 1.51), p 0.002")
+    assert page().effect_lines("suppressed", "") == ("suppressed", "")
+    with app.server.app_context():
+        body = page().update_effects(US.to_dict(), 0.95)
+    grid = find_by_id(body, {"type": "data-grid", "name": "comparison-effects"})
+    ci = "95% CI, clustered by facility"
+    hidden = {c["field"] for c in grid.columnDefs if c.get("hide")}
+    assert hidden == {"n VP", "n KP", "Unadjusted p", "Adjusted p", "IPTW p", f"IPTW ({ci})",
+                      "Unadjusted method", "Adjusted method", "Notes"}
+    renderers = {c["field"]: c.get("cellRenderer") for c in grid.columnDefs if not c.get("hide")}
+    assert renderers[f"Adjusted ({ci})"] == "VaEffectCell" and renderers["VP"] == "VaGroupCell"
+    methods = find_by_id(body, "comparison-effects-methods")
+    shown = " ".join(texts(methods))
+    for row in grid_rows(body, "comparison-effects"):
+        assert row["Outcome"] in shown and row["Adjusted method"] in shown
+        if row[f"IPTW ({ci})"]:
+            assert f"{row[f'IPTW ({ci})']}, p {row['IPTW p']}" in shown
+    assert "IPTW" in shown
+    stacked = find_by_id(body, "comparison-effects-list")
+    assert len(stacked.children) == len(grid.rowData)

@@ -11,7 +11,12 @@ from plotly.subplots import make_subplots
 
 from analysis.descriptive import trend_by_period
 from analysis.outcomes import ResponderDefinition
-from dashboard.figures.common import PROCEDURE_COLOURS, base_layout, procedure_label
+from dashboard.figures.common import (
+    PROCEDURE_COLOURS,
+    base_layout,
+    procedure_label,
+    top_margin_for_titles,
+)
 from dashboard.figures.overview import TREND_OUTCOMES, trend_figure
 from dashboard.suppression import is_small, label
 from data.demo import demo_records
@@ -70,7 +75,9 @@ def incremental_trend_figure(trend):
                                   yref="y domain", x=0.5, y=0.5, row=index, col=1,
                                   font={"color": "#666"})
     figure.update_yaxes(title_text="n", row=1, col=1)
-    return base_layout(figure, height=220 + 170 * len(outcomes), barmode="group")
+    base_layout(figure, height=220 + 170 * len(outcomes), barmode="group")
+    # Room for the legend below the toolbar band and the subplot titles under it.
+    return figure.update_layout(margin_t=top_margin_for_titles(1))
 
 
 @pytest.mark.parametrize("n, seed", [(3000, 1), (400, 2), (60, 3)])
