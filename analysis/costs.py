@@ -2554,7 +2554,8 @@ def ranked_cost_per_responder(
         s_cr = np.bincount(codes, weights=dev_c * dev_r, minlength=n_groups) / (n - 1)
         ratio = np.where(sum_r > 0, sum_c / np.where(sum_r > 0, sum_r, 1.0), np.nan)
     z = float(st.norm.ppf(0.5 + level / 2))
-    low, high = fieller_ratio_interval(mean_c, mean_r, s_cc / n, s_rr / n, s_cr / n, z)
+    with np.errstate(invalid="ignore", divide="ignore"):  # units with n = 0 are dropped below
+        low, high = fieller_ratio_interval(mean_c, mean_r, s_cc / n, s_rr / n, s_cr / n, z)
     state = np.where(sum_r <= 0, "no responders",
                      np.where(np.isnan(low), "interval unbounded", "estimated"))
     table = pd.concat([keys.reset_index(drop=True), pd.DataFrame({
